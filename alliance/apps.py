@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AllianceConfig(AppConfig):
+    name = "alliance"
+    verbose_name = "Alliance and flags"

@@ -1,0 +1,13 @@
+from django.conf import settings
+
+from .access import can_edit_patients, can_manage_programs, role_of
+
+
+def clinic(request):
+    user = request.user
+    return {
+        "clinic_name": settings.CLINIC_NAME,
+        "user_role": role_of(user) if user.is_authenticated else None,
+        "can_edit_patients": can_edit_patients(user),
+        "can_manage_programs": can_manage_programs(user),
+    }

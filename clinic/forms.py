@@ -1,0 +1,137 @@
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Column, Layout, Row, Submit
+from django import forms
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from .models import CoachAssignment, Patient, Program
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+def _helper(submit_label: str) -> FormHelper:
+    helper = FormHelper()
+    helper.form_tag = False  # templates render the <form> with a one-shot submit guard
+    helper.add_input(Submit("submit", submit_label))
+    return helper
+
+
+class PatientForm(forms.ModelForm):
+    class Meta:
+        model = Patient
+        fields = [
+            "record_number",
+            "first_name",
+            "last_name",
+            "date_of_birth",
+            "email",
+            "phone",
+            "email_consent",
+        ]
+        widgets = {"date_of_birth": DateInput()}
+
+    def __init__(self, *args, submit_label="Save patient", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["date_of_birth"].widget.attrs["max"] = timezone.localdate().isoformat()
+        self.helper = _helper(submit_label)
+        self.helper.layout = Layout(
+            "record_number",
+            Row(Column("first_name"), Column("last_name")),
+            "date_of_birth",
+            Row(Column("email"), Column("phone")),
+            "email_consent",
+        )
+
+    def validate_unique(self):
+        # Uniqueness is the service's rule (it also ignores case); avoid a second query here.
+        pass
+
+
+class StatusChangeForm(forms.Form):
+    to_status = forms.ChoiceField(label="New status")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="Required when withdrawing.",
+    )
+
+    def __init__(self, *args, patient: Patient, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["to_status"].choices = [
+            (s, Patient.Status(s).label) for s in patient.allowed_next_statuses()
+        ]
+        self.helper = _helper("Change status")
+
+
+class EnrolmentForm(forms.Form):
+    program = forms.ModelChoiceField(queryset=Program.objects.none())
+    start_date = forms.DateField(widget=DateInput(), initial=timezone.localdate)
+
+    def __init__(self, *args, programs, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["program"].queryset = programs
+        self.helper = _helper("Enrol")
+
+
+class CoachChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return f"{obj.display_name} <{obj.email}>"
+
+
+class AssignmentForm(forms.Form):
+    coach = CoachChoiceField(queryset=get_user_model().objects.none())
+    role = forms.ChoiceField(choices=CoachAssignment.Role.choices)
+    start_date = forms.DateField(widget=DateInput(), initial=timezone.localdate)
+
+    def __init__(self, *args, coaches, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["coach"].queryset = coaches
+        self.helper = _helper("Assign coach")
+
+
+class ReassignmentForm(forms.Form):
+    coach = CoachChoiceField(queryset=get_user_model().objects.none(), label="New coach")
+    start_date = forms.DateField(
+        widget=DateInput(),
+        initial=timezone.localdate,
+        help_text="The current coach's assignment ends on this date.",
+    )
+
+    def __init__(self, *args, coaches, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["coach"].queryset = coaches
+        self.helper = _helper("Reassign")
+
+
+class EndAssignmentForm(forms.Form):
+    end_date = forms.DateField(widget=DateInput(), initial=timezone.localdate)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("End assignment")
+
+
+class TokenForm(forms.Form):
+    token = forms.CharField(
+        label="Six-digit code from your authenticator app",
+        max_length=6,
+        min_length=6,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
+        ),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Verify")
+
+
+def apply_service_errors(form: forms.Form, error) -> None:
+    """Show a service's ValidationError next to the matching field (or at the top)."""
+    if hasattr(error, "error_dict"):
+        for field, messages in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, messages)
+    else:
+        form.add_error(None, error.messages)

@@ -1,0 +1,150 @@
+"""Seed a synthetic clinic: staff logins, programs, patients, enrolments and coach assignments.
+
+Idempotent: users, programs and patients are matched by e-mail, name and record number, so a
+second run adds nothing. All names are fake (Faker, fixed seed).
+"""
+
+import datetime
+import random
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+from faker import Faker
+
+from clinic import services
+from clinic.devservices import DEMO_PASSWORD
+from clinic.models import CoachAssignment, Patient, Program
+from clinic.roles import Role
+
+STAFF = [
+    ("admin@rapport.test", "Avery Admin", Role.ADMIN),
+    ("clinician1@rapport.test", "Dr Cleo Marsh", Role.CLINICIAN),
+    ("clinician2@rapport.test", "Dr Idris Vane", Role.CLINICIAN),
+    ("coach1@rapport.test", "Casey Reed", Role.COACH),
+    ("coach2@rapport.test", "Morgan Lake", Role.COACH),
+    ("coach3@rapport.test", "Jules Okafor", Role.COACH),
+    ("coach4@rapport.test", "Sam Ibarra", Role.COACH),
+]
+
+PROGRAMS = [
+    ("Psilocybin for depression", Program.Kind.PACKAGE, Program.Modality.PSILOCYBIN, None),
+    ("Ketamine-assisted therapy series", Program.Kind.PACKAGE, Program.Modality.KETAMINE, None),
+    ("Group psilocybin program", Program.Kind.GROUP, Program.Modality.PSILOCYBIN, 8),
+    ("Single psilocybin session", Program.Kind.SINGLE, Program.Modality.PSILOCYBIN, None),
+]
+
+
+class Command(BaseCommand):
+    help = "Seed a synthetic clinic with demo logins (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--patients", type=int, default=24, help="How many patients.")
+        parser.add_argument("--seed", type=int, default=2024, help="Random seed for fake data.")
+
+    @transaction.atomic
+    def handle(self, *args, patients: int, seed: int, **options):
+        rng = random.Random(seed)
+        fake = Faker("en_GB")
+        fake.seed_instance(seed)
+        staff = self._staff()
+        admin = staff[Role.ADMIN][0]
+        programs = self._programs()
+        coaches = staff[Role.COACH]
+        created = 0
+        for number in range(1, patients + 1):
+            record_number = f"DEMO-{number:04d}"
+            # Draw the fake identity whether or not the patient exists, so runs stay aligned.
+            first, last = fake.first_name(), fake.last_name()
+            birth = fake.date_of_birth(minimum_age=22, maximum_age=70)
+            if Patient.objects.filter(record_number=record_number).exists():
+                rng.random()
+                continue
+            patient = services.patient_create(
+                actor=admin,
+                record_number=record_number,
+                first_name=first,
+                last_name=last,
+                date_of_birth=birth,
+                email=f"{first}.{last}@example.invalid".lower().replace(" ", ""),
+                email_consent=rng.random() < 0.7,
+            )
+            self._enrol(patient, rng=rng, admin=admin, programs=programs, coaches=coaches)
+            created += 1
+        self._print_logins(created)
+
+    def _staff(self) -> dict[Role, list]:
+        User = get_user_model()
+        staff: dict[Role, list] = {role: [] for role in Role}
+        for email, name, role in STAFF:
+            user = User.objects.filter(email=email).first()
+            if user is None:
+                user = User.objects.create_user(
+                    email=email,
+                    password=DEMO_PASSWORD,
+                    display_name=name,
+                    is_staff=role == Role.ADMIN,
+                    is_superuser=role == Role.ADMIN,
+                )
+            services.user_set_role(user=user, role=role)
+            staff[role].append(user)
+        return staff
+
+    def _programs(self) -> list[Program]:
+        start = timezone.localdate() - datetime.timedelta(days=60)
+        programs = []
+        for name, kind, modality, capacity in PROGRAMS:
+            program, _ = Program.objects.get_or_create(
+                name=name,
+                defaults={
+                    "kind": kind,
+                    "modality": modality,
+                    "capacity": capacity,
+                    "start_date": start,
+                },
+            )
+            programs.append(program)
+        return programs
+
+    def _enrol(self, patient, *, rng, admin, programs, coaches) -> None:
+        group = next(p for p in programs if p.is_group)
+        roll = rng.random()
+        if roll < 0.08:
+            return  # a few referrals not yet enrolled
+        group_has_room = group.enrolments.filter(status="active").count() < group.capacity
+        if roll < 0.35 and group_has_room:
+            program = group
+        else:
+            program = rng.choice([p for p in programs if not p.is_group])
+        start = timezone.localdate() - datetime.timedelta(days=rng.randint(0, 45))
+        enrolment = services.patient_enrol(
+            actor=admin, patient=patient, program=program, start_date=start
+        )
+        lead = rng.choice(coaches)
+        services.coach_assign(
+            actor=admin,
+            enrolment=enrolment,
+            coach=lead,
+            role=CoachAssignment.Role.LEAD,
+            start_date=start,
+        )
+        if rng.random() < 0.5:
+            other = rng.choice([c for c in coaches if c != lead])
+            services.coach_assign(
+                actor=admin,
+                enrolment=enrolment,
+                coach=other,
+                role=CoachAssignment.Role.INTEGRATION,
+                start_date=start,
+            )
+        if rng.random() < 0.6:
+            services.patient_change_status(
+                actor=admin, patient=patient, to_status=Patient.Status.IN_TREATMENT
+            )
+
+    def _print_logins(self, created: int) -> None:
+        self.stdout.write(self.style.SUCCESS(f"Seeded {created} new patient(s)."))
+        self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
+        for email, name, role in STAFF:
+            self.stdout.write(f"  {role.label:<10} {email:<26} {name}")

@@ -1,0 +1,97 @@
+"""Reads about people and programs, already scoped to what the user may see."""
+
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch, Q, QuerySet
+
+from .access import get_patient_for, patients_visible_to
+from .models import AuditEvent, CoachAssignment, Enrolment, Patient, Program
+from .roles import Role
+
+
+def _search(qs: QuerySet[Patient], query: str) -> QuerySet[Patient]:
+    """Every word must match a name or the record number ("ada love", "RP-0012")."""
+    for word in (query or "").split():
+        qs = qs.filter(
+            Q(first_name__icontains=word)
+            | Q(last_name__icontains=word)
+            | Q(record_number__icontains=word)
+        )
+    return qs
+
+
+def _with_current_care(qs: QuerySet[Patient]) -> QuerySet[Patient]:
+    active_assignments = CoachAssignment.objects.filter(end_date__isnull=True).select_related(
+        "coach"
+    )
+    active_enrolments = (
+        Enrolment.objects.filter(status=Enrolment.Status.ACTIVE)
+        .select_related("program")
+        .prefetch_related(Prefetch("assignments", queryset=active_assignments))
+    )
+    return qs.prefetch_related(
+        Prefetch("enrolments", queryset=active_enrolments, to_attr="active_enrolments")
+    )
+
+
+def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
+    """Patients in care that the user looks after (a coach) or may see (clinicians, admins)."""
+    qs = patients_visible_to(user).filter(status__in=Patient.ACTIVE_STATUSES)
+    return _with_current_care(_search(qs, query)).order_by("last_name", "first_name", "pk")
+
+
+def patient_list(*, user, query: str = "", status: str = "") -> QuerySet[Patient]:
+    qs = _search(patients_visible_to(user), query)
+    if status:
+        qs = qs.filter(status=status)
+    return _with_current_care(qs).order_by("last_name", "first_name", "pk")
+
+
+def patient_detail(*, user, public_id) -> Patient:
+    patient = get_patient_for(user, public_id)
+    assignments = CoachAssignment.objects.select_related("coach", "assigned_by").order_by(
+        "end_date", "-start_date", "-id"
+    )
+    enrolments = (
+        Enrolment.objects.select_related("program")
+        .prefetch_related(Prefetch("assignments", queryset=assignments))
+        .order_by("-start_date", "-id")
+    )
+    prefetched = (
+        Patient.objects.filter(pk=patient.pk)
+        .prefetch_related(
+            Prefetch("enrolments", queryset=enrolments, to_attr="all_enrolments"),
+            "status_changes__changed_by",
+        )
+        .get()
+    )
+    return prefetched
+
+
+def enrolment_for(*, user, public_id, enrolment_id) -> Enrolment:
+    patient = get_patient_for(user, public_id)
+    return Enrolment.objects.select_related("patient", "program").get(
+        pk=enrolment_id, patient=patient
+    )
+
+
+def assignment_for(*, user, public_id, assignment_id) -> CoachAssignment:
+    patient = get_patient_for(user, public_id)
+    return CoachAssignment.objects.select_related("enrolment__patient", "coach").get(
+        pk=assignment_id, enrolment__patient=patient
+    )
+
+
+def coaches() -> QuerySet:
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, groups__name=Role.COACH)
+        .order_by("display_name")
+    )
+
+
+def programs_open_for_enrolment() -> QuerySet[Program]:
+    return Program.objects.filter(is_active=True).order_by("name")
+
+
+def audit_events_for(*, patient: Patient) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(patient=patient).select_related("actor")

@@ -1,0 +1,339 @@
+"""Every write about people and programs. Keyword-only, one transaction each, audited.
+
+Rules are checked here (not only in forms) and refused with a `ValidationError` keyed by field,
+so a form can show the message next to the field. Database constraints back the same rules
+against races; a constraint that fires anyway is turned into the same message.
+"""
+
+import datetime
+
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .audit import audit_record
+from .models import AuditEvent, CoachAssignment, Enrolment, Patient, PatientStatusChange, Program
+from .roles import Role
+
+PATIENT_EDITABLE_FIELDS = (
+    "record_number",
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "email",
+    "email_consent",
+    "phone",
+)
+
+
+def _clean_record_number(value: str) -> str:
+    return (value or "").strip().upper()
+
+
+def _validate_patient_fields(*, record_number, date_of_birth, exclude_pk=None) -> None:
+    errors = {}
+    if not record_number:
+        errors["record_number"] = "Enter the clinic record number."
+    elif (
+        Patient.objects.filter(record_number__iexact=record_number).exclude(pk=exclude_pk).exists()
+    ):
+        errors["record_number"] = "Another patient already has this record number."
+    if date_of_birth is not None and date_of_birth > timezone.localdate():
+        errors["date_of_birth"] = "The date of birth cannot be in the future."
+    elif date_of_birth is not None and date_of_birth < datetime.date(1900, 1, 1):
+        errors["date_of_birth"] = "Check the year: the date of birth is before 1900."
+    if errors:
+        raise ValidationError(errors)
+
+
+def _constraint_to_error(exc: IntegrityError, messages: dict[str, tuple[str, str]]):
+    """Turn a named constraint violation into a field error; re-raise anything else."""
+    text = str(exc)
+    for constraint, (field, message) in messages.items():
+        if constraint in text:
+            return ValidationError({field: message})
+    raise exc
+
+
+@transaction.atomic
+def patient_create(
+    *,
+    actor,
+    record_number: str,
+    first_name: str,
+    last_name: str,
+    date_of_birth: datetime.date,
+    email: str = "",
+    phone: str = "",
+    email_consent: bool = False,
+) -> Patient:
+    record_number = _clean_record_number(record_number)
+    _validate_patient_fields(record_number=record_number, date_of_birth=date_of_birth)
+    try:
+        with transaction.atomic():
+            patient = Patient.objects.create(
+                record_number=record_number,
+                first_name=first_name.strip(),
+                last_name=last_name.strip(),
+                date_of_birth=date_of_birth,
+                email=email.strip().lower(),
+                phone=phone.strip(),
+                email_consent=email_consent,
+            )
+    except IntegrityError as exc:
+        raise _constraint_to_error(
+            exc,
+            {"record_number": ("record_number", "Another patient already has this record number.")},
+        ) from exc
+    PatientStatusChange.objects.create(
+        patient=patient, from_status="", to_status=patient.status, changed_by=actor
+    )
+    audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=patient, patient=patient)
+    return patient
+
+
+@transaction.atomic
+def patient_update(*, actor, patient: Patient, **changes) -> Patient:
+    unknown = set(changes) - set(PATIENT_EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"Not editable here: {', '.join(sorted(unknown))}")
+    if "record_number" in changes:
+        changes["record_number"] = _clean_record_number(changes["record_number"])
+    _validate_patient_fields(
+        record_number=changes.get("record_number", patient.record_number),
+        date_of_birth=changes.get("date_of_birth", patient.date_of_birth),
+        exclude_pk=patient.pk,
+    )
+    changed = [name for name, value in changes.items() if getattr(patient, name) != value]
+    if not changed:
+        return patient
+    for name in changed:
+        setattr(patient, name, changes[name])
+    try:
+        with transaction.atomic():
+            patient.save(update_fields=[*changed, "updated_at"])
+    except IntegrityError as exc:
+        raise _constraint_to_error(
+            exc,
+            {"record_number": ("record_number", "Another patient already has this record number.")},
+        ) from exc
+    # Field names only: the audit log must not become a second copy of identifying data.
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=patient,
+        patient=patient,
+        detail={"fields": changed},
+    )
+    return patient
+
+
+@transaction.atomic
+def patient_change_status(*, actor, patient: Patient, to_status: str, reason: str = "") -> Patient:
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    reason = (reason or "").strip()
+    current = Patient.Status(patient.status)
+    try:
+        target = Patient.Status(to_status)
+    except ValueError as exc:
+        raise ValidationError({"to_status": "Choose a status from the list."}) from exc
+    if target not in Patient.TRANSITIONS[current]:
+        allowed = ", ".join(Patient.Status(s).label for s in patient.allowed_next_statuses())
+        raise ValidationError(
+            {
+                "to_status": f"A patient who is {current.label.lower()} cannot move to "
+                f"{target.label.lower()}. Allowed next: {allowed or 'none'}."
+            }
+        )
+    if target == Patient.Status.WITHDRAWN and not reason:
+        raise ValidationError({"reason": "Say why the patient is withdrawing."})
+
+    patient.status = target
+    update_fields = ["status", "updated_at"]
+    if target == Patient.Status.WITHDRAWN:
+        patient.withdrawal_reason = reason
+        update_fields.append("withdrawal_reason")
+        # Data stays; open enrolments close so capacity and schedules free up.
+        patient.enrolments.filter(status=Enrolment.Status.ACTIVE).update(
+            status=Enrolment.Status.WITHDRAWN, end_date=timezone.localdate()
+        )
+    elif target == Patient.Status.COMPLETED:
+        patient.enrolments.filter(status=Enrolment.Status.ACTIVE).update(
+            status=Enrolment.Status.COMPLETED, end_date=timezone.localdate()
+        )
+    patient.save(update_fields=update_fields)
+    PatientStatusChange.objects.create(
+        patient=patient, from_status=current, to_status=target, reason=reason, changed_by=actor
+    )
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.STATUS,
+        target=patient,
+        patient=patient,
+        detail={"from": current.value, "to": target.value},
+    )
+    return patient
+
+
+@transaction.atomic
+def patient_enrol(
+    *, actor, patient: Patient, program: Program, start_date: datetime.date
+) -> Enrolment:
+    # Lock the program row so two admins cannot both take the last place in a group.
+    program = Program.objects.select_for_update().get(pk=program.pk)
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    if not patient.is_active:
+        raise ValidationError(
+            {"patient": f"A {patient.get_status_display().lower()} patient cannot be enrolled."}
+        )
+    if not program.is_active:
+        raise ValidationError({"program": "This program is closed to new enrolments."})
+    if patient.enrolments.filter(program=program, status=Enrolment.Status.ACTIVE).exists():
+        raise ValidationError({"program": "The patient is already enrolled in this program."})
+    if program.is_group:
+        taken = program.enrolments.filter(status=Enrolment.Status.ACTIVE).count()
+        if taken >= program.capacity:
+            raise ValidationError(
+                {"program": f"This group is full ({taken} of {program.capacity} places taken)."}
+            )
+    try:
+        with transaction.atomic():
+            enrolment = Enrolment.objects.create(
+                patient=patient, program=program, start_date=start_date, enrolled_by=actor
+            )
+    except IntegrityError as exc:
+        raise _constraint_to_error(
+            exc,
+            {
+                "enrolment_one_active_per_patient_program": (
+                    "program",
+                    "The patient is already enrolled in this program.",
+                )
+            },
+        ) from exc
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.ENROL,
+        target=enrolment,
+        patient=patient,
+        detail={"program": program.name},
+    )
+    if patient.status in (Patient.Status.REFERRED, Patient.Status.SCREENING):
+        previous = patient.status
+        patient.status = Patient.Status.ENROLLED
+        patient.save(update_fields=["status", "updated_at"])
+        PatientStatusChange.objects.create(
+            patient=patient,
+            from_status=previous,
+            to_status=patient.status,
+            reason=f"Enrolled in {program.name}",
+            changed_by=actor,
+        )
+    return enrolment
+
+
+def _require_coach(user) -> None:
+    if not user.is_active or not user.groups.filter(name=Role.COACH).exists():
+        raise ValidationError({"coach": "Choose an active member of staff with the coach role."})
+
+
+_ASSIGNMENT_CONSTRAINTS = {
+    "assignment_one_active_lead": ("role", "This enrolment already has an active lead coach."),
+    "assignment_no_duplicate_active": ("coach", "This coach already has this role here."),
+}
+
+
+@transaction.atomic
+def coach_assign(
+    *,
+    actor,
+    enrolment: Enrolment,
+    coach,
+    role: str,
+    start_date: datetime.date | None = None,
+) -> CoachAssignment:
+    enrolment = Enrolment.objects.select_for_update().get(pk=enrolment.pk)
+    _require_coach(coach)
+    if not enrolment.is_active:
+        raise ValidationError({"enrolment": "Coaches can only be assigned to an active enrolment."})
+    active = enrolment.assignments.filter(end_date__isnull=True)
+    if role == CoachAssignment.Role.LEAD and active.filter(role=role).exists():
+        raise ValidationError(
+            {"role": "This enrolment already has an active lead coach. Reassign instead."}
+        )
+    if active.filter(role=role, coach=coach).exists():
+        raise ValidationError({"coach": "This coach already has this role here."})
+    try:
+        with transaction.atomic():
+            assignment = CoachAssignment.objects.create(
+                enrolment=enrolment,
+                coach=coach,
+                role=role,
+                start_date=start_date or timezone.localdate(),
+                assigned_by=actor,
+            )
+    except IntegrityError as exc:
+        raise _constraint_to_error(exc, _ASSIGNMENT_CONSTRAINTS) from exc
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.ASSIGN,
+        target=assignment,
+        patient=enrolment.patient,
+        detail={"coach": coach.pk, "role": role},
+    )
+    return assignment
+
+
+@transaction.atomic
+def assignment_end(
+    *, actor, assignment: CoachAssignment, end_date: datetime.date | None = None
+) -> CoachAssignment:
+    assignment = CoachAssignment.objects.select_for_update().get(pk=assignment.pk)
+    end_date = end_date or timezone.localdate()
+    if assignment.end_date is not None:
+        raise ValidationError("This assignment has already ended.")
+    if end_date < assignment.start_date:
+        raise ValidationError({"end_date": "The end date is before the assignment started."})
+    assignment.end_date = end_date
+    assignment.save(update_fields=["end_date"])
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.END_ASSIGNMENT,
+        target=assignment,
+        patient=assignment.enrolment.patient,
+        detail={"coach": assignment.coach_id, "role": assignment.role},
+    )
+    return assignment
+
+
+@transaction.atomic
+def coach_reassign(
+    *,
+    actor,
+    assignment: CoachAssignment,
+    new_coach,
+    start_date: datetime.date | None = None,
+) -> CoachAssignment:
+    """End the current assignment and give the same role to another coach; history is kept."""
+    start_date = start_date or timezone.localdate()
+    if new_coach.pk == assignment.coach_id:
+        raise ValidationError({"coach": "Choose a different coach."})
+    _require_coach(new_coach)
+    assignment_end(actor=actor, assignment=assignment, end_date=start_date)
+    return coach_assign(
+        actor=actor,
+        enrolment=assignment.enrolment,
+        coach=new_coach,
+        role=assignment.role,
+        start_date=start_date,
+    )
+
+
+def record_patient_view(*, actor, patient: Patient) -> None:
+    audit_record(actor=actor, action=AuditEvent.Action.VIEW, target=patient, patient=patient)
+
+
+def user_set_role(*, user, role: Role) -> None:
+    """Give a user exactly one role (used by the seed command and admin tooling)."""
+    user.groups.set([Group.objects.get(name=role.value)])

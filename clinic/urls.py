@@ -1,0 +1,50 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("patients/", views.patient_list, name="patient_list"),
+    path("patients/new/", views.patient_create, name="patient_create"),
+    path("patients/<uuid:public_id>/", views.patient_detail, name="patient_detail"),
+    path("patients/<uuid:public_id>/edit/", views.patient_edit, name="patient_edit"),
+    path("patients/<uuid:public_id>/status/", views.patient_status, name="patient_status"),
+    path("patients/<uuid:public_id>/enrol/", views.patient_enrol, name="patient_enrol"),
+    path(
+        "patients/<uuid:public_id>/enrolments/<int:enrolment_id>/assign/",
+        views.assignment_create,
+        name="assignment_create",
+    ),
+    path(
+        "patients/<uuid:public_id>/assignments/<int:assignment_id>/reassign/",
+        views.assignment_reassign,
+        name="assignment_reassign",
+    ),
+    path(
+        "patients/<uuid:public_id>/assignments/<int:assignment_id>/end/",
+        views.assignment_end,
+        name="assignment_end",
+    ),
+    path("account/two-factor/", views.two_factor_setup, name="two_factor_setup"),
+    path("account/two-factor/verify/", views.two_factor_verify, name="two_factor_verify"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "accounts/password/",
+        auth_views.PasswordChangeView.as_view(),
+        name="password_change",
+    ),
+    path(
+        "accounts/password/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
+    path("admin/", admin.site.urls),
+]

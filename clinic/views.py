@@ -1,0 +1,327 @@
+import base64
+from io import BytesIO
+
+import qrcode
+import qrcode.image.svg
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
+from django_otp import login as otp_login
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from . import access, selectors, services
+from .forms import (
+    AssignmentForm,
+    EndAssignmentForm,
+    EnrolmentForm,
+    PatientForm,
+    ReassignmentForm,
+    StatusChangeForm,
+    TokenForm,
+    apply_service_errors,
+)
+from .health import health
+from .models import Patient
+
+PAGE_SIZE = 25
+
+
+def _require(check, user) -> None:
+    """Staff without the right role get 403: they know the page exists, it is not for them."""
+    if not check(user):
+        raise PermissionDenied
+
+
+def _page(request, queryset):
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@login_required
+def home(request):
+    query = request.GET.get("q", "").strip()
+    page = _page(request, selectors.caseload_for(user=request.user, query=query))
+    return render(request, "clinic/caseload.html", {"page": page, "query": query})
+
+
+@login_required
+def patient_list(request):
+    query = request.GET.get("q", "").strip()
+    status = request.GET.get("status", "")
+    if status not in Patient.Status.values:
+        status = ""
+    patients = selectors.patient_list(user=request.user, query=query, status=status)
+    return render(
+        request,
+        "clinic/patient_list.html",
+        {
+            "page": _page(request, patients),
+            "query": query,
+            "status": status,
+            "statuses": Patient.Status.choices,
+        },
+    )
+
+
+@login_required
+def patient_detail(request, public_id):
+    patient = selectors.patient_detail(user=request.user, public_id=public_id)
+    services.record_patient_view(actor=request.user, patient=patient)
+    return render(request, "clinic/patient_detail.html", {"patient": patient})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_create(request):
+    _require(access.can_edit_patients, request.user)
+    form = PatientForm(request.POST or None, submit_label="Register patient")
+    if request.method == "POST" and form.is_valid():
+        try:
+            patient = services.patient_create(actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, f"{patient.full_name} is registered.")
+            return redirect("patient_detail", public_id=patient.public_id)
+    return render(request, "clinic/form.html", {"form": form, "title": "Register a patient"})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_edit(request, public_id):
+    patient = access.get_patient_for(request.user, public_id)
+    _require(access.can_edit_patients, request.user)
+    form = PatientForm(request.POST or None, instance=patient)
+    if request.method == "POST" and form.is_valid():
+        # The ModelForm wrote the typed values onto `patient`; the service compares against
+        # the stored row, so re-read it.
+        stored = Patient.objects.get(pk=patient.pk)
+        try:
+            services.patient_update(actor=request.user, patient=stored, **form.cleaned_data)
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, "Patient details saved.")
+            return redirect("patient_detail", public_id=public_id)
+    return render(
+        request,
+        "clinic/form.html",
+        {"form": form, "title": "Edit patient details", "patient": patient},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_status(request, public_id):
+    patient = access.get_patient_for(request.user, public_id)
+    _require(access.can_edit_patients, request.user)
+    form = StatusChangeForm(request.POST or None, patient=patient)
+    if request.method == "POST" and form.is_valid():
+        try:
+            patient = services.patient_change_status(
+                actor=request.user,
+                patient=patient,
+                to_status=form.cleaned_data["to_status"],
+                reason=form.cleaned_data["reason"],
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, f"Status changed to {patient.get_status_display()}.")
+            return redirect("patient_detail", public_id=public_id)
+    return render(
+        request,
+        "clinic/form.html",
+        {"form": form, "title": "Change status", "patient": patient},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_enrol(request, public_id):
+    patient = access.get_patient_for(request.user, public_id)
+    _require(access.can_manage_programs, request.user)
+    form = EnrolmentForm(request.POST or None, programs=selectors.programs_open_for_enrolment())
+    if request.method == "POST" and form.is_valid():
+        try:
+            enrolment = services.patient_enrol(
+                actor=request.user, patient=patient, **form.cleaned_data
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, f"Enrolled in {enrolment.program}.")
+            return redirect("patient_detail", public_id=public_id)
+    return render(
+        request,
+        "clinic/form.html",
+        {"form": form, "title": "Enrol in a program", "patient": patient},
+    )
+
+
+def _get_or_404(fetch, **kwargs):
+    try:
+        return fetch(**kwargs)
+    except (ValueError, LookupError) as exc:  # DoesNotExist is a LookupError
+        raise Http404 from exc
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def assignment_create(request, public_id, enrolment_id):
+    enrolment = _get_or_404(
+        selectors.enrolment_for, user=request.user, public_id=public_id, enrolment_id=enrolment_id
+    )
+    _require(access.can_manage_programs, request.user)
+    form = AssignmentForm(request.POST or None, coaches=selectors.coaches())
+    if request.method == "POST" and form.is_valid():
+        try:
+            assignment = services.coach_assign(
+                actor=request.user, enrolment=enrolment, **form.cleaned_data
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(
+                request, f"{assignment.coach} is now {assignment.get_role_display().lower()}."
+            )
+            return redirect("patient_detail", public_id=public_id)
+    return render(
+        request,
+        "clinic/form.html",
+        {
+            "form": form,
+            "title": f"Assign a coach — {enrolment.program}",
+            "patient": enrolment.patient,
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def assignment_reassign(request, public_id, assignment_id):
+    assignment = _get_or_404(
+        selectors.assignment_for,
+        user=request.user,
+        public_id=public_id,
+        assignment_id=assignment_id,
+    )
+    _require(access.can_manage_programs, request.user)
+    form = ReassignmentForm(
+        request.POST or None, coaches=selectors.coaches().exclude(pk=assignment.coach_id)
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            new = services.coach_reassign(
+                actor=request.user,
+                assignment=assignment,
+                new_coach=form.cleaned_data["coach"],
+                start_date=form.cleaned_data["start_date"],
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, f"{new.coach} takes over from {assignment.coach}.")
+            return redirect("patient_detail", public_id=public_id)
+    return render(
+        request,
+        "clinic/form.html",
+        {
+            "form": form,
+            "title": f"Reassign {assignment.get_role_display().lower()} ({assignment.coach})",
+            "patient": assignment.enrolment.patient,
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def assignment_end(request, public_id, assignment_id):
+    assignment = _get_or_404(
+        selectors.assignment_for,
+        user=request.user,
+        public_id=public_id,
+        assignment_id=assignment_id,
+    )
+    _require(access.can_manage_programs, request.user)
+    form = EndAssignmentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.assignment_end(
+                actor=request.user, assignment=assignment, end_date=form.cleaned_data["end_date"]
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, f"{assignment.coach}'s assignment has ended.")
+            return redirect("patient_detail", public_id=public_id)
+    return render(
+        request,
+        "clinic/form.html",
+        {
+            "form": form,
+            "title": f"End {assignment.coach}'s assignment",
+            "patient": assignment.enrolment.patient,
+        },
+    )
+
+
+def _safe_next(request) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or reverse("home")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return reverse("home")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_factor_setup(request):
+    if request.user.totpdevice_set.filter(confirmed=True).exists():
+        return redirect(f"{reverse('two_factor_verify')}?next={_safe_next(request)}")
+    device, _ = TOTPDevice.objects.get_or_create(
+        user=request.user, confirmed=False, defaults={"name": "Authenticator app"}
+    )
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if device.verify_token(form.cleaned_data["token"]):
+            device.confirmed = True
+            device.save(update_fields=["confirmed"])
+            otp_login(request, device)
+            messages.success(request, "Two-factor sign-in is set up.")
+            return redirect(_safe_next(request))
+        form.add_error("token", "That code did not match. Check the time on your phone and retry.")
+    image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
+    buffer = BytesIO()
+    image.save(buffer)
+    qr_data_uri = "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+    secret = base64.b32encode(device.bin_key).decode()
+    return render(
+        request,
+        "registration/two_factor_setup.html",
+        {"form": form, "qr_data_uri": qr_data_uri, "secret": secret, "next": _safe_next(request)},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_factor_verify(request):
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        for device in request.user.totpdevice_set.filter(confirmed=True):
+            if device.verify_token(form.cleaned_data["token"]):
+                otp_login(request, device)
+                return redirect(_safe_next(request))
+        form.add_error("token", "That code did not match. Try the newest code in your app.")
+    return render(
+        request, "registration/two_factor_verify.html", {"form": form, "next": _safe_next(request)}
+    )
+
+
+def healthz(request):
+    report, serving = health()
+    return JsonResponse(report, status=200 if serving else 503)
