@@ -21,3 +21,6 @@ STORAGES = {
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 # The test client and the live test server speak plain HTTP.
 SECURE_SSL_REDIRECT = False
+# Serve static files from the source folders (the live server for browser tests needs them).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
