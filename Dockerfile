@@ -1,0 +1,26 @@
+# Production image: gunicorn serves the app, whitenoise serves static files.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    DJANGO_SETTINGS_MODULE=clinic.settings.production
+
+RUN useradd --create-home --uid 1000 rapport
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY clinic ./clinic
+COPY alliance ./alliance
+COPY sessions ./sessions
+COPY outcomes ./outcomes
+RUN pip install .
+
+COPY . .
+# collectstatic needs settings but no database or real secret.
+RUN DJANGO_SECRET_KEY=collectstatic-only DATABASE_URL=postgres://unused/unused \
+    python manage.py collectstatic --noinput
+
+USER rapport
+EXPOSE 8000
+CMD ["gunicorn", "clinic.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
