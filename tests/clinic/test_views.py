@@ -252,3 +252,14 @@ def test_reassigning_hands_the_patient_to_the_new_coach(client_for, people, clie
     assert client.get(url).status_code == 404
     client.force_login(people.other_coach)
     assert client.get(url).status_code == 200
+
+
+def test_a_service_error_without_a_field_is_shown_once_above_the_form(client_for, people):
+    assignment = people.enrolment.assignments.get()
+    assignment.end_date = timezone.localdate()
+    assignment.save()
+    response = client_for(people.admin).post(
+        reverse("assignment_end", args=[people.patient.public_id, assignment.pk]),
+        {"end_date": timezone.localdate().isoformat()},
+    )
+    assert response.content.decode().count("This assignment has already ended.") == 1
