@@ -1,0 +1,309 @@
+"""The flag rules (DESIGN §5) as pure functions over one patient's measurements.
+
+No Django here: the service reads the database into these dataclasses, calls `evaluate`, and
+writes the result. The same input always gives the same decisions, which is what makes the
+recompute task idempotent and safe to run out of order.
+"""
+
+import datetime
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    WEAK_BOND = "weak_bond"
+    BOND_DROP = "bond_drop"
+    ALLIANCE_MISSING = "alliance_missing"
+    LOW_ALLIANCE = "low_alliance"
+    SAFETY = "safety"
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+@dataclass(frozen=True)
+class AlliancePoint:
+    """One WAI-SR rating: item means (1-5) of the total and each subscale."""
+
+    response_id: int
+    at: datetime.datetime
+    bond: float | None
+    total: float | None
+    session_id: int | None = None
+    session_kind: str = ""
+    session_label: str = ""
+
+
+@dataclass(frozen=True)
+class SrsPoint:
+    response_id: int
+    at: datetime.datetime
+    total: float
+    session_id: int | None = None
+    session_label: str = ""
+
+
+@dataclass(frozen=True)
+class SafetyHit:
+    response_id: int
+    at: datetime.datetime
+    instrument: str
+    item: int
+    value: float
+    urgent: bool
+
+
+@dataclass(frozen=True)
+class Dosing:
+    session_id: int
+    start: datetime.datetime
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per-program settings (FlagRule); defaults are DESIGN §5's."""
+
+    weak_bond_below: float = 3.5
+    weak_bond_days_before_dosing: int = 14
+    percentile: int = 20
+    percentile_min_ratings: int = 30
+    bond_drop_rci: float = 0.5
+    missing_hours_before_dosing: int = 72
+    srs_below: float = 36.0
+    srs_drop: float = 1.0
+    wai_total_below: float = 3.5
+
+
+@dataclass(frozen=True)
+class Facts:
+    now: datetime.datetime
+    alliance: list[AlliancePoint] = field(default_factory=list)
+    srs: list[SrsPoint] = field(default_factory=list)
+    safety: list[SafetyHit] = field(default_factory=list)
+    dosings: list[Dosing] = field(default_factory=list)  # scheduled, not cancelled
+    preparations: list[datetime.datetime] = field(default_factory=list)  # completed, start times
+    clinic_bond_percentile: float | None = None  # the clinic's Nth percentile of bond means
+    clinic_bond_ratings: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind
+    severity: Severity
+    dosing_session_id: int | None
+    evidence: dict
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        return (self.kind.value, self.dosing_session_id)
+
+
+def _iso(moment: datetime.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _upcoming(facts: Facts, within: datetime.timedelta) -> list[Dosing]:
+    return sorted(
+        (d for d in facts.dosings if facts.now <= d.start <= facts.now + within),
+        key=lambda d: d.start,
+    )
+
+
+def _next_dosing(facts: Facts) -> Dosing | None:
+    future = sorted((d for d in facts.dosings if d.start >= facts.now), key=lambda d: d.start)
+    return future[0] if future else None
+
+
+def _rated(points, attr):
+    return sorted((p for p in points if getattr(p, attr) is not None), key=lambda p: p.at)
+
+
+def weak_bond(facts: Facts, t: Thresholds) -> list[Decision]:
+    window = datetime.timedelta(days=t.weak_bond_days_before_dosing)
+    ratings = [p for p in _rated(facts.alliance, "bond") if p.at <= facts.now]
+    if not ratings:
+        return []
+    latest = ratings[-1]
+    percentile_applies = (
+        facts.clinic_bond_percentile is not None
+        and facts.clinic_bond_ratings >= t.percentile_min_ratings
+    )
+    below_fixed = latest.bond < t.weak_bond_below
+    below_percentile = percentile_applies and latest.bond < facts.clinic_bond_percentile
+    if not (below_fixed or below_percentile):
+        return []
+    severity = Severity.HIGH if latest.bond < t.weak_bond_below - 0.5 else Severity.MEDIUM
+    return [
+        Decision(
+            Kind.WEAK_BOND,
+            severity,
+            dosing.session_id,
+            {
+                "bond": latest.bond,
+                "rated_at": _iso(latest.at),
+                "response_id": latest.response_id,
+                "session_label": latest.session_label,
+                "threshold": t.weak_bond_below,
+                "clinic_percentile": facts.clinic_bond_percentile if percentile_applies else None,
+                "percentile": t.percentile,
+                "dosing_at": _iso(dosing.start),
+            },
+        )
+        for dosing in _upcoming(facts, window)
+    ]
+
+
+def bond_drop(facts: Facts, t: Thresholds) -> list[Decision]:
+    ratings = [p for p in _rated(facts.alliance, "bond") if p.at <= facts.now]
+    if len(ratings) < 2:
+        return []
+    before, after = ratings[-2], ratings[-1]
+    fall = round(before.bond - after.bond, 2)
+    if fall <= t.bond_drop_rci:
+        return []
+    dosing = _next_dosing(facts)
+    return [
+        Decision(
+            Kind.BOND_DROP,
+            Severity.MEDIUM,
+            dosing.session_id if dosing else None,
+            {
+                "bond_before": before.bond,
+                "bond_after": after.bond,
+                "fall": fall,
+                "rci": t.bond_drop_rci,
+                "before_at": _iso(before.at),
+                "after_at": _iso(after.at),
+                "response_ids": [before.response_id, after.response_id],
+                "dosing_at": _iso(dosing.start) if dosing else None,
+            },
+        )
+    ]
+
+
+def alliance_missing(facts: Facts, t: Thresholds) -> list[Decision]:
+    window = datetime.timedelta(hours=t.missing_hours_before_dosing)
+    decisions = []
+    for dosing in _upcoming(facts, window):
+        preparations = [p for p in facts.preparations if p < dosing.start]
+        last_preparation = max(preparations) if preparations else None
+        since = [
+            p
+            for p in facts.alliance
+            if p.at <= facts.now and (last_preparation is None or p.at >= last_preparation)
+        ]
+        if since:
+            continue
+        decisions.append(
+            Decision(
+                Kind.ALLIANCE_MISSING,
+                Severity.HIGH,
+                dosing.session_id,
+                {
+                    "last_preparation_at": _iso(last_preparation),
+                    "dosing_at": _iso(dosing.start),
+                    "hours": t.missing_hours_before_dosing,
+                },
+            )
+        )
+    return decisions
+
+
+def low_alliance(facts: Facts, t: Thresholds) -> list[Decision]:
+    reasons = []
+    srs = sorted((p for p in facts.srs if p.at <= facts.now), key=lambda p: p.at)
+    if srs:
+        latest = srs[-1]
+        if latest.total < t.srs_below:
+            reasons.append(
+                {
+                    "measure": "srs",
+                    "value": latest.total,
+                    "threshold": t.srs_below,
+                    "rated_at": _iso(latest.at),
+                    "response_id": latest.response_id,
+                    "session_label": latest.session_label,
+                }
+            )
+        if len(srs) >= 2 and srs[-2].total - latest.total >= t.srs_drop:
+            reasons.append(
+                {
+                    "measure": "srs_drop",
+                    "value": latest.total,
+                    "previous": srs[-2].total,
+                    "threshold": t.srs_drop,
+                    "rated_at": _iso(latest.at),
+                    "response_id": latest.response_id,
+                    "session_label": latest.session_label,
+                }
+            )
+    wai = [p for p in _rated(facts.alliance, "total") if p.at <= facts.now]
+    if wai and wai[-1].total < t.wai_total_below:
+        reasons.append(
+            {
+                "measure": "wai_total",
+                "value": wai[-1].total,
+                "threshold": t.wai_total_below,
+                "rated_at": _iso(wai[-1].at),
+                "response_id": wai[-1].response_id,
+                "session_label": wai[-1].session_label,
+            }
+        )
+    if not reasons:
+        return []
+    dosing = _next_dosing(facts)
+    return [
+        Decision(
+            Kind.LOW_ALLIANCE,
+            Severity.MEDIUM,
+            dosing.session_id if dosing else None,
+            {"reasons": reasons, "dosing_at": _iso(dosing.start) if dosing else None},
+        )
+    ]
+
+
+def safety(facts: Facts, t: Thresholds) -> list[Decision]:
+    if not facts.safety:
+        return []
+    hits = sorted(facts.safety, key=lambda h: (h.at, h.response_id, h.item))
+    return [
+        Decision(
+            Kind.SAFETY,
+            Severity.URGENT,
+            None,
+            {
+                "hits": [
+                    {
+                        "instrument": h.instrument,
+                        "item": h.item,
+                        "value": h.value,
+                        "urgent": h.urgent,
+                        "at": _iso(h.at),
+                        "response_id": h.response_id,
+                    }
+                    for h in hits
+                ]
+            },
+        )
+    ]
+
+
+RULES = (weak_bond, bond_drop, alliance_missing, low_alliance, safety)
+
+# A safety flag stays until a person resolves it; the others clear when the condition does.
+AUTO_RESOLVING = frozenset(
+    {Kind.WEAK_BOND, Kind.BOND_DROP, Kind.ALLIANCE_MISSING, Kind.LOW_ALLIANCE}
+)
+
+
+def evaluate(facts: Facts, thresholds: Thresholds) -> list[Decision]:
+    """Every flag that should be open now, at most one per (kind, dosing session)."""
+    decisions: dict[tuple, Decision] = {}
+    for rule in RULES:
+        for decision in rule(facts, thresholds):
+            decisions.setdefault(decision.key, decision)
+    return list(decisions.values())
