@@ -24,7 +24,10 @@ def days(n: float) -> datetime.timedelta:
     return datetime.timedelta(days=n)
 
 
-def wai(bond, *, at=NOW - days(1), total=4.0, rid=1):
+YESTERDAY = NOW - days(1)
+
+
+def wai(bond, *, at=YESTERDAY, total=4.0, rid=1):
     return AlliancePoint(response_id=rid, at=at, bond=bond, total=total)
 
 
