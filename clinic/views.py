@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
@@ -325,3 +326,8 @@ def two_factor_verify(request):
 def healthz(request):
     report, serving = health()
     return JsonResponse(report, status=200 if serving else 503)
+
+
+def favicon(request):
+    # Resolved per request: the hashed static name only exists after collectstatic.
+    return redirect(static("favicon.svg"), permanent=True)
