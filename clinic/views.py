@@ -76,20 +76,36 @@ def patient_detail(request, public_id):
     return render(request, "clinic/patient_detail.html", {"patient": patient})
 
 
+def _form_page(request, form, *, save, success, title, patient=None, next_url=None):
+    """GET shows the form; a valid POST calls `save(cleaned_data)` (a service).
+
+    A service's ValidationError re-shows the form with what was typed and the message next to
+    its field; success flashes `success(result)` and goes to the patient (or `next_url`).
+    """
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = save(form.cleaned_data)
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, success(result))
+            target = next_url(result) if next_url else None
+            return redirect(target or reverse("patient_detail", args=[patient.public_id]))
+    return render(request, "clinic/form.html", {"form": form, "title": title, "patient": patient})
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def patient_create(request):
     _require(access.can_edit_patients, request.user)
-    form = PatientForm(request.POST or None, submit_label="Register patient")
-    if request.method == "POST" and form.is_valid():
-        try:
-            patient = services.patient_create(actor=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, f"{patient.full_name} is registered.")
-            return redirect("patient_detail", public_id=patient.public_id)
-    return render(request, "clinic/form.html", {"form": form, "title": "Register a patient"})
+    return _form_page(
+        request,
+        PatientForm(request.POST or None, submit_label="Register patient"),
+        save=lambda data: services.patient_create(actor=request.user, **data),
+        success=lambda patient: f"{patient.full_name} is registered.",
+        next_url=lambda patient: reverse("patient_detail", args=[patient.public_id]),
+        title="Register a patient",
+    )
 
 
 @login_required
@@ -97,22 +113,15 @@ def patient_create(request):
 def patient_edit(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     _require(access.can_edit_patients, request.user)
-    form = PatientForm(request.POST or None, instance=patient)
-    if request.method == "POST" and form.is_valid():
-        # The ModelForm wrote the typed values onto `patient`; the service compares against
-        # the stored row, so re-read it.
-        stored = Patient.objects.get(pk=patient.pk)
-        try:
-            services.patient_update(actor=request.user, patient=stored, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, "Patient details saved.")
-            return redirect("patient_detail", public_id=public_id)
-    return render(
+    # The ModelForm writes typed values onto its instance while validating; the service
+    # compares against the stored row, so the form gets its own copy.
+    return _form_page(
         request,
-        "clinic/form.html",
-        {"form": form, "title": "Edit patient details", "patient": patient},
+        PatientForm(request.POST or None, instance=Patient.objects.get(pk=patient.pk)),
+        save=lambda data: services.patient_update(actor=request.user, patient=patient, **data),
+        success=lambda _: "Patient details saved.",
+        title="Edit patient details",
+        patient=patient,
     )
 
 
@@ -121,24 +130,15 @@ def patient_edit(request, public_id):
 def patient_status(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     _require(access.can_edit_patients, request.user)
-    form = StatusChangeForm(request.POST or None, patient=patient)
-    if request.method == "POST" and form.is_valid():
-        try:
-            patient = services.patient_change_status(
-                actor=request.user,
-                patient=patient,
-                to_status=form.cleaned_data["to_status"],
-                reason=form.cleaned_data["reason"],
-            )
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, f"Status changed to {patient.get_status_display()}.")
-            return redirect("patient_detail", public_id=public_id)
-    return render(
+    return _form_page(
         request,
-        "clinic/form.html",
-        {"form": form, "title": "Change status", "patient": patient},
+        StatusChangeForm(request.POST or None, patient=patient),
+        save=lambda data: services.patient_change_status(
+            actor=request.user, patient=patient, **data
+        ),
+        success=lambda changed: f"Status changed to {changed.get_status_display()}.",
+        title="Change status",
+        patient=patient,
     )
 
 
@@ -147,21 +147,13 @@ def patient_status(request, public_id):
 def patient_enrol(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     _require(access.can_manage_programs, request.user)
-    form = EnrolmentForm(request.POST or None, programs=selectors.programs_open_for_enrolment())
-    if request.method == "POST" and form.is_valid():
-        try:
-            enrolment = services.patient_enrol(
-                actor=request.user, patient=patient, **form.cleaned_data
-            )
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, f"Enrolled in {enrolment.program}.")
-            return redirect("patient_detail", public_id=public_id)
-    return render(
+    return _form_page(
         request,
-        "clinic/form.html",
-        {"form": form, "title": "Enrol in a program", "patient": patient},
+        EnrolmentForm(request.POST or None, programs=selectors.programs_open_for_enrolment()),
+        save=lambda data: services.patient_enrol(actor=request.user, patient=patient, **data),
+        success=lambda enrolment: f"Enrolled in {enrolment.program}.",
+        title="Enrol in a program",
+        patient=patient,
     )
 
 
@@ -179,33 +171,17 @@ def assignment_create(request, public_id, enrolment_id):
         selectors.enrolment_for, user=request.user, public_id=public_id, enrolment_id=enrolment_id
     )
     _require(access.can_manage_programs, request.user)
-    form = AssignmentForm(request.POST or None, coaches=selectors.coaches())
-    if request.method == "POST" and form.is_valid():
-        try:
-            assignment = services.coach_assign(
-                actor=request.user, enrolment=enrolment, **form.cleaned_data
-            )
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(
-                request, f"{assignment.coach} is now {assignment.get_role_display().lower()}."
-            )
-            return redirect("patient_detail", public_id=public_id)
-    return render(
+    return _form_page(
         request,
-        "clinic/form.html",
-        {
-            "form": form,
-            "title": f"Assign a coach — {enrolment.program}",
-            "patient": enrolment.patient,
-        },
+        AssignmentForm(request.POST or None, coaches=selectors.coaches()),
+        save=lambda data: services.coach_assign(actor=request.user, enrolment=enrolment, **data),
+        success=lambda a: f"{a.coach} is now {a.get_role_display().lower()}.",
+        title=f"Assign a coach — {enrolment.program}",
+        patient=enrolment.patient,
     )
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def assignment_reassign(request, public_id, assignment_id):
+def _assignment(request, public_id, assignment_id):
     assignment = _get_or_404(
         selectors.assignment_for,
         user=request.user,
@@ -213,62 +189,42 @@ def assignment_reassign(request, public_id, assignment_id):
         assignment_id=assignment_id,
     )
     _require(access.can_manage_programs, request.user)
-    form = ReassignmentForm(
-        request.POST or None, coaches=selectors.coaches().exclude(pk=assignment.coach_id)
-    )
-    if request.method == "POST" and form.is_valid():
-        try:
-            new = services.coach_reassign(
-                actor=request.user,
-                assignment=assignment,
-                new_coach=form.cleaned_data["coach"],
-                start_date=form.cleaned_data["start_date"],
-            )
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, f"{new.coach} takes over from {assignment.coach}.")
-            return redirect("patient_detail", public_id=public_id)
-    return render(
+    return assignment
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def assignment_reassign(request, public_id, assignment_id):
+    assignment = _assignment(request, public_id, assignment_id)
+    coaches = selectors.coaches().exclude(pk=assignment.coach_id)
+    return _form_page(
         request,
-        "clinic/form.html",
-        {
-            "form": form,
-            "title": f"Reassign {assignment.get_role_display().lower()} ({assignment.coach})",
-            "patient": assignment.enrolment.patient,
-        },
+        ReassignmentForm(request.POST or None, coaches=coaches),
+        save=lambda data: services.coach_reassign(
+            actor=request.user,
+            assignment=assignment,
+            new_coach=data["coach"],
+            start_date=data["start_date"],
+        ),
+        success=lambda new: f"{new.coach} takes over from {assignment.coach}.",
+        title=f"Reassign {assignment.get_role_display().lower()} ({assignment.coach})",
+        patient=assignment.enrolment.patient,
     )
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def assignment_end(request, public_id, assignment_id):
-    assignment = _get_or_404(
-        selectors.assignment_for,
-        user=request.user,
-        public_id=public_id,
-        assignment_id=assignment_id,
-    )
-    _require(access.can_manage_programs, request.user)
-    form = EndAssignmentForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.assignment_end(
-                actor=request.user, assignment=assignment, end_date=form.cleaned_data["end_date"]
-            )
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, f"{assignment.coach}'s assignment has ended.")
-            return redirect("patient_detail", public_id=public_id)
-    return render(
+    assignment = _assignment(request, public_id, assignment_id)
+    return _form_page(
         request,
-        "clinic/form.html",
-        {
-            "form": form,
-            "title": f"End {assignment.coach}'s assignment",
-            "patient": assignment.enrolment.patient,
-        },
+        EndAssignmentForm(request.POST or None),
+        save=lambda data: services.assignment_end(
+            actor=request.user, assignment=assignment, **data
+        ),
+        success=lambda ended: f"{ended.coach}'s assignment has ended.",
+        title=f"End {assignment.coach}'s assignment",
+        patient=assignment.enrolment.patient,
     )
 
 
