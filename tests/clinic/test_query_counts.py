@@ -1,0 +1,50 @@
+"""Pages run a constant number of queries however many patients there are."""
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from clinic import services
+from clinic.models import Patient, User
+
+pytestmark = pytest.mark.django_db
+
+
+def _queries(client, url) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize("page", ["home", "patient_list"])
+def test_list_pages_do_not_grow_with_the_caseload(client, page):
+    call_command("seed_demo", patients=6, seed=1, stdout=open("/dev/null", "w"))
+    clinician = User.objects.get(email="clinician1@rapport.test")
+    client.force_login(clinician)
+    small = _queries(client, reverse(page))
+    call_command("seed_demo", patients=40, seed=1, stdout=open("/dev/null", "w"))
+    large = _queries(client, reverse(page))
+    assert large == small
+
+
+def test_patient_page_does_not_grow_with_history(client, people):
+    url = reverse("patient_detail", args=[people.patient.public_id])
+    client.force_login(people.admin)
+    # One row of each kind of history first: nested prefetches only run when there are rows.
+    services.patient_change_status(
+        actor=people.admin, patient=people.patient, to_status="screening"
+    )
+    small = _queries(client, url)
+
+    for _ in range(5):  # more coach history and status changes
+        assignment = people.enrolment.assignments.filter(end_date__isnull=True).get()
+        services.coach_reassign(
+            actor=people.admin,
+            assignment=assignment,
+            new_coach=people.other_coach if assignment.coach == people.coach else people.coach,
+        )
+    services.patient_change_status(actor=people.admin, patient=people.patient, to_status="enrolled")
+    assert Patient.objects.get(pk=people.patient.pk).status_changes.count() == 2
+    assert _queries(client, url) == small
