@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format check clean
+.PHONY: demo test bench lint format check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m clinic.devservices test $(ARGS)
+
+# Timings on synthetic data as the clinic grows; prints ratios, never fails on speed.
+bench: $(STAMP)
+	$(PY) -m clinic.devservices test -m bench -s -q $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
