@@ -1,0 +1,85 @@
+"""Cohort statistics for the analytics page: scipy/numpy only, no hand-written formulas
+beyond the Fisher z interval and Cohen's d that scipy does not provide directly.
+
+Each function returns None where the sample is too small to report (n < MIN_N); the page
+shows "not enough data" instead of a number.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+MIN_N = 5
+
+
+@dataclass(frozen=True)
+class Correlation:
+    r: float
+    n: int
+    p: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    n: int
+    mean_before: float
+    mean_after: float
+    mean_change: float
+    t: float
+    p: float
+    cohens_d: float
+
+
+def _pairs(xs, ys):
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError("Both series need one value per patient.")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    return x[keep], y[keep]
+
+
+def pearson(xs, ys, *, confidence: float = 0.95) -> Correlation | None:
+    """Pearson r with a two-sided p and a Fisher z confidence interval."""
+    x, y = _pairs(xs, ys)
+    n = len(x)
+    if n < MIN_N or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    result = stats.pearsonr(x, y)
+    r = float(result.statistic)
+    # Fisher z: atanh(r) is about normal with standard error 1/sqrt(n-3).
+    z = math.atanh(max(min(r, 0.999999), -0.999999))
+    half = stats.norm.ppf(0.5 + confidence / 2) / math.sqrt(n - 3)
+    return Correlation(
+        r=r,
+        n=n,
+        p=float(result.pvalue),
+        ci_low=math.tanh(z - half),
+        ci_high=math.tanh(z + half),
+    )
+
+
+def paired_change(before, after) -> PairedChange | None:
+    """Paired t-test of after - before, with Cohen's d for paired samples (d_z)."""
+    x, y = _pairs(before, after)
+    n = len(x)
+    if n < MIN_N:
+        return None
+    diff = y - x
+    sd = float(np.std(diff, ddof=1))
+    if sd == 0:
+        return None
+    result = stats.ttest_rel(y, x)
+    return PairedChange(
+        n=n,
+        mean_before=float(np.mean(x)),
+        mean_after=float(np.mean(y)),
+        mean_change=float(np.mean(diff)),
+        t=float(result.statistic),
+        p=float(result.pvalue),
+        cohens_d=float(np.mean(diff)) / sd,
+    )
