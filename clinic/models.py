@@ -191,6 +191,14 @@ class Program(models.Model):
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     modality = models.CharField(max_length=20, choices=Modality.choices)
+    protocol = models.ForeignKey(
+        "clinic_sessions.Protocol",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="programs",
+        help_text="Generates each enrolled patient's sessions.",
+    )
     capacity = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most patients enrolled at once (group programs)."
     )

@@ -34,9 +34,15 @@ def _with_current_care(qs: QuerySet[Patient]) -> QuerySet[Patient]:
 
 
 def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
-    """Patients in care that the user looks after (a coach) or may see (clinicians, admins)."""
+    """Patients in care that the user looks after (a coach) or may see (clinicians, admins).
+
+    Each patient carries `upcoming_attendances` (first one = next session), prefetched.
+    """
+    from sessions.selectors import next_session_prefetch
+
     qs = patients_visible_to(user).filter(status__in=Patient.ACTIVE_STATUSES)
-    return _with_current_care(_search(qs, query)).order_by("last_name", "first_name", "pk")
+    qs = _with_current_care(_search(qs, query)).prefetch_related(next_session_prefetch())
+    return qs.order_by("last_name", "first_name", "pk")
 
 
 def patient_list(*, user, query: str = "", status: str = "") -> QuerySet[Patient]:

@@ -158,6 +158,9 @@ def patient_change_status(*, actor, patient: Patient, to_status: str, reason: st
         patient.enrolments.filter(status=Enrolment.Status.ACTIVE).update(
             status=Enrolment.Status.WITHDRAWN, end_date=timezone.localdate()
         )
+        from sessions.services import cancel_future_sessions_for_patient
+
+        cancel_future_sessions_for_patient(actor=actor, patient=patient, reason=reason)
     elif target == Patient.Status.COMPLETED:
         patient.enrolments.filter(status=Enrolment.Status.ACTIVE).update(
             status=Enrolment.Status.COMPLETED, end_date=timezone.localdate()
@@ -219,6 +222,9 @@ def patient_enrol(
         patient=patient,
         detail={"program": program.name},
     )
+    from sessions.services import schedule_for_enrolment
+
+    schedule_for_enrolment(actor=actor, enrolment=enrolment)
     if patient.status in (Patient.Status.REFERRED, Patient.Status.SCREENING):
         previous = patient.status
         patient.status = Patient.Status.ENROLLED
@@ -275,13 +281,18 @@ def coach_assign(
             )
     except IntegrityError as exc:
         raise _constraint_to_error(exc, _ASSIGNMENT_CONSTRAINTS) from exc
+    from sessions.services import facilitators_for_assignment
+
+    clashes = facilitators_for_assignment(assignment=assignment)
     audit_record(
         actor=actor,
         action=AuditEvent.Action.ASSIGN,
         target=assignment,
         patient=enrolment.patient,
-        detail={"coach": coach.pk, "role": role},
+        detail={"coach": coach.pk, "role": role, "sessions_clashing": len(clashes)},
     )
+    # Sessions the coach could not take because they clash with the coach's other sessions.
+    assignment.clashing_sessions = clashes
     return assignment
 
 
@@ -297,6 +308,9 @@ def assignment_end(
         raise ValidationError({"end_date": "The end date is before the assignment started."})
     assignment.end_date = end_date
     assignment.save(update_fields=["end_date"])
+    from sessions.services import facilitators_end_assignment
+
+    facilitators_end_assignment(assignment=assignment)
     audit_record(
         actor=actor,
         action=AuditEvent.Action.END_ASSIGNMENT,

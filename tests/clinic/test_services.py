@@ -217,7 +217,11 @@ def test_assign_another_role_and_audit(people):
     assert assignment.is_active
     event = AuditEvent.objects.get(action="assign")
     assert event.patient == people.patient
-    assert event.detail == {"coach": people.other_coach.pk, "role": "integration"}
+    assert event.detail == {
+        "coach": people.other_coach.pk,
+        "role": "integration",
+        "sessions_clashing": 0,
+    }
 
 
 def test_reassign_ends_the_old_assignment_and_keeps_it(people):

@@ -1,0 +1,117 @@
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Submit
+from django import forms
+
+from .models import Attendance, Room, Session
+
+
+class DateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%Y-%m-%dT%H:%M", **kwargs)
+
+
+def _helper(label: str) -> FormHelper:
+    helper = FormHelper()
+    helper.form_tag = False
+    helper.add_input(Submit("submit", label))
+    return helper
+
+
+class SessionLogForm(forms.Form):
+    status = forms.ChoiceField(
+        choices=[
+            (Session.Status.COMPLETED, "Completed"),
+            (Session.Status.NO_SHOW, "No-show"),
+            (Session.Status.CANCELLED, "Cancelled"),
+        ],
+        widget=forms.RadioSelect,
+        initial=Session.Status.COMPLETED,
+    )
+    duration_minutes = forms.IntegerField(
+        label="Duration (minutes)", min_value=5, max_value=720, required=False
+    )
+    notes = forms.CharField(
+        label="Short note",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="For a no-show or cancellation, the reason.",
+    )
+
+    def __init__(self, *args, session: Session, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            planned = (session.scheduled_end - session.scheduled_start).total_seconds() // 60
+            self.fields["duration_minutes"].initial = int(planned)
+        self.attendees = []
+        if session.is_group:
+            for row in session.attendances.all():
+                name = f"attendance_{row.patient_id}"
+                self.fields[name] = forms.ChoiceField(
+                    label=row.patient.full_name,
+                    choices=[
+                        (Attendance.Status.ATTENDED, "Attended"),
+                        (Attendance.Status.LATE, "Late"),
+                        (Attendance.Status.ABSENT, "Absent"),
+                    ],
+                    initial=Attendance.Status.ATTENDED,
+                )
+                self.attendees.append((row.patient_id, name))
+        self.helper = _helper("Save session log")
+
+    def attendance(self) -> dict[int, str]:
+        return {pid: self.cleaned_data[name] for pid, name in self.attendees}
+
+
+class RescheduleForm(forms.Form):
+    start = forms.DateTimeField(widget=DateTimeInput(), label="New start")
+    end = forms.DateTimeField(widget=DateTimeInput(), label="New end")
+    room = forms.ModelChoiceField(queryset=Room.objects.filter(is_active=True), required=False)
+    shift_following = forms.BooleanField(
+        required=False,
+        label="Also move every later session by the same amount",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Move session")
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Cancel session")
+
+
+class DosingForm(forms.Form):
+    substance = forms.ChoiceField(
+        choices=[("", "—")] + list(Session._meta.get_field("substance").choices)
+    )
+    dose_mg = forms.DecimalField(label="Dose (mg)", max_digits=7, decimal_places=2, required=False)
+    weight_kg = forms.DecimalField(
+        label="Weight (kg)",
+        max_digits=5,
+        decimal_places=1,
+        required=False,
+        help_text="Needed for ketamine by injection (dose per kg).",
+    )
+    route = forms.ChoiceField(choices=[("", "—")] + list(Session.Route.choices), required=False)
+    actual_start = forms.DateTimeField(widget=DateTimeInput(), required=False)
+    actual_end = forms.DateTimeField(widget=DateTimeInput(), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Save dosing details")
+
+
+class ReadyForm(forms.Form):
+    confirmed = forms.BooleanField(
+        required=False, label="I have read the warnings and the session should go ahead"
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Mark ready")

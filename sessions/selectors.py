@@ -1,0 +1,166 @@
+"""Reads about sessions, scoped through clinic.access like every patient read."""
+
+import datetime
+
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from clinic.access import patients_visible_to, sees_all_patients
+from clinic.models import Patient, Program
+
+from .models import Attendance, CalendarFeed, Session
+
+
+def _with_people(qs: QuerySet[Session]) -> QuerySet[Session]:
+    return qs.select_related(
+        "program", "room", "enrolment__patient", "protocol_step"
+    ).prefetch_related(
+        "facilitators",
+        Prefetch("attendances", queryset=Attendance.objects.select_related("patient")),
+    )
+
+
+def sessions_visible_to(user) -> QuerySet[Session]:
+    """Clinicians and admins: all. Coaches: sessions they facilitate, or of their patients."""
+    if sees_all_patients(user):
+        return Session.objects.all()
+    visible = patients_visible_to(user)
+    of_my_patients = Attendance.objects.filter(
+        session=OuterRef("pk"), patient__in=visible.values("pk")
+    )
+    return Session.objects.filter(Q(facilitators=user) | Q(Exists(of_my_patients))).distinct()
+
+
+def get_session_for(user, public_id) -> Session:
+    try:
+        return _with_people(sessions_visible_to(user)).get(public_id=public_id)
+    except (Session.DoesNotExist, ValueError) as exc:
+        raise Http404("No such session.") from exc
+
+
+def can_log(user, session: Session) -> bool:
+    """Coaches log sessions they facilitate; clinicians and admins any session they see."""
+    return sees_all_patients(user) or any(f.pk == user.pk for f in session.facilitators.all())
+
+
+def patient_timeline(*, patient: Patient) -> list[Session]:
+    return list(
+        _with_people(
+            Session.objects.filter(attendances__patient=patient).order_by("scheduled_start", "id")
+        )
+    )
+
+
+def week_bounds(week: str | None) -> tuple[datetime.date, datetime.date]:
+    """Monday and next Monday of an ISO week like '2026-W48' (default: this week)."""
+    today = timezone.localdate()
+    try:
+        year, number = week.split("-W")
+        monday = datetime.date.fromisocalendar(int(year), int(number), 1)
+    except (AttributeError, ValueError):
+        monday = today - datetime.timedelta(days=today.weekday())
+    return monday, monday + datetime.timedelta(days=7)
+
+
+def coach_week(*, user, monday: datetime.date) -> dict[datetime.date, list[Session]]:
+    start = datetime.datetime.combine(
+        monday, datetime.time.min, tzinfo=timezone.get_current_timezone()
+    )
+    end = start + datetime.timedelta(days=7)
+    sessions = _with_people(
+        Session.objects.filter(
+            facilitators=user, scheduled_start__gte=start, scheduled_start__lt=end
+        ).order_by("scheduled_start")
+    )
+    days = {monday + datetime.timedelta(days=n): [] for n in range(7)}
+    for session in sessions:
+        days[timezone.localtime(session.scheduled_start).date()].append(session)
+    return days
+
+
+def upcoming_for_coach(*, user, limit: int = 20) -> list[Session]:
+    return list(
+        _with_people(
+            Session.objects.filter(
+                facilitators=user,
+                status=Session.Status.SCHEDULED,
+                scheduled_end__gte=timezone.now(),
+            ).order_by("scheduled_start")
+        )[:limit]
+    )
+
+
+def to_log_for_coach(*, user) -> list[Session]:
+    """Sessions the coach facilitated that have started but are not logged yet."""
+    return list(
+        _with_people(
+            Session.objects.filter(
+                facilitators=user,
+                status=Session.Status.SCHEDULED,
+                scheduled_start__lte=timezone.now(),
+            ).order_by("-scheduled_start")
+        )[:20]
+    )
+
+
+def next_session_prefetch() -> Prefetch:
+    """Attach `patient.upcoming` (scheduled, not yet over) for caseload rows in one query."""
+    upcoming = (
+        Attendance.objects.filter(
+            session__status=Session.Status.SCHEDULED,
+            session__scheduled_end__gte=timezone.now(),
+        )
+        .exclude(status=Attendance.Status.CANCELLED)
+        .select_related("session")
+        .order_by("session__scheduled_start")
+    )
+    return Prefetch("attendances", queryset=upcoming, to_attr="upcoming_attendances")
+
+
+def group_program_overview(*, program: Program) -> dict:
+    sessions = list(
+        _with_people(program.sessions.filter(is_group=True).order_by("scheduled_start"))
+    )
+    roster = list(
+        program.enrolments.filter(status="active")
+        .select_related("patient")
+        .order_by("patient__last_name", "patient__first_name")
+    )
+    marks = {(a.session_id, a.patient_id): a for s in sessions for a in s.attendances.all()}
+    grid = [
+        {
+            "enrolment": enrolment,
+            "cells": [marks.get((s.pk, enrolment.patient_id)) for s in sessions],
+        }
+        for enrolment in roster
+    ]
+    return {"sessions": sessions, "grid": grid, "roster": roster}
+
+
+def feed_for_token(token: str) -> CalendarFeed:
+    feed = (
+        CalendarFeed.objects.select_related("coach")
+        .filter(token_hash=CalendarFeed.hash_token(token), revoked_at__isnull=True)
+        .first()
+    )
+    if feed is None or not feed.coach.is_active:
+        raise Http404("No such calendar.")
+    return feed
+
+
+def feed_sessions(*, coach) -> QuerySet[Session]:
+    since = timezone.now() - datetime.timedelta(days=30)
+    return (
+        Session.objects.filter(facilitators=coach, scheduled_start__gte=since)
+        .exclude(status=Session.Status.CANCELLED)
+        .select_related("enrolment__patient", "room")
+        .order_by("scheduled_start")
+    )
+
+
+def questionnaires_due_for(session: Session) -> list[str]:
+    """Instrument codes due after this session, from its protocol step."""
+    if session.protocol_step is None:
+        return []
+    return list(session.protocol_step.instruments_due)

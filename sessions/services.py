@@ -1,0 +1,636 @@
+"""Writes about sessions: generate schedules, book, move, cancel, log, record dosing.
+
+Every booking checks that no coach, patient or room is in two places at once. The rows that
+could clash are locked first (the people and the room), so two requests cannot both pass.
+"""
+
+import datetime
+import json
+import secrets
+import zoneinfo
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from clinic.audit import audit_record
+from clinic.models import AuditEvent, CoachAssignment, Enrolment, Patient, Program
+
+from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Session, SessionKind
+
+PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
+
+# Sane dose ranges by substance and unit, for catching typing mistakes (mg vs µg, a missing
+# decimal point), not clinical limits: psilocybin 1-60 mg oral (trials used 10-30 mg/70 kg);
+# ketamine 0.1-2 mg/kg parenteral, 5-400 mg oral/intranasal/sublingual; MDMA 40-180 mg.
+DOSE_RANGES_MG = {
+    Program.Modality.PSILOCYBIN: (Decimal("1"), Decimal("60")),
+    Program.Modality.MDMA: (Decimal("40"), Decimal("180")),
+    Program.Modality.KETAMINE: (Decimal("5"), Decimal("400")),
+}
+KETAMINE_MG_PER_KG = (Decimal("0.1"), Decimal("2"))
+PARENTERAL = {Session.Route.INTRAVENOUS, Session.Route.INTRAMUSCULAR}
+
+# Which assignment role facilitates which kind of session.
+ROLE_KINDS = {
+    CoachAssignment.Role.LEAD: set(SessionKind.values),
+    CoachAssignment.Role.PREPARATION: {SessionKind.PREPARATION},
+    CoachAssignment.Role.DOSING: {SessionKind.DOSING},
+    CoachAssignment.Role.INTEGRATION: {SessionKind.INTEGRATION, SessionKind.FOLLOW_UP},
+}
+
+
+def clinic_zone() -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+def local_datetime(day: datetime.date, at: datetime.time) -> datetime.datetime:
+    """Wall-clock time in the clinic's zone; 10:00 stays 10:00 across daylight saving."""
+    return datetime.datetime.combine(day, at, tzinfo=clinic_zone())
+
+
+# --- protocols ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def load_protocols(
+    *,
+    directory: Path = PROTOCOLS_DIR,
+    Protocol=Protocol,
+    ProtocolStep=ProtocolStep,  # noqa: N803
+) -> list:
+    """Create or update the shipped protocols; running it again changes nothing.
+
+    The model classes are parameters so the data migration can pass its historical models.
+    """
+    loaded = []
+    for path in sorted(directory.glob("*.json")):
+        data = json.loads(path.read_text())
+        protocol, _ = Protocol.objects.update_or_create(
+            name=data["name"],
+            defaults={
+                "description": data["description"],
+                "modality": data["modality"],
+                "min_preparation_before_dosing": data["min_preparation_before_dosing"],
+            },
+        )
+        for step in data["steps"]:
+            ProtocolStep.objects.update_or_create(
+                protocol=protocol,
+                order=step["order"],
+                defaults={
+                    "kind": step["kind"],
+                    "label": step["label"],
+                    "anchor": step["anchor"],
+                    "day_offset": step["day_offset"],
+                    "start_time": datetime.time.fromisoformat(step["start_time"]),
+                    "duration_minutes": step["duration_minutes"],
+                    "is_group": step["is_group"],
+                    "instruments_due": step["instruments_due"],
+                },
+            )
+        protocol.steps.filter(order__gt=len(data["steps"])).delete()
+        loaded.append(protocol)
+    return loaded
+
+
+# --- conflicts ------------------------------------------------------------------------------
+
+
+def _describe(session: Session) -> str:
+    start = timezone.localtime(session.scheduled_start)
+    return f"{session.label or session.get_kind_display()} on {start:%a %d %b %H:%M}"
+
+
+def find_conflicts(
+    *,
+    start: datetime.datetime,
+    end: datetime.datetime,
+    coaches=(),
+    patients=(),
+    room: Room | None = None,
+    exclude_ids=(),
+) -> list[str]:
+    """Messages naming each overlapping session for the same coach, patient or room."""
+    overlapping = (
+        Session.objects.filter(
+            scheduled_start__lt=end,
+            scheduled_end__gt=start,
+            status=Session.Status.SCHEDULED,
+        )
+        .exclude(pk__in=list(exclude_ids))
+        .prefetch_related("facilitators")
+    )
+    messages = []
+    coach_ids = {c.pk for c in coaches}
+    if coach_ids:
+        for other in overlapping.filter(facilitators__in=coach_ids).distinct():
+            names = ", ".join(f.display_name for f in other.facilitators.all() if f.pk in coach_ids)
+            messages.append(f"{names} already facilitates {_describe(other)}.")
+    patient_ids = {p.pk for p in patients}
+    if patient_ids:
+        busy = overlapping.filter(
+            attendances__patient__in=patient_ids,
+        ).exclude(attendances__status=Attendance.Status.CANCELLED)
+        for other in busy.distinct():
+            messages.append(f"The patient already has {_describe(other)}.")
+    if room is not None:
+        for other in overlapping.filter(room=room):
+            messages.append(f"{room} is booked for {_describe(other)}.")
+    return messages
+
+
+def _refuse_conflicts(**kwargs) -> None:
+    messages = find_conflicts(**kwargs)
+    if messages:
+        raise ValidationError({"scheduled_start": messages})
+
+
+def _lock_people(*, coaches=(), patients=(), room=None) -> None:
+    User = get_user_model()
+    list(User.objects.select_for_update().filter(pk__in=[c.pk for c in coaches]))
+    list(Patient.objects.select_for_update().filter(pk__in=[p.pk for p in patients]))
+    if room is not None:
+        list(Room.objects.select_for_update().filter(pk=room.pk))
+
+
+def _session_patients(session: Session) -> list[Patient]:
+    return [
+        a.patient
+        for a in session.attendances.select_related("patient").exclude(
+            status=Attendance.Status.CANCELLED
+        )
+    ]
+
+
+def _validate_times(start, end) -> None:
+    if end <= start:
+        raise ValidationError({"scheduled_end": "The session must end after it starts."})
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+
+def _enqueue_recompute(patient_ids) -> None:
+    from alliance.queue import enqueue_recompute
+
+    enqueue_recompute(patient_ids=patient_ids)
+
+
+@transaction.atomic
+def schedule_for_enrolment(*, actor, enrolment: Enrolment) -> list[Session]:
+    """Create the protocol's sessions for a new enrolment (group steps are shared)."""
+    program = enrolment.program
+    protocol = program.protocol
+    if protocol is None:
+        return []
+    patient = enrolment.patient
+    _lock_people(patients=[patient])
+    created = []
+    last_dosing: datetime.date | None = None
+    for step in protocol.steps.order_by("order"):
+        if step.anchor == ProtocolStep.Anchor.PREVIOUS_DOSING and last_dosing is not None:
+            day = last_dosing + datetime.timedelta(days=step.day_offset)
+        else:
+            base = program.start_date if step.is_group else enrolment.start_date
+            day = base + datetime.timedelta(days=step.day_offset)
+        start = local_datetime(day, step.start_time)
+        end = start + datetime.timedelta(minutes=step.duration_minutes)
+        if step.kind == SessionKind.DOSING:
+            last_dosing = day
+        session = None
+        if step.is_group:
+            session = Session.objects.filter(
+                program=program, protocol_step=step, is_group=True
+            ).first()
+        if session is None:
+            _refuse_conflicts(start=start, end=end, patients=[patient])
+            session = Session.objects.create(
+                program=program,
+                enrolment=None if step.is_group else enrolment,
+                protocol_step=step,
+                kind=step.kind,
+                label=step.label,
+                is_group=step.is_group,
+                scheduled_start=start,
+                scheduled_end=end,
+                substance=program.modality if step.kind == SessionKind.DOSING else "",
+            )
+            created.append(session)
+        Attendance.objects.get_or_create(
+            session=session, patient=patient, defaults={"enrolment": enrolment}
+        )
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.CREATE,
+        target=enrolment,
+        patient=patient,
+        detail={"schedule": protocol.name, "sessions": len(created)},
+    )
+    transaction.on_commit(lambda: _enqueue_recompute([patient.pk]), robust=True)
+    return created
+
+
+@transaction.atomic
+def session_book(
+    *,
+    actor,
+    program: Program,
+    kind: str,
+    start: datetime.datetime,
+    end: datetime.datetime,
+    enrolment: Enrolment | None = None,
+    label: str = "",
+    room: Room | None = None,
+    facilitators=(),
+) -> Session:
+    """Book one extra session (e.g. an added preparation session before dosing)."""
+    _validate_times(start, end)
+    is_group = enrolment is None
+    patients = [enrolment.patient] if enrolment else []
+    if is_group and not program.is_group:
+        raise ValidationError({"enrolment": "Choose the patient this session is for."})
+    _lock_people(coaches=facilitators, patients=patients, room=room)
+    _refuse_conflicts(start=start, end=end, coaches=facilitators, patients=patients, room=room)
+    session = Session.objects.create(
+        program=program,
+        enrolment=enrolment,
+        kind=kind,
+        label=label,
+        is_group=is_group,
+        scheduled_start=start,
+        scheduled_end=end,
+        room=room,
+        substance=program.modality if kind == SessionKind.DOSING else "",
+    )
+    session.facilitators.set(facilitators)
+    enrolments = (
+        [enrolment]
+        if enrolment
+        else list(program.enrolments.filter(status=Enrolment.Status.ACTIVE).select_related())
+    )
+    Attendance.objects.bulk_create(
+        [Attendance(session=session, patient_id=e.patient_id, enrolment=e) for e in enrolments]
+    )
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.CREATE,
+        target=session,
+        patient=enrolment.patient if enrolment else None,
+    )
+    if kind == SessionKind.DOSING:
+        ids = [e.patient_id for e in enrolments]
+        transaction.on_commit(lambda: _enqueue_recompute(ids), robust=True)
+    return session
+
+
+def _following(session: Session):
+    later = Session.objects.filter(
+        scheduled_start__gt=session.scheduled_start, status=Session.Status.SCHEDULED
+    ).exclude(pk=session.pk)
+    if session.is_group:
+        return later.filter(program=session.program, is_group=True)
+    return later.filter(enrolment=session.enrolment)
+
+
+@transaction.atomic
+def session_reschedule(
+    *,
+    actor,
+    session: Session,
+    start: datetime.datetime,
+    end: datetime.datetime,
+    room: Room | None = None,
+    shift_following: bool = False,
+) -> list[Session]:
+    """Move one session; with `shift_following`, move the later ones by the same amount."""
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    if session.status != Session.Status.SCHEDULED:
+        raise ValidationError("Only a scheduled session can be moved.")
+    _validate_times(start, end)
+    delta = start - session.scheduled_start
+    moves = [(session, start, end, room)]
+    if shift_following and delta:
+        for later in _following(session).select_for_update():
+            moves.append(
+                (later, later.scheduled_start + delta, later.scheduled_end + delta, later.room)
+            )
+    moving_ids = [s.pk for s, *_ in moves]
+    for moved, new_start, new_end, new_room in moves:
+        coaches = list(moved.facilitators.all())
+        patients = _session_patients(moved)
+        _lock_people(coaches=coaches, patients=patients, room=new_room)
+        _refuse_conflicts(
+            start=new_start,
+            end=new_end,
+            coaches=coaches,
+            patients=patients,
+            room=new_room,
+            exclude_ids=moving_ids,
+        )
+    for moved, new_start, new_end, new_room in moves:
+        moved.scheduled_start, moved.scheduled_end, moved.room = new_start, new_end, new_room
+        moved.save(update_fields=["scheduled_start", "scheduled_end", "room"])
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=session,
+        patient=session.enrolment.patient if session.enrolment else None,
+        detail={"moved": len(moves), "by_minutes": int(delta.total_seconds() // 60)},
+    )
+    if any(m.kind == SessionKind.DOSING for m, *_ in moves):
+        ids = {p.pk for m, *_ in moves for p in _session_patients(m)}
+        transaction.on_commit(lambda: _enqueue_recompute(ids), robust=True)
+    return [m for m, *_ in moves]
+
+
+@transaction.atomic
+def session_cancel(*, actor, session: Session, reason: str) -> Session:
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why the session is cancelled."})
+    if session.status != Session.Status.SCHEDULED:
+        raise ValidationError("Only a scheduled session can be cancelled.")
+    session.status = Session.Status.CANCELLED
+    session.status_reason = reason
+    session.save(update_fields=["status", "status_reason"])
+    session.attendances.update(status=Attendance.Status.CANCELLED)
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=session,
+        patient=session.enrolment.patient if session.enrolment else None,
+        detail={"status": "cancelled"},
+    )
+    if session.is_dosing:
+        ids = list(session.attendances.values_list("patient_id", flat=True))
+        transaction.on_commit(lambda: _enqueue_recompute(ids), robust=True)
+    return session
+
+
+@transaction.atomic
+def cancel_future_sessions_for_patient(*, actor, patient: Patient, reason: str) -> int:
+    """On withdrawal: individual sessions are cancelled, group places are released."""
+    now = timezone.now()
+    individual = Session.objects.filter(
+        enrolment__patient=patient,
+        is_group=False,
+        status=Session.Status.SCHEDULED,
+        scheduled_start__gte=now,
+    )
+    count = individual.update(status=Session.Status.CANCELLED, status_reason=reason)
+    Attendance.objects.filter(
+        patient=patient,
+        session__status__in=[Session.Status.SCHEDULED, Session.Status.CANCELLED],
+        session__scheduled_start__gte=now,
+    ).update(status=Attendance.Status.CANCELLED)
+    return count
+
+
+LOGGABLE = {Session.Status.COMPLETED, Session.Status.NO_SHOW, Session.Status.CANCELLED}
+
+
+@transaction.atomic
+def session_log(
+    *,
+    actor,
+    session: Session,
+    status: str,
+    duration_minutes: int | None = None,
+    notes: str = "",
+    attendance: dict[int, str] | None = None,
+) -> Session:
+    """The coach's after-session log: what happened, how long, a short note, who came."""
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    errors = {}
+    if status not in LOGGABLE:
+        errors["status"] = "Choose completed, no-show or cancelled."
+    if status in (Session.Status.NO_SHOW, Session.Status.CANCELLED) and not notes.strip():
+        errors["notes"] = "Give the reason in the note."
+    if status == Session.Status.COMPLETED and not duration_minutes:
+        errors["duration_minutes"] = "How long did the session last (minutes)?"
+    if duration_minutes is not None and not 5 <= duration_minutes <= 720:
+        errors["duration_minutes"] = "Enter a duration between 5 and 720 minutes."
+    if session.scheduled_start > timezone.now() + datetime.timedelta(hours=1):
+        errors["status"] = "This session has not happened yet."
+    if errors:
+        raise ValidationError(errors)
+    session.status = status
+    session.duration_minutes = duration_minutes if status == Session.Status.COMPLETED else None
+    if status == Session.Status.COMPLETED:
+        session.notes = notes.strip()
+    else:
+        session.status_reason = notes.strip()
+    session.logged_by = actor
+    session.logged_at = timezone.now()
+    session.save()
+    rows = {a.patient_id: a for a in session.attendances.all()}
+    for patient_id, row in rows.items():
+        if attendance and patient_id in attendance:
+            row.status = attendance[patient_id]
+        elif status == Session.Status.COMPLETED:
+            row.status = Attendance.Status.ATTENDED
+        elif status == Session.Status.NO_SHOW:
+            row.status = Attendance.Status.ABSENT
+        else:
+            row.status = Attendance.Status.CANCELLED
+        row.save(update_fields=["status"])
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=session,
+        patient=session.enrolment.patient if session.enrolment else None,
+        detail={"logged": status},
+    )
+    if session.kind in (SessionKind.PREPARATION, SessionKind.DOSING):
+        ids = list(rows)
+        transaction.on_commit(lambda: _enqueue_recompute(ids), robust=True)
+    return session
+
+
+def _check_dose(*, substance, dose_mg, weight_kg, route) -> dict:
+    errors = {}
+    if not substance:
+        errors["substance"] = "Name the substance given."
+    if dose_mg is None:
+        errors["dose_mg"] = "Enter the dose in mg."
+        return errors
+    if dose_mg <= 0:
+        errors["dose_mg"] = "The dose must be more than 0 mg."
+        return errors
+    if not route:
+        errors["route"] = "Choose the route."
+    if substance == Program.Modality.KETAMINE and route in PARENTERAL:
+        if not weight_kg:
+            errors["weight_kg"] = "Ketamine by injection is dosed by weight: enter the weight."
+        else:
+            low, high = KETAMINE_MG_PER_KG
+            per_kg = dose_mg / weight_kg
+            if not low <= per_kg <= high:
+                errors["dose_mg"] = (
+                    f"{per_kg:.2f} mg/kg is outside the expected {low}-{high} mg/kg for "
+                    "ketamine by injection. Check the dose and the weight."
+                )
+    elif substance in DOSE_RANGES_MG:
+        low, high = DOSE_RANGES_MG[substance]
+        if not low <= dose_mg <= high:
+            label = Program.Modality(substance).label.lower()
+            errors["dose_mg"] = (
+                f"{dose_mg} mg is outside the expected {low}-{high} mg for {label}. "
+                "Check the unit (mg, not µg) and the decimal point."
+            )
+    if weight_kg is not None and not Decimal("25") <= weight_kg <= Decimal("300"):
+        errors["weight_kg"] = "Enter a weight between 25 and 300 kg."
+    return errors
+
+
+@transaction.atomic
+def dosing_record(
+    *,
+    actor,
+    session: Session,
+    substance: str,
+    dose_mg: Decimal | None,
+    route: str,
+    weight_kg: Decimal | None = None,
+    actual_start: datetime.datetime | None = None,
+    actual_end: datetime.datetime | None = None,
+) -> Session:
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    if not session.is_dosing:
+        raise ValidationError("Dosing details belong to dosing sessions only.")
+    errors = _check_dose(substance=substance, dose_mg=dose_mg, weight_kg=weight_kg, route=route)
+    if actual_start and actual_end and actual_end <= actual_start:
+        errors["actual_end"] = "The dosing must end after it starts."
+    if errors:
+        raise ValidationError(errors)
+    session.substance, session.dose_mg, session.route = substance, dose_mg, route
+    session.weight_kg, session.actual_start, session.actual_end = (
+        weight_kg,
+        actual_start,
+        actual_end,
+    )
+    session.save()
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=session,
+        patient=session.enrolment.patient if session.enrolment else None,
+        detail={"dosing": "recorded"},
+    )
+    return session
+
+
+def readiness_warnings(session: Session) -> list[str]:
+    """Why a dosing session may not be ready (a warning, never a block)."""
+    if not session.is_dosing or session.enrolment is None:
+        return []
+    step = session.protocol_step
+    minimum = step.protocol.min_preparation_before_dosing if step else 0
+    done = Session.objects.filter(
+        enrolment=session.enrolment,
+        kind=SessionKind.PREPARATION,
+        status=Session.Status.COMPLETED,
+        scheduled_start__lt=session.scheduled_start,
+    ).count()
+    done += Attendance.objects.filter(
+        patient=session.enrolment.patient,
+        session__is_group=True,
+        session__program=session.program,
+        session__kind=SessionKind.PREPARATION,
+        session__scheduled_start__lt=session.scheduled_start,
+        status__in=[Attendance.Status.ATTENDED, Attendance.Status.LATE],
+    ).count()
+    if done < minimum:
+        return [
+            f"Only {done} of the protocol's {minimum} preparation sessions are completed "
+            "before this dosing."
+        ]
+    return []
+
+
+@transaction.atomic
+def dosing_mark_ready(*, actor, session: Session, confirmed: bool = False) -> list[str]:
+    """Mark a dosing session ready. Warnings must be confirmed, and are audited."""
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    if not session.is_dosing:
+        raise ValidationError("Only a dosing session can be marked ready.")
+    warnings = readiness_warnings(session)
+    if warnings and not confirmed:
+        raise ValidationError({"confirmed": warnings})
+    session.ready_confirmed_at = timezone.now()
+    session.save(update_fields=["ready_confirmed_at"])
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=session,
+        patient=session.enrolment.patient,
+        detail={"ready": True, "warnings": warnings},
+    )
+    return warnings
+
+
+@transaction.atomic
+def facilitators_for_assignment(*, assignment: CoachAssignment) -> list[Session]:
+    """Make a newly assigned coach facilitator of the enrolment's upcoming sessions of their
+    role, skipping (and returning) those that clash with the coach's other sessions."""
+    kinds = ROLE_KINDS[CoachAssignment.Role(assignment.role)]
+    coach = assignment.coach
+    _lock_people(coaches=[coach])
+    upcoming = Session.objects.filter(
+        Q(enrolment=assignment.enrolment)
+        | Q(is_group=True, attendances__enrolment=assignment.enrolment),
+        kind__in=kinds,
+        status=Session.Status.SCHEDULED,
+        scheduled_start__gte=timezone.now(),
+    ).distinct()
+    skipped = []
+    for session in upcoming:
+        if session.facilitators.filter(pk=coach.pk).exists():
+            continue
+        if find_conflicts(
+            start=session.scheduled_start,
+            end=session.scheduled_end,
+            coaches=[coach],
+            exclude_ids=[session.pk],
+        ):
+            skipped.append(session)
+            continue
+        session.facilitators.add(coach)
+    return skipped
+
+
+@transaction.atomic
+def facilitators_end_assignment(*, assignment: CoachAssignment) -> None:
+    """An ended assignment stops the coach facilitating the enrolment's upcoming sessions."""
+    for session in Session.objects.filter(
+        enrolment=assignment.enrolment,
+        status=Session.Status.SCHEDULED,
+        scheduled_start__gte=timezone.now(),
+        facilitators=assignment.coach,
+    ):
+        session.facilitators.remove(assignment.coach)
+
+
+@transaction.atomic
+def feed_create(*, actor) -> str:
+    """A new private calendar link for the coach; any previous one stops working."""
+    CalendarFeed.objects.filter(coach=actor, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    token = secrets.token_urlsafe(32)
+    CalendarFeed.objects.create(coach=actor, token_hash=CalendarFeed.hash_token(token))
+    return token
+
+
+@transaction.atomic
+def feed_revoke(*, actor) -> int:
+    return CalendarFeed.objects.filter(coach=actor, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )

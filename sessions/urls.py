@@ -1,0 +1,18 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("sessions/<uuid:public_id>/", views.session_detail, name="session_detail"),
+    path("sessions/<uuid:public_id>/log/", views.session_log, name="session_log"),
+    path("sessions/<uuid:public_id>/move/", views.session_reschedule, name="session_reschedule"),
+    path("sessions/<uuid:public_id>/cancel/", views.session_cancel, name="session_cancel"),
+    path("sessions/<uuid:public_id>/dosing/", views.session_dosing, name="session_dosing"),
+    path("sessions/<uuid:public_id>/ready/", views.session_ready, name="session_ready"),
+    path("patients/<uuid:public_id>/sessions/", views.patient_timeline, name="patient_timeline"),
+    path("calendar/", views.my_calendar, name="my_calendar"),
+    path("calendar/link/", views.calendar_feed_create, name="calendar_feed_create"),
+    path("calendar/link/revoke/", views.calendar_feed_revoke, name="calendar_feed_revoke"),
+    path("calendar/<str:token>.ics", views.calendar_feed, name="calendar_feed"),
+    path("programs/<int:program_id>/sessions/", views.program_sessions, name="program_sessions"),
+]

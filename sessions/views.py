@@ -1,0 +1,232 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from clinic import access
+from clinic.forms import apply_service_errors
+from clinic.models import Program
+
+from . import calendar, selectors, services
+from .forms import CancelForm, DosingForm, ReadyForm, RescheduleForm, SessionLogForm
+
+
+def _session(request, public_id):
+    return selectors.get_session_for(request.user, public_id)
+
+
+def _form_page(request, form, *, session, save, success, title, template="sessions/form.html"):
+    if request.method == "POST" and form.is_valid():
+        try:
+            save(form.cleaned_data)
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, success)
+            return redirect("session_detail", public_id=session.public_id)
+    return render(request, template, {"form": form, "session": session, "title": title})
+
+
+@login_required
+def session_detail(request, public_id):
+    session = _session(request, public_id)
+    return render(
+        request,
+        "sessions/session_detail.html",
+        {
+            "session": session,
+            "due": selectors.questionnaires_due_for(session),
+            "can_log": selectors.can_log(request.user, session),
+            "can_schedule": access.can_manage_programs(request.user),
+            "warnings": services.readiness_warnings(session),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def session_log(request, public_id):
+    session = _session(request, public_id)
+    if not selectors.can_log(request.user, session):
+        raise Http404("Not your session.")  # a coach cannot tell others' sessions exist
+    form = SessionLogForm(request.POST or None, session=session)
+    return _form_page(
+        request,
+        form,
+        session=session,
+        save=lambda data: services.session_log(
+            actor=request.user,
+            session=session,
+            status=data["status"],
+            duration_minutes=data["duration_minutes"],
+            notes=data["notes"],
+            attendance=form.attendance() if session.is_group else None,
+        ),
+        success="Session logged. Enter the questionnaires due below.",
+        title="Log session",
+    )
+
+
+def _require_scheduler(user):
+    if not access.can_manage_programs(user):
+        raise PermissionDenied
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def session_reschedule(request, public_id):
+    session = _session(request, public_id)
+    _require_scheduler(request.user)
+    initial = {
+        "start": timezone.localtime(session.scheduled_start),
+        "end": timezone.localtime(session.scheduled_end),
+        "room": session.room,
+    }
+    return _form_page(
+        request,
+        RescheduleForm(request.POST or None, initial=initial),
+        session=session,
+        save=lambda data: services.session_reschedule(actor=request.user, session=session, **data),
+        success="Session moved.",
+        title="Move session",
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def session_cancel(request, public_id):
+    session = _session(request, public_id)
+    _require_scheduler(request.user)
+    return _form_page(
+        request,
+        CancelForm(request.POST or None),
+        session=session,
+        save=lambda data: services.session_cancel(actor=request.user, session=session, **data),
+        success="Session cancelled. It stays on the timeline.",
+        title="Cancel session",
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def session_dosing(request, public_id):
+    session = _session(request, public_id)
+    if not selectors.can_log(request.user, session):
+        raise Http404("Not your session.")
+    if not session.is_dosing:
+        raise Http404("Not a dosing session.")
+    initial = {
+        "substance": session.substance,
+        "dose_mg": session.dose_mg,
+        "weight_kg": session.weight_kg,
+        "route": session.route,
+        "actual_start": session.actual_start and timezone.localtime(session.actual_start),
+        "actual_end": session.actual_end and timezone.localtime(session.actual_end),
+    }
+    return _form_page(
+        request,
+        DosingForm(request.POST or None, initial=initial),
+        session=session,
+        save=lambda data: services.dosing_record(actor=request.user, session=session, **data),
+        success="Dosing details saved.",
+        title="Dosing details",
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def session_ready(request, public_id):
+    session = _session(request, public_id)
+    if not access.can_edit_patients(request.user):
+        raise PermissionDenied
+    if not session.is_dosing:
+        raise Http404("Not a dosing session.")
+    return _form_page(
+        request,
+        ReadyForm(request.POST or None),
+        session=session,
+        save=lambda data: services.dosing_mark_ready(
+            actor=request.user, session=session, confirmed=data["confirmed"]
+        ),
+        success="Dosing session marked ready.",
+        title="Mark dosing ready",
+        template="sessions/ready.html",
+    )
+
+
+@login_required
+def patient_timeline(request, public_id):
+    patient = access.get_patient_for(request.user, public_id)
+    sessions = selectors.patient_timeline(patient=patient)
+    now = timezone.now()
+    return render(
+        request,
+        "sessions/timeline.html",
+        {
+            "patient": patient,
+            "past": [s for s in sessions if s.scheduled_start < now],
+            "upcoming": [s for s in sessions if s.scheduled_start >= now],
+        },
+    )
+
+
+@login_required
+def my_calendar(request):
+    monday, next_monday = selectors.week_bounds(request.GET.get("week"))
+    previous = monday.toordinal() - 7
+    return render(
+        request,
+        "sessions/calendar.html",
+        {
+            "days": selectors.coach_week(user=request.user, monday=monday),
+            "monday": monday,
+            "week": monday.strftime("%G-W%V"),
+            "previous_week": type(monday).fromordinal(previous).strftime("%G-W%V"),
+            "next_week": next_monday.strftime("%G-W%V"),
+            "upcoming": selectors.upcoming_for_coach(user=request.user),
+            "to_log": selectors.to_log_for_coach(user=request.user),
+            "feed": request.user.calendar_feeds.filter(revoked_at__isnull=True).first(),
+            "new_feed_url": request.session.pop("new_feed_url", None),
+        },
+    )
+
+
+@login_required
+@require_POST
+def calendar_feed_create(request):
+    token = services.feed_create(actor=request.user)
+    url = request.build_absolute_uri(reverse("calendar_feed", args=[token]))
+    # Shown once on the next page; only its hash is stored.
+    request.session["new_feed_url"] = url
+    messages.success(request, "Calendar link created. Copy it now: it is shown only once.")
+    return redirect("my_calendar")
+
+
+@login_required
+@require_POST
+def calendar_feed_revoke(request):
+    services.feed_revoke(actor=request.user)
+    messages.success(request, "Calendar link revoked. Calendar apps using it stop updating.")
+    return redirect("my_calendar")
+
+
+def calendar_feed(request, token):
+    feed = selectors.feed_for_token(token)
+    body = calendar.ics_for(coach=feed.coach, sessions=selectors.feed_sessions(coach=feed.coach))
+    response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = 'inline; filename="rapport.ics"'
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@login_required
+def program_sessions(request, program_id):
+    if not access.can_edit_patients(request.user):  # clinicians and admins
+        raise PermissionDenied
+    program = get_object_or_404(Program, pk=program_id)
+    overview = selectors.group_program_overview(program=program)
+    return render(request, "sessions/program.html", {"program": program, **overview})
