@@ -10,6 +10,8 @@ import datetime
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from .audit import audit_record
@@ -129,6 +131,11 @@ def patient_update(*, actor, patient: Patient, **changes) -> Patient:
     return patient
 
 
+def _ended_today():
+    # An enrolment that had not started yet ends on its start date, never before it.
+    return Greatest(F("start_date"), Value(timezone.localdate()))
+
+
 @transaction.atomic
 def patient_change_status(*, actor, patient: Patient, to_status: str, reason: str = "") -> Patient:
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
@@ -156,14 +163,14 @@ def patient_change_status(*, actor, patient: Patient, to_status: str, reason: st
         update_fields.append("withdrawal_reason")
         # Data stays; open enrolments close so capacity and schedules free up.
         patient.enrolments.filter(status=Enrolment.Status.ACTIVE).update(
-            status=Enrolment.Status.WITHDRAWN, end_date=timezone.localdate()
+            status=Enrolment.Status.WITHDRAWN, end_date=_ended_today()
         )
         from sessions.services import cancel_future_sessions_for_patient
 
         cancel_future_sessions_for_patient(actor=actor, patient=patient, reason=reason)
     elif target == Patient.Status.COMPLETED:
         patient.enrolments.filter(status=Enrolment.Status.ACTIVE).update(
-            status=Enrolment.Status.COMPLETED, end_date=timezone.localdate()
+            status=Enrolment.Status.COMPLETED, end_date=_ended_today()
         )
     patient.save(update_fields=update_fields)
     PatientStatusChange.objects.create(

@@ -197,8 +197,11 @@ def schedule_for_enrolment(*, actor, enrolment: Enrolment) -> list[Session]:
         if step.anchor == ProtocolStep.Anchor.PREVIOUS_DOSING and last_dosing is not None:
             day = last_dosing + datetime.timedelta(days=step.day_offset)
         else:
-            base = program.start_date if step.is_group else enrolment.start_date
+            # A group program runs as a cohort: every step dates from the program start.
+            base = program.start_date if program.is_group else enrolment.start_date
             day = base + datetime.timedelta(days=step.day_offset)
+        if step.is_group and day < enrolment.start_date:
+            continue  # a late joiner is not an attendee of circles held before they joined
         start = local_datetime(day, step.start_time)
         end = start + datetime.timedelta(minutes=step.duration_minutes)
         if step.kind == SessionKind.DOSING:

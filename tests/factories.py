@@ -65,3 +65,10 @@ class CoachAssignmentFactory(factory.django.DjangoModelFactory):
     role = CoachAssignment.Role.LEAD
     start_date = factory.LazyFunction(timezone.localdate)
     assigned_by = factory.SelfAttribute("enrolment.enrolled_by")
+
+
+def protocol_named(name: str):
+    # Shipped protocols are loaded by a data migration, so every test database has them.
+    from sessions.models import Protocol
+
+    return Protocol.objects.get(name=name)

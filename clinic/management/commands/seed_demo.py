@@ -17,6 +17,9 @@ from clinic import services
 from clinic.devservices import DEMO_PASSWORD
 from clinic.models import CoachAssignment, Patient, Program
 from clinic.roles import Role
+from sessions import services as session_services
+from sessions.models import Protocol, Session
+from sessions.services import load_protocols
 
 STAFF = [
     ("admin@rapport.test", "Avery Admin", Role.ADMIN),
@@ -28,11 +31,30 @@ STAFF = [
     ("coach4@rapport.test", "Sam Ibarra", Role.COACH),
 ]
 
+# name, kind, modality, group capacity, protocol that generates the schedule
 PROGRAMS = [
-    ("Psilocybin for depression", Program.Kind.PACKAGE, Program.Modality.PSILOCYBIN, None),
-    ("Ketamine-assisted therapy series", Program.Kind.PACKAGE, Program.Modality.KETAMINE, None),
-    ("Group psilocybin program", Program.Kind.GROUP, Program.Modality.PSILOCYBIN, 8),
-    ("Single psilocybin session", Program.Kind.SINGLE, Program.Modality.PSILOCYBIN, None),
+    (
+        "Psilocybin for depression",
+        Program.Kind.PACKAGE,
+        Program.Modality.PSILOCYBIN,
+        None,
+        "Psilocybin for depression, two doses",
+    ),
+    (
+        "Ketamine-assisted therapy series",
+        Program.Kind.PACKAGE,
+        Program.Modality.KETAMINE,
+        None,
+        "Ketamine-assisted therapy series",
+    ),
+    (
+        "Group psilocybin program",
+        Program.Kind.GROUP,
+        Program.Modality.PSILOCYBIN,
+        8,
+        "Group psilocybin program",
+    ),
+    ("Single psilocybin session", Program.Kind.SINGLE, Program.Modality.PSILOCYBIN, None, None),
 ]
 
 
@@ -72,6 +94,9 @@ class Command(BaseCommand):
             )
             self._enrol(patient, rng=rng, admin=admin, programs=programs, coaches=coaches)
             created += 1
+        # Group circles are logged once everyone is enrolled, with attendance per member.
+        for session in Session.objects.filter(is_group=True).order_by("scheduled_start"):
+            self._log_if_past(session, rng=rng, admin=admin)
         self._print_logins(created)
 
     def _staff(self) -> dict[Role, list]:
@@ -92,9 +117,10 @@ class Command(BaseCommand):
         return staff
 
     def _programs(self) -> list[Program]:
-        start = timezone.localdate() - datetime.timedelta(days=60)
+        load_protocols()
+        start = timezone.localdate() - datetime.timedelta(days=20)
         programs = []
-        for name, kind, modality, capacity in PROGRAMS:
+        for name, kind, modality, capacity, protocol in PROGRAMS:
             program, _ = Program.objects.get_or_create(
                 name=name,
                 defaults={
@@ -102,6 +128,7 @@ class Command(BaseCommand):
                     "modality": modality,
                     "capacity": capacity,
                     "start_date": start,
+                    "protocol": Protocol.objects.filter(name=protocol).first(),
                 },
             )
             programs.append(program)
@@ -117,7 +144,9 @@ class Command(BaseCommand):
             program = group
         else:
             program = rng.choice([p for p in programs if not p.is_group])
-        start = timezone.localdate() - datetime.timedelta(days=rng.randint(0, 45))
+        start = timezone.localdate() - datetime.timedelta(days=rng.randint(0, 25))
+        if program.is_group:
+            start = program.start_date
         enrolment = services.patient_enrol(
             actor=admin, patient=patient, program=program, start_date=start
         )
@@ -142,6 +171,36 @@ class Command(BaseCommand):
             services.patient_change_status(
                 actor=admin, patient=patient, to_status=Patient.Status.IN_TREATMENT
             )
+        self._log_past_sessions(enrolment, rng=rng, admin=admin)
+
+    def _log_past_sessions(self, enrolment, *, rng, admin) -> None:
+        """Sessions already past are logged as a coach would have (a few no-shows)."""
+        past = Session.objects.filter(
+            attendances__enrolment=enrolment,
+            status=Session.Status.SCHEDULED,
+            scheduled_end__lt=timezone.now(),
+        ).order_by("scheduled_start")
+        for session in past.filter(is_group=False):
+            self._log_if_past(session, rng=rng, admin=admin)
+
+    def _log_if_past(self, session, *, rng, admin) -> None:
+        if session.status != Session.Status.SCHEDULED or session.scheduled_end > timezone.now():
+            return
+        no_show = not session.is_group and rng.random() < 0.07
+        attendance = None
+        if session.is_group:
+            attendance = {
+                a.patient_id: "absent" if rng.random() < 0.1 else "attended"
+                for a in session.attendances.all()
+            }
+        session_services.session_log(
+            actor=session.facilitators.first() or admin,
+            session=session,
+            status=Session.Status.NO_SHOW if no_show else Session.Status.COMPLETED,
+            duration_minutes=None if no_show else session.protocol_step.duration_minutes,
+            notes="Did not attend; rebooking." if no_show else "",
+            attendance=attendance,
+        )
 
     def _print_logins(self, created: int) -> None:
         self.stdout.write(self.style.SUCCESS(f"Seeded {created} new patient(s)."))
