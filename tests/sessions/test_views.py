@@ -1,0 +1,206 @@
+import datetime
+import re
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from sessions import services
+from sessions.models import CalendarFeed, Session, SessionKind
+from tests.factories import EnrolmentFactory, ProgramFactory, protocol_named
+
+pytestmark = pytest.mark.django_db
+PERSONAS = ["anonymous", "coach", "other_coach", "clinician", "admin"]
+
+MATRIX = {
+    "session_detail": [302, 200, 404, 200, 200],
+    "session_log": [302, 200, 404, 200, 200],
+    "session_reschedule": [302, 403, 404, 403, 200],
+    "session_cancel": [302, 403, 404, 403, 200],
+    "session_dosing": [302, 200, 404, 200, 200],
+    "session_ready": [302, 403, 404, 200, 200],
+    "patient_timeline": [302, 200, 404, 200, 200],
+    "my_calendar": [302, 200, 200, 200, 200],
+    "program_sessions": [302, 403, 403, 200, 200],
+}
+
+
+@pytest.fixture
+def dosing(people):
+    start = timezone.now().replace(microsecond=0) - datetime.timedelta(hours=3)
+    return services.session_book(
+        actor=people.admin,
+        program=people.enrolment.program,
+        enrolment=people.enrolment,
+        kind=SessionKind.DOSING,
+        start=start,
+        end=start + datetime.timedelta(hours=2),
+        facilitators=[people.coach],
+    )
+
+
+def _url(page, people, dosing):
+    if page == "my_calendar":
+        return reverse(page)
+    if page == "program_sessions":
+        return reverse(page, args=[people.enrolment.program.pk])
+    if page == "patient_timeline":
+        return reverse(page, args=[people.patient.public_id])
+    return reverse(page, args=[dosing.public_id])
+
+
+@pytest.mark.parametrize("page", sorted(MATRIX))
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_role_matrix(client, people, dosing, page, persona):
+    expected = MATRIX[page][PERSONAS.index(persona)]
+    if persona != "anonymous":
+        client.force_login(getattr(people, persona))
+    response = client.get(_url(page, people, dosing))
+    assert response.status_code == expected
+    if expected == 302:
+        assert response.url.startswith(reverse("login"))
+
+
+def test_a_coach_who_sees_the_patient_but_did_not_facilitate_cannot_log(client, people, dosing):
+    dosing.facilitators.clear()
+    client.force_login(people.coach)
+    assert client.get(reverse("session_detail", args=[dosing.public_id])).status_code == 200
+    response = client.post(
+        reverse("session_log", args=[dosing.public_id]),
+        {"status": "completed", "duration_minutes": 60},
+    )
+    assert response.status_code == 404
+    dosing.refresh_from_db()
+    assert dosing.status == "scheduled"
+
+
+def test_coach_logs_from_the_calendar_and_lands_on_the_due_list(client, people):
+    program = ProgramFactory(protocol=protocol_named("Psilocybin for depression, two doses"))
+    from clinic import services as clinic_services
+
+    enrolment = clinic_services.patient_enrol(
+        actor=people.admin,
+        patient=people.patient,
+        program=program,
+        start_date=timezone.localdate(),
+    )
+    clinic_services.coach_assign(
+        actor=people.admin, enrolment=enrolment, coach=people.coach, role="lead"
+    )
+    first = Session.objects.filter(enrolment=enrolment).order_by("scheduled_start").first()
+    Session.objects.filter(pk=first.pk).update(
+        scheduled_start=timezone.now() - datetime.timedelta(hours=2),
+        scheduled_end=timezone.now() - datetime.timedelta(hours=1),
+    )
+    client.force_login(people.coach)
+    calendar = client.get(reverse("my_calendar")).content.decode()
+    assert "Waiting for your log" in calendar
+    assert reverse("session_log", args=[first.public_id]) in calendar
+    response = client.post(
+        reverse("session_log", args=[first.public_id]),
+        {"status": "completed", "duration_minutes": 110, "notes": "Good start."},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Session logged" in page
+    assert "Questionnaires due after this session" in page
+    assert "WAI-SR" in page and "PHQ-9" in page
+
+
+def test_bad_log_keeps_what_was_typed(client, people, dosing):
+    client.force_login(people.coach)
+    response = client.post(
+        reverse("session_log", args=[dosing.public_id]),
+        {"status": "no_show", "duration_minutes": "", "notes": ""},
+    )
+    html = response.content.decode()
+    assert "Give the reason in the note." in html
+    assert (
+        'value="no_show" checked' in html
+        or 'checked value="no_show"' in html
+        or re.search(r'value="no_show"[^>]*checked', html)
+    )
+
+
+def test_over_capacity_group_enrolment_is_refused_from_the_page(client, people):
+    group = ProgramFactory(
+        kind="group", capacity=1, protocol=protocol_named("Group psilocybin program")
+    )
+    EnrolmentFactory(program=group)
+    client.force_login(people.admin)
+    response = client.post(
+        reverse("patient_enrol", args=[people.patient.public_id]),
+        {"program": group.pk, "start_date": timezone.localdate().isoformat()},
+    )
+    assert "This group is full" in response.content.decode()
+    assert not Session.objects.filter(attendances__patient=people.patient, program=group).exists()
+
+
+def test_caseload_shows_the_next_session(client, people):
+    start = timezone.now() + datetime.timedelta(days=2)
+    services.session_book(
+        actor=people.admin,
+        program=people.enrolment.program,
+        enrolment=people.enrolment,
+        kind=SessionKind.PREPARATION,
+        label="Preparation 2",
+        start=start,
+        end=start + datetime.timedelta(hours=1),
+    )
+    client.force_login(people.coach)
+    assert "Preparation 2" in client.get(reverse("home")).content.decode()
+
+
+# --- iCalendar feed -----------------------------------------------------------------------
+
+
+def _feed_url(client, people):
+    client.force_login(people.coach)
+    client.post(reverse("calendar_feed_create"))
+    page = client.get(reverse("my_calendar")).content.decode()
+    return re.search(r'value="(http://testserver/calendar/[^"]+\.ics)"', page).group(1)
+
+
+def test_feed_is_valid_icalendar_with_only_that_coachs_sessions(client, people, dosing):
+    other_enrolment = EnrolmentFactory(program=people.enrolment.program)
+    start = timezone.now() + datetime.timedelta(days=3)
+    services.session_book(
+        actor=people.admin,
+        program=other_enrolment.program,
+        enrolment=other_enrolment,
+        kind="preparation",
+        start=start,
+        end=start + datetime.timedelta(hours=1),
+        facilitators=[people.other_coach],
+    )
+    url = _feed_url(client, people)
+    client.logout()
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/calendar")
+    body = response.content.decode()
+    lines = body.split("\r\n")
+    assert lines[0] == "BEGIN:VCALENDAR" and lines[-2] == "END:VCALENDAR" and lines[-1] == ""
+    assert "VERSION:2.0" in lines
+    assert body.count("BEGIN:VEVENT") == 1
+    assert f"UID:{dosing.public_id}@rapport" in lines
+    utc = dosing.scheduled_start.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    assert f"DTSTART:{utc}" in lines
+    assert all(len(line.encode()) <= 75 for line in lines)
+    assert people.patient.last_name not in body
+    assert people.patient.record_number in body
+
+
+def test_only_a_hash_of_the_feed_token_is_stored(client, people):
+    url = _feed_url(client, people)
+    token = url.rsplit("/", 1)[1].removesuffix(".ics")
+    stored = CalendarFeed.objects.get(coach=people.coach).token_hash
+    assert token not in stored and stored == CalendarFeed.hash_token(token)
+
+
+def test_revoked_or_wrong_feed_token_is_404(client, people):
+    url = _feed_url(client, people)
+    client.post(reverse("calendar_feed_revoke"))
+    client.logout()
+    assert client.get(url).status_code == 404
+    assert client.get(reverse("calendar_feed", args=["guess"])).status_code == 404
