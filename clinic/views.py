@@ -16,6 +16,8 @@ from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from sessions.selectors import to_log_for_coach
+
 from . import access, selectors, services
 from .forms import (
     AssignmentForm,
@@ -47,7 +49,11 @@ def _page(request, queryset):
 def home(request):
     query = request.GET.get("q", "").strip()
     page = _page(request, selectors.caseload_for(user=request.user, query=query))
-    return render(request, "clinic/caseload.html", {"page": page, "query": query})
+    return render(
+        request,
+        "clinic/caseload.html",
+        {"page": page, "query": query, "to_log": to_log_for_coach(user=request.user)},
+    )
 
 
 @login_required

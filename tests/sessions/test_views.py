@@ -93,6 +93,9 @@ def test_coach_logs_from_the_calendar_and_lands_on_the_due_list(client, people):
         scheduled_end=timezone.now() - datetime.timedelta(hours=1),
     )
     client.force_login(people.coach)
+    caseload = client.get(reverse("home")).content.decode()
+    assert "Sessions waiting for your log" in caseload
+    assert reverse("session_log", args=[first.public_id]) in caseload
     calendar = client.get(reverse("my_calendar")).content.decode()
     assert "Waiting for your log" in calendar
     assert reverse("session_log", args=[first.public_id]) in calendar
