@@ -49,4 +49,5 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("", include("sessions.urls")),
+    path("", include("outcomes.urls")),
 ]

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from clinic import access
 from clinic.forms import apply_service_errors
 from clinic.models import Program
+from outcomes.selectors import due_for_session
 
 from . import calendar, selectors, services
 from .forms import CancelForm, DosingForm, ReadyForm, RescheduleForm, SessionLogForm
@@ -39,7 +40,7 @@ def session_detail(request, public_id):
         "sessions/session_detail.html",
         {
             "session": session,
-            "due": selectors.questionnaires_due_for(session),
+            "due": due_for_session(session, selectors.questionnaires_due_for(session)),
             "can_log": selectors.can_log(request.user, session),
             "can_schedule": access.can_manage_programs(request.user),
             "warnings": services.readiness_warnings(session),

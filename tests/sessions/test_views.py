@@ -107,7 +107,9 @@ def test_coach_logs_from_the_calendar_and_lands_on_the_due_list(client, people):
     page = response.content.decode()
     assert "Session logged" in page
     assert "Questionnaires due after this session" in page
-    assert "WAI-SR" in page and "PHQ-9" in page
+    assert "Working Alliance Inventory" in page
+    entry = reverse("response_new", args=[people.patient.public_id, "wai-sr"])
+    assert f"{entry}?session={first.public_id}" in page
 
 
 def test_bad_log_keeps_what_was_typed(client, people, dosing):

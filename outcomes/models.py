@@ -1,0 +1,144 @@
+"""Instruments (versioned definitions), responses, per-item answers and normalised scores."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from clinic.models import Patient
+
+
+class Respondent(models.TextChoices):
+    PATIENT = "patient", "Patient"
+    COACH = "coach", "Coach"
+    CLINICIAN = "clinician", "Clinician"
+
+
+class Instrument(models.Model):
+    code = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    respondent = models.CharField(max_length=20, choices=Respondent.choices)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def short_name(self) -> str:
+        return self.code.upper()
+
+
+class InstrumentVersion(models.Model):
+    """One definition file, stored as loaded. A changed file must get a new version."""
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=20)
+    definition = models.JSONField()
+    content_hash = models.CharField(max_length=64)
+    loaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["instrument__code", "-loaded_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instrument", "version"], name="instrumentversion_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.instrument.code} v{self.version}"
+
+
+class ItemWording(models.Model):
+    """Official item text imported by an admin (licensed instruments); replaces our labels."""
+
+    version = models.ForeignKey(InstrumentVersion, on_delete=models.CASCADE, related_name="wording")
+    item = models.PositiveSmallIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "item"], name="wording_one_per_item")
+        ]
+
+    def __str__(self):
+        return f"{self.version} item {self.item}"
+
+
+class Response(models.Model):
+    class Source(models.TextChoices):
+        CLINIC = "clinic", "Entered in clinic"
+        LINK = "link", "Self-report link"
+        IMPORT = "import", "Imported"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="responses")
+    version = models.ForeignKey(
+        InstrumentVersion, on_delete=models.PROTECT, related_name="responses"
+    )
+    respondent = models.CharField(max_length=20, choices=Respondent.choices)
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    source = models.CharField(max_length=20, choices=Source.choices)
+    administered_at = models.DateTimeField()
+    session = models.ForeignKey(
+        "clinic_sessions.Session",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="responses",
+    )
+    # WAI-SR may rate one coach rather than the team.
+    about_coach = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # One per rendered form: a double click or a resubmitted page finds the first response.
+    submission_key = models.UUIDField(null=True, blank=True, unique=True)
+    complete = models.BooleanField(default=False)
+    safety_hits = models.JSONField(default=list, blank=True)
+    has_safety_hit = models.BooleanField(default=False)
+    answers = models.JSONField(
+        default=dict, help_text="Item number to answer, as entered (null = not answered)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["-administered_at", "-id"]
+        indexes = [models.Index(fields=["patient", "administered_at"])]
+
+    def __str__(self):
+        return f"{self.version} for {self.patient_id} at {self.administered_at:%Y-%m-%d}"
+
+
+class Score(models.Model):
+    """One scale of one response, so dashboards and analytics are plain SQL."""
+
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="scores")
+    scale = models.CharField(max_length=40)
+    value = models.FloatField(null=True, blank=True, help_text="Sum (prorated where allowed).")
+    mean = models.FloatField(null=True, blank=True, help_text="Item mean.")
+    band = models.CharField(max_length=60, blank=True)
+    prorated = models.BooleanField(default=False)
+    complete = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["response", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["response", "scale"], name="score_one_per_scale"),
+            models.CheckConstraint(
+                condition=Q(value__isnull=False) | Q(mean__isnull=True),
+                name="score_mean_needs_value",
+            ),
+        ]
+        indexes = [models.Index(fields=["scale"])]
+
+    def __str__(self):
+        return f"{self.scale}={self.value}"

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path(
+        "patients/<uuid:public_id>/questionnaires/<slug:code>/",
+        views.response_new,
+        name="response_new",
+    ),
+    path("responses/<uuid:public_id>/", views.response_detail, name="response_detail"),
+]

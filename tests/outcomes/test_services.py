@@ -1,0 +1,177 @@
+import copy
+import re
+import datetime
+import uuid
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils import timezone
+
+from outcomes import services
+from outcomes.models import InstrumentVersion, Response, Score
+
+pytestmark = pytest.mark.django_db
+
+WAI_LOW_BOND = {1: 4, 2: 4, 3: 2, 4: 4, 5: 3, 6: 4, 7: 2, 8: 4, 9: 3, 10: 4, 11: 4, 12: 4}
+
+
+def _record(people, answers=WAI_LOW_BOND, **extra):
+    return services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=services.latest_version("wai-sr"),
+        answers=answers,
+        administered_at=timezone.now(),
+        **extra,
+    )
+
+
+def test_instruments_are_loaded_by_migration_and_loading_again_changes_nothing():
+    assert InstrumentVersion.objects.count() == 9
+    services.load_instruments()
+    assert InstrumentVersion.objects.count() == 9
+
+
+def test_a_changed_definition_under_the_same_version_is_refused():
+    version = services.latest_version("gad-7")
+    changed = copy.deepcopy(version.definition)
+    changed["name"] = "GAD-7 with a silent edit"
+    with pytest.raises(ValidationError, match="Give the changed file a new version number"):
+        services.load_instruments(definitions=[changed])
+
+
+def test_response_and_its_scores_are_written_together(people):
+    response = _record(people)
+    scores = {s.scale: s for s in response.scores.all()}
+    # bond items 3, 5, 7, 9 = 2, 3, 2, 3 -> sum 10, mean 2.5
+    assert scores["bond"].value == 10 and scores["bond"].mean == 2.5
+    # total: 4*8 + 10 = 42 over 12 items -> mean 3.5
+    assert scores["total"].value == 42 and scores["total"].mean == 3.5
+    assert response.answers["3"] == 2.0
+    assert response.entered_by == people.coach and response.respondent == "patient"
+
+
+def test_out_of_range_answer_is_refused_and_nothing_is_written(people):
+    with pytest.raises(ValidationError) as exc:
+        _record(people, answers={**WAI_LOW_BOND, 3: 7})
+    assert "item_3" in exc.value.message_dict
+    assert Response.objects.count() == 0 and Score.objects.count() == 0
+
+
+def test_too_many_missing_items_is_refused_unless_saved_incomplete(people):
+    answers = {**WAI_LOW_BOND, 3: None, 5: None}  # bond has only 2 of 4 items
+    with pytest.raises(ValidationError) as exc:
+        _record(people, answers=answers)
+    assert "missing: 3, 5" in exc.value.messages[0]
+    assert Response.objects.count() == 0
+    response = _record(people, answers=answers, allow_incomplete=True)
+    assert not response.complete
+    assert response.scores.get(scale="total").value is None
+
+
+def test_the_same_submission_key_makes_one_response(people):
+    key = uuid.uuid4()
+    first = _record(people, submission_key=key)
+    second = _record(people, submission_key=key)
+    assert first.pk == second.pk and Response.objects.count() == 1
+
+
+def test_phq9_item_9_is_stored_as_a_safety_hit(people):
+    answers = {n: 1 for n in range(1, 10)} | {10: 1}
+    answers[9] = 2
+    response = services.response_record(
+        actor=people.clinician,
+        patient=people.patient,
+        version=services.latest_version("phq-9"),
+        answers=answers,
+        administered_at=timezone.now(),
+    )
+    assert response.has_safety_hit
+    assert response.safety_hits[0]["item"] == 9 and response.safety_hits[0]["urgent"]
+
+
+def test_editing_keeps_the_old_version_with_a_reason_and_rescores(people):
+    response = _record(people)
+    with pytest.raises(ValidationError):
+        services.response_edit(actor=people.coach, response=response, answers={}, reason="")
+    services.response_edit(
+        actor=people.coach,
+        response=response,
+        answers={**WAI_LOW_BOND, 3: 5, 7: 5},
+        reason="Typed item 3 and 7 from the wrong column",
+    )
+    assert response.scores.get(scale="bond").mean == 4.0  # 5, 3, 5, 3
+    history = list(response.history.order_by("history_date"))
+    assert len(history) == 2
+    assert history[0].answers["3"] == 2.0
+    assert history[1].history_change_reason == "Typed item 3 and 7 from the wrong column"
+
+
+# --- the entry page ------------------------------------------------------------------------
+
+PERSONAS = {"coach": 200, "other_coach": 404, "clinician": 200, "admin": 200}
+
+
+@pytest.mark.parametrize(("persona", "status"), sorted(PERSONAS.items()))
+def test_entry_page_role_matrix(client, people, persona, status):
+    client.force_login(getattr(people, persona))
+    url = reverse("response_new", args=[people.patient.public_id, "wai-sr"])
+    assert client.get(url).status_code == status
+
+
+def test_anonymous_is_sent_to_login(client, people):
+    url = reverse("response_new", args=[people.patient.public_id, "wai-sr"])
+    assert client.get(url).url.startswith(reverse("login"))
+
+
+def _post(client, people, answers, **extra):
+    data = {
+        "administered_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"),
+        "submission_key": str(uuid.uuid4()),
+        **{f"item_{k}": v for k, v in answers.items()},
+        **extra,
+    }
+    url = reverse("response_new", args=[people.patient.public_id, "wai-sr"])
+    return client.post(url, data), data
+
+
+def test_coach_enters_a_wai_sr_and_sees_the_scores(client, people):
+    client.force_login(people.coach)
+    response, _ = _post(client, people, WAI_LOW_BOND)
+    saved = Response.objects.get()
+    assert response.url == reverse("response_detail", args=[saved.public_id])
+    page = client.get(response.url).content.decode()
+    assert "Bond" in page and "2.5" in page
+
+
+def test_a_resubmitted_form_makes_one_response(client, people):
+    client.force_login(people.coach)
+    first, data = _post(client, people, WAI_LOW_BOND)
+    again = client.post(reverse("response_new", args=[people.patient.public_id, "wai-sr"]), data)
+    assert Response.objects.count() == 1
+    assert again.url == first.url
+
+
+def test_bad_answers_reshow_the_form_with_what_was_typed(client, people):
+    client.force_login(people.coach)
+    response, _ = _post(client, people, {**WAI_LOW_BOND, 3: "", 5: "", 9: ""})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Too many items are unanswered" in html
+    assert re.search(r'<input[^>]*name="item_1"[^>]*value="4"[^>]*checked', html)
+    assert not re.search(r'<input[^>]*name="item_1"[^>]*value="3"[^>]*checked', html)
+    assert Response.objects.count() == 0
+
+
+def test_unknown_instrument_is_404(client, people):
+    client.force_login(people.coach)
+    url = reverse("response_new", args=[people.patient.public_id, "nope"])
+    assert client.get(url).status_code == 404
+
+
+def test_administered_time_is_kept(client, people):
+    client.force_login(people.coach)
+    when = timezone.localtime() - datetime.timedelta(days=2)
+    _post(client, people, WAI_LOW_BOND, administered_at=when.strftime("%Y-%m-%dT%H:%M"))
+    assert Response.objects.get().administered_at.date() == when.date()
