@@ -1,6 +1,6 @@
 import copy
-import re
 import datetime
+import re
 import uuid
 
 import pytest
