@@ -50,4 +50,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("sessions.urls")),
     path("", include("outcomes.urls")),
+    path("", include("alliance.urls")),
 ]

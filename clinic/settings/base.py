@@ -219,3 +219,6 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+
+# Absolute links in e-mails (flag notifications, questionnaire links).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")

@@ -1,0 +1,41 @@
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Submit
+from django import forms
+
+from .models import FlagRule
+
+
+class ResolveForm(forms.Form):
+    note = forms.CharField(
+        label="What was done",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Required. For example: extra preparation session booked; coach changed.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.add_input(Submit("resolve", "Resolve flag"))
+
+
+class FlagRuleForm(forms.ModelForm):
+    class Meta:
+        model = FlagRule
+        fields = [
+            "weak_bond_below",
+            "weak_bond_days_before_dosing",
+            "percentile",
+            "percentile_min_ratings",
+            "bond_drop_rci",
+            "missing_hours_before_dosing",
+            "srs_below",
+            "srs_drop",
+            "wai_total_below",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.add_input(Submit("save", "Save thresholds"))

@@ -1,0 +1,162 @@
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from clinic.models import Patient, Program
+
+from . import rules
+
+
+def _between(low, high):
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
+class FlagRule(models.Model):
+    """Flag thresholds for one program; the row without a program is the clinic default.
+
+    Ranges are the instruments' own (WAI-SR means 1-5, SRS 0-40), held in the database too.
+    """
+
+    program = models.OneToOneField(
+        Program, null=True, blank=True, on_delete=models.PROTECT, related_name="flag_rule"
+    )
+    weak_bond_below = models.FloatField(
+        "weak bond: WAI-SR bond mean below", default=3.5, validators=_between(1, 5)
+    )
+    weak_bond_days_before_dosing = models.PositiveSmallIntegerField(
+        "weak bond: days before dosing", default=14, validators=_between(1, 60)
+    )
+    percentile = models.PositiveSmallIntegerField(
+        "weak bond: clinic percentile", default=20, validators=_between(1, 99)
+    )
+    percentile_min_ratings = models.PositiveSmallIntegerField(
+        "weak bond: ratings needed before the percentile applies",
+        default=30,
+        validators=_between(5, 10000),
+    )
+    bond_drop_rci = models.FloatField(
+        "bond drop: fall larger than (bond mean points)", default=0.5, validators=_between(0.1, 4)
+    )
+    missing_hours_before_dosing = models.PositiveSmallIntegerField(
+        "missing rating: hours before dosing", default=72, validators=_between(1, 336)
+    )
+    srs_below = models.FloatField("SRS total below", default=36.0, validators=_between(0, 40))
+    srs_drop = models.FloatField(
+        "SRS drop of at least (points)", default=1.0, validators=_between(0.1, 40)
+    )
+    wai_total_below = models.FloatField(
+        "WAI-SR total mean below", default=3.5, validators=_between(1, 5)
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program"], nulls_distinct=False, name="flagrule_one_per_program"
+            ),
+            models.CheckConstraint(
+                condition=Q(weak_bond_below__gte=1, weak_bond_below__lte=5)
+                & Q(wai_total_below__gte=1, wai_total_below__lte=5)
+                & Q(srs_below__gte=0, srs_below__lte=40)
+                & Q(srs_drop__gt=0, srs_drop__lte=40)
+                & Q(bond_drop_rci__gt=0, bond_drop_rci__lte=4)
+                & Q(percentile__gte=1, percentile__lte=99),
+                name="flagrule_thresholds_in_instrument_range",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Flag thresholds for {self.program or 'the clinic (default)'}"
+
+    def thresholds(self) -> rules.Thresholds:
+        return rules.Thresholds(
+            weak_bond_below=self.weak_bond_below,
+            weak_bond_days_before_dosing=self.weak_bond_days_before_dosing,
+            percentile=self.percentile,
+            percentile_min_ratings=self.percentile_min_ratings,
+            bond_drop_rci=self.bond_drop_rci,
+            missing_hours_before_dosing=self.missing_hours_before_dosing,
+            srs_below=self.srs_below,
+            srs_drop=self.srs_drop,
+            wai_total_below=self.wai_total_below,
+        )
+
+
+class Flag(models.Model):
+    class Kind(models.TextChoices):
+        WEAK_BOND = rules.Kind.WEAK_BOND, "Weak bond before dosing"
+        BOND_DROP = rules.Kind.BOND_DROP, "Bond dropped"
+        ALLIANCE_MISSING = rules.Kind.ALLIANCE_MISSING, "No alliance rating before dosing"
+        LOW_ALLIANCE = rules.Kind.LOW_ALLIANCE, "Low alliance"
+        SAFETY = rules.Kind.SAFETY, "Safety"
+
+    class Severity(models.TextChoices):
+        LOW = rules.Severity.LOW, "Low"
+        MEDIUM = rules.Severity.MEDIUM, "Medium"
+        HIGH = rules.Severity.HIGH, "High"
+        URGENT = rules.Severity.URGENT, "Urgent"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+        AUTO_RESOLVED = "auto_resolved", "Cleared by a newer rating"
+
+    UNRESOLVED = (Status.OPEN, Status.ACKNOWLEDGED)
+    SEVERITY_RANK = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="flags")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    dosing_session = models.ForeignKey(
+        "clinic_sessions.Session",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="flags",
+    )
+    evidence = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    raised_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolution_note = models.TextField(blank=True)
+    # Claimed with a conditional update so that exactly one worker sends the e-mail.
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "kind", "dosing_session"],
+                condition=Q(status__in=["open", "acknowledged"]),
+                nulls_distinct=False,
+                name="flag_one_open_per_patient_kind_dosing",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="resolved") | ~Q(resolution_note=""),
+                name="flag_resolved_has_note",
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "status"]), models.Index(fields=["status"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} ({self.get_status_display()})"
+
+    @property
+    def is_unresolved(self) -> bool:
+        return self.status in self.UNRESOLVED

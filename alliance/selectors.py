@@ -1,0 +1,183 @@
+"""Reads for flags: one patient's facts for the rules, and flags scoped to the user."""
+
+import datetime
+
+from django.db import connection
+from django.http import Http404
+from django.utils import timezone
+
+from clinic.access import patients_visible_to
+from clinic.models import Enrolment, Patient
+from outcomes.models import Response
+from sessions.models import Attendance, Session, SessionKind
+
+from . import rules
+from .models import Flag, FlagRule
+from .summary import summarise
+
+
+def flag_rule_for(*, patient: Patient) -> FlagRule | None:
+    program_ids = patient.enrolments.filter(status=Enrolment.Status.ACTIVE).values("program")
+    rule = FlagRule.objects.filter(program__in=program_ids).order_by("pk").first()
+    return rule or FlagRule.objects.filter(program__isnull=True).first()
+
+
+def flag_rule_for_editing(*, program_id: int | None) -> FlagRule:
+    rule, _ = FlagRule.objects.get_or_create(program_id=program_id)
+    return rule
+
+
+def _session_label(session: Session | None) -> str:
+    return (session.label or session.get_kind_display()) if session else ""
+
+
+def _scores(response: Response) -> dict[str, object]:
+    return {s.scale: s for s in response.scores.all()}
+
+
+def clinic_bond_percentile(percentile: int) -> tuple[float | None, int]:
+    """The clinic's own percentile of WAI-SR bond means, over every rating."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT percentile_cont(%s) WITHIN GROUP (ORDER BY s.mean), count(*)
+            FROM outcomes_score s
+            JOIN outcomes_response r ON r.id = s.response_id
+            JOIN outcomes_instrumentversion v ON v.id = r.version_id
+            JOIN outcomes_instrument i ON i.id = v.instrument_id
+            WHERE i.code = 'wai-sr' AND s.scale = 'bond' AND s.mean IS NOT NULL
+            """,
+            [percentile / 100],
+        )
+        value, count = cursor.fetchone()
+    return (float(value) if value is not None else None), count
+
+
+def _resolved_safety_responses(patient: Patient) -> set[int]:
+    covered = set()
+    for evidence in Flag.objects.filter(
+        patient=patient, kind=Flag.Kind.SAFETY, status=Flag.Status.RESOLVED
+    ).values_list("evidence", flat=True):
+        covered.update(hit["response_id"] for hit in evidence.get("hits", []))
+    return covered
+
+
+def flag_facts(*, patient: Patient, now: datetime.datetime, percentile: int = 20) -> rules.Facts:
+    responses = list(
+        Response.objects.filter(patient=patient, administered_at__lte=now)
+        .select_related("version__instrument", "session")
+        .prefetch_related("scores")
+        .order_by("administered_at", "id")
+    )
+    alliance, srs, safety = [], [], []
+    resolved = _resolved_safety_responses(patient)
+    for response in responses:
+        code = response.version.instrument.code
+        scores = _scores(response)
+        if code == "wai-sr":
+            bond, total = scores.get("bond"), scores.get("total")
+            alliance.append(
+                rules.AlliancePoint(
+                    response_id=response.pk,
+                    at=response.administered_at,
+                    bond=bond.mean if bond else None,
+                    total=total.mean if total else None,
+                    session_id=response.session_id,
+                    session_kind=response.session.kind if response.session else "",
+                    session_label=_session_label(response.session),
+                )
+            )
+        elif code == "srs" and scores.get("total") and scores["total"].value is not None:
+            srs.append(
+                rules.SrsPoint(
+                    response_id=response.pk,
+                    at=response.administered_at,
+                    total=scores["total"].value,
+                    session_id=response.session_id,
+                    session_label=_session_label(response.session),
+                )
+            )
+        if response.has_safety_hit and response.pk not in resolved:
+            safety.extend(
+                rules.SafetyHit(
+                    response_id=response.pk,
+                    at=response.administered_at,
+                    instrument=code,
+                    item=hit["item"],
+                    value=hit["value"],
+                    urgent=hit["urgent"],
+                )
+                for hit in response.safety_hits
+            )
+    mine = Session.objects.filter(attendances__patient=patient).exclude(
+        attendances__status=Attendance.Status.CANCELLED
+    )
+    dosings = [
+        rules.Dosing(session_id=pk, start=start)
+        for pk, start in mine.filter(
+            kind=SessionKind.DOSING, status=Session.Status.SCHEDULED
+        ).values_list("pk", "scheduled_start")
+    ]
+    preparations = list(
+        mine.filter(kind=SessionKind.PREPARATION, status=Session.Status.COMPLETED).values_list(
+            "scheduled_start", flat=True
+        )
+    )
+    value, count = clinic_bond_percentile(percentile)
+    return rules.Facts(
+        now=now,
+        alliance=alliance,
+        srs=srs,
+        safety=safety,
+        dosings=dosings,
+        preparations=preparations,
+        clinic_bond_percentile=value,
+        clinic_bond_ratings=count,
+    )
+
+
+def flag_for(*, user, public_id) -> Flag:
+    try:
+        return Flag.objects.select_related(
+            "patient", "dosing_session", "acknowledged_by", "resolved_by"
+        ).get(public_id=public_id, patient__in=patients_visible_to(user))
+    except (Flag.DoesNotExist, ValueError) as exc:
+        raise Http404("No such flag.") from exc
+
+
+def flag_summary(flag: Flag) -> str:
+    return summarise(flag.kind, flag.evidence)
+
+
+def flag_history(*, patient: Patient) -> list[dict]:
+    flags = Flag.objects.filter(patient=patient).order_by("-raised_at", "-id")
+    return [{"flag": flag, "summary": flag_summary(flag)} for flag in flags]
+
+
+def unnotified_flag_ids() -> list[int]:
+    return list(
+        Flag.objects.filter(status=Flag.Status.OPEN, notified_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def patients_with_dosing_within(*, days: int) -> list[int]:
+    now = timezone.now()
+    return list(
+        Attendance.objects.filter(
+            session__kind=SessionKind.DOSING,
+            session__status=Session.Status.SCHEDULED,
+            session__scheduled_start__gte=now,
+            session__scheduled_start__lte=now + datetime.timedelta(days=days),
+        )
+        .exclude(status=Attendance.Status.CANCELLED)
+        .values_list("patient_id", flat=True)
+        .distinct()
+    )
+
+
+def patients_in_care_ids() -> list[int]:
+    return list(
+        Patient.objects.filter(status__in=Patient.ACTIVE_STATUSES).values_list("pk", flat=True)
+    )

@@ -1,0 +1,75 @@
+"""Flag evidence in plain words for the flag page and the e-mail."""
+
+import datetime
+
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+
+
+def _day(iso: str | None) -> str:
+    if not iso:
+        return "an unknown date"
+    moment = timezone.localtime(datetime.datetime.fromisoformat(iso))
+    return date_format(moment, "j M")
+
+
+def _at(label: str) -> str:
+    return f" at {label}" if label else ""
+
+
+def _num(value) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def summarise(kind: str, evidence: dict) -> str:
+    dosing = f"; dosing on {_day(evidence['dosing_at'])}" if evidence.get("dosing_at") else ""
+    if kind == "weak_bond":
+        limit = f"below {_num(evidence['threshold'])}"
+        if evidence.get("clinic_percentile") is not None:
+            limit += (
+                f" or the clinic's {evidence['percentile']}th percentile "
+                f"({evidence['clinic_percentile']:.2f})"
+            )
+        return (
+            f"Bond {_num(evidence['bond'])}{_at(evidence.get('session_label', ''))} on "
+            f"{_day(evidence['rated_at'])}, {limit}{dosing}"
+        )
+    if kind == "bond_drop":
+        return (
+            f"Bond fell from {_num(evidence['bond_before'])} ({_day(evidence['before_at'])}) to "
+            f"{_num(evidence['bond_after'])} ({_day(evidence['after_at'])}), a fall of "
+            f"{_num(evidence['fall'])}, more than the reliable change of "
+            f"{_num(evidence['rci'])}{dosing}"
+        )
+    if kind == "alliance_missing":
+        since = (
+            f"since the last preparation session on {_day(evidence['last_preparation_at'])}"
+            if evidence.get("last_preparation_at")
+            else "at all"
+        )
+        return f"No alliance rating {since}; dosing on {_day(evidence['dosing_at'])}"
+    if kind == "low_alliance":
+        parts = []
+        for reason in evidence.get("reasons", []):
+            when = f"{_at(reason.get('session_label', ''))} on {_day(reason['rated_at'])}"
+            if reason["measure"] == "srs":
+                parts.append(
+                    f"SRS {_num(reason['value'])}{when}, below {_num(reason['threshold'])}"
+                )
+            elif reason["measure"] == "srs_drop":
+                parts.append(
+                    f"SRS fell from {_num(reason['previous'])} to {_num(reason['value'])}{when}"
+                )
+            else:
+                parts.append(
+                    f"WAI-SR total {_num(reason['value'])}{when}, below {_num(reason['threshold'])}"
+                )
+        return "; ".join(parts) + dosing
+    if kind == "safety":
+        hits = [
+            f"{h['instrument'].upper()} item {h['item']} answered {_num(h['value'])} on "
+            f"{_day(h['at'])}"
+            for h in evidence.get("hits", [])
+        ]
+        return "Safety item: " + "; ".join(hits) + ". Contact the patient today."
+    return ""

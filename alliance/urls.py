@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("flags/<uuid:public_id>/", views.flag_detail, name="flag_detail"),
+    path("flags/<uuid:public_id>/acknowledge/", views.flag_acknowledge, name="flag_acknowledge"),
+    path("flags/<uuid:public_id>/resolve/", views.flag_resolve, name="flag_resolve"),
+    path("patients/<uuid:public_id>/flags/", views.patient_flags, name="patient_flags"),
+    path("thresholds/", views.flag_rule_edit, name="flag_rule_default"),
+    path("thresholds/<int:program_id>/", views.flag_rule_edit, name="flag_rule_program"),
+]

@@ -1,0 +1,80 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from clinic import access
+from clinic.forms import apply_service_errors
+
+from . import selectors, services
+from .forms import FlagRuleForm, ResolveForm
+
+
+@login_required
+def flag_detail(request, public_id):
+    flag = selectors.flag_for(user=request.user, public_id=public_id)
+    return render(
+        request,
+        "alliance/flag_detail.html",
+        {"flag": flag, "summary": selectors.flag_summary(flag), "form": ResolveForm()},
+    )
+
+
+@login_required
+@require_POST
+def flag_acknowledge(request, public_id):
+    flag = selectors.flag_for(user=request.user, public_id=public_id)
+    try:
+        services.flag_acknowledge(actor=request.user, flag=flag)
+    except ValidationError as exc:
+        messages.info(request, exc.messages[0])
+    else:
+        messages.success(request, "Flag acknowledged. Resolve it once you have acted.")
+    return redirect("flag_detail", public_id=public_id)
+
+
+@login_required
+@require_http_methods(["POST"])
+def flag_resolve(request, public_id):
+    flag = selectors.flag_for(user=request.user, public_id=public_id)
+    form = ResolveForm(request.POST)
+    if form.is_valid():
+        try:
+            services.flag_resolve(actor=request.user, flag=flag, note=form.cleaned_data["note"])
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, "Flag resolved.")
+            return redirect("flag_detail", public_id=public_id)
+    return render(
+        request,
+        "alliance/flag_detail.html",
+        {"flag": flag, "summary": selectors.flag_summary(flag), "form": form},
+        status=200,
+    )
+
+
+@login_required
+def patient_flags(request, public_id):
+    patient = access.get_patient_for(request.user, public_id)
+    flags = selectors.flag_history(patient=patient)
+    return render(
+        request,
+        "alliance/patient_flags.html",
+        {"patient": patient, "flags": flags},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def flag_rule_edit(request, program_id=None):
+    if not access.can_manage_programs(request.user):
+        raise PermissionDenied
+    rule = selectors.flag_rule_for_editing(program_id=program_id)
+    form = FlagRuleForm(request.POST or None, instance=rule)
+    if request.method == "POST" and form.is_valid():
+        services.flag_rule_update(actor=request.user, rule=rule, **form.cleaned_data)
+        messages.success(request, "Thresholds saved. Flags are recomputed at the next sweep.")
+        return redirect(request.path)
+    return render(request, "alliance/flag_rule_form.html", {"form": form, "rule": rule})

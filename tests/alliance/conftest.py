@@ -1,0 +1,43 @@
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from outcomes import services as outcome_services
+from sessions import services as session_services
+from sessions.models import SessionKind
+
+
+def wai_answers(bond: int, rest: int = 4) -> dict[int, int]:
+    """Every bond item (3, 5, 7, 9) answered `bond`, the others `rest`."""
+    return {n: (bond if n in (3, 5, 7, 9) else rest) for n in range(1, 13)}
+
+
+@pytest.fixture
+def rate(people):
+    def _rate(bond, *, days_ago=1, rest=4, code="wai-sr", answers=None):
+        return outcome_services.response_record(
+            actor=people.coach,
+            patient=people.patient,
+            version=outcome_services.latest_version(code),
+            answers=answers or wai_answers(bond, rest),
+            administered_at=timezone.now() - datetime.timedelta(days=days_ago),
+        )
+
+    return _rate
+
+
+@pytest.fixture
+def dosing_in(people):
+    def _dosing_in(days):
+        start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=days)
+        return session_services.session_book(
+            actor=people.admin,
+            program=people.enrolment.program,
+            enrolment=people.enrolment,
+            kind=SessionKind.DOSING,
+            start=start,
+            end=start + datetime.timedelta(hours=6),
+        )
+
+    return _dosing_in
