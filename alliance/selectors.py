@@ -3,12 +3,23 @@
 import datetime
 
 from django.db import connection
+from django.db.models import (
+    Case,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.http import Http404
 from django.utils import timezone
 
 from clinic.access import patients_visible_to
 from clinic.models import Enrolment, Patient
-from outcomes.models import Response
+from outcomes.models import Response, Score
 from sessions.models import Attendance, Session, SessionKind
 
 from . import rules
@@ -181,3 +192,77 @@ def patients_in_care_ids() -> list[int]:
     return list(
         Patient.objects.filter(status__in=Patient.ACTIVE_STATUSES).values_list("pk", flat=True)
     )
+
+
+_SEVERITY_RANK = Case(
+    *(When(severity=severity, then=Value(rank)) for severity, rank in Flag.SEVERITY_RANK.items()),
+    output_field=IntegerField(),
+)
+DOSING_KINDS = (Flag.Kind.WEAK_BOND, Flag.Kind.BOND_DROP, Flag.Kind.ALLIANCE_MISSING)
+
+
+def with_flags_and_readiness(patients: QuerySet[Patient]) -> QuerySet[Patient]:
+    """Caseload order: open flags first (most severe), then the nearest dosing, then name.
+
+    Adds `flag_rank`, `next_dosing_at`, `latest_bond` and the prefetched `open_flags`, from
+    which `readiness()` reads without further queries.
+    """
+    unresolved = Flag.objects.filter(status__in=Flag.UNRESOLVED)
+    top_rank = (
+        unresolved.filter(patient=OuterRef("pk"))
+        .annotate(rank=_SEVERITY_RANK)
+        .order_by("rank")
+        .values("rank")[:1]
+    )
+    next_dosing = (
+        Session.objects.filter(
+            attendances__patient=OuterRef("pk"),
+            kind=SessionKind.DOSING,
+            status=Session.Status.SCHEDULED,
+            scheduled_start__gte=timezone.now(),
+        )
+        .order_by("scheduled_start")
+        .values("scheduled_start")[:1]
+    )
+    latest_bond = (
+        Score.objects.filter(
+            response__patient=OuterRef("pk"),
+            response__version__instrument__code="wai-sr",
+            scale="bond",
+        )
+        .order_by("-response__administered_at")
+        .values("mean")[:1]
+    )
+    return (
+        patients.annotate(
+            flag_rank=Subquery(top_rank),
+            next_dosing_at=Subquery(next_dosing),
+            latest_bond=Subquery(latest_bond),
+        )
+        .prefetch_related(
+            Prefetch(
+                "flags",
+                queryset=unresolved.select_related("dosing_session").order_by("-raised_at"),
+                to_attr="open_flags",
+            )
+        )
+        .order_by(
+            F("flag_rank").asc(nulls_last=True),
+            F("next_dosing_at").asc(nulls_last=True),
+            "last_name",
+            "first_name",
+            "pk",
+        )
+    )
+
+
+def readiness(patient: Patient) -> str:
+    """For the next dosing: 'at risk' (an open alliance flag), 'not measured' (no WAI-SR bond
+    rating yet), 'ready', or '' when no dosing is scheduled."""
+    if getattr(patient, "next_dosing_at", None) is None:
+        return ""
+    if any(flag.kind in DOSING_KINDS for flag in patient.open_flags):
+        return "at risk"
+    if patient.latest_bond is None:
+        return "not measured"
+    return "ready"

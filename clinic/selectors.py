@@ -38,11 +38,12 @@ def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
 
     Each patient carries `upcoming_attendances` (first one = next session), prefetched.
     """
+    from alliance.selectors import with_flags_and_readiness
     from sessions.selectors import next_session_prefetch
 
     qs = patients_visible_to(user).filter(status__in=Patient.ACTIVE_STATUSES)
     qs = _with_current_care(_search(qs, query)).prefetch_related(next_session_prefetch())
-    return qs.order_by("last_name", "first_name", "pk")
+    return with_flags_and_readiness(qs)
 
 
 def patient_list(*, user, query: str = "", status: str = "") -> QuerySet[Patient]:

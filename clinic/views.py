@@ -16,6 +16,10 @@ from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from alliance.models import Flag
+from alliance.selectors import readiness
+from outcomes.models import Instrument
+from outcomes.selectors import responses_for
 from sessions.selectors import to_log_for_coach
 
 from . import access, selectors, services
@@ -49,6 +53,8 @@ def _page(request, queryset):
 def home(request):
     query = request.GET.get("q", "").strip()
     page = _page(request, selectors.caseload_for(user=request.user, query=query))
+    for patient in page.object_list:
+        patient.readiness = readiness(patient)
     return render(
         request,
         "clinic/caseload.html",
@@ -79,7 +85,16 @@ def patient_list(request):
 def patient_detail(request, public_id):
     patient = selectors.patient_detail(user=request.user, public_id=public_id)
     services.record_patient_view(actor=request.user, patient=patient)
-    return render(request, "clinic/patient_detail.html", {"patient": patient})
+    return render(
+        request,
+        "clinic/patient_detail.html",
+        {
+            "patient": patient,
+            "responses": responses_for(patient=patient)[:10],
+            "instruments": Instrument.objects.order_by("code"),
+            "open_flags": patient.flags.filter(status__in=Flag.UNRESOLVED).order_by("-raised_at"),
+        },
+    )
 
 
 def _form_page(request, form, *, save, success, title, patient=None, next_url=None):
