@@ -61,7 +61,7 @@ def database_down():
     connection.settings_dict.update(saved)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_database_down_answers_503(client, database_down):
     response = client.get(reverse("healthz"))
     assert response.status_code == 503

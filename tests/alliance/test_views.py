@@ -1,0 +1,96 @@
+import pytest
+from django.urls import reverse
+
+from alliance import services
+from alliance.models import Flag
+from tests.factories import CoachAssignmentFactory, EnrolmentFactory
+
+pytestmark = pytest.mark.django_db
+PERSONAS = ["anonymous", "coach", "other_coach", "clinician", "admin"]
+
+
+@pytest.fixture
+def flag(people, rate, dosing_in):
+    dosing_in(7)
+    rate(bond=2)
+    services.recompute_patient(patient_id=people.patient.pk)
+    return Flag.objects.get(kind="weak_bond")
+
+
+MATRIX = {
+    "flag_detail": [302, 200, 404, 200, 200],
+    "patient_flags": [302, 200, 404, 200, 200],
+    "flag_rule_default": [302, 403, 403, 403, 200],
+}
+
+
+@pytest.mark.parametrize("page", sorted(MATRIX))
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_role_matrix(client, people, flag, page, persona):
+    expected = MATRIX[page][PERSONAS.index(persona)]
+    if persona != "anonymous":
+        client.force_login(getattr(people, persona))
+    args = {
+        "flag_detail": [flag.public_id],
+        "patient_flags": [people.patient.public_id],
+        "flag_rule_default": [],
+    }[page]
+    assert client.get(reverse(page, args=args)).status_code == expected
+
+
+def test_flag_page_says_the_evidence_in_words(client, people, flag):
+    client.force_login(people.coach)
+    html = client.get(reverse("flag_detail", args=[flag.public_id])).content.decode()
+    assert "Bond 2 on " in html and "below 3.5; dosing on " in html
+
+
+def test_other_coach_cannot_acknowledge(client, people, flag):
+    client.force_login(people.other_coach)
+    response = client.post(reverse("flag_acknowledge", args=[flag.public_id]))
+    assert response.status_code == 404
+    flag.refresh_from_db()
+    assert flag.status == "open"
+
+
+def test_coach_acknowledges_and_resolves_with_a_note(client, people, flag):
+    client.force_login(people.coach)
+    client.post(reverse("flag_acknowledge", args=[flag.public_id]))
+    flag.refresh_from_db()
+    assert flag.status == "acknowledged"
+    empty = client.post(reverse("flag_resolve", args=[flag.public_id]), {"note": ""})
+    assert "This field is required" in empty.content.decode()
+    client.post(reverse("flag_resolve", args=[flag.public_id]), {"note": "Extra prep booked"})
+    flag.refresh_from_db()
+    assert (flag.status, flag.resolution_note) == ("resolved", "Extra prep booked")
+
+
+def test_threshold_outside_the_range_is_refused_in_the_form(client, people):
+    client.force_login(people.admin)
+    url = reverse("flag_rule_default")
+    form = client.get(url).content.decode()
+    assert 'name="weak_bond_below"' in form
+    data = {
+        "weak_bond_below": 6,
+        "weak_bond_days_before_dosing": 14,
+        "percentile": 20,
+        "percentile_min_ratings": 30,
+        "bond_drop_rci": 0.5,
+        "missing_hours_before_dosing": 72,
+        "srs_below": 36,
+        "srs_drop": 1,
+        "wai_total_below": 3.5,
+    }
+    response = client.post(url, data)
+    assert "Ensure this value is less than or equal to 5" in response.content.decode()
+    assert 'value="6"' in response.content.decode()
+
+
+def test_caseload_lists_flagged_patients_first_with_readiness(client, people, flag):
+    # A second patient of the same coach, alphabetically first, without flags.
+    other = EnrolmentFactory(patient__last_name="Aaronson")
+    CoachAssignmentFactory(enrolment=other, coach=people.coach)
+    client.force_login(people.coach)
+    html = client.get(reverse("home")).content.decode()
+    assert html.index("Example") < html.index("Aaronson")
+    assert "Weak bond before dosing" in html
+    assert "At risk" in html
