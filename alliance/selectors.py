@@ -1,6 +1,7 @@
 """Reads for flags: one patient's facts for the rules, and flags scoped to the user."""
 
 import datetime
+from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import (
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from clinic.access import patients_visible_to
 from clinic.models import Enrolment, Patient
+from outcomes import scoring
 from outcomes.models import Response, Score
 from sessions.models import Attendance, Session, SessionKind
 
@@ -266,3 +268,99 @@ def readiness(patient: Patient) -> str:
     if patient.latest_bond is None:
         return "not measured"
     return "ready"
+
+
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    response_id: int
+    at: datetime.datetime
+    session_label: str
+    session_kind: str
+    value: float | None
+    change_from_first: float | None
+    change_from_previous: float | None
+    reliable_change: str  # "improved", "no reliable change", "deteriorated" or ""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    measure: str  # "wai-sr" or "srs"
+    scale: str  # total, bond, goal, task
+    points: list[TrajectoryPoint]
+
+
+def _series(responses, *, code: str, scale: str, use_mean: bool) -> Trajectory:
+    definition = None
+    points: list[TrajectoryPoint] = []
+    first = previous = None
+    for response in responses:
+        if response.version.instrument.code != code:
+            continue
+        definition = response.version.definition
+        score = next((s for s in response.scores.all() if s.scale == scale), None)
+        value = (score.mean if use_mean else score.value) if score else None
+        status = ""
+        if value is not None and previous is not None and definition.get("rci_scale") == scale:
+            try:
+                status = scoring.reliable_change(definition, previous, value)
+            except ValueError:
+                status = ""
+        points.append(
+            TrajectoryPoint(
+                response_id=response.pk,
+                at=response.administered_at,
+                session_label=_session_label(response.session),
+                session_kind=response.session.kind if response.session else "",
+                value=value,
+                change_from_first=None
+                if value is None or first is None
+                else round(value - first, 2),
+                change_from_previous=None
+                if value is None or previous is None
+                else round(value - previous, 2),
+                reliable_change=status,
+            )
+        )
+        if value is not None:
+            first = value if first is None else first
+            previous = value
+    return Trajectory(measure=code, scale=scale, points=points)
+
+
+def trajectories(*, patient: Patient) -> list[Trajectory]:
+    """WAI-SR total, bond, goal and task (item means, 1-5) and SRS totals, oldest first."""
+    responses = list(
+        Response.objects.filter(patient=patient, version__instrument__code__in=["wai-sr", "srs"])
+        .select_related("version__instrument", "session")
+        .prefetch_related("scores")
+        .order_by("administered_at", "id")
+    )
+    series = [
+        _series(responses, code="wai-sr", scale=scale, use_mean=True)
+        for scale in ("total", "bond", "goal", "task")
+    ]
+    series.append(_series(responses, code="srs", scale="total", use_mean=False))
+    return series
+
+
+def latest_before_dosing(*, patient: Patient, series: list[Trajectory]) -> list[dict]:
+    """For each upcoming dosing: the last bond and total rated before it."""
+    dosings = Session.objects.filter(
+        attendances__patient=patient,
+        kind=SessionKind.DOSING,
+        status=Session.Status.SCHEDULED,
+        scheduled_start__gte=timezone.now(),
+    ).order_by("scheduled_start")
+    by_scale = {(t.measure, t.scale): t for t in series}
+    rows = []
+    for dosing in dosings:
+        row = {"dosing": dosing}
+        for key in (("wai-sr", "bond"), ("wai-sr", "total"), ("srs", "total")):
+            before = [
+                p
+                for p in by_scale[key].points
+                if p.value is not None and p.at < dosing.scheduled_start
+            ]
+            row["_".join(key).replace("-", "")] = before[-1] if before else None
+        rows.append(row)
+    return rows

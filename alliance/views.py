@@ -58,11 +58,16 @@ def flag_resolve(request, public_id):
 @login_required
 def patient_flags(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
-    flags = selectors.flag_history(patient=patient)
+    series = selectors.trajectories(patient=patient)
     return render(
         request,
         "alliance/patient_flags.html",
-        {"patient": patient, "flags": flags},
+        {
+            "patient": patient,
+            "flags": selectors.flag_history(patient=patient),
+            "series": series,
+            "before_dosing": selectors.latest_before_dosing(patient=patient, series=series),
+        },
     )
 
 

@@ -94,3 +94,24 @@ def test_caseload_lists_flagged_patients_first_with_readiness(client, people, fl
     assert html.index("Example") < html.index("Aaronson")
     assert "Weak bond before dosing" in html
     assert "At risk" in html
+
+
+def test_trajectory_shows_change_and_reliable_change(client, people, rate, dosing_in):
+    from alliance.selectors import latest_before_dosing, trajectories
+
+    dosing = dosing_in(7)
+    rate(bond=2, days_ago=10)
+    rate(bond=3, days_ago=5)
+    rate(bond=4, days_ago=1)
+    series = trajectories(patient=people.patient)
+    bond = next(t for t in series if t.scale == "bond" and t.measure == "wai-sr")
+    assert [p.value for p in bond.points] == [2.0, 3.0, 4.0]
+    assert [p.change_from_first for p in bond.points] == [None, 1.0, 2.0]
+    assert [p.change_from_previous for p in bond.points] == [None, 1.0, 1.0]
+    # RCI 0.5 on bond: a rise of 1.0 is a reliable improvement.
+    assert [p.reliable_change for p in bond.points] == ["", "improved", "improved"]
+    (row,) = latest_before_dosing(patient=people.patient, series=series)
+    assert row["dosing"] == dosing and row["waisr_bond"].value == 4.0
+    client.force_login(people.clinician)
+    html = client.get(reverse("patient_flags", args=[people.patient.public_id])).content.decode()
+    assert "WAI-SR bond (item mean, 1–5)" in html and "improved" in html
