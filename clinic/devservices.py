@@ -116,6 +116,7 @@ def run_demo(argv: list[str]) -> int:
     with services(name="demo"):
         env = dict(os.environ)
         _manage("migrate", "--noinput", env=env)
+        _manage("load_instruments", env=env)
         _manage("seed_demo", *argv, env=env)
         beat_schedule = DEVDATA / "celerybeat.pid"
         beat_schedule.unlink(missing_ok=True)

@@ -13,10 +13,12 @@ from django.db import transaction
 from django.utils import timezone
 from faker import Faker
 
+from alliance.services import recompute_patient
 from clinic import services
 from clinic.devservices import DEMO_PASSWORD
 from clinic.models import CoachAssignment, Patient, Program
 from clinic.roles import Role
+from outcomes.demo import seed_responses
 from sessions import services as session_services
 from sessions.models import Protocol, Session
 from sessions.services import load_protocols
@@ -97,6 +99,13 @@ class Command(BaseCommand):
         # Group circles are logged once everyone is enrolled, with attendance per member.
         for session in Session.objects.filter(is_group=True).order_by("scheduled_start"):
             self._log_if_past(session, rng=rng, admin=admin)
+        responses = 0
+        for patient in Patient.objects.filter(record_number__startswith="DEMO-").order_by("pk"):
+            responses += seed_responses(patient=patient, rng=rng, actor=admin)
+        # Flags as the worker would compute them, so the demo opens with its flags in place.
+        for patient_id in Patient.objects.values_list("pk", flat=True):
+            recompute_patient(patient_id=patient_id)
+        self.stdout.write(f"Seeded {responses} questionnaire response(s).")
         self._print_logins(created)
 
     def _staff(self) -> dict[Role, list]:
