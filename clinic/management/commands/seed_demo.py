@@ -94,7 +94,9 @@ class Command(BaseCommand):
                 email=f"{first}.{last}@example.invalid".lower().replace(" ", ""),
                 email_consent=rng.random() < 0.7,
             )
-            self._enrol(patient, rng=rng, admin=admin, programs=programs, coaches=coaches)
+            self._enrol(
+                patient, number=number, rng=rng, admin=admin, programs=programs, coaches=coaches
+            )
             created += 1
         # Group circles are logged once everyone is enrolled, with attendance per member.
         for session in Session.objects.filter(is_group=True).order_by("scheduled_start"):
@@ -143,13 +145,13 @@ class Command(BaseCommand):
             programs.append(program)
         return programs
 
-    def _enrol(self, patient, *, rng, admin, programs, coaches) -> None:
+    def _enrol(self, patient, *, number, rng, admin, programs, coaches) -> None:
         group = next(p for p in programs if p.is_group)
         roll = rng.random()
         if roll < 0.08:
             return  # a few referrals not yet enrolled
         group_has_room = group.enrolments.filter(status="active").count() < group.capacity
-        if roll < 0.35 and group_has_room:
+        if number % 4 == 1 and group_has_room:  # every fourth patient joins the group
             program = group
         else:
             program = rng.choice([p for p in programs if not p.is_group])
