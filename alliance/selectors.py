@@ -364,3 +364,15 @@ def latest_before_dosing(*, patient: Patient, series: list[Trajectory]) -> list[
             row["_".join(key).replace("-", "")] = before[-1] if before else None
         rows.append(row)
     return rows
+
+
+def flag_badges(patient: Patient) -> list[dict]:
+    """One badge per kind of open flag (most severe first), linking to the newest of them."""
+    grouped: dict[str, dict] = {}
+    for flag in patient.open_flags:
+        badge = grouped.setdefault(flag.kind, {"flag": flag, "count": 0, "rank": 9})
+        badge["count"] += 1
+        rank = Flag.SEVERITY_RANK[flag.severity]
+        if rank < badge["rank"]:
+            badge.update(rank=rank, flag=flag)
+    return sorted(grouped.values(), key=lambda b: b["rank"])

@@ -17,7 +17,7 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from alliance.models import Flag
-from alliance.selectors import readiness
+from alliance.selectors import flag_badges, readiness
 from outcomes.models import Instrument
 from outcomes.selectors import responses_for
 from sessions.selectors import to_log_for_coach
@@ -55,6 +55,7 @@ def home(request):
     page = _page(request, selectors.caseload_for(user=request.user, query=query))
     for patient in page.object_list:
         patient.readiness = readiness(patient)
+        patient.flag_badges = flag_badges(patient)
     return render(
         request,
         "clinic/caseload.html",
