@@ -55,8 +55,33 @@ def _item_field(definition: dict, item: dict, wording: dict[int, str]) -> forms.
     )
 
 
-class ResponseForm(forms.Form):
-    """A questionnaire built from its definition: radio groups, or a slider with a typed value."""
+class ItemsForm(forms.Form):
+    """The items of one questionnaire, built from its definition (radio groups, or a typed
+    number with a slider for visual-analogue items)."""
+
+    def __init__(self, *args, definition: dict, wording=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.definition = definition
+        self.item_layout = []
+        for item in definition["items"]:
+            name = f"item_{item['number']}"
+            self.fields[name] = _item_field(definition, item, wording or {})
+            is_choice = definition["scale"]["kind"] == "choice" and "scale" not in item
+            self.item_layout.append(InlineRadios(name) if is_choice else name)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+        self.helper.layout = Layout(Fieldset(definition["name"], *self.item_layout))
+
+    def answers(self) -> dict[int, Decimal | None]:
+        return {
+            item["number"]: self.cleaned_data.get(f"item_{item['number']}")
+            for item in self.definition["items"]
+        }
+
+
+class ResponseForm(ItemsForm):
+    """Staff entry: the items plus when it was answered, about whom, and a one-time key."""
 
     administered_at = forms.DateTimeField(
         label="Answered at", widget=DateTimeInput(), initial=timezone.localtime
@@ -68,17 +93,7 @@ class ResponseForm(forms.Form):
     )
 
     def __init__(self, *args, definition: dict, wording=None, coaches=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.definition = definition
-        names = []
-        for item in definition["items"]:
-            name = f"item_{item['number']}"
-            self.fields[name] = _item_field(definition, item, wording or {})
-            names.append(
-                InlineRadios(name)
-                if definition["scale"]["kind"] == "choice" and "scale" not in item
-                else name
-            )
+        super().__init__(*args, definition=definition, wording=wording, **kwargs)
         if coaches is not None:
             self.fields["about_coach"] = forms.ModelChoiceField(
                 queryset=coaches,
@@ -86,8 +101,6 @@ class ResponseForm(forms.Form):
                 label="Rating about",
                 empty_label="The care team",
             )
-        self.helper = FormHelper()
-        self.helper.form_tag = False
         self.helper.layout = Layout(
             HTML(
                 '<p class="text-body-secondary small">Every item can be answered with the '
@@ -95,14 +108,25 @@ class ResponseForm(forms.Form):
             ),
             "administered_at",
             *(["about_coach"] if coaches is not None else []),
-            Fieldset(definition["name"], *names),
+            Fieldset(definition["name"], *self.item_layout),
             "allow_incomplete",
             "submission_key",
         )
+        self.helper.disable_csrf = False
         self.helper.add_input(Submit("save", "Save answers"))
 
-    def answers(self) -> dict[int, Decimal | None]:
-        return {
-            item["number"]: self.cleaned_data.get(f"item_{item['number']}")
-            for item in self.definition["items"]
-        }
+
+class LinkForm(forms.Form):
+    instruments = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple, label="Questionnaires to answer"
+    )
+    hours = forms.IntegerField(
+        label="Link valid for (hours)", min_value=1, max_value=24 * 14, initial=72
+    )
+
+    def __init__(self, *args, choices, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["instruments"].choices = choices
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.add_input(Submit("create", "Create link"))

@@ -142,3 +142,47 @@ class Score(models.Model):
 
     def __str__(self):
         return f"{self.scale}={self.value}"
+
+
+class SelfReportLink(models.Model):
+    """A patient's expiring, single-use link to answer questionnaires without an account.
+
+    Only the SHA-256 of the token is stored; the token itself is shown or mailed once.
+    """
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="links")
+    instruments = models.JSONField(help_text="Instrument codes to answer, in order.")
+    session = models.ForeignKey(
+        "clinic_sessions.Session",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="links",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    by_email = models.BooleanField(default=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(reminders_sent__lte=3), name="link_max_3_reminders")
+        ]
+        indexes = [models.Index(fields=["used_at", "expires_at"])]
+
+    def __str__(self):
+        return f"Link for {self.patient_id} ({', '.join(self.instruments)})"
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(token.encode()).hexdigest()

@@ -9,4 +9,6 @@ urlpatterns = [
         name="response_new",
     ),
     path("responses/<uuid:public_id>/", views.response_detail, name="response_detail"),
+    path("patients/<uuid:public_id>/links/new/", views.link_new, name="link_new"),
+    path("q/<str:token>/", views.link_answer, name="link_answer"),
 ]

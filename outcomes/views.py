@@ -8,10 +8,11 @@ from django.views.decorators.http import require_http_methods
 from clinic import access
 from clinic.forms import apply_service_errors
 from clinic.selectors import coaches
-from sessions.selectors import get_session_for
+from sessions.selectors import get_session_for, questionnaires_due_for
 
-from . import selectors, services
-from .forms import ResponseForm
+from . import links, selectors, services
+from .forms import ItemsForm, LinkForm, ResponseForm
+from .models import Instrument, SelfReportLink
 
 
 @login_required
@@ -60,3 +61,95 @@ def response_new(request, public_id, code):
 def response_detail(request, public_id):
     response = selectors.get_response_for(request.user, public_id)
     return render(request, "outcomes/response_detail.html", {"response": response})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def link_new(request, public_id):
+    patient = access.get_patient_for(request.user, public_id)
+    session = None
+    if request.GET.get("session"):
+        session = get_session_for(request.user, request.GET["session"])
+    choices = [
+        (i.code, i.name) for i in Instrument.objects.filter(respondent="patient").order_by("code")
+    ]
+    initial = {"instruments": questionnaires_due_for(session)} if session else {}
+    form = LinkForm(request.POST or None, choices=choices, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            link, token = links.link_create(
+                actor=request.user,
+                patient=patient,
+                instruments=form.cleaned_data["instruments"],
+                session=session,
+                hours=form.cleaned_data["hours"],
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            # The token exists only now: it is shown on this response and never again.
+            return render(
+                request,
+                "outcomes/link_created.html",
+                {"patient": patient, "link": link, "url": links.url_for(token)},
+            )
+    return render(request, "outcomes/link_form.html", {"form": form, "patient": patient})
+
+
+def _unusable(request, reason: str, status: int):
+    return render(request, "outcomes/link_unusable.html", {"reason": reason}, status=status)
+
+
+def _client(request) -> str:
+    return request.META.get("REMOTE_ADDR", "unknown")
+
+
+@require_http_methods(["GET", "POST"])
+def link_answer(request, token):
+    """The patient's page: no account, nothing identifying beyond the first name."""
+    client = _client(request)
+    if links.too_many_guesses(client):
+        return _unusable(request, TOO_MANY, 429)
+    try:
+        link = links.link_for_token(token, client=client)
+    except SelfReportLink.DoesNotExist:
+        return _unusable(request, NOT_VALID, 404)
+    except links.LinkUnusable as exc:
+        return _unusable(request, exc.reason, 410)
+    forms_by_code = [
+        (
+            code,
+            ItemsForm(
+                request.POST or None,
+                prefix=code,
+                definition=(version := services.latest_version(code)).definition,
+                wording=selectors.wording_for(version),
+            ),
+        )
+        for code in link.instruments
+    ]
+    errors = []
+    if request.method == "POST" and all(form.is_valid() for _, form in forms_by_code):
+        try:
+            links.link_submit(
+                link=link, answers={code: form.answers() for code, form in forms_by_code}
+            )
+        except ValidationError as exc:
+            errors = exc.messages
+        except links.LinkUnusable as exc:
+            return render(
+                request, "outcomes/link_unusable.html", {"reason": exc.reason}, status=410
+            )
+        else:
+            return render(
+                request, "outcomes/link_thanks.html", {"first_name": link.patient.first_name}
+            )
+    return render(
+        request,
+        "outcomes/link_answer.html",
+        {"first_name": link.patient.first_name, "forms": forms_by_code, "errors": errors},
+    )
+
+
+NOT_VALID = "This link is not valid. Check that you copied the whole link from the e-mail."
+TOO_MANY = "Too many attempts with links that do not work. Please try again later."

@@ -223,3 +223,6 @@ if not DEBUG:
 
 # Absolute links in e-mails (flag notifications, questionnaire links).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+# Patient self-report links.
+SELF_REPORT_LINK_HOURS = env.int("SELF_REPORT_LINK_HOURS", default=72)

@@ -1,0 +1,21 @@
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from . import links
+
+_RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "max_retries": 5,
+    "acks_late": True,
+}
+
+
+@shared_task(name="outcomes.send_due_links", **_RETRY)
+def send_due_links() -> int:
+    return links.send_due_links()
+
+
+@shared_task(name="outcomes.send_reminders", **_RETRY)
+def send_reminders() -> int:
+    return links.send_reminders()
