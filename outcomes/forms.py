@@ -130,3 +130,16 @@ class LinkForm(forms.Form):
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.add_input(Submit("create", "Create link"))
+
+
+class CorrectionForm(ItemsForm):
+    reason = forms.CharField(
+        label="Why are the answers being corrected?",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper.layout = Layout(Fieldset(self.definition["name"], *self.item_layout), "reason")
+        self.helper.disable_csrf = False
+        self.helper.add_input(Submit("save", "Save correction"))

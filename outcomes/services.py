@@ -204,3 +204,33 @@ def response_edit(
     )
     _after_commit(response.patient_id)
     return response
+
+
+@transaction.atomic
+def wording_import(*, actor, version: InstrumentVersion, wording: dict) -> int:
+    """Official item text for a licensed instrument version, replacing our short labels.
+
+    `wording` maps item numbers to text; every item of the version must be present.
+    """
+    from .models import ItemWording
+
+    numbers = {item["number"] for item in version.definition["items"]}
+    given = {int(k): (v or "").strip() for k, v in wording.items()}
+    unknown, missing = set(given) - numbers, numbers - set(given)
+    empty = [n for n, text in given.items() if not text]
+    if unknown or missing or empty:
+        raise ValidationError(
+            f"Wording must cover items {min(numbers)}-{max(numbers)} exactly, with text for each"
+            f" (unknown: {sorted(unknown)}, missing: {sorted(missing)}, empty: {sorted(empty)})."
+        )
+    version.wording.all().delete()
+    ItemWording.objects.bulk_create(
+        ItemWording(version=version, item=n, text=text) for n, text in sorted(given.items())
+    )
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=version,
+        detail={"wording": "imported", "items": len(given)},
+    )
+    return len(given)

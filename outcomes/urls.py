@@ -9,6 +9,7 @@ urlpatterns = [
         name="response_new",
     ),
     path("responses/<uuid:public_id>/", views.response_detail, name="response_detail"),
+    path("responses/<uuid:public_id>/correct/", views.response_correct, name="response_correct"),
     path("patients/<uuid:public_id>/links/new/", views.link_new, name="link_new"),
     path("q/<str:token>/", views.link_answer, name="link_answer"),
 ]

@@ -11,7 +11,7 @@ from clinic.selectors import coaches
 from sessions.selectors import get_session_for, questionnaires_due_for
 
 from . import links, selectors, services
-from .forms import ItemsForm, LinkForm, ResponseForm
+from .forms import CorrectionForm, ItemsForm, LinkForm, ResponseForm
 from .models import Instrument, SelfReportLink
 
 
@@ -153,3 +153,42 @@ def link_answer(request, token):
 
 NOT_VALID = "This link is not valid. Check that you copied the whole link from the e-mail."
 TOO_MANY = "Too many attempts with links that do not work. Please try again later."
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def response_correct(request, public_id):
+    response = selectors.get_response_for(request.user, public_id)
+    initial = {f"item_{k}": v for k, v in response.answers.items() if v is not None}
+    # Radio values are the scale's own spelling ("4", not "4.0").
+    initial = {k: (int(v) if float(v).is_integer() else v) for k, v in initial.items()}
+    form = CorrectionForm(
+        request.POST or None,
+        initial=initial,
+        definition=response.version.definition,
+        wording=selectors.wording_for(response.version),
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.response_edit(
+                actor=request.user,
+                response=response,
+                answers=form.answers(),
+                reason=form.cleaned_data["reason"],
+                allow_incomplete=not response.complete,
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, "Correction saved; the previous answers are kept.")
+            return redirect("response_detail", public_id=public_id)
+    return render(
+        request,
+        "outcomes/response_form.html",
+        {
+            "form": form,
+            "patient": response.patient,
+            "version": response.version,
+            "session": response.session,
+        },
+    )

@@ -175,3 +175,45 @@ def test_administered_time_is_kept(client, people):
     when = timezone.localtime() - datetime.timedelta(days=2)
     _post(client, people, WAI_LOW_BOND, administered_at=when.strftime("%Y-%m-%dT%H:%M"))
     assert Response.objects.get().administered_at.date() == when.date()
+
+
+def test_a_correction_through_the_page_keeps_the_old_answers(client, people):
+    response = _record(people)
+    client.force_login(people.coach)
+    url = reverse("response_correct", args=[response.public_id])
+    form = client.get(url).content.decode()
+    assert re.search(r'<input[^>]*name="item_3"[^>]*value="2"[^>]*checked', form)
+    data = {f"item_{k}": v for k, v in {**WAI_LOW_BOND, 3: 5}.items()}
+    refused = client.post(url, {**data, "reason": ""})
+    assert "This field is required" in refused.content.decode()
+    client.post(url, {**data, "reason": "Paper form misread"})
+    response.refresh_from_db()
+    assert response.answers["3"] == 5.0
+    assert response.history.count() == 2
+    page = client.get(reverse("response_detail", args=[response.public_id])).content.decode()
+    assert "Paper form misread" in page
+
+
+def test_caseload_counts_overdue_questionnaires(client, people):
+    from sessions import services as session_services
+    from sessions.models import ProtocolStep, Session
+
+    start = timezone.now().replace(microsecond=0) - datetime.timedelta(days=4)
+    session = session_services.session_book(
+        actor=people.admin,
+        program=people.enrolment.program,
+        enrolment=people.enrolment,
+        kind="preparation",
+        start=start,
+        end=start + datetime.timedelta(hours=1),
+        facilitators=[people.coach],
+    )
+    step = ProtocolStep.objects.filter(instruments_due=["wai-sr", "srs"]).first()
+    Session.objects.filter(pk=session.pk).update(protocol_step=step)
+    session_services.session_log(
+        actor=people.coach, session=session, status="completed", duration_minutes=60
+    )
+    client.force_login(people.coach)
+    assert "2 overdue" in client.get(reverse("home")).content.decode()
+    _record(people, session=session)
+    assert "1 overdue" in client.get(reverse("home")).content.decode()
