@@ -191,7 +191,9 @@ class Command(BaseCommand):
             status=Session.Status.SCHEDULED,
             scheduled_end__lt=timezone.now(),
         ).order_by("scheduled_start")
-        for session in past.filter(is_group=False):
+        # Sessions of the last day stay unlogged: coaches find them on their caseload.
+        yesterday = timezone.now() - datetime.timedelta(days=1)
+        for session in past.filter(is_group=False, scheduled_end__lt=yesterday):
             self._log_if_past(session, rng=rng, admin=admin)
 
     def _log_if_past(self, session, *, rng, admin) -> None:
