@@ -19,7 +19,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from clinic.access import patients_visible_to
-from clinic.models import Enrolment, Patient
+from clinic.models import Enrolment, Patient, Program
 from outcomes import scoring
 from outcomes.models import Response, Score
 from sessions.models import Attendance, Session, SessionKind
@@ -36,8 +36,16 @@ def flag_rule_for(*, patient: Patient) -> FlagRule | None:
 
 
 def flag_rule_for_editing(*, program_id: int | None) -> FlagRule:
-    rule, _ = FlagRule.objects.get_or_create(program_id=program_id)
-    return rule
+    """The program's rule, or an unsaved copy of the clinic default to start from."""
+    if program_id is not None and not Program.objects.filter(pk=program_id).exists():
+        raise Http404("No such program.")
+    rule = FlagRule.objects.filter(program_id=program_id).first()
+    if rule is not None:
+        return rule
+    default = FlagRule.objects.filter(program__isnull=True).first() or FlagRule()
+    default.pk = None
+    default.program_id = program_id
+    return default
 
 
 def _session_label(session: Session | None) -> str:

@@ -6,6 +6,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from clinic import access
 from clinic.forms import apply_service_errors
+from clinic.models import Program
+from clinic.services import record_patient_view
 
 from . import selectors, services
 from .forms import FlagRuleForm, ResolveForm
@@ -14,6 +16,7 @@ from .forms import FlagRuleForm, ResolveForm
 @login_required
 def flag_detail(request, public_id):
     flag = selectors.flag_for(user=request.user, public_id=public_id)
+    record_patient_view(actor=request.user, patient=flag.patient)
     return render(
         request,
         "alliance/flag_detail.html",
@@ -58,6 +61,7 @@ def flag_resolve(request, public_id):
 @login_required
 def patient_flags(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
+    record_patient_view(actor=request.user, patient=patient)
     series = selectors.trajectories(patient=patient)
     return render(
         request,
@@ -82,4 +86,8 @@ def flag_rule_edit(request, program_id=None):
         services.flag_rule_update(actor=request.user, rule=rule, **form.cleaned_data)
         messages.success(request, "Thresholds saved. Flags are recomputed at the next sweep.")
         return redirect(request.path)
-    return render(request, "alliance/flag_rule_form.html", {"form": form, "rule": rule})
+    return render(
+        request,
+        "alliance/flag_rule_form.html",
+        {"form": form, "rule": rule, "programs": Program.objects.order_by("name")},
+    )

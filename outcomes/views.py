@@ -8,6 +8,7 @@ from django.views.decorators.http import require_http_methods
 from clinic import access
 from clinic.forms import apply_service_errors
 from clinic.selectors import coaches
+from clinic.services import record_patient_view
 from sessions.selectors import get_session_for, questionnaires_due_for
 
 from . import links, selectors, services
@@ -60,6 +61,7 @@ def response_new(request, public_id, code):
 @login_required
 def response_detail(request, public_id):
     response = selectors.get_response_for(request.user, public_id)
+    record_patient_view(actor=request.user, patient=response.patient)
     return render(request, "outcomes/response_detail.html", {"response": response})
 
 

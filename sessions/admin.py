@@ -49,9 +49,22 @@ class SessionAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status", "is_group", "program"]
     date_hierarchy = "scheduled_start"
     list_select_related = ["program"]
-    readonly_fields = ["public_id", "logged_by", "logged_at", "created_at"]
+    # Times, rooms and status change in the app, which checks for double-booking.
+    readonly_fields = [
+        "public_id",
+        "scheduled_start",
+        "scheduled_end",
+        "room",
+        "status",
+        "logged_by",
+        "logged_at",
+        "created_at",
+    ]
     filter_horizontal = ["facilitators"]
     inlines = [AttendanceInline]
+
+    def has_add_permission(self, request):
+        return False  # book from the patient's sessions page
 
     def has_delete_permission(self, request, obj=None):
         return False  # cancel instead: sessions are part of the clinical record

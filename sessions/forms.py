@@ -1,8 +1,9 @@
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
+from django.contrib.auth import get_user_model
 
-from .models import Attendance, Room, Session
+from .models import Attendance, Room, Session, SessionKind
 
 
 class DateTimeInput(forms.DateTimeInput):
@@ -115,3 +116,21 @@ class ReadyForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.helper = _helper("Mark ready")
+
+
+class BookForm(forms.Form):
+    kind = forms.ChoiceField(choices=SessionKind.choices)
+    label = forms.CharField(max_length=80, required=False, help_text="E.g. Extra preparation")
+    start = forms.DateTimeField(widget=DateTimeInput())
+    end = forms.DateTimeField(widget=DateTimeInput())
+    room = forms.ModelChoiceField(queryset=Room.objects.filter(is_active=True), required=False)
+    facilitators = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args, coaches, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["facilitators"].queryset = coaches
+        self.helper = _helper("Book session")

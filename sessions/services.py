@@ -254,6 +254,8 @@ def session_book(
 ) -> Session:
     """Book one extra session (e.g. an added preparation session before dosing)."""
     _validate_times(start, end)
+    if kind == SessionKind.DOSING and enrolment is None:
+        raise ValidationError({"kind": "A dosing session is for one patient."})
     is_group = enrolment is None
     patients = [enrolment.patient] if enrolment else []
     if is_group and not program.is_group:

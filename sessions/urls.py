@@ -10,6 +10,11 @@ urlpatterns = [
     path("sessions/<uuid:public_id>/dosing/", views.session_dosing, name="session_dosing"),
     path("sessions/<uuid:public_id>/ready/", views.session_ready, name="session_ready"),
     path("patients/<uuid:public_id>/sessions/", views.patient_timeline, name="patient_timeline"),
+    path(
+        "patients/<uuid:public_id>/enrolments/<int:enrolment_id>/book/",
+        views.session_book,
+        name="session_book",
+    ),
     path("calendar/", views.my_calendar, name="my_calendar"),
     path("calendar/link/", views.calendar_feed_create, name="calendar_feed_create"),
     path("calendar/link/revoke/", views.calendar_feed_revoke, name="calendar_feed_revoke"),

@@ -10,10 +10,19 @@ from django.views.decorators.http import require_http_methods, require_POST
 from clinic import access
 from clinic.forms import apply_service_errors
 from clinic.models import Program
+from clinic.selectors import coaches
+from clinic.services import record_patient_view
 from outcomes.selectors import due_for_session
 
 from . import calendar, selectors, services
-from .forms import CancelForm, DosingForm, ReadyForm, RescheduleForm, SessionLogForm
+from .forms import (
+    BookForm,
+    CancelForm,
+    DosingForm,
+    ReadyForm,
+    RescheduleForm,
+    SessionLogForm,
+)
 
 
 def _session(request, public_id):
@@ -162,6 +171,7 @@ def session_ready(request, public_id):
 @login_required
 def patient_timeline(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
+    record_patient_view(actor=request.user, patient=patient)
     sessions = selectors.patient_timeline(patient=patient)
     now = timezone.now()
     return render(
@@ -170,6 +180,7 @@ def patient_timeline(request, public_id):
         {
             "patient": patient,
             "past": [s for s in sessions if s.scheduled_start < now],
+            "enrolments": patient.enrolments.filter(status="active").select_related("program"),
             "upcoming": [s for s in sessions if s.scheduled_start >= now],
         },
     )
@@ -231,3 +242,37 @@ def program_sessions(request, program_id):
     program = get_object_or_404(Program, pk=program_id)
     overview = selectors.group_program_overview(program=program)
     return render(request, "sessions/program.html", {"program": program, **overview})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def session_book(request, public_id, enrolment_id):
+    """Book an extra session for one enrolment (e.g. one more preparation before dosing)."""
+    patient = access.get_patient_for(request.user, public_id)
+    _require_scheduler(request.user)
+    enrolment = get_object_or_404(patient.enrolments.select_related("program"), pk=enrolment_id)
+    form = BookForm(request.POST or None, coaches=coaches())
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            session = services.session_book(
+                actor=request.user,
+                program=enrolment.program,
+                enrolment=enrolment,
+                kind=data["kind"],
+                label=data["label"],
+                start=data["start"],
+                end=data["end"],
+                room=data["room"],
+                facilitators=list(data["facilitators"]),
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, "Session booked.")
+            return redirect("session_detail", public_id=session.public_id)
+    return render(
+        request,
+        "sessions/book.html",
+        {"form": form, "patient": patient, "enrolment": enrolment},
+    )

@@ -115,3 +115,28 @@ def test_trajectory_shows_change_and_reliable_change(client, people, rate, dosin
     client.force_login(people.clinician)
     html = client.get(reverse("patient_flags", args=[people.patient.public_id])).content.decode()
     assert "WAI-SR bond (item mean, 1–5)" in html and "improved" in html
+
+
+def test_admin_sets_thresholds_for_one_program(client, people):
+    from alliance.models import FlagRule
+
+    client.force_login(people.admin)
+    url = reverse("flag_rule_program", args=[people.enrolment.program.pk])
+    assert 'value="3.5"' in client.get(url).content.decode()  # starts from the default
+    assert not FlagRule.objects.filter(program=people.enrolment.program).exists()
+    data = {
+        "weak_bond_below": 4,
+        "weak_bond_days_before_dosing": 10,
+        "percentile": 20,
+        "percentile_min_ratings": 30,
+        "bond_drop_rci": 0.5,
+        "missing_hours_before_dosing": 72,
+        "srs_below": 36,
+        "srs_drop": 1,
+        "wai_total_below": 3.5,
+    }
+    client.post(url, data)
+    rule = FlagRule.objects.get(program=people.enrolment.program)
+    assert (rule.weak_bond_below, rule.updated_by) == (4, people.admin)
+    assert FlagRule.objects.get(program=None).weak_bond_below == 3.5
+    assert client.get(reverse("flag_rule_program", args=[999999])).status_code == 404

@@ -263,3 +263,10 @@ def test_a_service_error_without_a_field_is_shown_once_above_the_form(client_for
         {"end_date": timezone.localdate().isoformat()},
     )
     assert response.content.decode().count("This assignment has already ended.") == 1
+
+
+@pytest.mark.parametrize("page", ["patient_timeline", "patient_flags"])
+def test_viewing_other_parts_of_the_record_is_audited(client_for, people, page):
+    client_for(people.clinician).get(reverse(page, args=[people.patient.public_id]))
+    event = AuditEvent.objects.get(action="view")
+    assert (event.actor, event.patient) == (people.clinician, people.patient)

@@ -206,3 +206,26 @@ def test_revoked_or_wrong_feed_token_is_404(client, people):
     client.logout()
     assert client.get(url).status_code == 404
     assert client.get(reverse("calendar_feed", args=["guess"])).status_code == 404
+
+
+def test_admin_books_an_extra_session_and_a_clash_is_refused_on_the_page(client, people):
+    url = reverse("session_book", args=[people.patient.public_id, people.enrolment.pk])
+    client.force_login(people.coach)
+    assert client.get(url).status_code == 403
+    client.force_login(people.admin)
+    start = (timezone.localtime() + datetime.timedelta(days=2)).replace(second=0, microsecond=0)
+    data = {
+        "kind": "preparation",
+        "label": "Extra preparation",
+        "start": start.strftime("%Y-%m-%dT%H:%M"),
+        "end": (start + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "facilitators": [people.coach.pk],
+    }
+    booked = client.post(url, data)
+    session = Session.objects.get(label="Extra preparation")
+    assert booked.url == reverse("session_detail", args=[session.public_id])
+    again = client.post(url, {**data, "label": "Clash"})
+    html = again.content.decode()
+    assert "Cora Coach already facilitates Extra preparation on" in html
+    assert 'value="Clash"' in html
+    assert not Session.objects.filter(label="Clash").exists()
