@@ -1,8 +1,12 @@
-"""A real Celery worker process, real Redis, real PostgreSQL: a weak bond entered through the
-web form becomes a weak_bond flag within seconds. Nothing here is faked."""
+"""Real Celery worker processes, real Redis, real PostgreSQL: nothing here is faked.
+
+A weak bond entered through the web form becomes a weak_bond flag within seconds; a worker
+killed in the middle of a task has its message redelivered, with the same result.
+"""
 
 import datetime
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,14 +14,18 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
 from alliance.models import Flag
+from alliance.queue import enqueue_recompute
+from alliance.services import recompute_patient
 from clinic.celery import app
 from clinic.models import WorkerHeartbeat
+from outcomes import services as outcome_services
 from outcomes.models import Response
 from sessions import services as session_services
 from sessions.models import SessionKind
@@ -38,59 +46,14 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
 
-def _wait_for(check, *, seconds: float, what: str):
+def _wait_for(check, *, seconds: float, what):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         result = check()
         if result:
             return result
         time.sleep(0.2)
-    pytest.fail(f"Timed out after {seconds:.0f}s waiting for {what}.")
-
-
-@pytest.fixture
-def worker():
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    previous = app.conf.task_default_queue
-    app.conf.task_default_queue = queue
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "clinic.settings.test",
-        "DATABASE_URL": _test_database_url(),
-        "CELERY_QUEUE": queue,
-    }
-    log_path = Path(os.environ.get("RAPPORT_TEST_TMP", "/tmp")) / f"{queue}.log"
-    try:
-        with open(log_path, "w+") as log:
-            yield from _run_worker(queue, env, log)
-    finally:
-        app.conf.task_default_queue = previous
-
-
-def _run_worker(queue, env, log):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "clinic", "worker", "--pool", "solo",
-         "--queues", queue, "--hostname", f"{queue}@test", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        # The worker records a heartbeat in the database once it is ready.
-        _wait_for(
-            lambda: (
-                WorkerHeartbeat.objects.filter(hostname=f"{queue}@test").exists()
-                or process.poll() is not None
-            ),
-            seconds=60,
-            what="the worker to start",
-        )
-        assert process.poll() is None, _read(log)
-        yield process, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    pytest.fail(f"Timed out after {seconds:.0f}s waiting for {what() if callable(what) else what}")
 
 
 def _read(log) -> str:
@@ -98,10 +61,63 @@ def _read(log) -> str:
     return log.read()[-3000:]
 
 
-def test_weak_wai_sr_through_the_web_form_raises_weak_bond_in_a_worker(client, people, worker):
-    process, log = worker
-    start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=5)
-    session_services.session_book(
+@pytest.fixture
+def queue():
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = name
+    yield name
+    app.conf.task_default_queue = previous
+
+
+@pytest.fixture
+def start_worker(queue, tmp_path):
+    """Start worker processes on this test's own queue; all are stopped at the end."""
+    started = []
+
+    def _start(name: str, **env_extra):
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "clinic.settings.test",
+            "DATABASE_URL": _test_database_url(),
+            "CELERY_QUEUE": queue,
+            **env_extra,
+        }
+        log = (tmp_path / f"{name}.log").open("w+")
+        hostname = f"{name}-{queue}@test"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "clinic", "worker", "--pool", "solo",
+             "--queues", queue, "--hostname", hostname, "--loglevel", "INFO"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        started.append((process, log))
+        # The worker records a heartbeat in the database once it is ready.
+        _wait_for(
+            lambda: (
+                WorkerHeartbeat.objects.filter(hostname=hostname).exists()
+                or process.poll() is not None
+            ),
+            seconds=60,
+            what="the worker to start",
+        )
+        assert process.poll() is None, _read(log)
+        return process, log
+
+    yield _start
+    for process, log in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
+
+
+def _book_dosing(people, days=5):
+    start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=days)
+    return session_services.session_book(
         actor=people.admin,
         program=people.enrolment.program,
         enrolment=people.enrolment,
@@ -109,20 +125,32 @@ def test_weak_wai_sr_through_the_web_form_raises_weak_bond_in_a_worker(client, p
         start=start,
         end=start + datetime.timedelta(hours=6),
     )
-    client.force_login(people.coach)
-    data = {
+
+
+def _form_data(bond=2):
+    return {
         "administered_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"),
         "submission_key": str(uuid.uuid4()),
-        **{f"item_{n}": v for n, v in wai_answers(bond=2).items()},
+        **{f"item_{n}": v for n, v in wai_answers(bond=bond).items()},
     }
-    response = client.post(reverse("response_new", args=[people.patient.public_id, "wai-sr"]), data)
+
+
+def test_weak_wai_sr_through_the_web_form_raises_weak_bond_in_a_worker(
+    client, people, start_worker
+):
+    _, log = start_worker("worker")
+    _book_dosing(people)
+    client.force_login(people.coach)
+    response = client.post(
+        reverse("response_new", args=[people.patient.public_id, "wai-sr"]), _form_data()
+    )
     assert response.status_code == 302
     assert Response.objects.count() == 1
     submitted = time.monotonic()
     flag = _wait_for(
         lambda: Flag.objects.filter(patient=people.patient, kind="weak_bond").first(),
         seconds=20,
-        what="the weak_bond flag (worker log below)\n" + _read(log),
+        what=lambda: "the weak_bond flag; worker log:\n" + _read(log),
     )
     print(f"\nweak_bond flag appeared {time.monotonic() - submitted:.2f}s after submit")
     assert flag.status == "open" and flag.evidence["bond"] == 2.0
@@ -132,6 +160,73 @@ def test_weak_wai_sr_through_the_web_form_raises_weak_bond_in_a_worker(client, p
         seconds=20,
         what="the notification",
     )
+
+
+def _waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def _queue_length(queue: str) -> int:
+    with app.connection_for_write() as conn:
+        return conn.default_channel.client.llen(queue)
+
+
+def _purge(queue: str) -> None:
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(queue)
+
+
+def test_a_worker_killed_mid_task_has_its_message_redelivered(people, start_worker, queue):
+    _book_dosing(people)
+    outcome_services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=outcome_services.latest_version("wai-sr"),
+        answers=wai_answers(bond=2),
+        administered_at=timezone.now(),
+    )
+    _purge(queue)  # exactly one message below, so only redelivery can explain a flag
+    fast_redelivery = {
+        "CELERY_VISIBILITY_TIMEOUT": "3",
+        "CELERY_RESTORE_INTERVAL": "1",
+        "CELERY_RESTORE_THROTTLE": "1",
+    }
+    first, log = start_worker("first", **fast_redelivery)
+    url = _test_database_url().replace("postgres://", "postgresql://", 1)
+    # Hold the patient's row so the worker's recompute is provably in progress when killed.
+    with psycopg.connect(url) as lock:
+        # NO KEY: blocks the recompute's FOR UPDATE, not other rows' foreign-key checks.
+        lock.execute(
+            "SELECT id FROM clinic_patient WHERE id = %s FOR NO KEY UPDATE", [people.patient.pk]
+        )
+        enqueue_recompute(patient_ids=[people.patient.pk])
+        _wait_for(
+            _waiting_on_a_lock,
+            seconds=20,
+            what=lambda: "the worker to start the task; log:\n" + _read(log),
+        )
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        lock.rollback()
+    assert _queue_length(queue) == 0  # taken, unacknowledged, not waiting in the queue
+    assert not Flag.objects.exists()
+    _, second_log = start_worker("second", **fast_redelivery)
+    restarted = time.monotonic()
+    flag = _wait_for(
+        lambda: Flag.objects.filter(patient=people.patient, kind="weak_bond").first(),
+        seconds=60,
+        what=lambda: "the redelivered task; log:\n" + _read(second_log),
+    )
+    print(f"\nredelivered and flagged {time.monotonic() - restarted:.1f}s after the restart")
+    assert flag.evidence["bond"] == 2.0
+    before = list(Flag.objects.order_by("pk").values("kind", "dosing_session", "evidence"))
+    recompute_patient(patient_id=people.patient.pk)  # the same result as a clean run
+    assert list(Flag.objects.order_by("pk").values("kind", "dosing_session", "evidence")) == before
 
 
 def test_with_the_broker_down_the_response_is_saved_and_the_page_is_calm(client, people):
