@@ -4,7 +4,6 @@ A weak bond entered through the web form becomes a weak_bond flag within seconds
 killed in the middle of a task has its message redelivered, with the same result.
 """
 
-import datetime
 import os
 import signal
 import subprocess
@@ -27,8 +26,6 @@ from clinic.celery import app
 from clinic.models import WorkerHeartbeat
 from outcomes import services as outcome_services
 from outcomes.models import Response
-from sessions import services as session_services
-from sessions.models import SessionKind
 from tests.alliance.conftest import wai_answers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,18 +112,6 @@ def start_worker(queue, tmp_path):
         log.close()
 
 
-def _book_dosing(people, days=5):
-    start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=days)
-    return session_services.session_book(
-        actor=people.admin,
-        program=people.enrolment.program,
-        enrolment=people.enrolment,
-        kind=SessionKind.DOSING,
-        start=start,
-        end=start + datetime.timedelta(hours=6),
-    )
-
-
 def _form_data(bond=2):
     return {
         "administered_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"),
@@ -136,10 +121,10 @@ def _form_data(bond=2):
 
 
 def test_weak_wai_sr_through_the_web_form_raises_weak_bond_in_a_worker(
-    client, people, start_worker
+    client, people, start_worker, dosing_in
 ):
     _, log = start_worker("worker")
-    _book_dosing(people)
+    dosing_in(5)
     client.force_login(people.coach)
     response = client.post(
         reverse("response_new", args=[people.patient.public_id, "wai-sr"]), _form_data()
@@ -181,8 +166,10 @@ def _purge(queue: str) -> None:
         conn.default_channel.queue_purge(queue)
 
 
-def test_a_worker_killed_mid_task_has_its_message_redelivered(people, start_worker, queue):
-    _book_dosing(people)
+def test_a_worker_killed_mid_task_has_its_message_redelivered(
+    people, start_worker, queue, dosing_in
+):
+    dosing_in(5)
     outcome_services.response_record(
         actor=people.coach,
         patient=people.patient,

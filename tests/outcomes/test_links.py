@@ -10,8 +10,6 @@ from django.utils import timezone
 from clinic.models import AuditEvent
 from outcomes import links
 from outcomes.models import Response, SelfReportLink
-from sessions import services as session_services
-from sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 
@@ -113,30 +111,6 @@ def test_a_clinician_rated_scale_cannot_go_to_the_patient(people):
 
 
 # --- e-mail delivery -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def completed_session(people):
-    people.patient.email_consent = True
-    people.patient.save()
-    start = timezone.now().replace(microsecond=0) - datetime.timedelta(hours=3)
-    session = session_services.session_book(
-        actor=people.admin,
-        program=people.enrolment.program,
-        enrolment=people.enrolment,
-        kind="preparation",
-        start=start,
-        end=start + datetime.timedelta(hours=1),
-        facilitators=[people.coach],
-    )
-    from sessions.models import ProtocolStep
-
-    step = ProtocolStep.objects.filter(instruments_due=["wai-sr", "srs"]).first()
-    Session.objects.filter(pk=session.pk).update(protocol_step=step)
-    session_services.session_log(
-        actor=people.coach, session=session, status="completed", duration_minutes=60
-    )
-    return session
 
 
 def test_due_measures_are_mailed_once_with_a_working_link(client, people, completed_session):

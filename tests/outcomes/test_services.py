@@ -194,26 +194,16 @@ def test_a_correction_through_the_page_keeps_the_old_answers(client, people):
     assert "Paper form misread" in page
 
 
-def test_caseload_counts_overdue_questionnaires(client, people):
-    from sessions import services as session_services
-    from sessions.models import ProtocolStep, Session
+def test_caseload_counts_overdue_questionnaires(client, people, completed_session):
+    # Ended two hours ago: not overdue yet (48 hours' grace), then overdue once it is older.
+    from sessions.models import Session
 
-    start = timezone.now().replace(microsecond=0) - datetime.timedelta(days=4)
-    session = session_services.session_book(
-        actor=people.admin,
-        program=people.enrolment.program,
-        enrolment=people.enrolment,
-        kind="preparation",
-        start=start,
-        end=start + datetime.timedelta(hours=1),
-        facilitators=[people.coach],
-    )
-    step = ProtocolStep.objects.filter(instruments_due=["wai-sr", "srs"]).first()
-    Session.objects.filter(pk=session.pk).update(protocol_step=step)
-    session_services.session_log(
-        actor=people.coach, session=session, status="completed", duration_minutes=60
-    )
     client.force_login(people.coach)
+    assert "overdue" not in client.get(reverse("home")).content.decode()
+    Session.objects.filter(pk=completed_session.pk).update(
+        scheduled_start=timezone.now() - datetime.timedelta(days=4),
+        scheduled_end=timezone.now() - datetime.timedelta(days=4) + datetime.timedelta(hours=1),
+    )
     assert "2 overdue" in client.get(reverse("home")).content.decode()
-    _record(people, session=session)
+    _record(people, session=completed_session)
     assert "1 overdue" in client.get(reverse("home")).content.decode()
