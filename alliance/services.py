@@ -30,10 +30,6 @@ def thresholds_for(*, patient: Patient) -> rules.Thresholds:
     return rule.thresholds() if rule else rules.Thresholds()
 
 
-def _basis(decision: rules.Decision) -> dict:
-    return decision.evidence
-
-
 @transaction.atomic
 def recompute_patient(*, patient_id: int, now=None) -> dict:
     now = now or timezone.now()

@@ -277,7 +277,7 @@ def session_book(
     enrolments = (
         [enrolment]
         if enrolment
-        else list(program.enrolments.filter(status=Enrolment.Status.ACTIVE).select_related())
+        else list(program.enrolments.filter(status=Enrolment.Status.ACTIVE))
     )
     Attendance.objects.bulk_create(
         [Attendance(session=session, patient_id=e.patient_id, enrolment=e) for e in enrolments]
