@@ -39,3 +39,29 @@ class FlagRuleForm(forms.ModelForm):
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.add_input(Submit("save", "Save thresholds"))
+
+
+class ExportForm(forms.Form):
+    form = forms.ChoiceField(
+        label="Layout",
+        choices=[
+            ("long", "Long: one row per score"),
+            ("wide", "Wide: one row per patient and time point"),
+        ],
+        widget=forms.RadioSelect,
+        initial="long",
+    )
+
+    def __init__(self, *args, allow_identified: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if allow_identified:
+            self.fields["identified"] = forms.BooleanField(
+                required=False,
+                label="Include names, record numbers and dates (identified)",
+            )
+            self.fields["reason"] = forms.CharField(
+                required=False, help_text="Required for an identified export; it is audited."
+            )
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.add_input(Submit("download", "Download CSV"))

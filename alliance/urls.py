@@ -8,5 +8,6 @@ urlpatterns = [
     path("flags/<uuid:public_id>/resolve/", views.flag_resolve, name="flag_resolve"),
     path("patients/<uuid:public_id>/flags/", views.patient_flags, name="patient_flags"),
     path("thresholds/", views.flag_rule_edit, name="flag_rule_default"),
+    path("exports/", views.export, name="export"),
     path("thresholds/<int:program_id>/", views.flag_rule_edit, name="flag_rule_program"),
 ]

@@ -1,7 +1,9 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from clinic import access
@@ -9,8 +11,8 @@ from clinic.forms import apply_service_errors
 from clinic.models import Program
 from clinic.services import record_patient_view
 
-from . import selectors, services
-from .forms import FlagRuleForm, ResolveForm
+from . import exports, selectors, services
+from .forms import ExportForm, FlagRuleForm, ResolveForm
 
 
 @login_required
@@ -91,3 +93,30 @@ def flag_rule_edit(request, program_id=None):
         "alliance/flag_rule_form.html",
         {"form": form, "rule": rule, "programs": Program.objects.order_by("name")},
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def export(request):
+    """Clinicians and admins: CSV of every score, de-identified unless an admin gives a reason."""
+    if not access.can_edit_patients(request.user):  # clinicians and admins
+        raise PermissionDenied
+    form = ExportForm(request.POST or None, allow_identified=access.is_admin(request.user))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            body = exports.export_csv(
+                actor=request.user,
+                patients=access.patients_visible_to(request.user),
+                form=data["form"],
+                identified=data.get("identified", False),
+                reason=data.get("reason", ""),
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+            name = f"rapport-scores-{data['form']}-{timezone.localdate():%Y%m%d}.csv"
+            response["Content-Disposition"] = f'attachment; filename="{name}"'
+            return response
+    return render(request, "alliance/export.html", {"form": form})

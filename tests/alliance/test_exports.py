@@ -1,0 +1,73 @@
+import csv
+import io
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from alliance.exports import pseudonym
+from clinic.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _rows(body: bytes | str) -> list[dict]:
+    text = body.decode() if isinstance(body, bytes) else body
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture
+def rated(people, rate):
+    rate(bond=2, days_ago=2)
+    rate(bond=4, days_ago=1)
+    return people
+
+
+def test_long_export_is_de_identified_by_default_and_audited(client, rated):
+    client.force_login(rated.clinician)
+    response = client.post(reverse("export"), {"form": "long"})
+    assert response["Content-Type"].startswith("text/csv")
+    body = response.content.decode()
+    rows = _rows(body)
+    assert len(rows) == 2 * 4  # two WAI-SR responses x total, bond, goal, task
+    assert {r["patient"] for r in rows} == {pseudonym(rated.patient)}
+    assert rated.patient.last_name not in body and rated.patient.record_number not in body
+    assert "date" not in rows[0] and rows[0]["day"] != ""
+    bond = [r for r in rows if r["scale"] == "bond"]
+    assert [float(r["mean"]) for r in bond] == [2.0, 4.0]
+    event = AuditEvent.objects.get(action="export")
+    assert event.actor == rated.clinician and event.detail["identified"] is False
+
+
+def test_wide_export_has_one_row_per_time_point(client, rated):
+    client.force_login(rated.clinician)
+    rows = _rows(client.post(reverse("export"), {"form": "wide"}).content)
+    assert len(rows) == 2
+    assert [float(r["wai-sr_bond"]) for r in rows] == [2.0, 4.0]
+
+
+def test_identified_export_is_for_admins_with_a_reason(client, rated):
+    client.force_login(rated.clinician)
+    page = client.get(reverse("export")).content.decode()
+    assert 'name="identified"' not in page
+    client.force_login(rated.admin)
+    refused = client.post(reverse("export"), {"form": "long", "identified": "on", "reason": ""})
+    assert "Say why identified data is needed." in refused.content.decode()
+    ok = client.post(
+        reverse("export"), {"form": "long", "identified": "on", "reason": "Audit request 12"}
+    )
+    rows = _rows(ok.content)
+    assert rows[0]["record_number"] == rated.patient.record_number
+    assert AuditEvent.objects.get(action="export").detail["reason"] == "Audit request 12"
+
+
+def test_coaches_cannot_export(client, people):
+    client.force_login(people.coach)
+    assert client.get(reverse("export")).status_code == 403
+
+
+def test_the_shell_command_writes_the_same_csv(tmp_path, rated):
+    out = tmp_path / "scores.csv"
+    call_command("export_responses", "--out", str(out), stdout=io.StringIO())
+    rows = _rows(out.read_text())
+    assert len(rows) == 8 and rows[0]["patient"] == pseudonym(rated.patient)
