@@ -92,26 +92,41 @@ def to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def export_csv(*, actor, patients, form: str, identified: bool = False, reason: str = "") -> str:
-    """The export itself, audited. Identified exports need an admin and a stated reason."""
+def _check_identified(*, actor, identified: bool, reason: str) -> None:
     if identified:
         if actor is not None and not is_admin(actor):
             raise PermissionDenied("Only admins export identified data.")
         if not reason.strip():
             raise ValidationError({"reason": "Say why identified data is needed."})
-    if form not in ("long", "wide"):
-        raise ValidationError({"form": "Choose long or wide."})
-    rows = (long_rows if form == "long" else wide_rows)(patients=patients, identified=identified)
+
+
+def _audit(*, actor, kind: str, identified: bool, reason: str, count: int) -> None:
     AuditEvent.objects.create(
         actor=actor,
         action=AuditEvent.Action.EXPORT,
         object_type="export",
-        object_id=f"csv-{form}",
-        detail={
-            "form": form,
-            "identified": identified,
-            "reason": reason.strip(),
-            "rows": len(rows),
-        },
+        object_id=kind,
+        detail={"identified": identified, "reason": reason.strip(), "rows": count},
     )
+
+
+def export_fhir(*, actor, patients, identified: bool = False, reason: str = "") -> str:
+    """A FHIR R4 Bundle of Questionnaires and QuestionnaireResponses, validated and audited."""
+    import json
+
+    from .fhir import bundle
+
+    _check_identified(actor=actor, identified=identified, reason=reason)
+    data = bundle(patients=patients, identified=identified)
+    _audit(actor=actor, kind="fhir", identified=identified, reason=reason, count=len(data["entry"]))
+    return json.dumps(data, indent=1)
+
+
+def export_csv(*, actor, patients, form: str, identified: bool = False, reason: str = "") -> str:
+    """The export itself, audited. Identified exports need an admin and a stated reason."""
+    _check_identified(actor=actor, identified=identified, reason=reason)
+    if form not in ("long", "wide"):
+        raise ValidationError({"form": "Choose long or wide."})
+    rows = (long_rows if form == "long" else wide_rows)(patients=patients, identified=identified)
+    _audit(actor=actor, kind=f"csv-{form}", identified=identified, reason=reason, count=len(rows))
     return to_csv(rows)

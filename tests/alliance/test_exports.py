@@ -71,3 +71,26 @@ def test_the_shell_command_writes_the_same_csv(tmp_path, rated):
     call_command("export_responses", "--out", str(out), stdout=io.StringIO())
     rows = _rows(out.read_text())
     assert len(rows) == 8 and rows[0]["patient"] == pseudonym(rated.patient)
+
+
+def test_fhir_bundle_validates_and_is_de_identified(tmp_path, rated, rate):
+    from fhir.resources.R4B.bundle import Bundle
+
+    srs = {1: 8.5, 2: 9, 3: 9.5, 4: 9}
+    rate(bond=None, code="srs", answers=srs)
+    out = tmp_path / "bundle.json"
+    call_command("export_responses", "--format", "fhir", "--out", str(out), stdout=io.StringIO())
+    bundle = Bundle.model_validate_json(out.read_text())
+    kinds = [entry.resource.__resource_type__ for entry in bundle.entry]
+    assert kinds.count("Questionnaire") == 2  # WAI-SR and SRS
+    assert kinds.count("QuestionnaireResponse") == 3
+    text = out.read_text()
+    assert rated.patient.last_name not in text and rated.patient.record_number not in text
+    assert pseudonym(rated.patient) in text and '"authored"' not in text
+    srs_response = next(
+        e.resource
+        for e in bundle.entry
+        if "srs" in (getattr(e.resource, "questionnaire", "") or "")
+    )
+    assert srs_response.item[0].answer[0].valueDecimal == 8.5
+    assert AuditEvent.objects.get(action="export").object_id == "fhir"

@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from alliance.exports import export_csv
+from alliance.exports import export_csv, export_fhir
 from clinic.models import Patient
 
 
@@ -9,21 +9,26 @@ class Command(BaseCommand):
     help = "Export every score as CSV (de-identified unless --identified with --reason)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--format", choices=["csv"], default="csv")
+        parser.add_argument("--format", choices=["csv", "fhir"], default="csv")
         parser.add_argument("--layout", choices=["long", "wide"], default="long")
         parser.add_argument("--out", required=True, help="File to write.")
         parser.add_argument("--identified", action="store_true")
         parser.add_argument("--reason", default="")
 
-    def handle(self, *args, layout, out, identified, reason, **options):
+    def handle(self, *args, format, layout, out, identified, reason, **options):
         try:
-            body = export_csv(
-                actor=None,
-                patients=Patient.objects.all(),
-                form=layout,
-                identified=identified,
-                reason=reason,
-            )
+            if format == "fhir":
+                body = export_fhir(
+                    actor=None, patients=Patient.objects.all(), identified=identified, reason=reason
+                )
+            else:
+                body = export_csv(
+                    actor=None,
+                    patients=Patient.objects.all(),
+                    form=layout,
+                    identified=identified,
+                    reason=reason,
+                )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         with open(out, "w", encoding="utf-8", newline="") as handle:
