@@ -9,6 +9,7 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -112,8 +113,7 @@ def _audit(*, actor, kind: str, identified: bool, reason: str, count: int) -> No
 
 def export_fhir(*, actor, patients, identified: bool = False, reason: str = "") -> str:
     """A FHIR R4 Bundle of Questionnaires and QuestionnaireResponses, validated and audited."""
-    import json
-
+    # Loaded here: the FHIR models are large and only exports need them.
     from .fhir import bundle
 
     _check_identified(actor=actor, identified=identified, reason=reason)
