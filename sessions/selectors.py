@@ -2,7 +2,7 @@
 
 import datetime
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -164,3 +164,18 @@ def questionnaires_due_for(session: Session) -> list[str]:
     if session.protocol_step is None:
         return []
     return list(session.protocol_step.instruments_due)
+
+
+def program_upcoming(*, program: Program, limit: int = 15) -> list[Session]:
+    return list(
+        _with_people(
+            program.sessions.filter(
+                status=Session.Status.SCHEDULED, scheduled_end__gte=timezone.now()
+            ).order_by("scheduled_start")
+        )[:limit]
+    )
+
+
+def programs() -> QuerySet[Program]:
+    active = Count("enrolments", filter=Q(enrolments__status="active"))
+    return Program.objects.select_related("protocol").annotate(members=active).order_by("name")

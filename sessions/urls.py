@@ -19,5 +19,6 @@ urlpatterns = [
     path("calendar/link/", views.calendar_feed_create, name="calendar_feed_create"),
     path("calendar/link/revoke/", views.calendar_feed_revoke, name="calendar_feed_revoke"),
     path("calendar/<str:token>.ics", views.calendar_feed, name="calendar_feed"),
+    path("programs/", views.program_list, name="program_list"),
     path("programs/<int:program_id>/sessions/", views.program_sessions, name="program_sessions"),
 ]

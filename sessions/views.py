@@ -7,9 +7,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from alliance.selectors import flag_badges, readiness, with_flags_and_readiness
 from clinic import access
 from clinic.forms import apply_service_errors
-from clinic.models import Program
+from clinic.models import Patient, Program
 from clinic.selectors import coaches
 from clinic.services import record_patient_view
 from outcomes.selectors import due_for_session
@@ -241,7 +242,31 @@ def program_sessions(request, program_id):
         raise PermissionDenied
     program = get_object_or_404(Program, pk=program_id)
     overview = selectors.group_program_overview(program=program)
-    return render(request, "sessions/program.html", {"program": program, **overview})
+    members = list(
+        with_flags_and_readiness(
+            Patient.objects.filter(pk__in=[e.patient_id for e in overview["roster"]])
+        )
+    )
+    for member in members:
+        member.readiness = readiness(member)
+        member.flag_badges = flag_badges(member)
+    return render(
+        request,
+        "sessions/program.html",
+        {
+            "program": program,
+            "members": members,
+            "upcoming": selectors.program_upcoming(program=program),
+            **overview,
+        },
+    )
+
+
+@login_required
+def program_list(request):
+    if not access.can_edit_patients(request.user):  # clinicians and admins
+        raise PermissionDenied
+    return render(request, "sessions/program_list.html", {"programs": selectors.programs()})
 
 
 @login_required

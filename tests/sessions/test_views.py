@@ -22,6 +22,7 @@ MATRIX = {
     "patient_timeline": [302, 200, 404, 200, 200],
     "my_calendar": [302, 200, 200, 200, 200],
     "program_sessions": [302, 403, 403, 200, 200],
+    "program_list": [302, 403, 403, 200, 200],
 }
 
 
@@ -40,7 +41,7 @@ def dosing(people):
 
 
 def _url(page, people, dosing):
-    if page == "my_calendar":
+    if page in ("my_calendar", "program_list"):
         return reverse(page)
     if page == "program_sessions":
         return reverse(page, args=[people.enrolment.program.pk])
@@ -229,3 +230,27 @@ def test_admin_books_an_extra_session_and_a_clash_is_refused_on_the_page(client,
     assert "Cora Coach already facilitates Extra preparation on" in html
     assert 'value="Clash"' in html
     assert not Session.objects.filter(label="Clash").exists()
+
+
+def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, people):
+    import io
+
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from clinic.models import Program, User
+
+    call_command("seed_demo", patients=8, seed=5, stdout=io.StringIO())
+    group = Program.objects.get(name="Group psilocybin program")
+    client.force_login(User.objects.get(email="admin@rapport.test"))
+    url = reverse("program_sessions", args=[group.pk])
+    with CaptureQueriesContext(connection) as small:
+        html = client.get(url).content.decode()
+    assert "Members" in html and "Latest bond (1–5)" in html and "places taken" in html
+    listing = client.get(reverse("program_list")).content.decode()
+    assert "Group psilocybin program" in listing and " of 8" in listing
+    call_command("seed_demo", patients=24, seed=5, stdout=io.StringIO())
+    with CaptureQueriesContext(connection) as large:
+        client.get(url)
+    assert len(large.captured_queries) == len(small.captured_queries)
