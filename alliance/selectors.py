@@ -208,7 +208,13 @@ _SEVERITY_RANK = Case(
     *(When(severity=severity, then=Value(rank)) for severity, rank in Flag.SEVERITY_RANK.items()),
     output_field=IntegerField(),
 )
-DOSING_KINDS = (Flag.Kind.WEAK_BOND, Flag.Kind.BOND_DROP, Flag.Kind.ALLIANCE_MISSING)
+# Open flags that put the next dosing at risk; an unresolved safety answer always does.
+DOSING_KINDS = (
+    Flag.Kind.WEAK_BOND,
+    Flag.Kind.BOND_DROP,
+    Flag.Kind.ALLIANCE_MISSING,
+    Flag.Kind.SAFETY,
+)
 
 
 def with_flags_and_readiness(patients: QuerySet[Patient]) -> QuerySet[Patient]:

@@ -140,3 +140,13 @@ def test_admin_sets_thresholds_for_one_program(client, people):
     assert (rule.weak_bond_below, rule.updated_by) == (4, people.admin)
     assert FlagRule.objects.get(program=None).weak_bond_below == 3.5
     assert client.get(reverse("flag_rule_program", args=[999999])).status_code == 404
+
+
+def test_an_open_safety_flag_puts_the_next_dosing_at_risk(client, people, rate, dosing_in):
+    dosing_in(7)
+    rate(bond=4)
+    rate(bond=None, code="phq-9", answers={n: 0 for n in range(1, 11)} | {9: 1})
+    services.recompute_patient(patient_id=people.patient.pk)
+    client.force_login(people.coach)
+    html = client.get(reverse("home")).content.decode()
+    assert "Safety" in html and "At risk" in html
