@@ -36,13 +36,16 @@ def _with_current_care(qs: QuerySet[Patient]) -> QuerySet[Patient]:
 def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
     """Patients in care that the user looks after (a coach) or may see (clinicians, admins).
 
-    Each patient carries `upcoming_attendances` (first one = next session), prefetched.
+    Each patient carries `upcoming_attendances` (first one = next session) and
+    `to_log_attendances` (sessions this user facilitated and has not logged), prefetched.
     """
     from alliance.selectors import with_flags_and_readiness
-    from sessions.selectors import next_session_prefetch
+    from sessions.selectors import next_session_prefetch, to_log_prefetch
 
     qs = patients_visible_to(user).filter(status__in=Patient.ACTIVE_STATUSES)
-    qs = _with_current_care(_search(qs, query)).prefetch_related(next_session_prefetch())
+    qs = _with_current_care(_search(qs, query)).prefetch_related(
+        next_session_prefetch(), to_log_prefetch(user=user)
+    )
     return with_flags_and_readiness(qs)
 
 

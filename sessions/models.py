@@ -4,8 +4,10 @@ import hashlib
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q
 
 from clinic.models import Enrolment, Patient, Program
 
@@ -75,6 +77,13 @@ class Room(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class TsTzRange(Func):
+    """`tstzrange(start, end)`: half-open, so back-to-back sessions do not overlap."""
+
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
 
 
 class Session(models.Model):
@@ -148,6 +157,17 @@ class Session(models.Model):
                 | Q(actual_start__isnull=True)
                 | Q(actual_end__gt=F("actual_start")),
                 name="session_actual_end_after_start",
+            ),
+            # The services refuse a double-booked room with a message first (under row locks);
+            # this is the database's own guarantee behind them (needs btree_gist).
+            ExclusionConstraint(
+                name="session_room_no_overlap",
+                expressions=[
+                    (TsTzRange("scheduled_start", "scheduled_end"), RangeOperators.OVERLAPS),
+                    ("room", RangeOperators.EQUAL),
+                ],
+                condition=Q(status="scheduled", room__isnull=False),
+                violation_error_message="The room is already booked at that time.",
             ),
         ]
         indexes = [

@@ -118,6 +118,21 @@ def next_session_prefetch() -> Prefetch:
     return Prefetch("attendances", queryset=upcoming, to_attr="upcoming_attendances")
 
 
+def to_log_prefetch(*, user) -> Prefetch:
+    """Attach `patient.to_log_attendances` for caseload rows, in one query: the patient's
+    sessions this user facilitated that have started and are not logged yet (latest first)."""
+    waiting = (
+        Attendance.objects.filter(
+            session__facilitators=user,
+            session__status=Session.Status.SCHEDULED,
+            session__scheduled_start__lte=timezone.now(),
+        )
+        .select_related("session")
+        .order_by("-session__scheduled_start")
+    )
+    return Prefetch("attendances", queryset=waiting, to_attr="to_log_attendances")
+
+
 def group_program_overview(*, program: Program) -> dict:
     sessions = list(
         _with_people(program.sessions.filter(is_group=True).order_by("scheduled_start"))
@@ -154,7 +169,7 @@ def feed_sessions(*, coach) -> QuerySet[Session]:
     return (
         Session.objects.filter(facilitators=coach, scheduled_start__gte=since)
         .exclude(status=Session.Status.CANCELLED)
-        .select_related("enrolment__patient", "room")
+        .select_related("enrolment__patient", "program", "room")
         .order_by("scheduled_start")
     )
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from clinic.audit import audit_record
@@ -26,15 +26,21 @@ from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Sess
 PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
 
 # Sane dose ranges by substance and unit, for catching typing mistakes (mg vs µg, a missing
-# decimal point), not clinical limits: psilocybin 1-60 mg oral (trials used 10-30 mg/70 kg);
-# ketamine 0.1-2 mg/kg parenteral, 5-400 mg oral/intranasal/sublingual; MDMA 40-180 mg.
+# decimal point), not clinical limits:
+# - psilocybin 1-60 mg oral (trials used 10-30 mg/70 kg, or 0.2-0.4 mg/kg);
+# - MDMA 40-180 mg (the phase 3 trials: 80-120 mg, then a 40-60 mg supplemental half dose);
+# - ketamine by injection (IV, IM) 0.1-2 mg/kg, so the weight is required; intranasal 5-200 mg
+#   (esketamine is 28-84 mg); oral or sublingual 5-400 mg, because only about a fifth to a
+#   third is absorbed that way and lozenges of 300-400 mg are in use.
 DOSE_RANGES_MG = {
     Program.Modality.PSILOCYBIN: (Decimal("1"), Decimal("60")),
     Program.Modality.MDMA: (Decimal("40"), Decimal("180")),
-    Program.Modality.KETAMINE: (Decimal("5"), Decimal("400")),
+    Program.Modality.KETAMINE: (Decimal("5"), Decimal("200")),
 }
 KETAMINE_MG_PER_KG = (Decimal("0.1"), Decimal("2"))
+KETAMINE_ORAL_MG = (Decimal("5"), Decimal("400"))
 PARENTERAL = {Session.Route.INTRAVENOUS, Session.Route.INTRAMUSCULAR}
+ORAL = {Session.Route.ORAL, Session.Route.SUBLINGUAL}
 
 # Which assignment role facilitates which kind of session.
 ROLE_KINDS = {
@@ -134,11 +140,22 @@ def find_conflicts(
             messages.append(f"{names} already facilitates {_describe(other)}.")
     patient_ids = {p.pk for p in patients}
     if patient_ids:
-        busy = overlapping.filter(
-            attendances__patient__in=patient_ids,
-        ).exclude(attendances__status=Attendance.Status.CANCELLED)
-        for other in busy.distinct():
-            messages.append(f"The patient already has {_describe(other)}.")
+        # Per attendee: a group session where someone else's place was cancelled still counts.
+        taking_part = Attendance.objects.filter(
+            session=OuterRef("pk"), patient__in=patient_ids
+        ).exclude(status=Attendance.Status.CANCELLED)
+        names = {p.pk: p.full_name for p in patients}
+        for other in overlapping.filter(Exists(taking_part)).prefetch_related("attendances"):
+            if len(patient_ids) == 1:
+                messages.append(f"The patient already has {_describe(other)}.")
+                continue
+            busy = sorted(
+                names[a.patient_id]
+                for a in other.attendances.all()
+                if a.patient_id in patient_ids and a.status != Attendance.Status.CANCELLED
+            )
+            verb = "has" if len(busy) == 1 else "have"
+            messages.append(f"{', '.join(busy)} already {verb} {_describe(other)}.")
     if room is not None:
         for other in overlapping.filter(room=room):
             messages.append(f"{room} is booked for {_describe(other)}.")
@@ -151,12 +168,26 @@ def _refuse_conflicts(**kwargs) -> None:
         raise ValidationError({"scheduled_start": messages})
 
 
-def _lock_people(*, coaches=(), patients=(), room=None) -> None:
+def _lock_people(*, coaches=(), patients=(), rooms=()) -> None:
+    """Lock the rows of everyone (and the room) a booking involves, always in the same order
+    (users, patients, rooms; each by id), so a second booking for any of them waits for this
+    transaction and then sees its session."""
     User = get_user_model()
-    list(User.objects.select_for_update().filter(pk__in=[c.pk for c in coaches]))
-    list(Patient.objects.select_for_update().filter(pk__in=[p.pk for p in patients]))
-    if room is not None:
-        list(Room.objects.select_for_update().filter(pk=room.pk))
+    list(User.objects.select_for_update().filter(pk__in=[c.pk for c in coaches]).order_by("pk"))
+    list(Patient.objects.select_for_update().filter(pk__in=[p.pk for p in patients]).order_by("pk"))
+    room_ids = [r.pk for r in rooms if r is not None]
+    list(Room.objects.select_for_update().filter(pk__in=room_ids).order_by("pk"))
+
+
+def _room_constraint_error(exc: IntegrityError, room) -> ValidationError:
+    """The exclusion constraint only fires if a write skipped the checks above; say so plainly."""
+    if "session_room_no_overlap" in str(exc):
+        return ValidationError({"room": f"{room or 'The room'} is already booked at that time."})
+    raise exc
+
+
+def _overlaps(a_start, a_end, b_start, b_end) -> bool:
+    return a_start < b_end and b_start < a_end
 
 
 def _session_patients(session: Session) -> list[Patient]:
@@ -200,18 +231,25 @@ def schedule_for_enrolment(*, actor, enrolment: Enrolment) -> list[Session]:
             # A group program runs as a cohort: every step dates from the program start.
             base = program.start_date if program.is_group else enrolment.start_date
             day = base + datetime.timedelta(days=step.day_offset)
-        if step.is_group and day < enrolment.start_date:
-            continue  # a late joiner is not an attendee of circles held before they joined
-        start = local_datetime(day, step.start_time)
-        end = start + datetime.timedelta(minutes=step.duration_minutes)
         if step.kind == SessionKind.DOSING:
             last_dosing = day
+        if day < enrolment.start_date:
+            continue  # a late joiner of a group is not put on sessions held before they joined
+        start = local_datetime(day, step.start_time)
+        end = start + datetime.timedelta(minutes=step.duration_minutes)
         session = None
         if step.is_group:
             session = Session.objects.filter(
                 program=program, protocol_step=step, is_group=True
             ).first()
-        if session is None:
+        if session is not None:
+            _refuse_conflicts(
+                start=session.scheduled_start,
+                end=session.scheduled_end,
+                patients=[patient],
+                exclude_ids=[session.pk],
+            )
+        else:
             _refuse_conflicts(start=start, end=end, patients=[patient])
             session = Session.objects.create(
                 program=program,
@@ -257,28 +295,34 @@ def session_book(
     if kind == SessionKind.DOSING and enrolment is None:
         raise ValidationError({"kind": "A dosing session is for one patient."})
     is_group = enrolment is None
-    patients = [enrolment.patient] if enrolment else []
     if is_group and not program.is_group:
         raise ValidationError({"enrolment": "Choose the patient this session is for."})
-    _lock_people(coaches=facilitators, patients=patients, room=room)
-    _refuse_conflicts(start=start, end=end, coaches=facilitators, patients=patients, room=room)
-    session = Session.objects.create(
-        program=program,
-        enrolment=enrolment,
-        kind=kind,
-        label=label,
-        is_group=is_group,
-        scheduled_start=start,
-        scheduled_end=end,
-        room=room,
-        substance=program.modality if kind == SessionKind.DOSING else "",
-    )
-    session.facilitators.set(facilitators)
     enrolments = (
         [enrolment]
         if enrolment
-        else list(program.enrolments.filter(status=Enrolment.Status.ACTIVE))
+        else list(
+            program.enrolments.filter(status=Enrolment.Status.ACTIVE).select_related("patient")
+        )
     )
+    patients = [e.patient for e in enrolments]
+    _lock_people(coaches=facilitators, patients=patients, rooms=[room])
+    _refuse_conflicts(start=start, end=end, coaches=facilitators, patients=patients, room=room)
+    try:
+        with transaction.atomic():
+            session = Session.objects.create(
+                program=program,
+                enrolment=enrolment,
+                kind=kind,
+                label=label,
+                is_group=is_group,
+                scheduled_start=start,
+                scheduled_end=end,
+                room=room,
+                substance=program.modality if kind == SessionKind.DOSING else "",
+            )
+    except IntegrityError as exc:
+        raise _room_constraint_error(exc, room) from exc
+    session.facilitators.set(facilitators)
     Attendance.objects.bulk_create(
         [Attendance(session=session, patient_id=e.patient_id, enrolment=e) for e in enrolments]
     )
@@ -326,10 +370,14 @@ def session_reschedule(
                 (later, later.scheduled_start + delta, later.scheduled_end + delta, later.room)
             )
     moving_ids = [s.pk for s, *_ in moves]
+    people = {m.pk: (list(m.facilitators.all()), _session_patients(m)) for m, *_ in moves}
+    _lock_people(
+        coaches={c for coaches, _ in people.values() for c in coaches},
+        patients={p for _, patients in people.values() for p in patients},
+        rooms={new_room for *_, new_room in moves},
+    )
     for moved, new_start, new_end, new_room in moves:
-        coaches = list(moved.facilitators.all())
-        patients = _session_patients(moved)
-        _lock_people(coaches=coaches, patients=patients, room=new_room)
+        coaches, patients = people[moved.pk]
         _refuse_conflicts(
             start=new_start,
             end=new_end,
@@ -338,9 +386,18 @@ def session_reschedule(
             room=new_room,
             exclude_ids=moving_ids,
         )
-    for moved, new_start, new_end, new_room in moves:
+    _refuse_clashes_among(moves, people)
+    # Write the later sessions first when moving later (earlier first when moving earlier), so
+    # no row passes through another's old slot and the room constraint holds at every step.
+    for moved, new_start, new_end, new_room in sorted(
+        moves, key=lambda m: m[0].scheduled_start, reverse=delta > datetime.timedelta(0)
+    ):
         moved.scheduled_start, moved.scheduled_end, moved.room = new_start, new_end, new_room
-        moved.save(update_fields=["scheduled_start", "scheduled_end", "room"])
+        try:
+            with transaction.atomic():
+                moved.save(update_fields=["scheduled_start", "scheduled_end", "room"])
+        except IntegrityError as exc:
+            raise _room_constraint_error(exc, new_room) from exc
     audit_record(
         actor=actor,
         action=AuditEvent.Action.UPDATE,
@@ -352,6 +409,23 @@ def session_reschedule(
         ids = {p.pk for m, *_ in moves for p in _session_patients(m)}
         transaction.on_commit(lambda: _enqueue_recompute(ids), robust=True)
     return [m for m, *_ in moves]
+
+
+def _refuse_clashes_among(moves, people) -> None:
+    """Sessions moved together must not clash with each other in their new places either."""
+    for index, (first, first_start, first_end, first_room) in enumerate(moves):
+        for second, second_start, second_end, second_room in moves[index + 1 :]:
+            if not _overlaps(first_start, first_end, second_start, second_end):
+                continue
+            first_coaches, first_patients = people[first.pk]
+            second_coaches, second_patients = people[second.pk]
+            same_coach = {c.pk for c in first_coaches} & {c.pk for c in second_coaches}
+            same_patient = {p.pk for p in first_patients} & {p.pk for p in second_patients}
+            same_room = first_room is not None and first_room == second_room
+            if same_coach or same_patient or same_room:
+                raise ValidationError(
+                    {"scheduled_start": f"The new time overlaps {_describe(second)}."}
+                )
 
 
 @transaction.atomic
@@ -484,6 +558,8 @@ def _check_dose(*, substance, dose_mg, weight_kg, route) -> dict:
                 )
     elif substance in DOSE_RANGES_MG:
         low, high = DOSE_RANGES_MG[substance]
+        if substance == Program.Modality.KETAMINE and route in ORAL:
+            low, high = KETAMINE_ORAL_MG
         if not low <= dose_mg <= high:
             label = Program.Modality(substance).label.lower()
             errors["dose_mg"] = (

@@ -9,10 +9,14 @@ from sessions.models import Room, Session, SessionKind
 
 @pytest.fixture
 def book(people):
-    """Book an individual session for the persona patient, starting `hours` from now."""
+    """Book an individual session for the persona patient, starting `hours` from now.
+
+    "Now" is read once per test, so sessions booked an hour apart are exactly an hour apart.
+    """
+    now = timezone.now().replace(microsecond=0)
 
     def _book(hours=24, minutes=60, *, facilitators=(), room=None, kind=SessionKind.PREPARATION):
-        start = timezone.now().replace(microsecond=0) + datetime.timedelta(hours=hours)
+        start = now + datetime.timedelta(hours=hours)
         return services.session_book(
             actor=people.admin,
             program=people.enrolment.program,

@@ -225,6 +225,7 @@ def test_a_cancelled_session_frees_the_slot(people, book):
 def test_moving_into_a_clash_is_refused_and_moves_nothing(people, book):
     first = book(hours=24, facilitators=[people.coach])
     second = book(hours=48, facilitators=[people.coach])
+    planned = second.scheduled_start
     with pytest.raises(ValidationError):
         services.session_reschedule(
             actor=people.admin,
@@ -233,7 +234,7 @@ def test_moving_into_a_clash_is_refused_and_moves_nothing(people, book):
             end=first.scheduled_end,
         )
     second.refresh_from_db()
-    assert second.scheduled_start == first.scheduled_start + datetime.timedelta(hours=24)
+    assert second.scheduled_start == planned
 
 
 def test_end_before_start_is_refused(people):
@@ -372,3 +373,177 @@ def test_modalities_have_dose_ranges():
         Program.Modality.MDMA,
         Program.Modality.KETAMINE,
     }
+
+
+# --- the room constraint, moves together, groups, late joiners ------------------------------
+
+
+def test_the_database_refuses_a_double_booked_room_even_without_the_services(people, book, room):
+    from django.db import IntegrityError, transaction
+
+    first = book(hours=24, room=room)
+    with pytest.raises(IntegrityError, match="session_room_no_overlap"), transaction.atomic():
+        Session.objects.create(
+            program=first.program,
+            enrolment=EnrolmentFactory(program=first.program),
+            kind="integration",
+            scheduled_start=first.scheduled_start + datetime.timedelta(minutes=30),
+            scheduled_end=first.scheduled_end + datetime.timedelta(minutes=30),
+            room=room,
+        )
+    services.session_cancel(actor=people.admin, session=first, reason="Room flooded")
+    other = EnrolmentFactory(program=first.program)
+    services.session_book(  # a cancelled session no longer holds the room
+        actor=people.admin,
+        program=other.program,
+        enrolment=other,
+        kind="integration",
+        start=first.scheduled_start,
+        end=first.scheduled_end,
+        room=room,
+    )
+
+
+@pytest.mark.parametrize("days", [1, -1])
+def test_shifting_a_run_of_sessions_in_one_room_slides_each_into_the_next_slot(
+    people, book, room, days
+):
+    sessions = [book(hours=48 + 24 * n, room=room, facilitators=[people.coach]) for n in range(3)]
+    delta = datetime.timedelta(days=days)
+    services.session_reschedule(
+        actor=people.admin,
+        session=sessions[0],
+        start=sessions[0].scheduled_start + delta,
+        end=sessions[0].scheduled_end + delta,
+        room=room,
+        shift_following=True,
+    )
+    for session in sessions:
+        before = session.scheduled_start
+        session.refresh_from_db()
+        assert session.scheduled_start == before + delta and session.room == room
+
+
+def test_sessions_moved_together_may_not_clash_with_each_other(people, book):
+    first = book(hours=24, minutes=60)
+    second = book(hours=26, minutes=60)
+    with pytest.raises(ValidationError) as exc:
+        services.session_reschedule(  # one hour later, and now five hours long
+            actor=people.admin,
+            session=first,
+            start=first.scheduled_start + datetime.timedelta(hours=1),
+            end=first.scheduled_start + datetime.timedelta(hours=6),
+            shift_following=True,
+        )
+    assert "The new time overlaps Preparation on" in exc.value.message_dict["scheduled_start"][0]
+    planned = second.scheduled_start
+    second.refresh_from_db()
+    assert second.scheduled_start == planned
+
+
+def _group(capacity=4, start=datetime.date(2026, 3, 2)):
+    return ProgramFactory(
+        kind="group",
+        capacity=capacity,
+        start_date=start,
+        protocol=protocol_named("Group psilocybin program"),
+    )
+
+
+def test_a_group_session_is_refused_when_a_member_is_busy(people):
+    program = ProgramFactory(kind="group", capacity=4)
+    member = EnrolmentFactory(program=program, patient=people.patient)
+    EnrolmentFactory(program=program)  # a second member, free at that time
+    start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=3)
+    services.session_book(
+        actor=people.admin,
+        program=people.enrolment.program,
+        enrolment=people.enrolment,
+        kind="integration",
+        start=start,
+        end=start + datetime.timedelta(hours=1),
+    )
+    with pytest.raises(ValidationError) as exc:
+        services.session_book(
+            actor=people.admin,
+            program=program,
+            kind="preparation",
+            label="Circle",
+            start=start + datetime.timedelta(minutes=30),
+            end=start + datetime.timedelta(hours=2),
+        )
+    assert "Pat Example already has Integration on" in str(exc.value)
+    assert not Session.objects.filter(program=member.program).exists()
+
+
+def test_a_withdrawn_members_cancelled_place_does_not_hide_the_others(people):
+    program = _group(start=timezone.localdate() + datetime.timedelta(days=2))
+    leaving, staying = _enrol(people, program), _enrol(people, program)
+    clinic_services.patient_change_status(
+        actor=people.admin, patient=leaving.patient, to_status="withdrawn", reason="Moved away"
+    )
+    circle = Session.objects.filter(program=program, is_group=True).earliest("scheduled_start")
+    assert circle.attendances.get(patient=leaving.patient).status == "cancelled"
+    conflicts = services.find_conflicts(
+        start=circle.scheduled_start, end=circle.scheduled_end, patients=[staying.patient]
+    )
+    assert conflicts == [f"The patient already has {services._describe(circle)}."]
+
+
+def test_joining_a_group_whose_circle_clashes_is_refused_and_writes_nothing(people):
+    program = _group()
+    _enrol(people, program)
+    circle = Session.objects.filter(program=program, is_group=True).order_by("scheduled_start")[1]
+    other_program = ProgramFactory()
+    newcomer = PatientFactory()
+    _enrol(people, other_program, patient=newcomer)
+    services.session_book(
+        actor=people.admin,
+        program=other_program,
+        enrolment=newcomer.enrolments.get(),
+        kind="integration",
+        start=circle.scheduled_start,
+        end=circle.scheduled_end,
+    )
+    with pytest.raises(ValidationError) as exc:
+        _enrol(people, program, patient=newcomer)
+    assert "The patient already has Integration on" in str(exc.value)
+    assert not newcomer.enrolments.filter(program=program).exists()
+    assert not Attendance.objects.filter(patient=newcomer, session__program=program).exists()
+
+
+def test_a_late_joiner_gets_no_sessions_dated_before_they_joined(people):
+    program = _group(start=datetime.date(2026, 3, 2))
+    _enrol(people, program)
+    late = _enrol(people, program, start=datetime.date(2026, 3, 30))  # after the dosing day
+    theirs = Session.objects.filter(attendances__patient=late.patient)
+    assert theirs.exists()
+    assert all(_local(s).date() >= datetime.date(2026, 3, 30) for s in theirs)
+    follow_up = theirs.get(kind="follow_up")
+    assert _local(follow_up).date() == datetime.date(2026, 3, 23) + datetime.timedelta(days=28)
+
+
+@pytest.mark.parametrize(
+    ("route", "dose", "accepted"),
+    [
+        ("intranasal", Decimal("84"), True),
+        ("intranasal", Decimal("250"), False),
+        ("sublingual", Decimal("300"), True),
+        ("oral", Decimal("450"), False),
+        ("im", Decimal("3"), False),  # no weight: by injection it is dosed per kg
+    ],
+)
+def test_ketamine_ranges_follow_the_route(people, book, route, dose, accepted):
+    session = _dosing(people, book)
+    record = lambda: services.dosing_record(  # noqa: E731
+        actor=people.admin, session=session, substance="ketamine", dose_mg=dose, route=route
+    )
+    if accepted:
+        record()
+        session.refresh_from_db()
+        assert session.dose_mg == dose
+    else:
+        with pytest.raises(ValidationError):
+            record()
+        session.refresh_from_db()
+        assert session.dose_mg is None

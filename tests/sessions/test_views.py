@@ -1,5 +1,6 @@
 import datetime
 import re
+import zoneinfo
 
 import pytest
 from django.urls import reverse
@@ -23,6 +24,7 @@ MATRIX = {
     "my_calendar": [302, 200, 200, 200, 200],
     "program_sessions": [302, 403, 403, 200, 200],
     "program_list": [302, 403, 403, 200, 200],
+    "session_book": [302, 403, 404, 403, 200],
 }
 
 
@@ -47,6 +49,8 @@ def _url(page, people, dosing):
         return reverse(page, args=[people.enrolment.program.pk])
     if page == "patient_timeline":
         return reverse(page, args=[people.patient.public_id])
+    if page == "session_book":
+        return reverse(page, args=[people.patient.public_id, people.enrolment.pk])
     return reverse(page, args=[dosing.public_id])
 
 
@@ -254,3 +258,191 @@ def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, peo
     with CaptureQueriesContext(connection) as large:
         client.get(url)
     assert len(large.captured_queries) == len(small.captured_queries)
+
+
+@pytest.mark.parametrize("page", ["calendar_feed_create", "calendar_feed_revoke"])
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_calendar_link_buttons_need_a_login_and_act_on_your_own_link(client, people, page, persona):
+    if persona != "anonymous":
+        client.force_login(getattr(people, persona))
+    response = client.post(reverse(page))
+    assert response.status_code == 302
+    if persona == "anonymous":
+        assert response.url.startswith(reverse("login"))
+        assert not CalendarFeed.objects.exists()
+    else:
+        assert response.url == reverse("my_calendar")
+        active = CalendarFeed.objects.filter(revoked_at__isnull=True)
+        expected = 1 if page == "calendar_feed_create" else 0
+        assert active.filter(coach=getattr(people, persona)).count() == expected
+    assert client.get(reverse(page)).status_code in (302, 405)  # never a change on GET
+
+
+def test_a_feed_link_of_one_coach_cannot_be_revoked_by_another(client, people):
+    url = _feed_url(client, people)
+    client.force_login(people.other_coach)
+    client.post(reverse("calendar_feed_revoke"))
+    client.logout()
+    assert client.get(url).status_code == 200
+
+
+def test_caseload_row_has_a_log_button_for_the_coach_who_facilitated(client, people, dosing):
+    log_url = reverse("session_log", args=[dosing.public_id])
+    client.force_login(people.coach)
+    row = re.search(r"<tbody>.*</tbody>", client.get(reverse("home")).content.decode(), re.S)
+    assert f'href="{log_url}"' in row.group(0) and "Log session" in row.group(0)
+    client.force_login(people.admin)  # sees the patient, did not facilitate
+    row = re.search(r"<tbody>.*</tbody>", client.get(reverse("home")).content.decode(), re.S)
+    assert people.patient.full_name in row.group(0) and log_url not in row.group(0)
+    services.session_log(
+        actor=people.coach, session=dosing, status="completed", duration_minutes=120
+    )
+    client.force_login(people.coach)
+    assert log_url not in client.get(reverse("home")).content.decode()
+
+
+def test_a_dose_out_of_range_is_refused_on_the_page_and_keeps_what_was_typed(
+    client, people, dosing
+):
+    client.force_login(people.coach)
+    response = client.post(
+        reverse("session_dosing", args=[dosing.public_id]),
+        {"substance": "psilocybin", "dose_mg": "250", "route": "oral", "weight_kg": "71.5"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "250 mg is outside the expected 1-60 mg for psilocybin" in html
+    assert 'value="250"' in html and 'value="71.5"' in html
+    dosing.refresh_from_db()
+    assert dosing.dose_mg is None and dosing.weight_kg is None
+    ok = client.post(
+        reverse("session_dosing", args=[dosing.public_id]),
+        {"substance": "psilocybin", "dose_mg": "25", "route": "oral", "weight_kg": "71.5"},
+        follow=True,
+    )
+    assert "Psilocybin 25.00 mg (0.350 mg/kg), Oral" in ok.content.decode()
+
+
+def test_a_group_circle_is_logged_with_attendance_per_member(client, people):
+    group = ProgramFactory(kind="group", capacity=3)
+    members = [EnrolmentFactory(program=group, patient=people.patient)]
+    members += [EnrolmentFactory(program=group) for _ in range(2)]
+    start = timezone.now().replace(microsecond=0) - datetime.timedelta(hours=3)
+    circle = services.session_book(
+        actor=people.admin,
+        program=group,
+        kind="preparation",
+        label="Preparation circle 1",
+        start=start,
+        end=start + datetime.timedelta(hours=2),
+        facilitators=[people.coach],
+    )
+    absent = members[2].patient
+    client.force_login(people.coach)
+    form = client.get(reverse("session_log", args=[circle.public_id])).content.decode()
+    assert all(m.patient.full_name in form for m in members)
+    response = client.post(
+        reverse("session_log", args=[circle.public_id]),
+        {
+            "status": "completed",
+            "duration_minutes": 115,
+            "notes": "",
+            **{f"attendance_{m.patient_id}": "attended" for m in members[:2]},
+            f"attendance_{absent.pk}": "absent",
+        },
+    )
+    assert response.status_code == 302
+    marks = dict(circle.attendances.values_list("patient_id", "status"))
+    assert marks[absent.pk] == "absent" and marks[people.patient.pk] == "attended"
+    client.force_login(people.admin)
+    grid = client.get(reverse("program_sessions", args=[group.pk])).content.decode()
+    assert "Preparation circle 1" in grid and "Absent" in grid and "Attended" in grid
+
+
+def test_feed_folds_long_lines_and_names_no_patient_in_group_events(client, people, dosing):
+    group = ProgramFactory(kind="group", capacity=3, name="Évening circle group " + "x" * 60)
+    EnrolmentFactory(program=group)
+    start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=4)
+    services.session_book(
+        actor=people.admin,
+        program=group,
+        kind="integration",
+        label="Intégration circle",
+        start=start,
+        end=start + datetime.timedelta(hours=2),
+        facilitators=[people.coach],
+    )
+    body = client.get(_feed_url(client, people)).content
+    lines = body.split(b"\r\n")
+    assert all(len(line) <= 75 for line in lines)
+    assert any(line.startswith(b" ") for line in lines)  # a folded continuation
+    unfolded = body.replace(b"\r\n ", b"").decode()
+    assert "SUMMARY:Intégration circle (group: Évening circle group " in unfolded
+    assert body.count(b"BEGIN:VEVENT") == body.count(b"END:VEVENT") == 2
+    for patient in (people.patient, *[e.patient for e in group.enrolments.all()]):
+        assert patient.last_name not in unfolded and patient.first_name not in unfolded
+    assert "\n" not in body.decode().replace("\r\n", "")  # CRLF only
+
+
+def test_fold_never_splits_a_character_and_keeps_75_octets():
+    from sessions.calendar import _fold
+
+    line = "SUMMARY:" + "é" * 80
+    folded = _fold(line)
+    parts = folded.split("\r\n")
+    assert all(len(part.encode()) <= 75 for part in parts)
+    assert all(part.startswith(" ") for part in parts[1:])
+    assert "".join([parts[0], *[p[1:] for p in parts[1:]]]) == line
+
+
+def test_week_calendar_shows_local_times_across_the_clock_change(client, people, settings):
+    settings.TIME_ZONE = "Europe/London"
+    london = zoneinfo.ZoneInfo("Europe/London")
+    for day in (24, 26):  # Saturday before and Monday after the clocks go back on 25 October
+        start = datetime.datetime(2026, 10, day, 10, 0, tzinfo=london)
+        services.session_book(
+            actor=people.admin,
+            program=people.enrolment.program,
+            enrolment=people.enrolment,
+            kind="integration",
+            label=f"Integration on the {day}th",
+            start=start,
+            end=start + datetime.timedelta(hours=1),
+            facilitators=[people.coach],
+        )
+    client.force_login(people.coach)
+    html = client.get(reverse("my_calendar"), {"week": "2026-W43"}).content.decode()
+    assert "10:00 Integration on the 24th" in html
+    assert "10:00 Integration on the 26th" not in html
+    html = client.get(reverse("my_calendar"), {"week": "2026-W44"}).content.decode()
+    assert "Mon 26 Oct" in html and "10:00 Integration on the 26th" in html
+
+
+def test_django_admin_edits_a_session_note_without_touching_times(client, people, dosing):
+    url = reverse("admin:clinic_sessions_session_change", args=[dosing.pk])
+    client.force_login(people.admin)
+    assert client.get(url).status_code == 200
+    response = client.post(
+        url,
+        {
+            "program": dosing.program_id,
+            "enrolment": dosing.enrolment_id,
+            "kind": "dosing",
+            "label": "Dosing 1",
+            "status_reason": "",
+            "notes": "Music list agreed.",
+            "substance": "psilocybin",
+            "route": "",
+            "facilitators": [people.coach.pk],
+            "attendances-TOTAL_FORMS": "1",
+            "attendances-INITIAL_FORMS": "1",
+            "attendances-MIN_NUM_FORMS": "0",
+            "attendances-MAX_NUM_FORMS": "1000",
+            "attendances-0-id": dosing.attendances.get().pk,
+            "attendances-0-session": dosing.pk,
+            "attendances-0-status": "expected",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    dosing.refresh_from_db()
+    assert dosing.notes == "Music list agreed." and dosing.label == "Dosing 1"
