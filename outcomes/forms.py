@@ -6,8 +6,31 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Fieldset, Layout, Submit
 from django import forms
 from django.utils import timezone
+from django.utils.html import format_html
 
 from sessions.forms import DateTimeInput
+
+# The question each questionnaire's items answer, in our own words (the definition files hold
+# only item labels; licensed wording for the items themselves is imported per version).
+PROMPTS = {
+    "wai-sr": "Think about your work with your coach (or the care team). How often is each of "
+    "these true?",
+    "srs": "Rate today's session: give each line a number from 0 to 10, where 10 means it "
+    "suited you completely.",
+    "phq-9": "Over the last two weeks, how often have you been bothered by each of these?",
+    "gad-7": "Over the last two weeks, how often have you been bothered by each of these?",
+    "qids-sr-16": "Thinking of the last seven days, choose the answer that fits you best.",
+    "meq-30": "Looking back on your dosing session, how much did you experience each of these?",
+    "piq": "Looking back on your dosing session, how much did you gain each of these insights?",
+    "ebi": "Looking back on your dosing session, rate each from 0 (not more than usual) to 100 "
+    "(much more than usual).",
+    "grid-hamd-17": "Rate each item from the interview, for the past week.",
+}
+
+
+def prompt_for(definition: dict) -> HTML | None:
+    text = PROMPTS.get(definition["code"])
+    return HTML(format_html('<p class="questionnaire-prompt">{}</p>', text)) if text else None
 
 
 def _steps(scale: dict) -> list[Decimal]:
@@ -59,19 +82,22 @@ class ItemsForm(forms.Form):
     """The items of one questionnaire, built from its definition (radio groups, or a typed
     number with a slider for visual-analogue items)."""
 
-    def __init__(self, *args, definition: dict, wording=None, **kwargs):
+    def __init__(self, *args, definition: dict, wording=None, stacked=False, **kwargs):
+        """`stacked` puts each answer on its own line (phones); otherwise answers sit side by
+        side (staff entry on a desktop or tablet)."""
         super().__init__(*args, **kwargs)
         self.definition = definition
         self.item_layout = []
         for item in definition["items"]:
             name = f"item_{item['number']}"
             self.fields[name] = _item_field(definition, item, wording or {})
-            is_choice = definition["scale"]["kind"] == "choice" and "scale" not in item
-            self.item_layout.append(InlineRadios(name) if is_choice else name)
+            is_choice = {**definition["scale"], **item.get("scale", {})}["kind"] == "choice"
+            self.item_layout.append(InlineRadios(name) if is_choice and not stacked else name)
         self.helper = FormHelper()
         self.helper.form_tag = False
-        self.helper.disable_csrf = True
-        self.helper.layout = Layout(Fieldset(definition["name"], *self.item_layout))
+        self.helper.disable_csrf = True  # the templates put {% csrf_token %} in the form
+        self.prompt = [prompt] if (prompt := prompt_for(definition)) else []
+        self.helper.layout = Layout(Fieldset(definition["name"], *self.prompt, *self.item_layout))
 
     def answers(self) -> dict[int, Decimal | None]:
         return {
@@ -108,11 +134,10 @@ class ResponseForm(ItemsForm):
             ),
             "administered_at",
             *(["about_coach"] if coaches is not None else []),
-            Fieldset(definition["name"], *self.item_layout),
+            Fieldset(definition["name"], *self.prompt, *self.item_layout),
             "allow_incomplete",
             "submission_key",
         )
-        self.helper.disable_csrf = False
         self.helper.add_input(Submit("save", "Save answers"))
 
 
@@ -129,10 +154,12 @@ class LinkForm(forms.Form):
         self.fields["instruments"].choices = choices
         self.helper = FormHelper()
         self.helper.form_tag = False
+        self.helper.disable_csrf = True
         self.helper.add_input(Submit("create", "Create link"))
 
 
 class CorrectionForm(ItemsForm):
+    administered_at = forms.DateTimeField(label="Answered at", widget=DateTimeInput())
     reason = forms.CharField(
         label="Why are the answers being corrected?",
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -140,6 +167,9 @@ class CorrectionForm(ItemsForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.helper.layout = Layout(Fieldset(self.definition["name"], *self.item_layout), "reason")
-        self.helper.disable_csrf = False
+        self.helper.layout = Layout(
+            "administered_at",
+            Fieldset(self.definition["name"], *self.prompt, *self.item_layout),
+            "reason",
+        )
         self.helper.add_input(Submit("save", "Save correction"))

@@ -1,7 +1,17 @@
-"""Import responses from a CSV file (paper or REDCap exports): all rows or none."""
+"""Import responses from a CSV file (paper or REDCap exports): all rows or none.
+
+Columns: record_number, instrument (code), version (optional, default the latest),
+administered_at (ISO date or date-time, clinic time zone when naive), session_kind (optional:
+the response is filed under the patient's latest session of that kind up to that time),
+item_1 … item_n. Every row is checked first and every bad row reported with its line; only a
+file with no bad row is written, in one transaction. Each row carries a key derived from its
+content, so importing the same file twice adds nothing the second time.
+"""
 
 import csv
 import datetime
+import json
+import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -16,6 +26,8 @@ from . import scoring, services
 from .models import InstrumentVersion, Response
 
 REQUIRED = ("record_number", "instrument", "administered_at")
+# Namespace for the content keys of imported rows (uuid5).
+IMPORT_NAMESPACE = uuid.UUID("6f1c3c1e-2b0e-4f7a-9d1e-0c4b6a1f9e55")
 
 
 @dataclass
@@ -51,7 +63,13 @@ def _version(code: str, version: str) -> InstrumentVersion:
     return services.latest_version(code)
 
 
-def import_responses(*, actor, lines) -> list[Response]:
+@dataclass
+class ImportResult:
+    created: list[Response]
+    already_present: int
+
+
+def import_responses(*, actor, lines) -> ImportResult:
     """Check every row first; import only when all are good, in one transaction."""
     reader = csv.DictReader(lines)
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
@@ -66,56 +84,96 @@ def import_responses(*, actor, lines) -> list[Response]:
             errors.append(RowError(line, "; ".join(exc.messages)))
     if errors:
         raise ImportRefused(errors)
+    if not planned:
+        raise ImportRefused([RowError(1, "the file has no rows")])
+    keys = [plan["submission_key"] for _, plan in planned]
+    present = set(
+        Response.objects.filter(submission_key__in=keys).values_list("submission_key", flat=True)
+    )
     created = []
     with transaction.atomic():
         for line, plan in planned:
+            if plan["submission_key"] in present:
+                continue  # imported before, or the same row twice in this file
+            present.add(plan["submission_key"])
             try:
-                created.append(services.response_record(actor=actor, **plan))
-            except ValidationError as exc:  # answers fail scoring rules
+                created.append(services.response_record(actor=actor, announce=False, **plan))
+            except ValidationError as exc:  # a row that changed meaning since it was checked
                 errors.append(RowError(line, "; ".join(exc.messages)))
         if errors:
             transaction.set_rollback(True)
+        elif created:
+            services.announce_saved(created, created=True)
     if errors:
         raise ImportRefused(errors)
-    return created
+    return ImportResult(created=created, already_present=len(planned) - len(created))
 
 
 def _plan(row: dict) -> dict:
-    patient = Patient.objects.filter(record_number__iexact=(row["record_number"] or "").strip())
-    patient = patient.first()
+    """Everything needed to record the row, or a ValidationError naming every problem found."""
+    problems = []
+    record_number = (row.get("record_number") or "").strip()
+    patient = Patient.objects.filter(record_number__iexact=record_number).first()
     if patient is None:
-        raise ValidationError(f"unknown record number {row['record_number']!r}")
-    code = (row["instrument"] or "").strip().lower()
+        problems.append(f"unknown record number {record_number!r}")
+    code = (row.get("instrument") or "").strip().lower()
+    wanted = (row.get("version") or "").strip()
+    version = None
     try:
-        version = _version(code, (row.get("version") or "").strip())
-    except ValidationError as exc:
-        raise ValidationError(f"unknown instrument {code!r}") from exc
-    administered_at = _when(row["administered_at"])
+        version = _version(code, wanted)
+    except ValidationError:
+        if wanted and InstrumentVersion.objects.filter(instrument__code=code).exists():
+            known = InstrumentVersion.objects.filter(instrument__code=code).values_list(
+                "version", flat=True
+            )
+            problems.append(
+                f"instrument {code!r} has no version {wanted!r} (known: {', '.join(known)})"
+            )
+        else:
+            problems.append(f"unknown instrument {code!r}")
+    administered_at = _when(row.get("administered_at"))
     if administered_at is None:
-        raise ValidationError(f"administered_at {row['administered_at']!r} is not a date")
-    if administered_at > timezone.now():
-        raise ValidationError("administered_at is in the future")
-    numbers = [item["number"] for item in version.definition["items"]]
+        problems.append(f"administered_at {row.get('administered_at')!r} is not a date")
+    elif administered_at > timezone.now():
+        problems.append("administered_at is in the future")
     answers = {}
-    for number in numbers:
-        raw = (row.get(f"item_{number}") or "").strip()
-        try:
-            answers[number] = float(raw) if raw else None
-        except ValueError as exc:
-            raise ValidationError(f"item_{number} {raw!r} is not a number") from exc
-    problems = scoring.validate_answers(version.definition, answers)
-    if problems:
-        raise ValidationError([f"item_{k}: {v}" for k, v in sorted(problems.items())])
+    if version is not None:
+        for item in version.definition["items"]:
+            number = item["number"]
+            raw = (row.get(f"item_{number}") or "").strip()
+            try:
+                answers[number] = float(raw) if raw else None
+            except ValueError:
+                problems.append(f"item_{number} {raw!r} is not a number")
+                answers[number] = None
+        bad = scoring.validate_answers(version.definition, answers)
+        problems.extend(f"item_{k}: {v}" for k, v in sorted(bad.items()))
+        if not bad:
+            missing = services.unscorable_missing(version.definition, answers)
+            if missing:
+                problems.append(
+                    "too many items are unanswered to score it (missing: "
+                    f"{', '.join(map(str, missing))})"
+                )
     session = None
-    if kind := (row.get("session_kind") or "").strip():
-        if kind not in SessionKind.values:
-            raise ValidationError(f"session_kind {kind!r} is not one of {SessionKind.values}")
+    kind = (row.get("session_kind") or "").strip()
+    if kind and kind not in SessionKind.values:
+        problems.append(f"session_kind {kind!r} is not one of {', '.join(SessionKind.values)}")
+    elif kind and patient is not None and administered_at is not None:
         session = (
             Session.objects.filter(attendances__patient=patient, kind=kind)
             .filter(scheduled_start__lte=administered_at)
             .order_by("-scheduled_start")
             .first()
         )
+        if session is None:
+            problems.append(f"the patient has no {kind} session before {administered_at:%Y-%m-%d}")
+    if problems:
+        raise ValidationError(problems)
+    content = json.dumps(
+        [patient.pk, version.pk, administered_at.isoformat(), sorted(answers.items())],
+        default=str,
+    )
     return {
         "patient": patient,
         "version": version,
@@ -123,4 +181,5 @@ def _plan(row: dict) -> dict:
         "administered_at": administered_at,
         "source": Response.Source.IMPORT,
         "session": session,
+        "submission_key": uuid.uuid5(IMPORT_NAMESPACE, content),
     }

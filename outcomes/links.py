@@ -1,26 +1,48 @@
-"""Self-report links: create, check, use once, and deliver by e-mail with reminders."""
+"""Self-report links: create, check, use once, and deliver by e-mail with reminders.
+
+Only the SHA-256 of a token is stored. A link expires (SELF_REPORT_LINK_HOURS, default 72),
+works once, and shows nothing identifying beyond the patient's first name. Requests with a
+token that matches no link are counted per client; after GUESS_LIMIT in GUESS_WINDOW the
+client gets 429 for every token until the window passes.
+
+E-mail: an hourly beat job mails a link for the patient-rated questionnaires still due after
+a completed session (patients with an address and e-mail consent), and reminds once a day, at
+most three times, until the link is answered, expires, or the clinic entered the answers
+(or the patient withdraws their e-mail consent or from treatment).
+"""
 
 import datetime
+import logging
 import secrets
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, Patient
-from sessions.models import Session
+from sessions.models import Attendance, Session
 
 from . import services
-from .models import Response, SelfReportLink
+from .models import Instrument, LinkGuess, Response, SelfReportLink
+
+log = logging.getLogger(__name__)
 
 MAX_REMINDERS = 3
 GUESS_LIMIT = 10
-GUESS_WINDOW = 600  # seconds
+GUESS_WINDOW = datetime.timedelta(minutes=10)
+# Questionnaires about a dosing day (MEQ-30, PIQ, EBI) are asked the day after, not that night.
+SEND_DELAY = {"dosing": datetime.timedelta(hours=18)}
+# A session's questionnaires are mailed only while they are fresh.
+SEND_WINDOW = datetime.timedelta(days=3)
+# Answers sent shortly after the link expired are still taken: the patient opened the page
+# while it was valid and should not lose what they typed.
+SUBMIT_GRACE = datetime.timedelta(hours=1)
 
 
 class LinkUnusable(Exception):
@@ -47,6 +69,8 @@ def link_create(
 ) -> tuple[SelfReportLink, str]:
     if not instruments:
         raise ValidationError({"instruments": "Choose at least one questionnaire."})
+    if session is not None and not session.attendances.filter(patient=patient).exists():
+        raise ValidationError({"session": "This patient was not booked for that session."})
     for code in instruments:
         version = services.latest_version(code)
         if version.definition["respondent"] != "patient":
@@ -74,58 +98,107 @@ def link_create(
     return link, token
 
 
-def _guess_key(client: str) -> str:
-    return f"link-guesses:{client}"
+def client_id(meta: dict) -> str:
+    """A keyed hash of the client's address (never stored in the clear). Behind
+    TRUSTED_PROXY_COUNT proxies the address is taken from X-Forwarded-For, counted from the
+    right, so a client cannot pick its own identity by sending the header itself."""
+    address = meta.get("REMOTE_ADDR", "")
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies:
+        forwarded = [a.strip() for a in meta.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [a for a in forwarded if a]
+        if len(forwarded) >= proxies:
+            address = forwarded[-proxies]
+    return salted_hmac("outcomes.link-guess", address or "unknown", algorithm="sha256").hexdigest()
 
 
 def too_many_guesses(client: str) -> bool:
-    return cache.get(_guess_key(client), 0) >= GUESS_LIMIT
+    since = timezone.now() - GUESS_WINDOW
+    return LinkGuess.objects.filter(client=client, at__gte=since).count() >= GUESS_LIMIT
 
 
 def _count_guess(client: str) -> None:
-    key = _guess_key(client)
-    if cache.add(key, 1, GUESS_WINDOW):
-        return
-    try:
-        cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, GUESS_WINDOW)
+    LinkGuess.objects.create(client=client)
 
 
-def link_for_token(token: str, *, client: str) -> SelfReportLink:
-    """The link behind a token; unknown tokens count towards the client's guess limit."""
-    link = (
-        SelfReportLink.objects.select_related("patient")
-        .filter(token_hash=SelfReportLink.hash_token(token))
-        .first()
+def forget_old_guesses() -> int:
+    """Guesses older than a day no longer matter (the window is minutes)."""
+    cutoff = timezone.now() - datetime.timedelta(days=1)
+    return LinkGuess.objects.filter(at__lt=cutoff).delete()[0]
+
+
+def _by_token(token: str):
+    digest = SelfReportLink.hash_token(token)
+    return SelfReportLink.objects.filter(
+        Q(token_hash=digest) | Q(earlier_token_hashes__contains=[digest])
     )
+
+
+def outstanding(link: SelfReportLink) -> list[str]:
+    """The link's questionnaires not yet answered for its session (the clinic may have entered
+    some from paper meanwhile). A link without a session asks for all of them."""
+    if link.session_id is None:
+        return list(link.instruments)
+    answered = set(
+        Response.objects.filter(patient_id=link.patient_id, session_id=link.session_id).values_list(
+            "version__instrument__code", flat=True
+        )
+    )
+    return [code for code in link.instruments if code not in answered]
+
+
+ANSWERED = "These questionnaires have already been answered. Thank you."
+EXPIRED = "This link has expired. Please ask the clinic for a new one."
+
+
+def _expired(link: SelfReportLink, *, submitting: bool) -> bool:
+    grace = SUBMIT_GRACE if submitting else datetime.timedelta(0)
+    return link.expires_at + grace <= timezone.now()
+
+
+def link_for_token(token: str, *, client: str, submitting: bool = False) -> SelfReportLink:
+    """The link behind a token; unknown tokens count towards the client's guess limit."""
+    link = _by_token(token).select_related("patient").first()
     if link is None:
         _count_guess(client)
         raise SelfReportLink.DoesNotExist
-    if link.used_at is not None:
-        raise LinkUnusable("These questionnaires have already been answered. Thank you.")
-    if link.expires_at <= timezone.now():
-        raise LinkUnusable("This link has expired. Please ask the clinic for a new one.")
+    if link.used_at is not None or not outstanding(link):
+        raise LinkUnusable(ANSWERED)
+    if _expired(link, submitting=submitting):
+        raise LinkUnusable(EXPIRED)
     return link
 
 
 @transaction.atomic
 def link_submit(*, link: SelfReportLink, answers: dict[str, dict]) -> list[Response]:
-    """Record every questionnaire of the link, then close it: all or nothing, once."""
-    link = SelfReportLink.objects.select_for_update().get(pk=link.pk)
+    """Record every questionnaire of the link still outstanding, then close it: all or
+    nothing, once. Errors are keyed "<code>-<field>" (e.g. "srs-item_2") or "<code>"."""
+    link = SelfReportLink.objects.select_for_update().select_related("patient").get(pk=link.pk)
     if link.used_at is not None:
-        raise LinkUnusable("These questionnaires have already been answered. Thank you.")
-    if link.expires_at <= timezone.now():
-        raise LinkUnusable("This link has expired. Please ask the clinic for a new one.")
+        raise LinkUnusable(ANSWERED)
+    if _expired(link, submitting=True):
+        raise LinkUnusable(EXPIRED)
+    codes = outstanding(link)
+    if not codes:
+        raise LinkUnusable(ANSWERED)
     responses, errors = [], {}
-    for code in link.instruments:
+    for code in codes:
+        version = services.latest_version(code)
+        given = answers.get(code, {})
+        missing = services.unscorable_missing(version.definition, given)
+        if missing:
+            errors[code] = [
+                f"Please answer more of these questions (still empty: "
+                f"{', '.join(map(str, missing))})."
+            ]
+            continue
         try:
             responses.append(
                 services.response_record(
                     actor=None,
                     patient=link.patient,
-                    version=services.latest_version(code),
-                    answers=answers.get(code, {}),
+                    version=version,
+                    answers=given,
                     administered_at=timezone.now(),
                     source=Response.Source.LINK,
                     session=link.session,
@@ -133,7 +206,7 @@ def link_submit(*, link: SelfReportLink, answers: dict[str, dict]) -> list[Respo
             )
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
-                errors[f"{code}-{field}" if field != "__all__" else "__all__"] = messages
+                errors[code if field == "__all__" else f"{code}-{field}"] = messages
     if errors:
         transaction.set_rollback(True)
         raise ValidationError(errors)
@@ -144,7 +217,7 @@ def link_submit(*, link: SelfReportLink, answers: dict[str, dict]) -> list[Respo
         action=AuditEvent.Action.UPDATE,
         target=link,
         patient=link.patient,
-        detail={"link": "answered", "responses": len(responses)},
+        detail={"link": "answered", "instruments": codes},
     )
     return responses
 
@@ -165,27 +238,44 @@ def _send(link: SelfReportLink, token: str, *, reminder: bool) -> None:
     send_mail(subject, body, None, [link.patient.email])
 
 
+def _may_mail(patient: Patient) -> bool:
+    return bool(
+        patient.email and patient.email_consent and patient.status != Patient.Status.WITHDRAWN
+    )
+
+
 def due_by_email(*, now=None) -> list[tuple[Session, Patient, list[str]]]:
-    """Completed sessions of the last 3 days with patient questionnaires still unanswered,
-    for patients who agreed to e-mail and have no live link for that session yet."""
+    """Patient-rated questionnaires due after completed sessions, ready to mail: the session
+    ended at least its send delay ago and not more than SEND_WINDOW before that, the patient
+    came, has an address and agreed to e-mail, and no e-mailed link exists for that session."""
     now = now or timezone.now()
+    patient_rated = set(
+        Instrument.objects.filter(respondent="patient").values_list("code", flat=True)
+    )
+    longest = max(SEND_DELAY.values(), default=datetime.timedelta(0))
     sessions = (
         Session.objects.filter(
             status=Session.Status.COMPLETED,
-            scheduled_end__gte=now - datetime.timedelta(days=3),
+            scheduled_end__gte=now - SEND_WINDOW - longest,
             scheduled_end__lte=now,
             protocol_step__isnull=False,
         )
         .select_related("protocol_step")
         .prefetch_related("attendances__patient", "responses__version__instrument", "links")
+        .order_by("scheduled_end", "id")
     )
     due = []
     for session in sessions:
+        ready_at = session.scheduled_end + SEND_DELAY.get(session.kind, datetime.timedelta(0))
+        if not ready_at <= now <= ready_at + SEND_WINDOW:
+            continue
         for attendance in session.attendances.all():
             patient = attendance.patient
-            if not (patient.email and patient.email_consent and attendance.status == "attended"):
+            if attendance.status not in (Attendance.Status.ATTENDED, Attendance.Status.LATE):
                 continue
-            if any(link.patient_id == patient.pk for link in session.links.all()):
+            if not _may_mail(patient):
+                continue
+            if any(link.patient_id == patient.pk and link.by_email for link in session.links.all()):
                 continue
             answered = {
                 r.version.instrument.code
@@ -195,42 +285,48 @@ def due_by_email(*, now=None) -> list[tuple[Session, Patient, list[str]]]:
             codes = [
                 code
                 for code in session.protocol_step.instruments_due
-                if code not in answered and _patient_rated(code)
+                if code in patient_rated and code not in answered
             ]
             if codes:
                 due.append((session, patient, codes))
     return due
 
 
-def _patient_rated(code: str) -> bool:
-    try:
-        return services.latest_version(code).definition["respondent"] == "patient"
-    except ValidationError:
-        return False
-
-
 def send_due_links(*, now=None) -> int:
-    """Beat job: create and mail links for newly due measures. Returns how many were sent."""
+    """Beat job: create and mail links for newly due measures. Returns how many were sent.
+
+    The unique (patient, session) constraint on e-mailed links is the claim: when two workers
+    run at once, one insert fails and that worker sends nothing. The mail is sent inside the
+    transaction, so a mail server error leaves no link behind and the next run tries again.
+    """
     sent = 0
     for session, patient, codes in due_by_email(now=now):
-        with transaction.atomic():
-            link, token = link_create(
-                actor=None, patient=patient, instruments=codes, session=session, by_email=True
-            )
-            # The token exists only in this call: the first e-mail carries it.
-            SelfReportLink.objects.filter(pk=link.pk).update(
-                sent_at=timezone.now(), last_sent_at=timezone.now()
-            )
-            _send(link, token, reminder=False)
+        try:
+            with transaction.atomic():
+                link, token = link_create(
+                    actor=None, patient=patient, instruments=codes, session=session, by_email=True
+                )
+                SelfReportLink.objects.filter(pk=link.pk).update(
+                    sent_at=timezone.now(), last_sent_at=timezone.now()
+                )
+                # The token exists only in this call: the first e-mail carries it.
+                _send(link, token, reminder=False)
+        except IntegrityError:
+            continue  # another worker claimed this session's e-mail
+        except Exception:
+            log.exception("Could not mail questionnaires for session id %s", session.pk)
+            continue
         sent += 1
     return sent
 
 
 def send_reminders(*, now=None) -> int:
-    """Remind once a day, at most three times, until the link is answered or expires.
+    """Remind once a day, at most three times, until the link is answered or expires (or the
+    clinic has entered every questionnaire of it).
 
-    A reminder cannot repeat the token (only its hash is stored), so it replaces the link's
-    token with a fresh one; the old link stops working at the same moment.
+    A reminder cannot repeat the token (only its hash is stored), so it carries a fresh one;
+    the tokens of earlier e-mails keep working. Each reminder is claimed with a conditional
+    update, so two workers never send the same one.
     """
     now = now or timezone.now()
     candidates = SelfReportLink.objects.filter(
@@ -242,18 +338,27 @@ def send_reminders(*, now=None) -> int:
     ).select_related("patient")
     sent = 0
     for link in candidates:
+        if not _may_mail(link.patient) or not outstanding(link):
+            continue  # consent withdrawn, patient withdrawn, or nothing left to answer
         token = secrets.token_urlsafe(32)
-        with transaction.atomic():
-            # Claim: only the worker whose update changes the row sends this reminder.
-            claimed = SelfReportLink.objects.filter(
-                pk=link.pk, reminders_sent=link.reminders_sent, used_at__isnull=True
-            ).update(
-                reminders_sent=link.reminders_sent + 1,
-                last_sent_at=now,
-                token_hash=SelfReportLink.hash_token(token),
-            )
-            if not claimed:
-                continue
-            _send(link, token, reminder=True)
+        try:
+            with transaction.atomic():
+                claimed = SelfReportLink.objects.filter(
+                    pk=link.pk,
+                    reminders_sent=link.reminders_sent,
+                    token_hash=link.token_hash,
+                    used_at__isnull=True,
+                ).update(
+                    reminders_sent=link.reminders_sent + 1,
+                    last_sent_at=now,
+                    token_hash=SelfReportLink.hash_token(token),
+                    earlier_token_hashes=[*link.earlier_token_hashes, link.token_hash],
+                )
+                if not claimed:
+                    continue
+                _send(link, token, reminder=True)
+        except Exception:
+            log.exception("Could not mail a reminder for link id %s", link.pk)
+            continue
         sent += 1
     return sent

@@ -3,6 +3,8 @@
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
@@ -102,8 +104,16 @@ class Response(models.Model):
     complete = models.BooleanField(default=False)
     safety_hits = models.JSONField(default=list, blank=True)
     has_safety_hit = models.BooleanField(default=False)
+    # Queryable in SQL: annotate(item_9=outcomes.selectors.item_answer(9)).filter(item_9__gte=1),
+    # or answers__contains={"9": 2}.
     answers = models.JSONField(
         default=dict, help_text="Item number to answer, as entered (null = not answered)."
+    )
+    extras = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Derived results beyond scale scores (percent of maximum, complete mystical "
+        "experience, below cut-off, QIDS domains), as the scoring engine returned them.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -151,6 +161,9 @@ class SelfReportLink(models.Model):
     """
 
     token_hash = models.CharField(max_length=64, unique=True)
+    # A reminder mails a fresh token (the old one is not stored, so it cannot be repeated);
+    # the tokens of earlier e-mails keep working until the link is used or expires.
+    earlier_token_hashes = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="links")
     instruments = models.JSONField(help_text="Instrument codes to answer, in order.")
     session = models.ForeignKey(
@@ -174,9 +187,18 @@ class SelfReportLink(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(reminders_sent__lte=3), name="link_max_3_reminders")
+            models.CheckConstraint(condition=Q(reminders_sent__lte=3), name="link_max_3_reminders"),
+            # The e-mail job's claim: two workers cannot both mail a session's questionnaires.
+            models.UniqueConstraint(
+                fields=["patient", "session"],
+                condition=Q(by_email=True),
+                name="link_one_email_per_session",
+            ),
         ]
-        indexes = [models.Index(fields=["used_at", "expires_at"])]
+        indexes = [
+            models.Index(fields=["used_at", "expires_at"]),
+            GinIndex(fields=["earlier_token_hashes"], name="link_earlier_tokens_gin"),
+        ]
 
     def __str__(self):
         return f"Link for {self.patient_id} ({', '.join(self.instruments)})"
@@ -186,3 +208,20 @@ class SelfReportLink(models.Model):
         import hashlib
 
         return hashlib.sha256(token.encode()).hexdigest()
+
+
+class LinkGuess(models.Model):
+    """One request with a token that matched no link, for rate-limiting guesses per client.
+
+    Kept in the database (not a per-process cache) so every web worker counts the same
+    guesses. `client` is a keyed hash of the address, never the address itself.
+    """
+
+    client = models.CharField(max_length=64)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["client", "at"])]
+
+    def __str__(self):
+        return f"guess at {self.at:%Y-%m-%d %H:%M}"

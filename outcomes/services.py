@@ -1,7 +1,14 @@
 """Writes about questionnaires: load instruments, record and edit responses with their scores.
 
-A response, its answers and its Score rows are written in one transaction; the flag
-recompute is asked for only after that transaction commits.
+A response, its answers and its Score rows are written in one transaction; other apps hear
+about it (`outcomes.signals.response_saved`, the flag recompute) only after that transaction
+commits.
+
+Missing answers: a questionnaire whose total cannot be scored under its missing-item rule
+(e.g. a WAI-SR subscale with 2 of 4 items, more than 2 PHQ-9 items) is refused with the list
+of unanswered items, unless the caller passes `allow_incomplete=True` (the "save incomplete"
+box on the staff form): then the answers are kept, `complete` is False and the total Score row
+has no value. Self-report links and imports never save incomplete totals.
 """
 
 import datetime
@@ -11,12 +18,16 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, Patient
 
-from . import scoring
+from . import scoring, signals
 from .models import Instrument, InstrumentVersion, Response, Score
+
+# Paper answers are dated by hand and clocks drift: a few minutes ahead is still "now".
+FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
 
 
 def _hash(definition: dict) -> str:
@@ -55,42 +66,87 @@ def load_instruments(
 
 
 def latest_version(code: str) -> InstrumentVersion:
-    version = (
-        InstrumentVersion.objects.select_related("instrument")
-        .filter(instrument__code=code)
-        .order_by("-loaded_at", "-id")
-        .first()
+    """The highest version of an instrument (by version number, e.g. "1.10" after "1.9")."""
+    versions = list(
+        InstrumentVersion.objects.select_related("instrument").filter(instrument__code=code)
     )
-    if version is None:
+    if not versions:
         raise ValidationError({"instrument": f"Unknown instrument {code!r}."})
-    return version
+    return max(versions, key=lambda v: scoring._version_key(v.version))
+
+
+def _as_numbers(answers: dict) -> dict[int, float | None]:
+    cleaned, errors = {}, {}
+    for key, value in answers.items():
+        try:
+            cleaned[int(key)] = None if value in (None, "") else float(value)
+        except (TypeError, ValueError):
+            errors[f"item_{key}"] = f"{value!r} is not a number."
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
 
 
 def _clean_answers(definition: dict, answers: dict) -> dict[int, float | None]:
-    cleaned = {int(k): (None if v in (None, "") else float(v)) for k, v in answers.items()}
+    cleaned = _as_numbers(answers)
     errors = scoring.validate_answers(definition, cleaned)
     if errors:
         raise ValidationError({f"item_{item}": message for item, message in errors.items()})
     return cleaned
 
 
+def unscorable_missing(definition: dict, answers: dict) -> list[int]:
+    """The unanswered scored items when the total cannot be scored, else [] (also for
+    answers that are invalid: `response_record` reports those)."""
+    try:
+        cleaned = _as_numbers(answers)
+    except ValidationError:
+        return []
+    if scoring.validate_answers(definition, cleaned):
+        return []
+    if scoring.score(definition, cleaned).total.value is not None:
+        return []
+    return [
+        item["number"]
+        for item in definition["items"]
+        if item.get("scored", True) and cleaned.get(item["number"]) is None
+    ]
+
+
 def _score(definition: dict, answers: dict, *, allow_incomplete: bool) -> scoring.ScoreResult:
     result = scoring.score(definition, answers)
-    total = next((s for s in result.scales if s.code == "total"), None)
-    if total is not None and total.value is None and not allow_incomplete:
-        missing = [
-            str(item["number"])
-            for item in definition["items"]
-            if item.get("scored", True) and answers.get(item["number"]) is None
-        ]
+    if result.total.value is None and not allow_incomplete:
+        missing = unscorable_missing(definition, answers)
         raise ValidationError(
             {
-                "__all__": "Too many items are unanswered to score this questionnaire "
-                f"(missing: {', '.join(missing)}). Complete them, or tick "
-                "'save incomplete' to keep the answers without a total."
+                "__all__": ValidationError(
+                    "Too many items are unanswered to score this questionnaire "
+                    f"(missing: {', '.join(map(str, missing))}). Complete them, or tick "
+                    "'save incomplete' to keep the answers without a total.",
+                    code="incomplete",
+                )
             }
         )
     return result
+
+
+def _check_administered_at(administered_at: datetime.datetime) -> None:
+    if administered_at > timezone.now() + FUTURE_TOLERANCE:
+        raise ValidationError({"administered_at": "The answers cannot be dated in the future."})
+
+
+def _check_session(session, patient: Patient) -> None:
+    if session is not None and not session.attendances.filter(patient=patient).exists():
+        raise ValidationError({"session": "This patient was not booked for that session."})
+
+
+def _check_about_coach(about_coach, patient: Patient) -> None:
+    """A rating may name one coach, who is or was assigned to the patient or facilitated one
+    of their sessions."""
+    from .selectors import coaches_of
+
+    if about_coach is not None and not coaches_of(patient).filter(pk=about_coach.pk).exists():
+        raise ValidationError({"about_coach": "Choose one of this patient's coaches."})
 
 
 def _write_scores(response: Response, result: scoring.ScoreResult) -> None:
@@ -116,10 +172,22 @@ def _safety(result: scoring.ScoreResult) -> list[dict]:
     ]
 
 
-def _after_commit(patient_id: int) -> None:
+def announce_saved(responses: list[Response], *, created: bool) -> None:
+    """Once committed: send `response_saved` per response and ask for one flag recompute per
+    patient. (The alliance app is enqueued directly for now; if it connects a receiver to
+    `response_saved` instead, drop the enqueue here.)"""
     from alliance.queue import enqueue_recompute
 
-    transaction.on_commit(lambda: enqueue_recompute(patient_ids=[patient_id]), robust=True)
+    saved = [(r.pk, r.patient_id, r.version.instrument.code) for r in responses]
+    patient_ids = sorted({r.patient_id for r in responses})
+    transaction.on_commit(
+        lambda: signals.announce(sender=Response, saved=saved, created=created), robust=True
+    )
+    transaction.on_commit(lambda: enqueue_recompute(patient_ids=patient_ids), robust=True)
+
+
+def _scores_extras(result: scoring.ScoreResult) -> dict:
+    return json.loads(json.dumps(result.extras))  # plain JSON types only
 
 
 @transaction.atomic
@@ -135,14 +203,26 @@ def response_record(
     about_coach=None,
     submission_key: uuid.UUID | None = None,
     allow_incomplete: bool = False,
+    announce: bool = True,
 ) -> Response:
-    """Record one questionnaire. With a submission key already used, return that response."""
+    """Record one questionnaire. With a submission key already used, return that response.
+
+    `announce=False` leaves `response_saved` and the flag recompute to the caller (the
+    importer announces a whole file at once).
+    """
     if submission_key is not None:
         existing = Response.objects.filter(submission_key=submission_key).first()
         if existing is not None:
+            if existing.patient_id != patient.pk:
+                raise ValidationError(
+                    {"submission_key": "This form was already used for another patient."}
+                )
             return existing
     definition = version.definition
     cleaned = _clean_answers(definition, answers)
+    _check_administered_at(administered_at)
+    _check_session(session, patient)
+    _check_about_coach(about_coach, patient)
     result = _score(definition, cleaned, allow_incomplete=allow_incomplete)
     try:
         with transaction.atomic():
@@ -160,10 +240,13 @@ def response_record(
                 safety_hits=_safety(result),
                 has_safety_hit=bool(result.safety_hits),
                 answers={str(k): v for k, v in sorted(cleaned.items())},
+                extras=_scores_extras(result),
             )
     except IntegrityError:
         # The same form submitted twice at the same moment: the other request won.
-        return Response.objects.get(submission_key=submission_key)
+        if submission_key is None:
+            raise
+        return Response.objects.get(submission_key=submission_key, patient=patient)
     _write_scores(response, result)
     audit_record(
         actor=actor,
@@ -172,37 +255,62 @@ def response_record(
         patient=patient,
         detail={"instrument": version.instrument.code, "source": source},
     )
-    _after_commit(patient.pk)
+    if announce:
+        announce_saved([response], created=True)
     return response
 
 
 @transaction.atomic
 def response_edit(
-    *, actor, response: Response, answers: dict, reason: str, allow_incomplete: bool = False
+    *,
+    actor,
+    response: Response,
+    answers: dict,
+    reason: str,
+    administered_at: datetime.datetime | None = None,
+    allow_incomplete: bool = False,
 ) -> Response:
-    """Correct a response. The previous version stays in its history with the reason."""
+    """Correct a response and rescore it. The previous answers, scores' inputs and date stay
+    in the response's history (django-simple-history) with the reason."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "Say why the answers are being corrected."})
-    response = Response.objects.select_for_update().get(pk=response.pk)
+    response = (
+        Response.objects.select_for_update(of=("self",))
+        .select_related("version__instrument", "patient")
+        .get(pk=response.pk)
+    )
     definition = response.version.definition
     cleaned = _clean_answers(definition, answers)
+    if administered_at is not None:
+        _check_administered_at(administered_at)
+        response.administered_at = administered_at
     result = _score(definition, cleaned, allow_incomplete=allow_incomplete)
+    previous = response.answers
     response.answers = {str(k): v for k, v in sorted(cleaned.items())}
     response.complete = result.complete
     response.safety_hits = _safety(result)
     response.has_safety_hit = bool(result.safety_hits)
+    response.extras = _scores_extras(result)
     response._change_reason = reason
     response.save()
     _write_scores(response, result)
+    changed = sorted(
+        (
+            k
+            for k in set(previous) | set(response.answers)
+            if previous.get(k) != response.answers.get(k)
+        ),
+        key=int,
+    )
     audit_record(
         actor=actor,
         action=AuditEvent.Action.UPDATE,
         target=response,
         patient=response.patient,
-        detail={"reason": reason},
+        detail={"reason": reason, "items_changed": changed},
     )
-    _after_commit(response.patient_id)
+    announce_saved([response], created=False)
     return response
 
 

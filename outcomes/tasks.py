@@ -18,4 +18,5 @@ def send_due_links() -> int:
 
 @shared_task(name="outcomes.send_reminders", **_RETRY)
 def send_reminders() -> int:
+    links.forget_old_guesses()
     return links.send_reminders()

@@ -3,17 +3,25 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from clinic import access
 from clinic.forms import apply_service_errors
-from clinic.selectors import coaches
 from clinic.services import record_patient_view
 from sessions.selectors import get_session_for, questionnaires_due_for
 
 from . import links, selectors, services
 from .forms import CorrectionForm, ItemsForm, LinkForm, ResponseForm
 from .models import Instrument, SelfReportLink
+
+
+def _session_of(request):
+    """The ?session= the entry belongs to, if any: one the user may see."""
+    if not request.GET.get("session"):
+        return None
+    return get_session_for(request.user, request.GET["session"])
 
 
 @login_required
@@ -24,14 +32,16 @@ def response_new(request, public_id, code):
         version = services.latest_version(code)
     except ValidationError as exc:
         raise Http404("No such questionnaire.") from exc
-    session = None
-    if request.GET.get("session"):
-        session = get_session_for(request.user, request.GET["session"])
+    session = _session_of(request)
+    answered_at = timezone.localtime()
+    if session is not None and session.scheduled_end < timezone.now():
+        answered_at = timezone.localtime(session.scheduled_end)
     form = ResponseForm(
         request.POST or None,
         definition=version.definition,
         wording=selectors.wording_for(version),
-        coaches=coaches() if code == "wai-sr" else None,
+        coaches=selectors.coaches_of(patient) if code in selectors.RATES_A_COACH else None,
+        initial={"administered_at": answered_at},
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -62,99 +72,19 @@ def response_new(request, public_id, code):
 def response_detail(request, public_id):
     response = selectors.get_response_for(request.user, public_id)
     record_patient_view(actor=request.user, patient=response.patient)
-    return render(request, "outcomes/response_detail.html", {"response": response})
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def link_new(request, public_id):
-    patient = access.get_patient_for(request.user, public_id)
-    session = None
-    if request.GET.get("session"):
-        session = get_session_for(request.user, request.GET["session"])
-    choices = [
-        (i.code, i.name) for i in Instrument.objects.filter(respondent="patient").order_by("code")
-    ]
-    initial = {"instruments": questionnaires_due_for(session)} if session else {}
-    form = LinkForm(request.POST or None, choices=choices, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        try:
-            link, token = links.link_create(
-                actor=request.user,
-                patient=patient,
-                instruments=form.cleaned_data["instruments"],
-                session=session,
-                hours=form.cleaned_data["hours"],
-            )
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            # The token exists only now: it is shown on this response and never again.
-            return render(
-                request,
-                "outcomes/link_created.html",
-                {"patient": patient, "link": link, "url": links.url_for(token)},
-            )
-    return render(request, "outcomes/link_form.html", {"form": form, "patient": patient})
-
-
-def _unusable(request, reason: str, status: int):
-    return render(request, "outcomes/link_unusable.html", {"reason": reason}, status=status)
-
-
-def _client(request) -> str:
-    return request.META.get("REMOTE_ADDR", "unknown")
-
-
-@require_http_methods(["GET", "POST"])
-def link_answer(request, token):
-    """The patient's page: no account, nothing identifying beyond the first name."""
-    client = _client(request)
-    if links.too_many_guesses(client):
-        return _unusable(request, TOO_MANY, 429)
-    try:
-        link = links.link_for_token(token, client=client)
-    except SelfReportLink.DoesNotExist:
-        return _unusable(request, NOT_VALID, 404)
-    except links.LinkUnusable as exc:
-        return _unusable(request, exc.reason, 410)
-    forms_by_code = [
-        (
-            code,
-            ItemsForm(
-                request.POST or None,
-                prefix=code,
-                definition=(version := services.latest_version(code)).definition,
-                wording=selectors.wording_for(version),
-            ),
-        )
-        for code in link.instruments
-    ]
-    errors = []
-    if request.method == "POST" and all(form.is_valid() for _, form in forms_by_code):
-        try:
-            links.link_submit(
-                link=link, answers={code: form.answers() for code, form in forms_by_code}
-            )
-        except ValidationError as exc:
-            errors = exc.messages
-        except links.LinkUnusable as exc:
-            return render(
-                request, "outcomes/link_unusable.html", {"reason": exc.reason}, status=410
-            )
-        else:
-            return render(
-                request, "outcomes/link_thanks.html", {"first_name": link.patient.first_name}
-            )
     return render(
         request,
-        "outcomes/link_answer.html",
-        {"first_name": link.patient.first_name, "forms": forms_by_code, "errors": errors},
+        "outcomes/response_detail.html",
+        {
+            "response": response,
+            "scores": selectors.score_rows(response),
+            "findings": selectors.findings(response),
+            "answers": selectors.answer_rows(response, selectors.wording_for(response.version)),
+            "corrections": response.history.select_related("history_user").order_by(
+                "-history_date"
+            ),
+        },
     )
-
-
-NOT_VALID = "This link is not valid. Check that you copied the whole link from the e-mail."
-TOO_MANY = "Too many attempts with links that do not work. Please try again later."
 
 
 @login_required
@@ -164,6 +94,7 @@ def response_correct(request, public_id):
     initial = {f"item_{k}": v for k, v in response.answers.items() if v is not None}
     # Radio values are the scale's own spelling ("4", not "4.0").
     initial = {k: (int(v) if float(v).is_integer() else v) for k, v in initial.items()}
+    initial["administered_at"] = timezone.localtime(response.administered_at)
     form = CorrectionForm(
         request.POST or None,
         initial=initial,
@@ -177,6 +108,7 @@ def response_correct(request, public_id):
                 response=response,
                 answers=form.answers(),
                 reason=form.cleaned_data["reason"],
+                administered_at=form.cleaned_data["administered_at"],
                 allow_incomplete=not response.complete,
             )
         except ValidationError as exc:
@@ -192,5 +124,125 @@ def response_correct(request, public_id):
             "patient": response.patient,
             "version": response.version,
             "session": response.session,
+            "correcting": response,
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def link_new(request, public_id):
+    patient = access.get_patient_for(request.user, public_id)
+    session = _session_of(request)
+    choices = [
+        (i.code, i.name) for i in Instrument.objects.filter(respondent="patient").order_by("code")
+    ]
+    patient_rated = {code for code, _ in choices}
+    initial = {}
+    if session is not None:
+        due = questionnaires_due_for(session, patient=patient)
+        initial["instruments"] = [code for code in due if code in patient_rated]
+    form = LinkForm(request.POST or None, choices=choices, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            link, token = links.link_create(
+                actor=request.user,
+                patient=patient,
+                instruments=form.cleaned_data["instruments"],
+                session=session,
+                hours=form.cleaned_data["hours"],
+            )
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            # The token exists only now: it is shown on this response and never again.
+            page = render(
+                request,
+                "outcomes/link_created.html",
+                {"patient": patient, "link": link, "url": links.url_for(token)},
+            )
+            page["Cache-Control"] = "no-store"
+            return page
+    return render(
+        request,
+        "outcomes/link_form.html",
+        {"form": form, "patient": patient, "session": session},
+    )
+
+
+NOT_VALID = "This link is not valid. Check that you copied the whole link from the e-mail."
+TOO_MANY = "Too many attempts with links that do not work. Please try again later."
+
+
+def _unusable(request, reason: str, status: int):
+    return render(request, "outcomes/link_unusable.html", {"reason": reason}, status=status)
+
+
+def _item_forms(request, codes: list[str]) -> list[tuple[str, ItemsForm]]:
+    forms = []
+    for code in codes:
+        version = services.latest_version(code)
+        forms.append(
+            (
+                code,
+                ItemsForm(
+                    request.POST or None,
+                    prefix=code,
+                    definition=version.definition,
+                    wording=selectors.wording_for(version),
+                    stacked=True,
+                ),
+            )
+        )
+    return forms
+
+
+def _apply_link_errors(item_forms, error: ValidationError) -> None:
+    """Errors keyed "<code>-item_N" go beside the item, "<code>" above that questionnaire."""
+    longest_first = sorted(item_forms, key=lambda pair: -len(pair[0]))
+    for key, messages_ in error.message_dict.items():
+        for code, form in longest_first:
+            if key == code or key.startswith(f"{code}-"):
+                field = key[len(code) + 1 :]
+                form.add_error(field if field in form.fields else None, messages_)
+                break
+        else:
+            item_forms[0][1].add_error(None, messages_)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def link_answer(request, token):
+    """The patient's page: no account, nothing identifying beyond the first name."""
+    client = links.client_id(request.META)
+    if links.too_many_guesses(client):
+        return _unusable(request, TOO_MANY, 429)
+    try:
+        link = links.link_for_token(token, client=client, submitting=request.method == "POST")
+    except SelfReportLink.DoesNotExist:
+        return _unusable(request, NOT_VALID, 404)
+    except links.LinkUnusable as exc:
+        return _unusable(request, exc.reason, 410)
+    item_forms = _item_forms(request, links.outstanding(link))
+    if request.method == "POST" and all([form.is_valid() for _, form in item_forms]):
+        try:
+            links.link_submit(
+                link=link, answers={code: form.answers() for code, form in item_forms}
+            )
+        except ValidationError as exc:
+            _apply_link_errors(item_forms, exc)
+        except links.LinkUnusable as exc:
+            return _unusable(request, exc.reason, 410)
+        else:
+            return render(
+                request, "outcomes/link_thanks.html", {"first_name": link.patient.first_name}
+            )
+    return render(
+        request,
+        "outcomes/link_answer.html",
+        {
+            "first_name": link.patient.first_name,
+            "forms": item_forms,
+            "has_errors": any(form.errors for _, form in item_forms),
         },
     )

@@ -174,11 +174,12 @@ def feed_sessions(*, coach) -> QuerySet[Session]:
     )
 
 
-def questionnaires_due_for(session: Session) -> list[str]:
-    """Instrument codes due after this session, from its protocol step."""
-    if session.protocol_step is None:
-        return []
-    return list(session.protocol_step.instruments_due)
+def questionnaires_due_for(session: Session, *, patient: Patient | None = None) -> list[str]:
+    """Instrument codes still due after this session: its protocol step's codes minus those
+    already answered for it (by `patient`, or by everyone who came). Owned by outcomes."""
+    from outcomes.selectors import unanswered_codes
+
+    return unanswered_codes(session, patient=patient)
 
 
 def program_upcoming(*, program: Program, limit: int = 15) -> list[Session]:

@@ -50,7 +50,7 @@ def session_detail(request, public_id):
         "sessions/session_detail.html",
         {
             "session": session,
-            "due": due_for_session(session, selectors.questionnaires_due_for(session)),
+            "due": due_for_session(session, user=request.user),
             "can_log": selectors.can_log(request.user, session),
             "can_schedule": access.can_manage_programs(request.user),
             "warnings": services.readiness_warnings(session),

@@ -232,3 +232,11 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # Patient self-report links.
 SELF_REPORT_LINK_HOURS = env.int("SELF_REPORT_LINK_HOURS", default=72)
+
+# Questionnaires (outcomes): due measures count as overdue this many hours after the session
+# ended, and as missed (no longer counted) after this many days.
+QUESTIONNAIRE_OVERDUE_HOURS = env.int("QUESTIONNAIRE_OVERDUE_HOURS", default=48)
+QUESTIONNAIRE_MISSED_AFTER_DAYS = env.int("QUESTIONNAIRE_MISSED_AFTER_DAYS", default=14)
+# Self-report links: the client address used to rate-limit token guesses. Behind N trusted
+# reverse proxies that append to X-Forwarded-For, set this to N; 0 uses REMOTE_ADDR.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)

@@ -1,5 +1,6 @@
 // A visual-analogue item is a typed number (what is submitted) with a slider beside it for
-// touch screens; moving either one updates the other.
+// touch screens; moving either one updates the other. Until the item is answered the slider's
+// handle is faded, so an untouched slider is not mistaken for an answer of its minimum.
 document.querySelectorAll("input[data-vas]").forEach(function (number) {
   const slider = document.createElement("input");
   slider.type = "range";
@@ -7,10 +8,17 @@ document.querySelectorAll("input[data-vas]").forEach(function (number) {
   slider.min = number.min;
   slider.max = number.max;
   slider.step = number.step;
-  slider.value = number.value || number.min;
-  slider.setAttribute("aria-label", (number.labels[0] ? number.labels[0].textContent : "") + " (slider)");
+  const unset = function () {
+    slider.classList.toggle("vas-unset", number.value === "");
+  };
+  slider.value = number.value !== "" ? number.value : (Number(number.min) + Number(number.max)) / 2;
+  unset();
+  slider.setAttribute("aria-label", (number.labels[0] ? number.labels[0].textContent.trim() : "") + " (slider)");
   slider.tabIndex = -1; // keyboard users type the number; the slider is for touch
   number.parentNode.insertBefore(slider, number);
-  slider.addEventListener("input", function () { number.value = slider.value; });
-  number.addEventListener("input", function () { if (number.value !== "") slider.value = number.value; });
+  slider.addEventListener("input", function () { number.value = slider.value; unset(); });
+  number.addEventListener("input", function () {
+    if (number.value !== "") slider.value = number.value;
+    unset();
+  });
 });

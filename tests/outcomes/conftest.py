@@ -25,7 +25,9 @@ def completed_session(people):
     )
     step = ProtocolStep.objects.filter(instruments_due=["wai-sr", "srs"]).first()
     Session.objects.filter(pk=session.pk).update(protocol_step=step)
+    session.refresh_from_db()
     session_services.session_log(
         actor=people.coach, session=session, status="completed", duration_minutes=60
     )
+    session.refresh_from_db()
     return session

@@ -1,5 +1,8 @@
+import io
+
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from outcomes.models import Response
 from tests.factories import PatientFactory
@@ -59,5 +62,101 @@ def test_too_many_missing_items_in_a_row_refuses_the_file(tmp_path, capsys):
     path = _write(tmp_path, ["RP-1,wai-sr,2026-03-01," + ",".join(answers)])
     with pytest.raises(CommandError):
         call_command("import_responses", path)
-    assert "line 2: Too many items are unanswered" in capsys.readouterr().err
+    assert "line 2: too many items are unanswered to score it (missing: 3, 5)" in (
+        capsys.readouterr().err
+    )
     assert Response.objects.count() == 0
+
+
+def test_every_kind_of_bad_row_is_reported_together(tmp_path, capsys):
+    PatientFactory(record_number="RP-1")
+    missing_bond = ["4"] * 12
+    missing_bond[2] = missing_bond[4] = ""
+    path = tmp_path / "mixed.csv"
+    path.write_text(
+        "\n".join(
+            [
+                "record_number,instrument,version,administered_at,session_kind,"
+                + ",".join(f"item_{n}" for n in range(1, 13)),
+                "RP-1,wai-sr,,2026-03-01,," + ",".join(["4"] * 12),  # good
+                "RP-1,wai-sr,7,2026-03-01,," + ",".join(["4"] * 12),  # no such version
+                "RP-1,wai-sr,,2026-03-01,," + ",".join(missing_bond),  # not scorable
+                "RP-1,wai-sr,,2026-03-01,nap," + ",".join(["4"] * 12),  # bad session kind
+                "RP-1,wai-sr,,2026-03-01,dosing," + ",".join(["4"] * 12),  # no such session
+                "RP-1,wai-sr,,2999-01-01,," + ",".join(["4"] * 12),  # future
+                "RP-1,wai-sr,,2026-03-01,," + ",".join(["x"] + ["4"] * 11),  # not a number
+                "RP-9,nope,,soon,," + ",".join(["4"] * 12),  # three problems in one row
+            ]
+        )
+        + "\n"
+    )
+    with pytest.raises(CommandError, match="7 bad row"):
+        call_command("import_responses", str(path))
+    errors = capsys.readouterr().err
+    assert "line 3: instrument 'wai-sr' has no version '7' (known: 1)" in errors
+    assert "line 4: too many items are unanswered to score it (missing: 3, 5)" in errors
+    assert "line 5: session_kind 'nap' is not one of" in errors
+    assert "line 6: the patient has no dosing session before 2026-03-01" in errors
+    assert "line 7: administered_at is in the future" in errors
+    assert "line 8: item_1 'x' is not a number" in errors
+    assert (
+        "line 9: unknown record number 'RP-9'; unknown instrument 'nope'; "
+        "administered_at 'soon' is not a date"
+    ) in errors
+    assert "line 2" not in errors
+    assert Response.objects.count() == 0
+
+
+def test_importing_the_same_file_twice_adds_nothing(tmp_path):
+    PatientFactory(record_number="RP-1")
+    path = _write(tmp_path, ["RP-1,wai-sr,2026-03-01T10:00," + ",".join(["4"] * 12)])
+    call_command("import_responses", path)
+    out = io.StringIO()
+    call_command("import_responses", path, stdout=out)
+    assert Response.objects.count() == 1
+    assert "Imported 0 response(s). 1 row(s) were already imported" in out.getvalue()
+
+
+def test_a_row_can_be_filed_under_the_patients_session_of_that_kind(
+    tmp_path, people, completed_session
+):
+    people.patient.record_number = "RP-77"
+    people.patient.save()
+    when = timezone.localtime(completed_session.scheduled_end).isoformat()
+    path = tmp_path / "session.csv"
+    path.write_text(
+        "record_number,instrument,administered_at,session_kind,item_1,item_2,item_3,item_4\n"
+        f"RP-77,srs,{when},preparation,9,9,9,8.5\n"
+    )
+    call_command("import_responses", str(path))
+    response = Response.objects.get()
+    assert response.session == completed_session and response.source == "import"
+    assert response.entered_by is None
+    assert response.scores.get(scale="total").value == 35.5
+
+
+def test_an_imported_file_asks_for_one_recompute_per_patient(
+    tmp_path, django_capture_on_commit_callbacks, monkeypatch
+):
+    from alliance import queue
+
+    calls = []
+    monkeypatch.setattr(
+        queue, "enqueue_recompute", lambda *, patient_ids: calls.append(patient_ids)
+    )
+    PatientFactory(record_number="RP-1")
+    rows = [f"RP-1,wai-sr,2026-03-0{day}," + ",".join(["4"] * 12) for day in range(1, 6)]
+    path = _write(tmp_path, rows)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("import_responses", path)
+    assert Response.objects.count() == 5
+    assert len(calls) == 1 and len(calls[0]) == 1
+
+
+def test_a_missing_file_or_column_is_a_clear_error(tmp_path):
+    with pytest.raises(CommandError, match="No such file"):
+        call_command("import_responses", str(tmp_path / "nope.csv"))
+    path = tmp_path / "bad.csv"
+    path.write_text("record,instrument\nRP-1,wai-sr\n")
+    with pytest.raises(CommandError, match="1 bad row"):
+        call_command("import_responses", str(path))

@@ -155,3 +155,314 @@ def test_reminders_come_daily_at_most_three_times_and_stop_once_answered(
         last_sent_at=now - datetime.timedelta(hours=25)
     )
     assert links.send_reminders(now=now) == 0
+
+
+# --- more of the lifecycle -----------------------------------------------------------------
+
+
+def test_guesses_are_counted_in_the_database_by_a_hash_of_the_address(client, people):
+    from outcomes.models import LinkGuess
+
+    client.get(_path("not-a-token"), REMOTE_ADDR="203.0.113.7")
+    guess = LinkGuess.objects.get()
+    assert "203.0.113.7" not in guess.client and len(guess.client) == 64
+    # Another address has its own allowance.
+    for _ in range(10):
+        client.get(_path("not-a-token"), REMOTE_ADDR="203.0.113.8")
+    assert client.get(_path("not-a-token"), REMOTE_ADDR="203.0.113.8").status_code == 429
+    assert client.get(_path("not-a-token"), REMOTE_ADDR="203.0.113.7").status_code == 404
+
+
+def test_old_guesses_stop_counting_after_the_window(client, people):
+    from outcomes.models import LinkGuess
+
+    for _ in range(10):
+        client.get(_path("not-a-token"))
+    assert client.get(_path("not-a-token")).status_code == 429
+    LinkGuess.objects.update(at=timezone.now() - datetime.timedelta(minutes=11))
+    assert client.get(_path("not-a-token")).status_code == 404
+    LinkGuess.objects.update(at=timezone.now() - datetime.timedelta(days=2))
+    assert links.forget_old_guesses() == 11
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(client, people, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    proxy = {"REMOTE_ADDR": "10.0.0.1"}
+    for _ in range(10):
+        client.get(_path("x"), HTTP_X_FORWARDED_FOR="198.51.100.1", **proxy)
+    assert client.get(_path("x"), HTTP_X_FORWARDED_FOR="198.51.100.1", **proxy).status_code == 429
+    # Another patient behind the same proxy is not blocked; a spoofed first hop does not help.
+    assert client.get(_path("x"), HTTP_X_FORWARDED_FOR="198.51.100.2", **proxy).status_code == 404
+    spoofed = "198.51.100.9, 198.51.100.1"
+    assert client.get(_path("x"), HTTP_X_FORWARDED_FOR=spoofed, **proxy).status_code == 429
+
+
+def test_a_used_link_is_refused_before_anything_is_shown(client, people):
+    _, token = _link(people)
+    client.post(_path(token), SRS)
+    page = client.get(_path(token))
+    assert page.status_code == 410 and "Hello" not in page.content.decode()
+
+
+def test_answers_sent_just_after_expiry_are_taken_later_ones_are_not(client, people):
+    link, token = _link(people)
+    client.get(_path(token))
+    SelfReportLink.objects.filter(pk=link.pk).update(
+        expires_at=timezone.now() - datetime.timedelta(minutes=20)
+    )
+    assert client.get(_path(token)).status_code == 410  # no new visits
+    assert "Thank you" in client.post(_path(token), SRS).content.decode()  # within the grace
+    assert Response.objects.count() == 1
+    link, token = _link(people)
+    SelfReportLink.objects.filter(pk=link.pk).update(
+        expires_at=timezone.now() - links.SUBMIT_GRACE - datetime.timedelta(seconds=1)
+    )
+    refused = client.post(_path(token), SRS)
+    assert refused.status_code == 410 and "expired" in refused.content.decode()
+    assert Response.objects.count() == 1
+
+
+def test_a_patient_who_leaves_too_much_blank_is_told_in_plain_words(client, people):
+    _, token = _link(people)
+    page = client.post(_path(token), {"srs-item_1": "8"})
+    html = page.content.decode()
+    assert page.status_code == 200 and "Please answer more of these questions" in html
+    assert "save incomplete" not in html  # staff wording stays on staff pages
+    assert Response.objects.count() == 0 and SelfReportLink.objects.get().used_at is None
+
+
+def test_several_questionnaires_are_saved_together_or_not_at_all(client, people):
+    link, token = links.link_create(
+        actor=people.coach, patient=people.patient, instruments=["wai-sr", "srs"]
+    )
+    wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
+    page = client.post(_path(token), {**wai, **SRS, "srs-item_4": "11"})
+    assert page.status_code == 200 and Response.objects.count() == 0
+    assert 'value="8.5"' in page.content.decode()
+    client.post(_path(token), {**wai, **SRS})
+    assert sorted(Response.objects.values_list("version__instrument__code", flat=True)) == [
+        "srs",
+        "wai-sr",
+    ]
+
+
+def test_a_link_for_a_session_skips_what_the_clinic_entered_meanwhile(
+    client, people, completed_session
+):
+    from outcomes import services
+
+    link, token = links.link_create(
+        actor=people.coach,
+        patient=people.patient,
+        instruments=["wai-sr", "srs"],
+        session=completed_session,
+    )
+    services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=services.latest_version("wai-sr"),
+        answers={n: 4 for n in range(1, 13)},
+        administered_at=timezone.now(),
+        session=completed_session,
+    )
+    html = client.get(_path(token)).content.decode()
+    assert "srs-item_1" in html and "wai-sr-item_1" not in html
+    client.post(_path(token), SRS)
+    assert Response.objects.filter(session=completed_session).count() == 2
+    services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=services.latest_version("srs"),
+        answers={1: 9, 2: 9, 3: 9, 4: 9},
+        administered_at=timezone.now(),
+        session=completed_session,
+    )
+    other, other_token = links.link_create(
+        actor=people.coach,
+        patient=people.patient,
+        instruments=["srs"],
+        session=completed_session,
+    )
+    assert client.get(_path(other_token)).status_code == 410  # nothing left to answer
+
+
+def test_a_link_cannot_name_another_patients_session(people, completed_session):
+    from tests.factories import PatientFactory
+
+    with pytest.raises(Exception, match="not booked for that session"):
+        links.link_create(
+            actor=people.coach,
+            patient=PatientFactory(),
+            instruments=["srs"],
+            session=completed_session,
+        )
+
+
+def test_use_is_audited_without_an_actor_and_creation_with_one(client, people):
+    link, token = _link(people)
+    client.post(_path(token), SRS)
+    events = AuditEvent.objects.filter(object_type="outcomes.selfreportlink")
+    assert events.get(action="create").actor == people.coach
+    used = events.get(action="update")
+    assert used.actor is None and used.detail["instruments"] == ["srs"]
+    response_event = AuditEvent.objects.get(object_type="outcomes.response")
+    assert response_event.actor is None and response_event.detail["source"] == "link"
+
+
+def test_the_created_link_page_is_not_cached(client, people):
+    client.force_login(people.coach)
+    page = client.post(
+        reverse("link_new", args=[people.patient.public_id]), {"instruments": ["srs"], "hours": 24}
+    )
+    assert "no-store" in page.headers["Cache-Control"]
+    assert AuditEvent.objects.filter(
+        object_type="outcomes.selfreportlink", action="create", actor=people.coach
+    ).exists()
+
+
+# --- delivery, more ------------------------------------------------------------------------
+
+
+def test_earlier_emails_keep_working_after_a_reminder(client, people, completed_session):
+    links.send_due_links()
+    first = re.search(r"http\S+/q/(\S+)/", mail.outbox[0].body).group(1)
+    link = SelfReportLink.objects.get()
+    SelfReportLink.objects.filter(pk=link.pk).update(
+        last_sent_at=timezone.now() - datetime.timedelta(hours=25)
+    )
+    assert links.send_reminders() == 1
+    second = re.search(r"http\S+/q/(\S+)/", mail.outbox[1].body).group(1)
+    assert first != second
+    assert "earlier e-mail works too" in mail.outbox[1].body
+    link.refresh_from_db()
+    assert link.token_hash == SelfReportLink.hash_token(second)
+    assert link.earlier_token_hashes == [SelfReportLink.hash_token(first)]
+    assert first not in str(link.__dict__) and second not in str(link.__dict__)
+    assert client.get(_path(first)).status_code == 200
+    wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
+    assert "Thank you" in client.post(_path(first), {**wai, **SRS}).content.decode()
+    assert client.get(_path(second)).status_code == 410  # answered: every token is spent
+
+
+def test_two_workers_cannot_both_mail_a_sessions_questionnaires(people, completed_session):
+    from django.db import IntegrityError, transaction
+
+    due = links.due_by_email()
+    assert len(due) == 1
+    session, patient, codes = due[0]
+    links.link_create(
+        actor=None, patient=patient, instruments=codes, session=session, by_email=True
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        links.link_create(
+            actor=None, patient=patient, instruments=codes, session=session, by_email=True
+        )
+    assert links.send_due_links() == 0 and not mail.outbox
+
+
+def test_a_worker_that_loses_the_race_sends_nothing(people, completed_session, monkeypatch):
+    # Both workers computed the same due list; the first one's link is already in place.
+    stale = links.due_by_email()
+    links.send_due_links()
+    monkeypatch.setattr(links, "due_by_email", lambda now=None: stale)
+    assert links.send_due_links() == 0
+    assert len(mail.outbox) == 1
+
+
+def test_a_mail_server_error_leaves_no_link_and_the_next_run_retries(
+    people, completed_session, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise ConnectionRefusedError("smtp down")
+
+    monkeypatch.setattr(links, "send_mail", refuse)
+    assert links.send_due_links() == 0
+    assert SelfReportLink.objects.count() == 0
+    monkeypatch.undo()
+    assert links.send_due_links() == 1
+
+
+def test_dosing_day_questionnaires_are_mailed_the_day_after(people, completed_session):
+    from sessions.models import ProtocolStep, Session
+
+    step = ProtocolStep.objects.filter(kind="dosing", instruments_due__contains=["meq-30"]).first()
+    Session.objects.filter(pk=completed_session.pk).update(kind="dosing", protocol_step=step)
+    assert links.send_due_links() == 0  # ended 2 hours ago: not tonight
+    later = timezone.now() + datetime.timedelta(hours=17)
+    assert links.send_due_links(now=later) == 1
+    assert set(SelfReportLink.objects.get().instruments) >= {"meq-30"}
+
+
+def test_late_arrivals_get_the_mail_absent_patients_do_not(people, completed_session):
+    from sessions.models import Attendance
+
+    Attendance.objects.filter(session=completed_session).update(status="late")
+    assert len(links.due_by_email()) == 1
+    Attendance.objects.filter(session=completed_session).update(status="absent")
+    assert links.due_by_email() == []
+
+
+def test_only_patient_rated_questionnaires_are_mailed(people, completed_session):
+    step = completed_session.protocol_step
+    step.instruments_due = ["grid-hamd-17", "srs"]
+    step.save()
+    links.send_due_links()
+    assert SelfReportLink.objects.get().instruments == ["srs"]
+
+
+def test_reminders_stop_when_the_clinic_enters_the_answers(people, completed_session):
+    from outcomes import services
+
+    links.send_due_links()
+    for code, answers in (
+        ("wai-sr", {n: 4 for n in range(1, 13)}),
+        ("srs", {n: 9 for n in (1, 2, 3, 4)}),
+    ):
+        services.response_record(
+            actor=people.coach,
+            patient=people.patient,
+            version=services.latest_version(code),
+            answers=answers,
+            administered_at=timezone.now(),
+            session=completed_session,
+        )
+    SelfReportLink.objects.update(last_sent_at=timezone.now() - datetime.timedelta(hours=25))
+    assert links.send_reminders() == 0 and len(mail.outbox) == 1
+
+
+def test_no_mail_without_an_address_or_for_an_old_session(people, completed_session):
+    people.patient.email = ""
+    people.patient.save()
+    assert links.send_due_links() == 0
+    people.patient.email = "pat@example.invalid"
+    people.patient.save()
+    assert links.send_due_links(now=timezone.now() + datetime.timedelta(days=4)) == 0
+
+
+def test_the_beat_jobs_exist_and_the_tasks_call_the_services(people, completed_session):
+    from django_celery_beat.models import PeriodicTask
+
+    from outcomes import tasks
+
+    names = set(PeriodicTask.objects.values_list("task", flat=True))
+    assert {"outcomes.send_due_links", "outcomes.send_reminders"} <= names
+    assert tasks.send_due_links.run() == 1
+    assert tasks.send_reminders.run() == 0
+
+
+def test_reminders_stop_when_consent_is_withdrawn_or_the_patient_withdraws(
+    people, completed_session
+):
+    links.send_due_links()
+    people.patient.email_consent = False
+    people.patient.save()
+    SelfReportLink.objects.update(last_sent_at=timezone.now() - datetime.timedelta(hours=25))
+    assert links.send_reminders() == 0
+    people.patient.email_consent = True
+    people.patient.save()
+    from clinic import services as clinic_services
+
+    clinic_services.patient_change_status(
+        actor=people.admin, patient=people.patient, to_status="withdrawn", reason="Moved away"
+    )
+    assert links.send_reminders() == 0 and len(mail.outbox) == 1

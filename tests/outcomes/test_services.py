@@ -184,6 +184,9 @@ def test_a_correction_through_the_page_keeps_the_old_answers(client, people):
     form = client.get(url).content.decode()
     assert re.search(r'<input[^>]*name="item_3"[^>]*value="2"[^>]*checked', form)
     data = {f"item_{k}": v for k, v in {**WAI_LOW_BOND, 3: 5}.items()}
+    data["administered_at"] = timezone.localtime(response.administered_at).strftime(
+        "%Y-%m-%dT%H:%M"
+    )
     refused = client.post(url, {**data, "reason": ""})
     assert "This field is required" in refused.content.decode()
     client.post(url, {**data, "reason": "Paper form misread"})
@@ -207,3 +210,156 @@ def test_caseload_counts_overdue_questionnaires(client, people, completed_sessio
     assert "2 overdue" in client.get(reverse("home")).content.decode()
     _record(people, session=completed_session)
     assert "1 overdue" in client.get(reverse("home")).content.decode()
+
+
+# --- rules around a response ---------------------------------------------------------------
+
+
+def test_answers_dated_in_the_future_are_refused(people):
+    with pytest.raises(ValidationError) as exc:
+        _record_at(people, administered_at=timezone.now() + datetime.timedelta(hours=2))
+    assert "administered_at" in exc.value.message_dict
+    assert Response.objects.count() == 0
+
+
+def _record_at(people, **extra):
+    return services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=services.latest_version("wai-sr"),
+        answers=WAI_LOW_BOND,
+        **extra,
+    )
+
+
+def test_a_rating_can_name_only_one_of_the_patients_coaches(people):
+    with pytest.raises(ValidationError) as exc:
+        _record_at(people, administered_at=timezone.now(), about_coach=people.other_coach)
+    assert "about_coach" in exc.value.message_dict
+    assert _record(people, about_coach=people.coach).about_coach == people.coach
+
+
+def test_a_submission_key_cannot_fetch_another_patients_response(people):
+    from tests.factories import PatientFactory
+
+    key = uuid.uuid4()
+    _record(people, submission_key=key)
+    with pytest.raises(ValidationError, match="already used for another patient"):
+        services.response_record(
+            actor=people.coach,
+            patient=PatientFactory(),
+            version=services.latest_version("wai-sr"),
+            answers=WAI_LOW_BOND,
+            administered_at=timezone.now(),
+            submission_key=key,
+        )
+
+
+def test_a_response_is_audited_with_its_instrument_and_source(people):
+    from clinic.models import AuditEvent
+
+    response = _record(people)
+    event = AuditEvent.objects.get(object_type="outcomes.response", action="create")
+    assert event.object_id == str(response.public_id) and event.actor == people.coach
+    assert event.detail == {"instrument": "wai-sr", "source": "clinic"}
+
+
+def test_answers_are_queryable_in_sql(people):
+    from outcomes.selectors import item_answer
+
+    _record(people)
+    assert Response.objects.filter(answers__contains={"3": 2}).count() == 1
+    bond_item = Response.objects.annotate(item_3=item_answer(3))
+    assert bond_item.filter(item_3__gte=2).count() == 1
+    assert bond_item.filter(item_3__gte=3).count() == 0
+
+
+def test_a_correction_rescores_and_keeps_safety_in_step(people):
+    version = services.latest_version("phq-9")
+    answers = {n: 0 for n in range(1, 11)}
+    response = services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=version,
+        answers=answers,
+        administered_at=timezone.now(),
+    )
+    assert not response.has_safety_hit
+    services.response_edit(
+        actor=people.clinician,
+        response=response,
+        answers={**answers, 9: 1},
+        reason="Item 9 was ticked on the back of the sheet",
+    )
+    response.refresh_from_db()
+    assert response.has_safety_hit and response.safety_hits[0]["item"] == 9
+    assert response.scores.get(scale="total").value == 1
+    assert Score.objects.filter(response=response).count() == 1  # replaced, not added
+
+
+def test_a_refused_correction_changes_nothing(people):
+    response = _record(people)
+    with pytest.raises(ValidationError):
+        services.response_edit(
+            actor=people.coach,
+            response=response,
+            answers={**WAI_LOW_BOND, 3: 9},
+            reason="typo",
+        )
+    response.refresh_from_db()
+    assert response.answers["3"] == 2.0 and response.history.count() == 1
+    assert response.scores.get(scale="bond").mean == 2.5
+
+
+# --- the hook for the alliance app ---------------------------------------------------------
+
+
+def test_response_saved_is_sent_after_commit_with_ids_only(
+    people, django_capture_on_commit_callbacks
+):
+    from outcomes.signals import response_saved
+
+    heard = []
+
+    def receiver(sender, **kwargs):
+        heard.append(kwargs)
+
+    response_saved.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            response = _record(people)
+        assert heard == []  # nothing before the transaction commits
+        for callback in callbacks:
+            callback()
+        assert heard[0]["response_id"] == response.pk
+        assert heard[0]["patient_id"] == people.patient.pk
+        assert heard[0]["instrument"] == "wai-sr" and heard[0]["created"] is True
+        heard.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            services.response_edit(
+                actor=people.coach, response=response, answers=WAI_LOW_BOND, reason="check"
+            )
+        assert heard[0]["created"] is False
+    finally:
+        response_saved.disconnect(receiver)
+
+
+def test_a_failing_receiver_does_not_undo_the_response(people, django_capture_on_commit_callbacks):
+    from outcomes.signals import response_saved
+
+    def broken(sender, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    response_saved.connect(broken)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            _record(people)
+    finally:
+        response_saved.disconnect(broken)
+    assert Response.objects.count() == 1
+
+
+def test_a_refused_response_announces_nothing(people, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(ValidationError):
+        _record(people, answers={**WAI_LOW_BOND, 1: 0})
+    assert callbacks == []

@@ -103,7 +103,7 @@ class Command(BaseCommand):
             self._log_if_past(session, rng=rng, admin=admin)
         responses = 0
         for patient in Patient.objects.filter(record_number__startswith="DEMO-").order_by("pk"):
-            responses += seed_responses(patient=patient, rng=rng, actor=admin)
+            responses += seed_responses(patient=patient, actor=admin, seed=seed)
         # Flags as the worker would compute them, so the demo opens with its flags in place.
         for patient_id in Patient.objects.values_list("pk", flat=True):
             recompute_patient(patient_id=patient_id)

@@ -16,11 +16,14 @@ class Command(BaseCommand):
     def handle(self, *args, file, **options):
         try:
             with open(file, newline="", encoding="utf-8-sig") as lines:
-                created = import_responses(actor=None, lines=lines)
+                result = import_responses(actor=None, lines=lines)
         except FileNotFoundError as exc:
             raise CommandError(f"No such file: {file}") from exc
         except ImportRefused as exc:
             for error in exc.errors:
                 self.stderr.write(str(error))
             raise CommandError(str(exc)) from exc
-        self.stdout.write(self.style.SUCCESS(f"Imported {len(created)} response(s)."))
+        message = f"Imported {len(result.created)} response(s)."
+        if result.already_present:
+            message += f" {result.already_present} row(s) were already imported and were skipped."
+        self.stdout.write(self.style.SUCCESS(message))

@@ -1,0 +1,110 @@
+"""Real Chromium against a live server: entering a WAI-SR after a session with the keyboard,
+a double click making one response, the visual-analogue slider, and a patient's link on a
+phone. Run with `-m browser`."""
+
+import shutil
+
+import pytest
+from django.db import connections
+from django.urls import reverse
+
+from outcomes import links
+from outcomes.models import Response
+from tests.factories import PASSWORD
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium"),
+]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    playwright = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API keeps an event loop running in this thread; the test's own ORM
+    # calls are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+        # ORM calls made while Playwright's loop runs get their own connection; close it, or
+        # the test database cannot be dropped at the end of the run.
+        connections.close_all()
+
+
+def _page(browser, **options):
+    page = browser.new_page(**options)
+    page.problems = []
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    return page
+
+
+def _sign_in(page, live_server, user):
+    page.goto(live_server.url + reverse("login"))
+    page.fill("input[name=username]", user.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form [type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def test_a_coach_enters_a_wai_sr_after_the_session_by_keyboard(
+    browser, live_server, people, completed_session
+):
+    page = _page(browser, viewport={"width": 1024, "height": 768})
+    _sign_in(page, live_server, people.coach)
+    page.goto(live_server.url + reverse("session_detail", args=[completed_session.public_id]))
+    page.get_by_role("link", name="Enter WAI-SR").click()
+    for number in range(1, 13):
+        answer = "2" if number in (3, 5, 7, 9) else "4"
+        # Each item is a radio group: focus it, then arrow keys choose the answer.
+        page.focus(f"input[name=item_{number}][value='1']")
+        page.keyboard.press("Space")
+        for _ in range(int(answer) - 1):
+            page.keyboard.press("ArrowRight")
+    assert page.is_checked("input[name=item_3][value='2']")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save answers").dblclick()
+    assert "/responses/" in page.url
+    assert page.get_by_role("row", name="Bond").inner_text().split()[1] == "2"
+    assert Response.objects.count() == 1
+    assert Response.objects.get().session_id == completed_session.pk
+    assert page.problems == []
+
+
+def test_the_slider_and_the_typed_number_follow_each_other(browser, live_server, people):
+    page = _page(browser, viewport={"width": 800, "height": 1000}, has_touch=True)
+    _sign_in(page, live_server, people.coach)
+    page.goto(live_server.url + reverse("response_new", args=[people.patient.public_id, "srs"]))
+    number = page.locator("input[name=item_1]")
+    slider = page.locator("#div_id_item_1 input[type=range]")
+    assert "vas-unset" in slider.get_attribute("class")
+    number.fill("7.5")
+    assert slider.input_value() == "7.5"
+    assert "vas-unset" not in slider.get_attribute("class")
+    slider.fill("3.2")
+    assert number.input_value() == "3.2"
+    assert page.problems == []
+
+
+def test_a_patient_answers_on_a_phone_once(browser, live_server, people):
+    _link, token = links.link_create(
+        actor=people.coach, patient=people.patient, instruments=["phq-9", "srs"]
+    )
+    page = _page(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto(live_server.url + reverse("link_answer", args=[token]))
+    assert page.get_by_text(f"Hello {people.patient.first_name}").is_visible()
+    assert people.patient.last_name not in page.content()
+    for number in range(1, 11):
+        page.check(f"input[name=phq-9-item_{number}][value='0']")
+    for number in range(1, 5):
+        page.fill(f"input[name=srs-item_{number}]", "9")
+    page.get_by_role("button", name="Send my answers").click()
+    page.wait_for_load_state()
+    assert page.get_by_text("Thank you").is_visible()
+    assert Response.objects.filter(source="link").count() == 2
+    page.goto(live_server.url + reverse("link_answer", args=[token]))
+    assert page.get_by_text("already been answered").is_visible()
+    assert [p for p in page.problems if "410" not in p] == []
