@@ -21,10 +21,12 @@ from outcomes.models import Score
 
 
 def pseudonym(patient: Patient) -> str:
-    digest = hmac.new(
-        settings.SECRET_KEY.encode(), str(patient.public_id).encode(), hashlib.sha256
-    ).hexdigest()
-    return f"P-{digest[:12]}"
+    return pseudonym_of(patient.public_id)
+
+
+def pseudonym_of(public_id) -> str:
+    digest = hmac.new(settings.SECRET_KEY.encode(), str(public_id).encode(), hashlib.sha256)
+    return f"P-{digest.hexdigest()[:12]}"
 
 
 def _scores(patients: QuerySet[Patient]):

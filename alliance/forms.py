@@ -2,6 +2,9 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
 
+from clinic.models import Program
+
+from . import analytics
 from .models import FlagRule
 
 
@@ -65,3 +68,36 @@ class ExportForm(forms.Form):
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.add_input(Submit("download", "Download CSV"))
+
+
+class CohortFilterForm(forms.Form):
+    """Read from the query string, so a filtered page can be bookmarked and shared."""
+
+    program = forms.ModelChoiceField(
+        queryset=Program.objects.order_by("name"), required=False, empty_label="All programs"
+    )
+    modality = forms.ChoiceField(
+        choices=[("", "All modalities"), *Program.Modality.choices], required=False
+    )
+    start = forms.DateField(
+        label="Dosing from", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    end = forms.DateField(
+        label="Dosing until", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    depression = forms.ChoiceField(
+        label="Depression measure",
+        choices=analytics.DEPRESSION_MEASURES,
+        initial=analytics.DEFAULT_DEPRESSION,
+        required=False,
+    )
+
+    def clean_depression(self):
+        return self.cleaned_data["depression"] or analytics.DEFAULT_DEPRESSION
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end and end < start:
+            self.add_error("end", "The end date is before the start date.")
+        return data

@@ -16,6 +16,7 @@ from django.db.models import (
     When,
 )
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
 
 from clinic.access import patients_visible_to
@@ -24,7 +25,8 @@ from outcomes import scoring
 from outcomes.models import Response, Score
 from sessions.models import Attendance, Session, SessionKind
 
-from . import rules
+from . import analytics, charts, rules
+from .exports import pseudonym_of
 from .models import Flag, FlagRule
 from .summary import summarise
 
@@ -390,3 +392,120 @@ def flag_badges(patient: Patient) -> list[dict]:
         if rank < badge["rank"]:
             badge.update(rank=rank, flag=flag)
     return sorted(grouped.values(), key=lambda b: b["rank"])
+
+
+def dashboard_facts(*, patient: Patient) -> charts.DashboardFacts:
+    """Everything the patient dashboard draws, in a fixed number of queries."""
+    now = timezone.now()
+    responses = (
+        Response.objects.filter(patient=patient)
+        .select_related("version__instrument", "session")
+        .prefetch_related("scores")
+        .order_by("administered_at", "id")
+    )
+    rows = [
+        charts.ResponseRow(
+            response_id=response.pk,
+            at=timezone.localtime(response.administered_at),
+            code=response.version.instrument.code,
+            definition=response.version.definition,
+            scores={s.scale: (s.value, s.mean, s.band) for s in response.scores.all()},
+            extras=response.extras,
+            session_id=response.session_id,
+            session_label=_session_label(response.session),
+        )
+        for response in responses
+    ]
+    # Per attendance, not per session: a cancelled place in a group circle hides only this
+    # patient's mark, not the circle for everyone.
+    attendances = (
+        Attendance.objects.filter(patient=patient)
+        .exclude(status=Attendance.Status.CANCELLED)
+        .exclude(session__status=Session.Status.CANCELLED)
+        .select_related("session")
+        .order_by("session__scheduled_start")
+    )
+    sessions = [
+        charts.SessionMark(
+            session_id=a.session_id,
+            at=timezone.localtime(a.session.scheduled_start),
+            kind=a.session.kind,
+            label=_session_label(a.session),
+            status=a.session.get_status_display().lower(),
+            upcoming=a.session.status == Session.Status.SCHEDULED
+            and a.session.scheduled_start >= now,
+        )
+        for a in attendances
+    ]
+    flags = [
+        charts.FlagMark(
+            at=timezone.localtime(flag.raised_at),
+            kind=flag.get_kind_display(),
+            severity=flag.get_severity_display(),
+            status=flag.get_status_display(),
+            is_open=flag.is_unresolved,
+            summary=flag_summary(flag),
+            url=reverse("flag_detail", args=[flag.public_id]),
+        )
+        for flag in Flag.objects.filter(patient=patient).order_by("raised_at", "id")
+    ]
+    rule = flag_rule_for(patient=patient) or FlagRule()
+    return charts.DashboardFacts(
+        responses=rows,
+        sessions=sessions,
+        flags=flags,
+        bond_threshold=rule.weak_bond_below,
+        total_threshold=rule.wai_total_below,
+    )
+
+
+def upcoming_dosings(facts: charts.DashboardFacts) -> list[charts.SessionMark]:
+    return [s for s in facts.sessions if s.kind == SessionKind.DOSING and s.upcoming]
+
+
+def cohort_rows(
+    *,
+    user,
+    depression: str,
+    program: Program | None = None,
+    modality: str = "",
+    start: datetime.date | None = None,
+    end: datetime.date | None = None,
+) -> tuple[list[analytics.DosingRow], list[analytics.ScoreRow]]:
+    """Completed dosings attended in the chosen program, modality and dates, and the scores
+    the analytics need for those patients: two queries, whatever the size of the cohort."""
+    attended = Attendance.objects.filter(
+        patient__in=patients_visible_to(user),
+        session__kind=SessionKind.DOSING,
+        session__status=Session.Status.COMPLETED,
+    ).exclude(status__in=[Attendance.Status.ABSENT, Attendance.Status.CANCELLED])
+    if program is not None:
+        attended = attended.filter(session__program=program)
+    if modality:
+        attended = attended.filter(session__program__modality=modality)
+    if start is not None:
+        attended = attended.filter(session__scheduled_start__date__gte=start)
+    if end is not None:
+        attended = attended.filter(session__scheduled_start__date__lte=end)
+    dosings = [
+        analytics.DosingRow(patient_id=pid, pseudonym=pseudonym_of(public_id), at=at)
+        for pid, public_id, at in attended.values_list(
+            "patient_id", "patient__public_id", "session__scheduled_start"
+        )
+    ]
+    scores = [
+        analytics.ScoreRow(patient_id=pid, code=code, scale=scale, value=value, mean=mean, at=at)
+        for pid, code, scale, value, mean, at in Score.objects.filter(
+            response__patient__in=attended.values("patient_id"),
+            response__version__instrument__code__in=[*analytics.INSTRUMENTS, depression],
+            scale__in=[scale for scale, _ in analytics.ALLIANCE_SCALES],
+        ).values_list(
+            "response__patient_id",
+            "response__version__instrument__code",
+            "scale",
+            "value",
+            "mean",
+            "response__administered_at",
+        )
+    ]
+    return dosings, scores

@@ -7,7 +7,13 @@ urlpatterns = [
     path("flags/<uuid:public_id>/acknowledge/", views.flag_acknowledge, name="flag_acknowledge"),
     path("flags/<uuid:public_id>/resolve/", views.flag_resolve, name="flag_resolve"),
     path("patients/<uuid:public_id>/flags/", views.patient_flags, name="patient_flags"),
+    path(
+        "patients/<uuid:public_id>/dashboard/",
+        views.patient_dashboard,
+        name="patient_dashboard",
+    ),
     path("thresholds/", views.flag_rule_edit, name="flag_rule_default"),
     path("exports/", views.export, name="export"),
+    path("analytics/", views.cohort_analytics, name="cohort_analytics"),
     path("thresholds/<int:program_id>/", views.flag_rule_edit, name="flag_rule_program"),
 ]

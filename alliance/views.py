@@ -11,8 +11,8 @@ from clinic.forms import apply_service_errors
 from clinic.models import Program
 from clinic.services import record_patient_view
 
-from . import exports, selectors, services
-from .forms import ExportForm, FlagRuleForm, ResolveForm
+from . import analytics, charts, exports, selectors, services
+from .forms import CohortFilterForm, ExportForm, FlagRuleForm, ResolveForm
 
 
 @login_required
@@ -78,6 +78,23 @@ def patient_flags(request, public_id):
 
 
 @login_required
+def patient_dashboard(request, public_id):
+    patient = access.get_patient_for(request.user, public_id)
+    record_patient_view(actor=request.user, patient=patient)
+    facts = selectors.dashboard_facts(patient=patient)
+    return render(
+        request,
+        "alliance/patient_dashboard.html",
+        {
+            "patient": patient,
+            "charts": charts.dashboard_charts(facts),
+            "open_flags": [flag for flag in facts.flags if flag.is_open],
+            "upcoming_dosings": selectors.upcoming_dosings(facts),
+        },
+    )
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def flag_rule_edit(request, program_id=None):
     if not access.can_manage_programs(request.user):
@@ -99,7 +116,7 @@ def flag_rule_edit(request, program_id=None):
 @require_http_methods(["GET", "POST"])
 def export(request):
     """Clinicians and admins: CSV of every score, de-identified unless an admin gives a reason."""
-    if not access.can_edit_patients(request.user):  # clinicians and admins
+    if not access.can_use_analytics(request.user):
         raise PermissionDenied
     form = ExportForm(request.POST or None, allow_identified=access.is_admin(request.user))
     if request.method == "POST" and form.is_valid():
@@ -120,3 +137,34 @@ def export(request):
             response["Content-Disposition"] = f'attachment; filename="{name}"'
             return response
     return render(request, "alliance/export.html", {"form": form})
+
+
+@login_required
+def cohort_analytics(request):
+    if not access.can_use_analytics(request.user):
+        raise PermissionDenied
+    form = CohortFilterForm(request.GET or None)
+    cohort = None
+    # A filter that makes no sense (end before start) shows its error and no numbers.
+    if not form.is_bound or form.is_valid():
+        filters = form.cleaned_data if form.is_bound else {}
+        depression = filters.get("depression") or analytics.DEFAULT_DEPRESSION
+        dosings, scores = selectors.cohort_rows(
+            user=request.user,
+            depression=depression,
+            program=filters.get("program"),
+            modality=filters.get("modality", ""),
+            start=filters.get("start"),
+            end=filters.get("end"),
+        )
+        cohort = analytics.cohort(dosings, scores, depression=depression)
+    return render(
+        request,
+        "alliance/cohort_analytics.html",
+        {
+            "form": form,
+            "cohort": cohort,
+            "scatter": cohort.scatter_data() if cohort else {},
+            "min_n": analytics.statistics.MIN_N,
+        },
+    )

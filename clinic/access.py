@@ -31,6 +31,11 @@ def can_edit_patients(user) -> bool:
     return role_of(user) in (Role.CLINICIAN, Role.ADMIN)
 
 
+def can_use_analytics(user) -> bool:
+    """Cohort analytics and exports: clinicians and admins (de-identified by default)."""
+    return role_of(user) in (Role.CLINICIAN, Role.ADMIN)
+
+
 def can_manage_programs(user) -> bool:
     """Programs, enrolment, coach assignments, thresholds and users: admins only."""
     return is_admin(user)

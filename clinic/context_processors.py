@@ -1,6 +1,6 @@
 from django.conf import settings
 
-from .access import can_edit_patients, can_manage_programs, role_of
+from .access import can_edit_patients, can_manage_programs, can_use_analytics, role_of
 
 
 def clinic(request):
@@ -11,4 +11,5 @@ def clinic(request):
         "user_role": role_of(user) if user.is_authenticated else None,
         "can_edit_patients": can_edit_patients(user),
         "can_manage_programs": can_manage_programs(user),
+        "can_use_analytics": can_use_analytics(user),
     }

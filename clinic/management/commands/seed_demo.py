@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from faker import Faker
 
+from alliance.selectors import patients_in_care_ids
 from alliance.services import recompute_patient
 from clinic import services
 from clinic.devservices import DEMO_PASSWORD
@@ -66,9 +67,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--patients", type=int, default=24, help="How many patients.")
         parser.add_argument("--seed", type=int, default=2024, help="Random seed for fake data.")
+        parser.add_argument(
+            "--alumni",
+            type=int,
+            default=20,
+            help="Patients who finished the psilocybin program over a year ago, with every "
+            "follow-up, so cohort analytics has numbers.",
+        )
 
     @transaction.atomic
-    def handle(self, *args, patients: int, seed: int, **options):
+    def handle(self, *args, patients: int, seed: int, alumni: int, **options):
         rng = random.Random(seed)
         fake = Faker("en_GB")
         fake.seed_instance(seed)
@@ -98,17 +106,80 @@ class Command(BaseCommand):
                 patient, number=number, rng=rng, admin=admin, programs=programs, coaches=coaches
             )
             created += 1
+        created += self._alumni(
+            alumni, seed=seed, fake=fake, admin=admin, programs=programs, coaches=coaches
+        )
         # Group circles are logged once everyone is enrolled, with attendance per member.
         for session in Session.objects.filter(is_group=True).order_by("scheduled_start"):
             self._log_if_past(session, rng=rng, admin=admin)
         responses = 0
         for patient in Patient.objects.filter(record_number__startswith="DEMO-").order_by("pk"):
             responses += seed_responses(patient=patient, actor=admin, seed=seed)
-        # Flags as the worker would compute them, so the demo opens with its flags in place.
-        for patient_id in Patient.objects.values_list("pk", flat=True):
+        self._finish_alumni(admin=admin)
+        # Flags as the nightly sweep would compute them (patients still in care).
+        for patient_id in patients_in_care_ids():
             recompute_patient(patient_id=patient_id)
         self.stdout.write(f"Seeded {responses} questionnaire response(s).")
         self._print_logins(created)
+
+    def _alumni(self, count, *, seed, fake, admin, programs, coaches) -> int:
+        """Patients whose whole course (two doses, follow-ups to 12 months) lies in the past."""
+        rng = random.Random(seed + 1)  # its own stream: the current patients stay the same
+        program = next(p for p in programs if p.name == "Psilocybin for depression")
+        created = 0
+        for number in range(1, count + 1):
+            record_number = f"DEMO-A{number:03d}"
+            first, last = fake.first_name(), fake.last_name()
+            birth = fake.date_of_birth(minimum_age=22, maximum_age=70)
+            if Patient.objects.filter(record_number=record_number).exists():
+                continue
+            patient = services.patient_create(
+                actor=admin,
+                record_number=record_number,
+                first_name=first,
+                last_name=last,
+                date_of_birth=birth,
+            )
+            start = timezone.localdate() - datetime.timedelta(days=420 + 9 * number)
+            enrolment = services.patient_enrol(
+                actor=admin, patient=patient, program=program, start_date=start
+            )
+            services.coach_assign(
+                actor=admin,
+                enrolment=enrolment,
+                coach=rng.choice(coaches),
+                role=CoachAssignment.Role.LEAD,
+                start_date=start,
+            )
+            services.patient_change_status(
+                actor=admin, patient=patient, to_status=Patient.Status.IN_TREATMENT
+            )
+            self._log_past_sessions(enrolment, rng=rng, admin=admin)
+            created += 1
+        return created
+
+    def _finish_alumni(self, *, admin) -> None:
+        """After their answers are in: completed, enrolment closed, coaches released."""
+        alumni = Patient.objects.filter(
+            record_number__startswith="DEMO-A", status=Patient.Status.IN_TREATMENT
+        )
+        for patient in alumni:
+            for status in (Patient.Status.FOLLOW_UP, Patient.Status.COMPLETED):
+                services.patient_change_status(actor=admin, patient=patient, to_status=status)
+            last_session = (
+                Session.objects.filter(attendances__patient=patient)
+                .order_by("-scheduled_end")
+                .values_list("scheduled_end", flat=True)
+                .first()
+            )
+            for assignment in CoachAssignment.objects.filter(
+                enrolment__patient=patient, end_date__isnull=True
+            ):
+                services.assignment_end(
+                    actor=admin,
+                    assignment=assignment,
+                    end_date=timezone.localdate(last_session) if last_session else None,
+                )
 
     def _staff(self) -> dict[Role, list]:
         User = get_user_model()

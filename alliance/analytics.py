@@ -1,0 +1,269 @@
+"""Cohort analytics: the questions of Levin et al. 2024 asked of the clinic's own patients.
+
+Pure functions over plain rows; `selectors.cohort_rows` reads them from the database. Each
+patient contributes one value per measure:
+
+- alliance at the last preparation: the latest WAI-SR (item means) before their first dosing;
+- alliance one week after dosing: the WAI-SR nearest to 7 days after their last dosing
+  (4 to 10 days after);
+- depression at 4 weeks, 3, 6 and 12 months: the total nearest to that point after the last
+  dosing, within a window around it (below);
+- peak MEQ-30 and peak PIQ: the highest total item mean after any of their dosings.
+
+Correlations and the paired change come from `statistics` (scipy); a cell with fewer than
+five patients says so instead of showing a number.
+"""
+
+import datetime
+from dataclasses import dataclass, field
+
+from . import statistics
+
+ALLIANCE_SCALES = [("total", "total"), ("bond", "bond"), ("goal", "goal"), ("task", "task")]
+# (key, label, days after the last dosing, half-width of the window in days)
+FOLLOW_UPS = [
+    ("dep_4w", "4 weeks", 28, 7),
+    ("dep_3m", "3 months", 91, 14),
+    ("dep_6m", "6 months", 182, 21),
+    ("dep_12m", "12 months", 365, 30),
+]
+WEEK_AFTER = (7, 3)  # one week after the last dosing, 4 to 10 days
+DEPRESSION_MEASURES = [
+    ("grid-hamd-17", "GRID-HAMD-17 (clinician-rated, as in the study)"),
+    ("qids-sr-16", "QIDS-SR-16"),
+    ("phq-9", "PHQ-9"),
+]
+DEFAULT_DEPRESSION = DEPRESSION_MEASURES[0][0]
+INSTRUMENTS = ("wai-sr", "meq-30", "piq")
+
+
+@dataclass(frozen=True)
+class DosingRow:
+    patient_id: int
+    pseudonym: str
+    at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    patient_id: int
+    code: str
+    scale: str
+    value: float | None
+    mean: float | None
+    at: datetime.datetime
+
+
+@dataclass
+class Cell:
+    id: str
+    row_label: str
+    column_label: str
+    result: statistics.Correlation | None
+    n: int  # patients with both values
+    points: list[tuple[str, float, float]] = field(default_factory=list)
+
+
+@dataclass
+class Grid:
+    title: str
+    columns: list[str]
+    rows: list[tuple[str, list[Cell]]]
+
+
+@dataclass
+class Change:
+    label: str
+    n: int
+    result: statistics.PairedChange | None
+
+
+@dataclass
+class Cohort:
+    patients: int
+    dosings: int
+    depression_label: str
+    grids: list[Grid]
+    changes: list[Change]
+
+    def scatter_data(self) -> dict:
+        """Every cell's points for the scatter plot shown when a cell is chosen."""
+        data = {}
+        for grid in self.grids:
+            for _, cells in grid.rows:
+                for cell in cells:
+                    data[cell.id] = {
+                        "x": [x for _, x, _ in cell.points],
+                        "y": [y for _, _, y in cell.points],
+                        "labels": [label for label, _, _ in cell.points],
+                        "xTitle": cell.row_label,
+                        "yTitle": cell.column_label,
+                        "summary": _summary(cell),
+                    }
+        return data
+
+
+def _summary(cell: Cell) -> str:
+    if cell.result is None:
+        return f"Not enough data (n = {cell.n}; at least {statistics.MIN_N} needed)."
+    r = cell.result
+    return f"r = {r.r:.2f}, n = {r.n}, p = {_p(r.p)}, 95% CI {r.ci_low:.2f} to {r.ci_high:.2f}"
+
+
+def _p(p: float) -> str:
+    return "< .001" if p < 0.001 else f"{p:.3f}".lstrip("0")
+
+
+def _nearest(rows: list[ScoreRow], target: datetime.datetime, half_width: int):
+    window = datetime.timedelta(days=half_width)
+    near = [r for r in rows if abs(r.at - target) <= window]
+    return min(near, key=lambda r: (abs(r.at - target), r.at)) if near else None
+
+
+def patient_measures(
+    dosings: list[DosingRow], scores: list[ScoreRow], *, depression: str
+) -> dict[int, dict[str, float]]:
+    """One dict of measures per patient with at least one dosing."""
+    first: dict[int, datetime.datetime] = {}
+    last: dict[int, datetime.datetime] = {}
+    for dosing in dosings:
+        first[dosing.patient_id] = min(first.get(dosing.patient_id, dosing.at), dosing.at)
+        last[dosing.patient_id] = max(last.get(dosing.patient_id, dosing.at), dosing.at)
+    by_patient: dict[tuple[int, str, str], list[ScoreRow]] = {}
+    for score in sorted(scores, key=lambda s: s.at):
+        by_patient.setdefault((score.patient_id, score.code, score.scale), []).append(score)
+    measures: dict[int, dict[str, float]] = {}
+    for patient_id, first_dosing in first.items():
+        last_dosing = last[patient_id]
+        values: dict[str, float] = {}
+        for scale, _ in ALLIANCE_SCALES:
+            ratings = [
+                r for r in by_patient.get((patient_id, "wai-sr", scale), []) if r.mean is not None
+            ]
+            before = [r for r in ratings if r.at < first_dosing]
+            if before:
+                values[f"prep_{scale}"] = before[-1].mean
+            after = [r for r in ratings if r.at > last_dosing]
+            week = _nearest(
+                after, last_dosing + datetime.timedelta(days=WEEK_AFTER[0]), WEEK_AFTER[1]
+            )
+            if week is not None:
+                values[f"week_{scale}"] = week.mean
+        totals = [
+            r
+            for r in by_patient.get((patient_id, depression, "total"), [])
+            if r.value is not None and r.at > last_dosing
+        ]
+        for key, _, days, half_width in FOLLOW_UPS:
+            hit = _nearest(totals, last_dosing + datetime.timedelta(days=days), half_width)
+            if hit is not None:
+                values[key] = hit.value
+        for code, key in (("meq-30", "meq_peak"), ("piq", "piq_peak")):
+            acute = [
+                r.mean
+                for r in by_patient.get((patient_id, code, "total"), [])
+                if r.mean is not None and r.at >= first_dosing
+            ]
+            if acute:
+                values[key] = max(acute)
+        measures[patient_id] = values
+    return measures
+
+
+def _cell(cell_id, row, column, measures, pseudonyms) -> Cell:
+    row_key, row_label = row
+    column_key, column_label = column
+    points = [
+        (pseudonyms[pid], values[row_key], values[column_key])
+        for pid, values in sorted(measures.items(), key=lambda item: pseudonyms[item[0]])
+        if row_key in values and column_key in values
+    ]
+    result = statistics.pearson([x for _, x, _ in points], [y for _, _, y in points])
+    return Cell(
+        id=cell_id,
+        row_label=row_label,
+        column_label=column_label,
+        result=result,
+        n=len(points),
+        points=points,
+    )
+
+
+def _grid(title, prefix, rows, columns, measures, pseudonyms) -> Grid:
+    return Grid(
+        title=title,
+        columns=[label for _, label in columns],
+        rows=[
+            (
+                row_label,
+                [
+                    _cell(f"{prefix}-{i}-{j}", (row_key, row_label), column, measures, pseudonyms)
+                    for j, column in enumerate(columns)
+                ],
+            )
+            for i, (row_key, row_label) in enumerate(rows)
+        ],
+    )
+
+
+def cohort(
+    dosings: list[DosingRow], scores: list[ScoreRow], *, depression: str = DEFAULT_DEPRESSION
+) -> Cohort:
+    measures = patient_measures(dosings, scores, depression=depression)
+    pseudonyms = {d.patient_id: d.pseudonym for d in dosings}
+    short = dict(DEPRESSION_MEASURES)[depression].split(" ")[0]
+    depression_columns = [(key, f"{short} at {label}") for key, label, _, _ in FOLLOW_UPS]
+    prep_rows = [
+        (f"prep_{scale}", f"Preparation alliance: {label}") for scale, label in ALLIANCE_SCALES
+    ]
+    acute_columns = [("meq_peak", "Peak MEQ-30"), ("piq_peak", "Peak PIQ")]
+    grids = [
+        _grid(
+            "Alliance at the last preparation session",
+            "prep",
+            prep_rows,
+            depression_columns + acute_columns,
+            measures,
+            pseudonyms,
+        ),
+        _grid(
+            "Acute experience and later depression",
+            "acute",
+            [("piq_peak", "Peak PIQ"), ("meq_peak", "Peak MEQ-30")],
+            depression_columns,
+            measures,
+            pseudonyms,
+        ),
+        _grid(
+            "Alliance one week after the last dosing",
+            "week",
+            [
+                ("week_total", "Alliance one week after dosing: total"),
+                ("week_bond", "Alliance one week after dosing: bond"),
+            ],
+            depression_columns,
+            measures,
+            pseudonyms,
+        ),
+    ]
+    changes = []
+    for scale, label in ALLIANCE_SCALES:
+        pairs = [
+            (values[f"prep_{scale}"], values[f"week_{scale}"])
+            for values in measures.values()
+            if f"prep_{scale}" in values and f"week_{scale}" in values
+        ]
+        changes.append(
+            Change(
+                label=label.capitalize(),
+                n=len(pairs),
+                result=statistics.paired_change([a for a, _ in pairs], [b for _, b in pairs]),
+            )
+        )
+    return Cohort(
+        patients=len(measures),
+        dosings=len(dosings),
+        depression_label=dict(DEPRESSION_MEASURES)[depression],
+        grids=grids,
+        changes=changes,
+    )

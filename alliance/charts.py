@@ -1,0 +1,579 @@
+"""The patient dashboard's charts as Plotly figures, each with the table of its numbers.
+
+Pure functions over plain rows (no database): `selectors.dashboard_facts` reads the rows, the
+view hands the charts to the template, and `static/js/charts.js` draws the figures with the
+vendored plotly.js. Every chart has a table, for people who prefer numbers and for screen
+readers; the figure is a picture of the same rows.
+"""
+
+import datetime
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from outcomes import scoring
+
+KIND_LABELS = {
+    "preparation": "Preparation",
+    "dosing": "Dosing",
+    "integration": "Integration",
+    "follow_up": "Follow-up",
+}
+KIND_SYMBOLS = {
+    "preparation": "circle",
+    "dosing": "diamond",
+    "integration": "square",
+    "follow_up": "triangle-up",
+}
+ALLIANCE_SCALES = [
+    ("total", "Total", "#0d6efd"),
+    ("bond", "Bond", "#d63384"),
+    ("goal", "Goal", "#198754"),
+    ("task", "Task", "#fd7e14"),
+]
+DEPRESSION = [
+    ("phq-9", "PHQ-9", "#0d6efd"),
+    ("qids-sr-16", "QIDS-SR-16", "#6610f2"),
+    ("grid-hamd-17", "GRID-HAMD-17", "#052c65"),
+]
+# PHQ-9's file has no response/remission rule; these are the conventions most trials use.
+EXTRA_OUTCOME_RULES = {
+    "phq-9": {
+        "response_min_drop": 0.5,
+        "remission_max": 4,
+        "source": "Response: at least 50% drop from baseline; remission: below 5 "
+        "(Kroenke et al. 2001; Lowe et al. 2004).",
+    }
+}
+MEQ_SCALES = [
+    ("mystical", "Mystical"),
+    ("positive_mood", "Positive mood"),
+    ("transcendence", "Transcendence of time and space"),
+    ("ineffability", "Ineffability"),
+]
+PIQ_SCALES = [
+    ("avoidance_maladaptive", "Avoidance and maladaptive patterns"),
+    ("goals_adaptive", "Goals and adaptive patterns"),
+]
+BAND_COLOURS = ["#d1e7dd", "#fff3cd", "#ffe5d0", "#f8d7da", "#f1aeb5"]
+PLOT_FONT = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 13}
+
+
+@dataclass(frozen=True)
+class ResponseRow:
+    response_id: int
+    at: datetime.datetime  # local wall-clock time
+    code: str
+    definition: dict
+    scores: dict[str, tuple[float | None, float | None, str]]  # scale -> (value, mean, band)
+    extras: dict
+    session_id: int | None
+    session_label: str
+
+
+@dataclass(frozen=True)
+class SessionMark:
+    session_id: int
+    at: datetime.datetime
+    kind: str
+    label: str
+    status: str  # display text
+    upcoming: bool = False  # scheduled and still ahead
+
+
+@dataclass(frozen=True)
+class FlagMark:
+    at: datetime.datetime
+    kind: str  # display text
+    severity: str
+    status: str
+    is_open: bool
+    summary: str
+    url: str
+
+
+@dataclass(frozen=True)
+class DashboardFacts:
+    responses: list[ResponseRow]
+    sessions: list[SessionMark]
+    flags: list[FlagMark]
+    bond_threshold: float
+    total_threshold: float
+
+
+@dataclass
+class Table:
+    caption: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class Chart:
+    slug: str
+    title: str
+    description: str
+    figure: dict | None  # None when there is nothing to draw
+    tables: list[Table]
+    empty: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _iso(moment: datetime.datetime) -> str:
+    # plotly.js reads wall-clock strings; an offset would be dropped or refused.
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _day(moment: datetime.datetime) -> str:
+    return f"{moment:%-d %b %Y}"
+
+
+def _num(value: float | None, places: int = 2) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{places}f}".rstrip("0").rstrip(".") if places else f"{value:.0f}"
+
+
+def _layout(**extra) -> dict:
+    layout = {
+        "font": PLOT_FONT,
+        "margin": {"l": 60, "r": 20, "t": 30, "b": 40},
+        "legend": {"orientation": "h", "y": -0.18},
+        "hovermode": "closest",
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+    }
+    layout.update(extra)
+    return layout
+
+
+def _dosings(facts: DashboardFacts) -> list[SessionMark]:
+    return [s for s in facts.sessions if s.kind == "dosing"]
+
+
+def _dosing_lines(dosings: list[SessionMark]) -> tuple[list[dict], list[dict]]:
+    shapes, notes = [], []
+    for number, dosing in enumerate(dosings, start=1):
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": _iso(dosing.at),
+                "x1": _iso(dosing.at),
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": "#6f42c1", "width": 2, "dash": "dot"},
+            }
+        )
+        notes.append(
+            {
+                "x": _iso(dosing.at),
+                "y": 1,
+                "xref": "x",
+                "yref": "paper",
+                "yanchor": "bottom",
+                "text": f"D{number}",
+                "hovertext": f"{dosing.label}, {_day(dosing.at)}",
+                "showarrow": False,
+                "font": {"color": "#6f42c1", "size": 11},
+            }
+        )
+    return shapes, notes
+
+
+def _figure_json(figure: go.Figure) -> dict:
+    return figure.to_plotly_json()
+
+
+def alliance_chart(facts: DashboardFacts) -> Chart:
+    """WAI-SR total and subscales (item means), the weak-bond band, sessions, dosings, flags."""
+    ratings = [r for r in facts.responses if r.code == "wai-sr"]
+    table = Table(
+        caption="WAI-SR ratings (item means, 1 to 5; higher is a stronger alliance)",
+        headers=["Date", "Session", "Total", "Bond", "Goal", "Task"],
+        rows=[
+            [_day(r.at), r.session_label or "—"]
+            + [_num(r.scores.get(scale, (None, None, ""))[1]) for scale, _, _ in ALLIANCE_SCALES]
+            for r in ratings
+        ],
+    )
+    flags = Table(
+        caption="Flags, newest first",
+        headers=["Raised", "Flag", "Severity", "Status", "Evidence"],
+        rows=[
+            [_day(f.at), f.kind, f.severity, f.status, f.summary]
+            for f in sorted(facts.flags, key=lambda f: f.at, reverse=True)
+        ],
+    )
+    chart = Chart(
+        slug="alliance",
+        title="Alliance over time",
+        description=(
+            "WAI-SR total, bond, goal and task as item means from 1 to 5. The shaded band is "
+            f"below the weak-bond threshold ({_num(facts.bond_threshold)}); dotted lines are "
+            "dosing days (D1, D2, …); symbols along the bottom are sessions, along the top flags."
+        ),
+        figure=None,
+        tables=[table, flags],
+        empty="No WAI-SR ratings yet. Enter one from a session page after a preparation session.",
+    )
+    if not ratings and not facts.flags:
+        return chart
+    figure = go.Figure()
+    for scale, label, colour in ALLIANCE_SCALES:
+        points = [(r, r.scores[scale][1]) for r in ratings if scale in r.scores]
+        points = [(r, mean) for r, mean in points if mean is not None]
+        figure.add_trace(
+            go.Scatter(
+                x=[_iso(r.at) for r, _ in points],
+                y=[mean for _, mean in points],
+                mode="lines+markers",
+                name=label,
+                line={"color": colour, "width": 3.5 if scale == "bond" else 2},
+                text=[r.session_label for r, _ in points],
+                hovertemplate=f"{label} %{{y:.2f}}<br>%{{text}}<br>%{{x|%d %b %Y}}<extra></extra>",
+            )
+        )
+    for kind, label in KIND_LABELS.items():
+        sessions = [s for s in facts.sessions if s.kind == kind]
+        if not sessions:
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=[_iso(s.at) for s in sessions],
+                y=[0.75] * len(sessions),
+                mode="markers",
+                name=f"{label} sessions",
+                marker={"symbol": KIND_SYMBOLS[kind], "size": 10, "color": "#6c757d"},
+                text=[f"{s.label} ({s.status})" for s in sessions],
+                hovertemplate="%{text}<br>%{x|%d %b %Y %H:%M}<extra></extra>",
+            )
+        )
+    flag_traces = ((True, "Open flags", "#dc3545"), (False, "Past flags", "#adb5bd"))
+    for is_open, name, colour in flag_traces:
+        marks = [f for f in facts.flags if f.is_open is is_open]
+        if not marks:
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=[_iso(f.at) for f in marks],
+                y=[5.25] * len(marks),
+                mode="markers",
+                name=name,
+                marker={"symbol": "triangle-down", "size": 13, "color": colour},
+                text=[f"{f.kind} ({f.status}): {f.summary}" for f in marks],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    shapes, notes = _dosing_lines(_dosings(facts))
+    shapes.insert(
+        0,
+        {
+            "type": "rect",
+            "xref": "paper",
+            "yref": "y",
+            "x0": 0,
+            "x1": 1,
+            "y0": 1,
+            "y1": facts.bond_threshold,
+            "fillcolor": "rgba(220, 53, 69, 0.10)",
+            "line": {"width": 0},
+            "layer": "below",
+        },
+    )
+    notes.append(
+        {
+            "xref": "paper",
+            "yref": "y",
+            "x": 0,
+            "y": facts.bond_threshold,
+            "xanchor": "left",
+            "yanchor": "top",
+            "text": f"weak bond: below {_num(facts.bond_threshold)}",
+            "showarrow": False,
+            "font": {"color": "#b02a37", "size": 11},
+        }
+    )
+    figure.update_layout(
+        **_layout(
+            height=440,
+            shapes=shapes,
+            annotations=notes,
+            yaxis={"range": [0.55, 5.45], "tickvals": [1, 2, 3, 4, 5], "title": "Item mean"},
+            xaxis={"type": "date", "title": ""},
+        )
+    )
+    chart.figure = _figure_json(figure)
+    return chart
+
+
+def _outcome_rule(definition: dict) -> dict | None:
+    special = definition.get("special", {})
+    rule = special.get("treatment_outcome") or EXTRA_OUTCOME_RULES.get(definition["code"])
+    if rule is None:
+        return None
+    return {**definition, "special": {**special, "treatment_outcome": rule}}
+
+
+def _outcome_status(definition: dict | None, baseline, value) -> dict:
+    if definition is None or baseline is None or value is None:
+        return {}
+    try:
+        return scoring.treatment_outcome(definition, baseline, value)
+    except (scoring.DefinitionError, ValueError):
+        return {}
+
+
+def outcomes_chart(facts: DashboardFacts) -> Chart:
+    """Depression totals with their severity bands; response and remission against baseline."""
+    present = [
+        (label, colour, [r for r in facts.responses if r.code == code and "total" in r.scores])
+        for code, label, colour in DEPRESSION
+    ]
+    present = [(label, colour, rows) for label, colour, rows in present if rows]
+    table = Table(
+        caption="Depression scores (totals; lower is better). Baseline is the first score.",
+        headers=["Date", "Measure", "Total", "Severity", "Change from baseline", "Outcome"],
+    )
+    chart = Chart(
+        slug="outcomes",
+        title="Depression over time",
+        description=(
+            "PHQ-9, QIDS-SR-16 and GRID-HAMD-17 totals on their severity bands. A star marks "
+            "response (a drop of at least half from baseline), a ring remission."
+        ),
+        figure=None,
+        tables=[table],
+        empty="No depression measures yet.",
+    )
+    if not present:
+        return chart
+    figure = make_subplots(
+        rows=len(present),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=[label for label, _, _ in present],
+    )
+    shapes, _ = _dosing_lines(_dosings(facts))
+    definitions_seen = set()
+    for row, (label, colour, rows) in enumerate(present, start=1):
+        definition = rows[-1].definition
+        rule = _outcome_rule(definition)
+        baseline = rows[0].scores["total"][0]
+        axis = "y" if row == 1 else f"y{row}"
+        for index, band in enumerate(definition.get("bands", [])):
+            shapes.append(
+                {
+                    "type": "rect",
+                    "xref": "x domain" if row == 1 else f"x{row} domain",
+                    "yref": axis,
+                    "x0": 0,
+                    "x1": 1,
+                    "y0": band["min"],
+                    "y1": band["max"] + 1 if index < len(definition["bands"]) - 1 else band["max"],
+                    "fillcolor": BAND_COLOURS[min(index, len(BAND_COLOURS) - 1)],
+                    "opacity": 0.55,
+                    "line": {"width": 0},
+                    "layer": "below",
+                }
+            )
+        responded, remitted = [], []
+        for response in rows:
+            value, _, band = response.scores["total"]
+            status = _outcome_status(rule, baseline, value) if response is not rows[0] else {}
+            words = []
+            if status.get("response"):
+                words.append("response")
+                responded.append((response, value))
+            if status.get("remission"):
+                words.append("remission")
+                remitted.append((response, value))
+            change = status.get("percent_change")
+            table.rows.append(
+                [
+                    _day(response.at),
+                    label,
+                    _num(value, 1),
+                    band or "—",
+                    "baseline"
+                    if response is rows[0]
+                    else ("—" if change is None else f"{change:+g}%"),
+                    ", ".join(words) or "—",
+                ]
+            )
+        figure.add_trace(
+            go.Scatter(
+                x=[_iso(r.at) for r in rows],
+                y=[r.scores["total"][0] for r in rows],
+                mode="lines+markers",
+                name=label,
+                line={"color": colour, "width": 2},
+                text=[r.scores["total"][2] for r in rows],
+                hovertemplate=f"{label} %{{y}} (%{{text}})<br>%{{x|%d %b %Y}}<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+        for marks, name, symbol in (
+            (responded, "Response", "star"),
+            (remitted, "Remission", "circle-open"),
+        ):
+            if marks:
+                figure.add_trace(
+                    go.Scatter(
+                        x=[_iso(r.at) for r, _ in marks],
+                        y=[v for _, v in marks],
+                        mode="markers",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=name not in definitions_seen,
+                        marker={"symbol": symbol, "size": 16, "color": "#198754"},
+                        hovertemplate=f"{name}<br>%{{x|%d %b %Y}}<extra></extra>",
+                    ),
+                    row=row,
+                    col=1,
+                )
+                definitions_seen.add(name)
+        top = definition["bands"][-1]["max"] if definition.get("bands") else None
+        figure.update_yaxes(range=[0, top] if top else None, title_text="Total", row=row, col=1)
+        if rule:
+            source = rule["special"]["treatment_outcome"].get("source", "")
+            chart.notes.append(f"{label}: {source}")
+    figure.update_layout(**_layout(height=260 * len(present) + 80, shapes=shapes))
+    figure.update_xaxes(type="date")
+    chart.figure = _figure_json(figure)
+    return chart
+
+
+def _dosing_for(response: ResponseRow, dosings: list[SessionMark]) -> SessionMark | None:
+    """The dosing a post-dosing questionnaire describes: its own session, else the last before."""
+    for dosing in dosings:
+        if dosing.session_id == response.session_id:
+            return dosing
+    before = [d for d in dosings if d.at <= response.at]
+    return before[-1] if before else None
+
+
+def acute_chart(facts: DashboardFacts) -> Chart:
+    """MEQ-30 subscales (% of maximum) against the 60% line, PIQ subscales and EBI per dosing."""
+    dosings = _dosings(facts)
+    acute = [r for r in facts.responses if r.code in ("meq-30", "piq", "ebi")]
+    by_dosing: dict[str, dict[str, ResponseRow]] = {}
+    order: list[str] = []
+    for response in acute:
+        dosing = _dosing_for(response, dosings)
+        key = f"{dosing.label}, {_day(dosing.at)}" if dosing else f"{_day(response.at)}"
+        if key not in by_dosing:
+            by_dosing[key] = {}
+            order.append(key)
+        by_dosing[key][response.code] = response  # the latest of each per dosing
+    table = Table(
+        caption="Acute experience per dosing",
+        headers=["Dosing"]
+        + [f"MEQ-30 {label} (% of max)" for _, label in MEQ_SCALES]
+        + ["Complete mystical experience"]
+        + [f"PIQ {label} (mean 0–5)" for _, label in PIQ_SCALES]
+        + ["EBI (mean 0–100)"],
+    )
+    for key in order:
+        rows = by_dosing[key]
+        meq, piq, ebi = rows.get("meq-30"), rows.get("piq"), rows.get("ebi")
+        complete = meq.extras.get("complete_mystical_experience") if meq else None
+        table.rows.append(
+            [key]
+            + [_num(_percent(meq, scale), 0) if meq else "—" for scale, _ in MEQ_SCALES]
+            + [{True: "yes", False: "no", None: "—"}[complete]]
+            + [_num(_mean(piq, scale)) if piq else "—" for scale, _ in PIQ_SCALES]
+            + [_num(_mean(ebi, "total"), 1) if ebi else "—"]
+        )
+    chart = Chart(
+        slug="acute",
+        title="Acute experience per dosing",
+        description=(
+            "MEQ-30 subscales as a percentage of the maximum, with the 60% line that marks a "
+            "complete mystical experience when all four reach it; PIQ subscales and the EBI."
+        ),
+        figure=None,
+        tables=[table],
+        empty="No MEQ-30, PIQ or EBI answers yet; they are due after each dosing.",
+    )
+    if not acute:
+        return chart
+    figure = make_subplots(
+        rows=1,
+        cols=3,
+        column_widths=[0.5, 0.3, 0.2],
+        horizontal_spacing=0.07,
+        subplot_titles=["MEQ-30 (% of maximum)", "PIQ (item mean, 0–5)", "EBI (mean, 0–100)"],
+    )
+    meq_colours = ["#6f42c1", "#d63384", "#0dcaf0", "#fd7e14"]
+    for (scale, label), colour in zip(MEQ_SCALES, meq_colours, strict=True):
+        figure.add_trace(
+            go.Bar(
+                x=order,
+                y=[_percent(by_dosing[k].get("meq-30"), scale) for k in order],
+                name=label,
+                marker_color=colour,
+                hovertemplate=f"{label} %{{y:.0f}}%<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    for (scale, label), colour in zip(PIQ_SCALES, ["#198754", "#20c997"], strict=True):
+        figure.add_trace(
+            go.Bar(
+                x=order,
+                y=[_mean(by_dosing[k].get("piq"), scale) for k in order],
+                name=f"PIQ {label}",
+                marker_color=colour,
+                hovertemplate=f"{label} %{{y:.2f}}<extra></extra>",
+            ),
+            row=1,
+            col=2,
+        )
+    figure.add_trace(
+        go.Bar(
+            x=order,
+            y=[_mean(by_dosing[k].get("ebi"), "total") for k in order],
+            name="EBI",
+            marker_color="#0d6efd",
+            hovertemplate="EBI %{y:.1f}<extra></extra>",
+        ),
+        row=1,
+        col=3,
+    )
+    figure.add_hline(
+        y=60,
+        row=1,
+        col=1,
+        line={"color": "#dc3545", "dash": "dash"},
+        annotation_text="60%",
+        annotation_position="top left",
+    )
+    figure.update_yaxes(range=[0, 100], row=1, col=1)
+    figure.update_yaxes(range=[0, 5], row=1, col=2)
+    figure.update_yaxes(range=[0, 100], row=1, col=3)
+    figure.update_layout(**_layout(height=420, barmode="group"))
+    chart.figure = _figure_json(figure)
+    return chart
+
+
+def _mean(response: ResponseRow | None, scale: str) -> float | None:
+    if response is None or scale not in response.scores:
+        return None
+    return response.scores[scale][1]
+
+
+def _percent(response: ResponseRow | None, scale: str) -> float | None:
+    mean = _mean(response, scale)
+    if mean is None:
+        return None
+    top = response.definition["scale"]["max"]
+    return round(mean / top * 100, 1)
+
+
+def dashboard_charts(facts: DashboardFacts) -> list[Chart]:
+    return [alliance_chart(facts), outcomes_chart(facts), acute_chart(facts)]
