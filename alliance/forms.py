@@ -46,10 +46,11 @@ class FlagRuleForm(forms.ModelForm):
 
 class ExportForm(forms.Form):
     form = forms.ChoiceField(
-        label="Layout",
+        label="Format",
         choices=[
-            ("long", "Long: one row per score"),
-            ("wide", "Wide: one row per patient and time point"),
+            ("long", "CSV, long: one row per score"),
+            ("wide", "CSV, wide: one row per patient and time point"),
+            ("fhir", "FHIR R4 Bundle (JSON): Questionnaires and QuestionnaireResponses"),
         ],
         widget=forms.RadioSelect,
         initial="long",
@@ -67,7 +68,7 @@ class ExportForm(forms.Form):
             )
         self.helper = FormHelper()
         self.helper.form_tag = False
-        self.helper.add_input(Submit("download", "Download CSV"))
+        self.helper.add_input(Submit("download", "Download"))
 
 
 class CohortFilterForm(forms.Form):

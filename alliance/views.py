@@ -115,25 +115,31 @@ def flag_rule_edit(request, program_id=None):
 @login_required
 @require_http_methods(["GET", "POST"])
 def export(request):
-    """Clinicians and admins: CSV of every score, de-identified unless an admin gives a reason."""
+    """Clinicians and admins: every score as CSV or a FHIR Bundle, de-identified unless an
+    admin gives a reason."""
     if not access.can_use_analytics(request.user):
         raise PermissionDenied
     form = ExportForm(request.POST or None, allow_identified=access.is_admin(request.user))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        options = {
+            "actor": request.user,
+            "patients": access.patients_visible_to(request.user),
+            "identified": data.get("identified", False),
+            "reason": data.get("reason", ""),
+        }
         try:
-            body = exports.export_csv(
-                actor=request.user,
-                patients=access.patients_visible_to(request.user),
-                form=data["form"],
-                identified=data.get("identified", False),
-                reason=data.get("reason", ""),
-            )
+            if data["form"] == "fhir":
+                body = exports.export_fhir(**options)
+                content_type, suffix = "application/fhir+json", "json"
+            else:
+                body = exports.export_csv(form=data["form"], **options)
+                content_type, suffix = "text/csv", "csv"
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
-            response = HttpResponse(body, content_type="text/csv; charset=utf-8")
-            name = f"rapport-scores-{data['form']}-{timezone.localdate():%Y%m%d}.csv"
+            response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+            name = f"rapport-scores-{data['form']}-{timezone.localdate():%Y%m%d}.{suffix}"
             response["Content-Disposition"] = f'attachment; filename="{name}"'
             return response
     return render(request, "alliance/export.html", {"form": form})

@@ -94,3 +94,34 @@ def test_fhir_bundle_validates_and_is_de_identified(tmp_path, rated, rate):
     )
     assert srs_response.item[0].answer[0].valueDecimal == 8.5
     assert AuditEvent.objects.get(action="export").object_id == "fhir"
+
+
+def test_the_exports_page_downloads_a_validated_fhir_bundle(client, rated):
+    from fhir.resources.R4B.bundle import Bundle
+
+    client.force_login(rated.clinician)
+    response = client.post(reverse("export"), {"form": "fhir"})
+    assert response["Content-Type"].startswith("application/fhir+json")
+    assert response["Content-Disposition"].endswith('.json"')
+    bundle = Bundle.model_validate_json(response.content)
+    kinds = [entry.resource.__resource_type__ for entry in bundle.entry]
+    assert kinds.count("QuestionnaireResponse") == 2
+    assert rated.patient.last_name.encode() not in response.content
+    event = AuditEvent.objects.get(action="export")
+    assert (event.actor, event.object_id) == (rated.clinician, "fhir")
+
+
+def test_the_exports_page_runs_a_constant_number_of_queries(
+    client, rated, rate, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(rated.clinician)
+    for form in ("long", "wide", "fhir"):
+        with CaptureQueriesContext(connection) as small:
+            client.post(reverse("export"), {"form": form})
+        for days_ago in range(3, 13):
+            rate(bond=3, days_ago=days_ago)
+        with django_assert_max_num_queries(len(small.captured_queries)):
+            assert client.post(reverse("export"), {"form": form}).status_code == 200

@@ -1,0 +1,118 @@
+"""Cohort measures and statistics from plain rows (no database)."""
+
+import datetime
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from alliance import analytics
+
+START = datetime.datetime(2025, 1, 6, 10, 0, tzinfo=datetime.UTC)
+
+
+def _at(days: float) -> datetime.datetime:
+    return START + datetime.timedelta(days=days)
+
+
+def _score(pid, code, scale, days, *, value=None, mean=None):
+    return analytics.ScoreRow(pid, code, scale, value, mean, _at(days))
+
+
+def _dosing(pid, days):
+    return analytics.DosingRow(pid, f"P-{pid:03d}", _at(days))
+
+
+def test_each_measure_is_taken_where_the_study_took_it():
+    dosings = [_dosing(1, 20), _dosing(1, 34)]
+    scores = [
+        _score(1, "wai-sr", "bond", 5, mean=3.0),
+        _score(1, "wai-sr", "bond", 15, mean=3.5),  # last before the first dosing
+        _score(1, "wai-sr", "bond", 25, mean=4.5),  # between dosings: neither
+        _score(1, "wai-sr", "bond", 40, mean=3.9),  # 6 days after the last dosing
+        _score(1, "wai-sr", "bond", 43, mean=4.8),  # 9 days: further from 7 than day 40
+        _score(1, "grid-hamd-17", "total", 0, value=22),  # baseline, before dosing
+        _score(1, "grid-hamd-17", "total", 34 + 30, value=8),  # 4 weeks (within 7 days)
+        _score(1, "grid-hamd-17", "total", 34 + 91 + 20, value=5),  # 3 months ± 14: too late
+        _score(1, "phq-9", "total", 34 + 28, value=3),  # another measure: ignored
+        _score(1, "meq-30", "total", 10, mean=4.9),  # before any dosing: ignored
+        _score(1, "meq-30", "total", 20.5, mean=3.0),
+        _score(1, "meq-30", "total", 34.5, mean=4.0),
+    ]
+    [values] = analytics.patient_measures(dosings, scores, depression="grid-hamd-17").values()
+    assert values == {
+        "prep_bond": 3.5,
+        "week_bond": 3.9,
+        "dep_4w": 8,
+        "meq_peak": 4.0,
+    }
+
+
+def test_a_patient_without_a_completed_dosing_is_not_in_the_cohort():
+    scores = [_score(2, "wai-sr", "bond", 5, mean=3.0)]
+    assert analytics.patient_measures([], scores, depression="phq-9") == {}
+
+
+def _cohort_of(prep_bonds, depressions, *, week_bonds=None):
+    dosings, scores = [], []
+    for pid, (bond, depression) in enumerate(zip(prep_bonds, depressions, strict=True), 1):
+        dosings.append(_dosing(pid, 20))
+        scores.append(_score(pid, "wai-sr", "bond", 15, mean=bond))
+        scores.append(_score(pid, "grid-hamd-17", "total", 48, value=depression))
+        if week_bonds:
+            scores.append(_score(pid, "wai-sr", "bond", 27, mean=week_bonds[pid - 1]))
+    return analytics.cohort(dosings, scores)
+
+
+def _cell(cohort, row_label, column_label):
+    for grid in cohort.grids:
+        for label, cells in grid.rows:
+            for cell in cells:
+                if label == row_label and cell.column_label == column_label:
+                    return cell
+    raise AssertionError(f"no cell {row_label} x {column_label}")
+
+
+def test_a_cell_reports_pearson_r_with_a_fisher_z_interval():
+    bonds = [2.5, 3.0, 3.25, 3.5, 4.0, 4.25, 4.75]
+    depressions = [20, 17, 18, 12, 10, 11, 4]
+    cohort = _cohort_of(bonds, depressions)
+    cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
+    expected = stats.pearsonr(bonds, depressions)
+    z, se = math.atanh(expected.statistic), 1 / math.sqrt(len(bonds) - 3)
+    assert cell.n == 7
+    assert cell.result.r == pytest.approx(expected.statistic)
+    assert cell.result.p == pytest.approx(expected.pvalue)
+    assert cell.result.ci_low == pytest.approx(math.tanh(z - 1.959964 * se), abs=1e-6)
+    assert cell.result.ci_high == pytest.approx(math.tanh(z + 1.959964 * se), abs=1e-6)
+    assert cell.result.r < -0.9
+    scatter = cohort.scatter_data()[cell.id]
+    assert sorted(scatter["x"]) == bonds
+    assert scatter["labels"][0].startswith("P-")
+    assert scatter["summary"].startswith(f"r = {expected.statistic:.2f}, n = 7")
+
+
+def test_fewer_than_five_patients_is_not_enough_data():
+    cohort = _cohort_of([2.5, 3.0, 3.5, 4.0], [20, 15, 12, 6])
+    cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
+    assert (cell.n, cell.result) == (4, None)
+    assert "Not enough data (n = 4" in cohort.scatter_data()[cell.id]["summary"]
+    missing = _cell(cohort, "Preparation alliance: total", "GRID-HAMD-17 at 4 weeks")
+    assert (missing.n, missing.result) == (0, None)
+
+
+def test_alliance_change_from_preparation_to_one_week_after_is_a_paired_t_test():
+    before = [3.0, 3.25, 3.5, 3.75, 4.0, 4.25]
+    after = [3.5, 3.5, 4.0, 3.75, 4.5, 4.75]
+    cohort = _cohort_of(before, [10] * 6, week_bonds=after)
+    bond = next(change for change in cohort.changes if change.label == "Bond")
+    expected = stats.ttest_rel(after, before)
+    diff = np.subtract(after, before)
+    assert bond.n == 6
+    assert bond.result.t == pytest.approx(expected.statistic)
+    assert bond.result.p == pytest.approx(expected.pvalue)
+    assert bond.result.cohens_d == pytest.approx(diff.mean() / diff.std(ddof=1))
+    assert bond.result.mean_change == pytest.approx(diff.mean())
+    total = next(change for change in cohort.changes if change.label == "Total")
+    assert (total.n, total.result) == (0, None)

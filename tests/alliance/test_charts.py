@@ -1,0 +1,183 @@
+"""The dashboard's figures and tables, from plain rows (no database)."""
+
+import datetime
+import json
+
+from alliance import charts
+from outcomes.scoring import get_definition
+
+DAY = datetime.datetime(2026, 3, 2, 10, 0)
+
+
+def _at(days: float) -> datetime.datetime:
+    return DAY + datetime.timedelta(days=days)
+
+
+def _wai(days, *, bond, total=4.0, session_id=None, label="Preparation 1"):
+    return charts.ResponseRow(
+        response_id=int(days * 10),
+        at=_at(days),
+        code="wai-sr",
+        definition=get_definition("wai-sr"),
+        scores={
+            "total": (total * 12, total, ""),
+            "bond": (bond * 4, bond, ""),
+            "goal": (16.0, 4.0, ""),
+            "task": (16.0, 4.0, ""),
+        },
+        extras={},
+        session_id=session_id,
+        session_label=label,
+    )
+
+
+def _total(code, days, value, band=""):
+    return charts.ResponseRow(
+        response_id=int(days * 100) + len(code),
+        at=_at(days),
+        code=code,
+        definition=get_definition(code),
+        scores={"total": (value, None, band)},
+        extras={},
+        session_id=None,
+        session_label="",
+    )
+
+
+def _acute(code, days, means: dict, *, session_id=None, extras=None):
+    return charts.ResponseRow(
+        response_id=int(days * 1000) + len(code),
+        at=_at(days),
+        code=code,
+        definition=get_definition(code),
+        scores={scale: (None, mean, "") for scale, mean in means.items()},
+        extras=extras or {},
+        session_id=session_id,
+        session_label="",
+    )
+
+
+def _facts(responses=(), sessions=(), flags=(), threshold=3.5):
+    return charts.DashboardFacts(
+        responses=list(responses),
+        sessions=list(sessions),
+        flags=list(flags),
+        bond_threshold=threshold,
+        total_threshold=3.5,
+    )
+
+
+DOSING = charts.SessionMark(session_id=9, at=_at(20), kind="dosing", label="Dosing 1", status="")
+
+
+def _plain(chart):
+    """The figure as the browser receives it (tuples become lists)."""
+    return json.loads(json.dumps(chart.figure))
+
+
+def _trace(figure, name):
+    return next(t for t in figure["data"] if t.get("name") == name)
+
+
+def test_alliance_chart_draws_each_scale_the_threshold_band_and_the_dosing_day():
+    facts = _facts(
+        [_wai(0, bond=3.0), _wai(7, bond=3.75)],
+        sessions=[
+            charts.SessionMark(1, _at(0), "preparation", "Preparation 1", "completed"),
+            DOSING,
+        ],
+        threshold=3.25,
+    )
+    chart = charts.alliance_chart(facts)
+    figure = _plain(chart)
+    assert _trace(figure, "Bond")["y"] == [3.0, 3.75]
+    assert _trace(figure, "Total")["x"] == ["2026-03-02 10:00", "2026-03-09 10:00"]
+    band = figure["layout"]["shapes"][0]
+    assert (band["type"], band["y0"], band["y1"]) == ("rect", 1, 3.25)
+    dosing_lines = [s for s in figure["layout"]["shapes"] if s["type"] == "line"]
+    assert [line["x0"] for line in dosing_lines] == ["2026-03-22 10:00"]
+    assert _trace(figure, "Dosing sessions")["marker"]["symbol"] == "diamond"
+    assert _trace(figure, "Preparation sessions")["marker"]["symbol"] == "circle"
+    ratings = chart.tables[0]
+    assert ratings.headers == ["Date", "Session", "Total", "Bond", "Goal", "Task"]
+    assert ratings.rows[0] == ["2 Mar 2026", "Preparation 1", "4", "3", "4", "4"]
+    assert ratings.rows[1][3] == "3.75"
+
+
+def test_open_and_past_flags_sit_on_the_same_time_axis_and_in_their_table():
+    flags = [
+        charts.FlagMark(_at(7), "Weak bond before dosing", "High", "Open", True, "Bond 3", "/f/1"),
+        charts.FlagMark(_at(2), "Low alliance", "Low", "Resolved", False, "SRS 30", "/f/2"),
+    ]
+    chart = charts.alliance_chart(_facts([_wai(0, bond=3.0)], flags=flags))
+    assert _trace(_plain(chart), "Open flags")["x"] == ["2026-03-09 10:00"]
+    assert _trace(_plain(chart), "Past flags")["x"] == ["2026-03-04 10:00"]
+    table = chart.tables[1]
+    assert [row[1] for row in table.rows] == ["Weak bond before dosing", "Low alliance"]
+
+
+def test_no_ratings_gives_no_figure_but_says_what_to_do():
+    chart = charts.alliance_chart(_facts())
+    assert chart.figure is None
+    assert "No WAI-SR ratings yet" in chart.empty
+    assert chart.tables[0].rows == []
+
+
+def test_depression_shows_bands_and_marks_response_and_remission_against_baseline():
+    rows = [
+        _total("phq-9", 0, 20, "Severe"),
+        _total("phq-9", 30, 9, "Mild"),  # 55% drop: response, not remission
+        _total("phq-9", 90, 4, "Minimal"),  # response and remission (below 5)
+        _total("qids-sr-16", 0, 16, "Severe"),
+        _total("qids-sr-16", 30, 12, "Moderate"),  # 25% drop: neither
+    ]
+    chart = charts.outcomes_chart(_facts(rows))
+    figure = _plain(chart)
+    bands = [s for s in figure["layout"]["shapes"] if s["type"] == "rect"]
+    assert len(bands) == 5 + 5  # PHQ-9 and QIDS-SR-16 each have five bands
+    responses = [t for t in figure["data"] if t["name"] == "Response"]
+    remissions = [t for t in figure["data"] if t["name"] == "Remission"]
+    assert [t["y"] for t in responses] == [[9, 4]]
+    assert [t["y"] for t in remissions] == [[4]]
+    outcome = {(row[1], row[0]): row[5] for row in chart.tables[0].rows}
+    assert outcome[("PHQ-9", "1 Apr 2026")] == "response"
+    assert outcome[("PHQ-9", "31 May 2026")] == "response, remission"
+    assert outcome[("QIDS-SR-16", "1 Apr 2026")] == "—"
+    changes = [row[4] for row in chart.tables[0].rows]
+    assert changes[:3] == ["baseline", "-55%", "-80%"]
+    assert any("PHQ-9" in note and "below 5" in note for note in chart.notes)
+
+
+def test_acute_experience_groups_each_dosing_and_draws_the_60_percent_line():
+    meq = {"mystical": 3.5, "positive_mood": 4.0, "transcendence": 2.5, "ineffability": 3.0}
+    rows = [
+        _acute(
+            "meq-30",
+            21,
+            meq,
+            session_id=DOSING.session_id,
+            extras={"complete_mystical_experience": False},
+        ),
+        _acute("piq", 21, {"avoidance_maladaptive": 2.5, "goals_adaptive": 3.0}),
+        _acute("ebi", 21, {"total": 62.5}),
+    ]
+    chart = charts.acute_chart(_facts(rows, sessions=[DOSING]))
+    figure = _plain(chart)
+    assert _trace(figure, "Mystical")["y"] == [70.0]
+    assert _trace(figure, "Transcendence of time and space")["y"] == [50.0]
+    assert _trace(figure, "EBI")["y"] == [62.5]
+    line = next(s for s in figure["layout"]["shapes"] if s["type"] == "line")
+    assert (line["y0"], line["y1"]) == (60, 60)
+    [row] = chart.tables[0].rows
+    assert row[0] == "Dosing 1, 22 Mar 2026"
+    assert row[1:6] == ["70", "80", "50", "60", "no"]
+    assert row[-1] == "62.5"
+
+
+def test_every_figure_is_plain_json():
+    facts = _facts(
+        [_wai(0, bond=3.0), _total("phq-9", 0, 12), _acute("ebi", 21, {"total": 50})],
+        sessions=[DOSING],
+    )
+    for chart in charts.dashboard_charts(facts):
+        assert json.loads(json.dumps(chart.figure))["data"]
