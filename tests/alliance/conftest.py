@@ -6,6 +6,7 @@ from django.utils import timezone
 from outcomes import services as outcome_services
 from sessions import services as session_services
 from sessions.models import SessionKind
+from tests.workers import queue, start_worker  # noqa: F401
 
 
 def wai_answers(bond: int, rest: int = 4) -> dict[int, int]:

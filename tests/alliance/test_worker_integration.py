@@ -6,12 +6,8 @@ killed in the middle of a task has its message redelivered, with the same result
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -23,93 +19,18 @@ from alliance.models import Flag
 from alliance.queue import enqueue_recompute
 from alliance.services import recompute_patient
 from clinic.celery import app
-from clinic.models import WorkerHeartbeat
 from outcomes import services as outcome_services
 from outcomes.models import Response
 from tests.alliance.conftest import wai_answers
+from tests.workers import _read, _test_database_url, _wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 # Committed transactions, so the worker process sees the rows; serialized rollback restores
-# the data migrations' rows (roles, instruments, protocols) that the flush removes.
+# the data migrations' rows (roles, instruments, protocols) that the flush removes. The
+# `queue` and `start_worker` fixtures come from tests/workers.py (via conftest.py).
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-
-def _test_database_url() -> str:
-    """The same server as DATABASE_URL, but the test database pytest-django created."""
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
-
-
-def _wait_for(check, *, seconds: float, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"Timed out after {seconds:.0f}s waiting for {what() if callable(what) else what}")
-
-
-def _read(log) -> str:
-    log.seek(0)
-    return log.read()[-3000:]
-
-
-@pytest.fixture
-def queue():
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    previous = app.conf.task_default_queue
-    app.conf.task_default_queue = name
-    yield name
-    app.conf.task_default_queue = previous
-
-
-@pytest.fixture
-def start_worker(queue, tmp_path):
-    """Start worker processes on this test's own queue; all are stopped at the end."""
-    started = []
-
-    def _start(name: str, **env_extra):
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "clinic.settings.test",
-            "DATABASE_URL": _test_database_url(),
-            "CELERY_QUEUE": queue,
-            **env_extra,
-        }
-        log = (tmp_path / f"{name}.log").open("w+")
-        hostname = f"{name}-{queue}@test"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "clinic", "worker", "--pool", "solo",
-             "--queues", queue, "--hostname", hostname, "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        started.append((process, log))
-        # The worker records a heartbeat in the database once it is ready.
-        _wait_for(
-            lambda: (
-                WorkerHeartbeat.objects.filter(hostname=hostname).exists()
-                or process.poll() is not None
-            ),
-            seconds=60,
-            what="the worker to start",
-        )
-        assert process.poll() is None, _read(log)
-        return process, log
-
-    yield _start
-    for process, log in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
 
 
 def _form_data(bond=2):

@@ -5,49 +5,17 @@ phone. Run with `-m browser`."""
 import shutil
 
 import pytest
-from django.db import connections
 from django.urls import reverse
 
 from outcomes import links
 from outcomes.models import Response
-from tests.factories import PASSWORD
+from tests.browser import _page, _sign_in, browser_fixture  # noqa: F401
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
     pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium"),
 ]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    playwright = pytest.importorskip("playwright.sync_api")
-    # Playwright's sync API keeps an event loop running in this thread; the test's own ORM
-    # calls are still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-        # ORM calls made while Playwright's loop runs get their own connection; close it, or
-        # the test database cannot be dropped at the end of the run.
-        connections.close_all()
-
-
-def _page(browser, **options):
-    page = browser.new_page(**options)
-    page.problems = []
-    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
-    page.on("pageerror", lambda e: page.problems.append(str(e)))
-    return page
-
-
-def _sign_in(page, live_server, user):
-    page.goto(live_server.url + reverse("login"))
-    page.fill("input[name=username]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form [type=submit]")
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def test_a_coach_enters_a_wai_sr_after_the_session_by_keyboard(
