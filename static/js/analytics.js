@@ -10,7 +10,7 @@
   function show(id) {
     const cell = cells[id];
     if (!cell) return;
-    document.querySelectorAll("[data-cell]").forEach(function (button) {
+    document.querySelectorAll("button[data-cell]").forEach(function (button) {
       button.setAttribute("aria-pressed", button.dataset.cell === id ? "true" : "false");
     });
     summary.textContent = cell.xTitle + " against " + cell.yTitle + ": " + cell.summary;
@@ -33,14 +33,14 @@
     chart.dataset.rendered = "pending";
     window.Plotly.react(chart, [trace], layout, window.RapportCharts.config).then(function () {
       chart.dataset.rendered = "true";
-      chart.dataset.cell = id;
+      chart.dataset.shownCell = id;
     });
   }
 
   if (chart.dataset.defaultCell) show(chart.dataset.defaultCell);
 
   document.addEventListener("click", function (event) {
-    const button = event.target.closest("[data-cell]");
+    const button = event.target.closest("button[data-cell]");
     if (!button) return;
     show(button.dataset.cell);
     document.getElementById("scatter").focus({ preventScroll: false });

@@ -4,22 +4,26 @@ caseload; a clinician's dashboard draws every chart under the page's CSP without
 another coach cannot tell a patient who is not theirs exists. Run with `-m browser`."""
 
 import datetime
+import io
 import re
 import shutil
 import uuid
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from alliance.models import Flag
+from clinic.models import User
 from outcomes import services as outcome_services
 from outcomes.models import Response
 from sessions import services as session_services
 from sessions.models import ProtocolStep, Session
 from tests.browser import _page, _sign_in, browser_fixture  # noqa: F401
+from tests.factories import PASSWORD
 from tests.workers import _read, _wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -199,3 +203,30 @@ def test_another_coachs_patient_is_not_found(browser, live_server, people, reque
     # Chromium logs each 404 document as a failed resource; nothing else may appear.
     assert len(page.problems) == 4, page.problems
     assert all("status of 404" in problem for problem in page.problems), page.problems
+
+
+def test_choosing_an_analytics_cell_draws_its_scatter_plot(browser, live_server, request):
+    call_command("seed_demo", patients=2, alumni=6, seed=5, stdout=io.StringIO())
+    clinician = User.objects.get(email="clinician1@rapport.test")
+    clinician.set_password(PASSWORD)  # the sign-in helper's password, not the demo one
+    clinician.save()
+    page = _page(browser, viewport={"width": 1280, "height": 900})
+    _sign_in(page, live_server, clinician)
+    page.goto(live_server.url + reverse("cohort_analytics"))
+    scatter = page.locator("#scatter-chart")
+    # It opens on the study's headline pair: preparation bond against depression at 4 weeks.
+    expect(scatter).to_have_attribute("data-shown-cell", "prep-1-0", timeout=15_000)
+    expect(page.locator("#scatter-summary")).to_contain_text(
+        "Preparation alliance: bond against GRID-HAMD-17 at 4 weeks: r = "
+    )
+    points = scatter.locator(".scatterlayer .point")
+    assert points.count() >= 5
+    # A keyboard user reaches another cell and chooses it with Enter.
+    cell = page.locator("button[data-cell='acute-0-0']")
+    cell.focus()
+    page.keyboard.press("Enter")
+    expect(scatter).to_have_attribute("data-shown-cell", "acute-0-0")
+    expect(cell).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#scatter-summary")).to_contain_text("Peak PIQ against")
+    _screenshot(page, request)
+    assert page.problems == []
