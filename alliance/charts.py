@@ -463,15 +463,18 @@ def acute_chart(facts: DashboardFacts) -> Chart:
     acute = [r for r in facts.responses if r.code in ("meq-30", "piq", "ebi")]
     by_dosing: dict[str, dict[str, ResponseRow]] = {}
     order: list[str] = []
+    # Axis labels as on the time axes (D1, D2, ...); the table spells each dosing out.
+    ticks: dict[str, str] = {}
     for response in acute:
         dosing = _dosing_for(response, dosings)
         key = f"{dosing.label}, {_day(dosing.at)}" if dosing else f"{_day(response.at)}"
         if key not in by_dosing:
             by_dosing[key] = {}
             order.append(key)
+            ticks[key] = f"D{dosings.index(dosing) + 1}" if dosing else _day(response.at)
         by_dosing[key][response.code] = response  # the latest of each per dosing
     table = Table(
-        caption="Acute experience per dosing",
+        caption="Acute experience per dosing (D1 is the first dosing, D2 the second, ...)",
         headers=["Dosing"]
         + [f"MEQ-30 {label} (% of max)" for _, label in MEQ_SCALES]
         + ["Complete mystical experience"]
@@ -483,7 +486,7 @@ def acute_chart(facts: DashboardFacts) -> Chart:
         meq, piq, ebi = rows.get("meq-30"), rows.get("piq"), rows.get("ebi")
         complete = meq.extras.get("complete_mystical_experience") if meq else None
         table.rows.append(
-            [key]
+            [f"{ticks[key]}: {key}"]
             + [_num(_percent(meq, scale), 0) if meq else "—" for scale, _ in MEQ_SCALES]
             + [{True: "yes", False: "no", None: "—"}[complete]]
             + [_num(_mean(piq, scale)) if piq else "—" for scale, _ in PIQ_SCALES]
@@ -513,7 +516,7 @@ def acute_chart(facts: DashboardFacts) -> Chart:
     for (scale, label), colour in zip(MEQ_SCALES, meq_colours, strict=True):
         figure.add_trace(
             go.Bar(
-                x=order,
+                x=[ticks[k] for k in order],
                 y=[_percent(by_dosing[k].get("meq-30"), scale) for k in order],
                 name=label,
                 marker_color=colour,
@@ -525,7 +528,7 @@ def acute_chart(facts: DashboardFacts) -> Chart:
     for (scale, label), colour in zip(PIQ_SCALES, ["#198754", "#20c997"], strict=True):
         figure.add_trace(
             go.Bar(
-                x=order,
+                x=[ticks[k] for k in order],
                 y=[_mean(by_dosing[k].get("piq"), scale) for k in order],
                 name=f"PIQ {label}",
                 marker_color=colour,
@@ -536,7 +539,7 @@ def acute_chart(facts: DashboardFacts) -> Chart:
         )
     figure.add_trace(
         go.Bar(
-            x=order,
+            x=[ticks[k] for k in order],
             y=[_mean(by_dosing[k].get("ebi"), "total") for k in order],
             name="EBI",
             marker_color="#0d6efd",

@@ -169,7 +169,8 @@ def test_acute_experience_groups_each_dosing_and_draws_the_60_percent_line():
     line = next(s for s in figure["layout"]["shapes"] if s["type"] == "line")
     assert (line["y0"], line["y1"]) == (60, 60)
     [row] = chart.tables[0].rows
-    assert row[0] == "Dosing 1, 22 Mar 2026"
+    assert row[0] == "D1: Dosing 1, 22 Mar 2026"
+    assert _trace(figure, "EBI")["x"] == ["D1"]
     assert row[1:6] == ["70", "80", "50", "60", "no"]
     assert row[-1] == "62.5"
 
