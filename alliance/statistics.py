@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 MIN_N = 5
 
@@ -34,6 +33,14 @@ class PairedChange:
     cohens_d: float
 
 
+def _stats():
+    # scipy.stats takes most of a second to import; loaded on first use so that the worker,
+    # every management command and every web process do not pay for it at start-up.
+    from scipy import stats
+
+    return stats
+
+
 def _pairs(xs, ys):
     x = np.asarray(xs, dtype=float)
     y = np.asarray(ys, dtype=float)
@@ -49,11 +56,11 @@ def pearson(xs, ys, *, confidence: float = 0.95) -> Correlation | None:
     n = len(x)
     if n < MIN_N or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    result = stats.pearsonr(x, y)
+    result = _stats().pearsonr(x, y)
     r = float(result.statistic)
     # Fisher z: atanh(r) is about normal with standard error 1/sqrt(n-3).
     z = math.atanh(max(min(r, 0.999999), -0.999999))
-    half = stats.norm.ppf(0.5 + confidence / 2) / math.sqrt(n - 3)
+    half = _stats().norm.ppf(0.5 + confidence / 2) / math.sqrt(n - 3)
     return Correlation(
         r=r,
         n=n,
@@ -73,7 +80,7 @@ def paired_change(before, after) -> PairedChange | None:
     sd = float(np.std(diff, ddof=1))
     if sd == 0:
         return None
-    result = stats.ttest_rel(y, x)
+    result = _stats().ttest_rel(y, x)
     return PairedChange(
         n=n,
         mean_before=float(np.mean(x)),
