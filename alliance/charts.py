@@ -99,7 +99,6 @@ class DashboardFacts:
     sessions: list[SessionMark]
     flags: list[FlagMark]
     bond_threshold: float
-    total_threshold: float
 
 
 @dataclass
@@ -181,10 +180,6 @@ def _dosing_lines(dosings: list[SessionMark]) -> tuple[list[dict], list[dict]]:
             }
         )
     return shapes, notes
-
-
-def _figure_json(figure: go.Figure) -> dict:
-    return figure.to_plotly_json()
 
 
 def alliance_chart(facts: DashboardFacts) -> Chart:
@@ -305,7 +300,7 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
             xaxis={"type": "date", "title": ""},
         )
     )
-    chart.figure = _figure_json(figure)
+    chart.figure = figure.to_plotly_json()
     return chart
 
 
@@ -444,7 +439,7 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
             chart.notes.append(f"{label}: {source}")
     figure.update_layout(**_layout(height=260 * len(present) + 80, shapes=shapes))
     figure.update_xaxes(type="date")
-    chart.figure = _figure_json(figure)
+    chart.figure = figure.to_plotly_json()
     return chart
 
 
@@ -560,7 +555,7 @@ def acute_chart(facts: DashboardFacts) -> Chart:
     figure.update_yaxes(range=[0, 5], row=1, col=2)
     figure.update_yaxes(range=[0, 100], row=1, col=3)
     figure.update_layout(**_layout(height=420, barmode="group"))
-    chart.figure = _figure_json(figure)
+    chart.figure = figure.to_plotly_json()
     return chart
 
 

@@ -455,7 +455,6 @@ def dashboard_facts(*, patient: Patient) -> charts.DashboardFacts:
         sessions=sessions,
         flags=flags,
         bond_threshold=rule.weak_bond_below,
-        total_threshold=rule.wai_total_below,
     )
 
 

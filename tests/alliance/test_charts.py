@@ -63,7 +63,6 @@ def _facts(responses=(), sessions=(), flags=(), threshold=3.5):
         sessions=list(sessions),
         flags=list(flags),
         bond_threshold=threshold,
-        total_threshold=3.5,
     )
 
 
