@@ -5,7 +5,7 @@ import qrcode
 import qrcode.image.svg
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
@@ -31,10 +31,10 @@ from .forms import (
     ReassignmentForm,
     StatusChangeForm,
     TokenForm,
-    apply_service_errors,
 )
 from .health import health
 from .models import Patient
+from .pages import form_page
 
 PAGE_SIZE = 25
 
@@ -101,21 +101,19 @@ def patient_detail(request, public_id):
 
 
 def _form_page(request, form, *, save, success, title, patient=None, next_url=None):
-    """GET shows the form; a valid POST calls `save(cleaned_data)` (a service).
-
-    A service's ValidationError re-shows the form with what was typed and the message next to
-    its field; success flashes `success(result)` and goes to the patient (or `next_url`).
-    """
-    if request.method == "POST" and form.is_valid():
-        try:
-            result = save(form.cleaned_data)
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, success(result))
-            target = next_url(result) if next_url else None
-            return redirect(target or reverse("patient_detail", args=[patient.public_id]))
-    return render(request, "clinic/form.html", {"form": form, "title": title, "patient": patient})
+    """A form page that goes back to the patient (or to `next_url(result)`)."""
+    return form_page(
+        request,
+        form,
+        save=save,
+        success=success,
+        redirect_to=lambda result: (
+            (next_url(result) if next_url else None)
+            or reverse("patient_detail", args=[patient.public_id])
+        ),
+        template="clinic/form.html",
+        context={"title": title, "patient": patient},
+    )
 
 
 @login_required

@@ -11,6 +11,7 @@ from alliance.selectors import flag_badges, readiness, with_flags_and_readiness
 from clinic import access
 from clinic.forms import apply_service_errors
 from clinic.models import Patient, Program
+from clinic.pages import form_page
 from clinic.selectors import coaches
 from clinic.services import record_patient_view
 from outcomes.selectors import due_for_session
@@ -31,15 +32,16 @@ def _session(request, public_id):
 
 
 def _form_page(request, form, *, session, save, success, title, template="sessions/form.html"):
-    if request.method == "POST" and form.is_valid():
-        try:
-            save(form.cleaned_data)
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, success)
-            return redirect("session_detail", public_id=session.public_id)
-    return render(request, template, {"form": form, "session": session, "title": title})
+    """A form page about one session that goes back to it."""
+    return form_page(
+        request,
+        form,
+        save=save,
+        success=lambda result: success,
+        redirect_to=lambda result: reverse("session_detail", args=[session.public_id]),
+        template=template,
+        context={"session": session, "title": title},
+    )
 
 
 @login_required

@@ -1,0 +1,24 @@
+"""The one form-page pattern every app's create/edit pages share."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+
+from .forms import apply_service_errors
+
+
+def form_page(request, form, *, save, success, redirect_to, template, context):
+    """GET shows the form; a valid POST calls `save(cleaned_data)` (a service).
+
+    A service's ValidationError re-shows the form with what was typed and the message next to
+    its field; success flashes `success(result)` and redirects to `redirect_to(result)`.
+    """
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = save(form.cleaned_data)
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            messages.success(request, success(result))
+            return redirect(redirect_to(result))
+    return render(request, template, {"form": form, **context})
