@@ -23,6 +23,17 @@ from clinic.models import WorkerHeartbeat
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def waiting_on_a_lock() -> bool:
+    """Whether some connection to the test database is blocked on a row lock: proof that a
+    second transaction (or a worker) reached the point where it must wait."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
 def _test_database_url() -> str:
     """The same server as DATABASE_URL, but the test database pytest-django created."""
     parts = urlsplit(os.environ["DATABASE_URL"])

@@ -11,7 +11,6 @@ import uuid
 
 import psycopg
 import pytest
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,7 +21,7 @@ from clinic.celery import app
 from outcomes import services as outcome_services
 from outcomes.models import Response
 from tests.alliance.conftest import wai_answers
-from tests.workers import _read, _test_database_url, _wait_for
+from tests.workers import _read, _test_database_url, _wait_for, waiting_on_a_lock
 
 # Committed transactions, so the worker process sees the rows; serialized rollback restores
 # the data migrations' rows (roles, instruments, protocols) that the flush removes. The
@@ -68,15 +67,6 @@ def test_weak_wai_sr_through_the_web_form_raises_weak_bond_in_a_worker(
     )
 
 
-def _waiting_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0] > 0
-
-
 def _queue_length(queue: str) -> int:
     with app.connection_for_write() as conn:
         return conn.default_channel.client.llen(queue)
@@ -114,7 +104,7 @@ def test_a_worker_killed_mid_task_has_its_message_redelivered(
         )
         enqueue_recompute(patient_ids=[people.patient.pk])
         _wait_for(
-            _waiting_on_a_lock,
+            waiting_on_a_lock,
             seconds=20,
             what=lambda: "the worker to start the task; log:\n" + _read(log),
         )

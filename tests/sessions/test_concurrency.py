@@ -12,19 +12,11 @@ from django.utils import timezone
 from sessions import services
 from sessions.models import Session
 from tests.factories import EnrolmentFactory
+from tests.workers import waiting_on_a_lock
 
 # Committed transactions on two connections; serialized rollback restores the shipped
 # protocols (loaded by a data migration) for the tests that run after this one.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def _waiting_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0] > 0
 
 
 def test_two_simultaneous_bookings_of_one_coach_write_one_session(people):
@@ -61,9 +53,9 @@ def test_two_simultaneous_bookings_of_one_coach_write_one_session(people):
     second = threading.Thread(target=book, args=(1,))
     second.start()
     deadline = timezone.now() + datetime.timedelta(seconds=10)
-    while not _waiting_on_a_lock() and timezone.now() < deadline:
+    while not waiting_on_a_lock() and timezone.now() < deadline:
         threading.Event().wait(0.05)
-    assert _waiting_on_a_lock(), "the second booking should wait for the first one's locks"
+    assert waiting_on_a_lock(), "the second booking should wait for the first one's locks"
     second_is_waiting.set()
     first.join(10)
     second.join(10)
