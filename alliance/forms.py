@@ -1,11 +1,14 @@
+from urllib.parse import urlencode
+
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
 
 from clinic.models import Program
+from clinic.selectors import coaches
 
 from . import analytics
-from .models import FlagRule
+from .models import Flag, FlagRule
 
 
 class ResolveForm(forms.Form):
@@ -20,6 +23,53 @@ class ResolveForm(forms.Form):
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.add_input(Submit("resolve", "Resolve flag"))
+
+
+class SignOffForm(forms.Form):
+    note = forms.CharField(
+        label="Why the dosing should go ahead",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="Required when risks are listed. It is kept with your name in the record.",
+    )
+
+    def __init__(self, *args, has_risks: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["note"].required = has_risks
+        if not has_risks:
+            self.fields["note"].label = "Note (optional)"
+            self.fields["note"].help_text = ""
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.add_input(
+            Submit("sign", "Confirm despite these risks" if has_risks else "Mark ready")
+        )
+
+
+class WorklistFilterForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[("", "All kinds"), *Flag.Kind.choices], required=False, label="Kind"
+    )
+    program = forms.ModelChoiceField(
+        queryset=Program.objects.order_by("name"), required=False, empty_label="All programs"
+    )
+    coach = forms.ModelChoiceField(queryset=None, required=False, empty_label="All coaches")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["coach"].queryset = coaches()
+        self.fields["coach"].label_from_instance = lambda user: user.display_name
+        for field in self.fields.values():
+            field.widget.attrs["class"] = "form-select"
+
+    def query_string(self) -> str:
+        """The chosen filters, for the pagination links."""
+        chosen = {
+            name: (value.pk if hasattr(value, "pk") else value)
+            for name, value in self.cleaned_data.items()
+            if value
+        }
+        return urlencode(chosen)
 
 
 class FlagRuleForm(forms.ModelForm):

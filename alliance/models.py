@@ -1,3 +1,4 @@
+import dataclasses
 import uuid
 
 from django.conf import settings
@@ -8,6 +9,8 @@ from django.db.models import Q
 from clinic.models import Patient, Program
 
 from . import rules
+
+DEFAULTS = rules.Thresholds()
 
 
 def _between(low, high):
@@ -24,31 +27,41 @@ class FlagRule(models.Model):
         Program, null=True, blank=True, on_delete=models.PROTECT, related_name="flag_rule"
     )
     weak_bond_below = models.FloatField(
-        "weak bond: WAI-SR bond mean below", default=3.5, validators=_between(1, 5)
+        "weak bond: WAI-SR bond mean below",
+        default=DEFAULTS.weak_bond_below,
+        validators=_between(1, 5),
     )
     weak_bond_days_before_dosing = models.PositiveSmallIntegerField(
-        "weak bond: days before dosing", default=14, validators=_between(1, 60)
+        "weak bond: days before dosing",
+        default=DEFAULTS.weak_bond_days_before_dosing,
+        validators=_between(1, 60),
     )
     percentile = models.PositiveSmallIntegerField(
-        "weak bond: clinic percentile", default=20, validators=_between(1, 99)
+        "weak bond: clinic percentile", default=DEFAULTS.percentile, validators=_between(1, 99)
     )
     percentile_min_ratings = models.PositiveSmallIntegerField(
         "weak bond: ratings needed before the percentile applies",
-        default=30,
+        default=DEFAULTS.percentile_min_ratings,
         validators=_between(5, 10000),
     )
     bond_drop_rci = models.FloatField(
-        "bond drop: fall larger than (bond mean points)", default=0.5, validators=_between(0.1, 4)
+        "bond drop: fall larger than (bond mean points)",
+        default=DEFAULTS.bond_drop_rci,
+        validators=_between(0.1, 4),
     )
     missing_hours_before_dosing = models.PositiveSmallIntegerField(
-        "missing rating: hours before dosing", default=72, validators=_between(1, 336)
+        "missing rating: hours before dosing",
+        default=DEFAULTS.missing_hours_before_dosing,
+        validators=_between(1, 336),
     )
-    srs_below = models.FloatField("SRS total below", default=36.0, validators=_between(0, 40))
+    srs_below = models.FloatField(
+        "SRS total below", default=DEFAULTS.srs_below, validators=_between(0, 40)
+    )
     srs_drop = models.FloatField(
-        "SRS drop of at least (points)", default=1.0, validators=_between(0.1, 40)
+        "SRS drop of at least (points)", default=DEFAULTS.srs_drop, validators=_between(0.1, 40)
     )
     wai_total_below = models.FloatField(
-        "WAI-SR total mean below", default=3.5, validators=_between(1, 5)
+        "WAI-SR total mean below", default=DEFAULTS.wai_total_below, validators=_between(1, 5)
     )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
@@ -74,18 +87,10 @@ class FlagRule(models.Model):
     def __str__(self):
         return f"Flag thresholds for {self.program or 'the clinic (default)'}"
 
+    FIELDS = tuple(f.name for f in dataclasses.fields(rules.Thresholds))
+
     def thresholds(self) -> rules.Thresholds:
-        return rules.Thresholds(
-            weak_bond_below=self.weak_bond_below,
-            weak_bond_days_before_dosing=self.weak_bond_days_before_dosing,
-            percentile=self.percentile,
-            percentile_min_ratings=self.percentile_min_ratings,
-            bond_drop_rci=self.bond_drop_rci,
-            missing_hours_before_dosing=self.missing_hours_before_dosing,
-            srs_below=self.srs_below,
-            srs_drop=self.srs_drop,
-            wai_total_below=self.wai_total_below,
-        )
+        return rules.Thresholds(**{name: getattr(self, name) for name in self.FIELDS})
 
 
 class Flag(models.Model):
@@ -95,6 +100,7 @@ class Flag(models.Model):
         ALLIANCE_MISSING = rules.Kind.ALLIANCE_MISSING, "No alliance rating before dosing"
         LOW_ALLIANCE = rules.Kind.LOW_ALLIANCE, "Low alliance"
         SAFETY = rules.Kind.SAFETY, "Safety"
+        SAFETY_UNANSWERED = rules.Kind.SAFETY_UNANSWERED, "Safety item not answered"
 
     class Severity(models.TextChoices):
         LOW = rules.Severity.LOW, "Low"
@@ -106,7 +112,7 @@ class Flag(models.Model):
         OPEN = "open", "Open"
         ACKNOWLEDGED = "acknowledged", "Acknowledged"
         RESOLVED = "resolved", "Resolved"
-        AUTO_RESOLVED = "auto_resolved", "Cleared by a newer rating"
+        AUTO_RESOLVED = "auto_resolved", "Cleared automatically"
 
     UNRESOLVED = (Status.OPEN, Status.ACKNOWLEDGED)
     SEVERITY_RANK = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
@@ -135,6 +141,9 @@ class Flag(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     resolution_note = models.TextField(blank=True)
+    # For a flag a person resolved: the rule still finds the very same condition (same
+    # ratings, same dosing), so the dosing stays at risk until a newer rating clears it.
+    still_applies = models.BooleanField(default=False)
     # Claimed with a conditional update so that exactly one worker sends the e-mail.
     notified_at = models.DateTimeField(null=True, blank=True)
 
@@ -160,3 +169,37 @@ class Flag(models.Model):
     @property
     def is_unresolved(self) -> bool:
         return self.status in self.UNRESOLVED
+
+
+class DosingSignOff(models.Model):
+    """A clinician's "go ahead" for one dosing, with the risks they saw and accepted.
+
+    It covers exactly the risks it lists (`alliance.readiness`): a risk that appears later
+    puts the dosing at risk again.
+    """
+
+    dosing_session = models.ForeignKey(
+        "clinic_sessions.Session", on_delete=models.PROTECT, related_name="sign_offs"
+    )
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    signed_at = models.DateTimeField()
+    note = models.TextField(blank=True)
+    # [{"key": ..., "text": ...}] as shown when signing.
+    risks = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-signed_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(risks=[]) | ~Q(note=""), name="signoff_with_risks_has_note"
+            )
+        ]
+
+    def __str__(self):
+        return f"Sign-off for dosing {self.dosing_session_id} at {self.signed_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def risk_keys(self) -> frozenset[str]:
+        return frozenset(r["key"] for r in self.risks)

@@ -16,6 +16,7 @@ class Kind(StrEnum):
     ALLIANCE_MISSING = "alliance_missing"
     LOW_ALLIANCE = "low_alliance"
     SAFETY = "safety"
+    SAFETY_UNANSWERED = "safety_unanswered"
 
 
 class Severity(StrEnum):
@@ -58,6 +59,17 @@ class SafetyHit:
 
 
 @dataclass(frozen=True)
+class SafetyGap:
+    """A safety item (PHQ-9 item 9, ...) left unanswered in a response that was saved."""
+
+    response_id: int
+    at: datetime.datetime
+    instrument: str
+    item: int
+    total_given: bool
+
+
+@dataclass(frozen=True)
 class Dosing:
     session_id: int
     start: datetime.datetime
@@ -65,7 +77,8 @@ class Dosing:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Per-program settings (FlagRule); defaults are DESIGN §5's."""
+    """Per-program settings: every field is a `FlagRule` column of the same name, and these
+    defaults (DESIGN §5) are the only place the default values are written."""
 
     weak_bond_below: float = 3.5
     weak_bond_days_before_dosing: int = 14
@@ -84,6 +97,7 @@ class Facts:
     alliance: list[AlliancePoint] = field(default_factory=list)
     srs: list[SrsPoint] = field(default_factory=list)
     safety: list[SafetyHit] = field(default_factory=list)
+    safety_unanswered: list[SafetyGap] = field(default_factory=list)
     dosings: list[Dosing] = field(default_factory=list)  # scheduled, not cancelled
     preparations: list[datetime.datetime] = field(default_factory=list)  # completed, start times
     clinic_bond_percentile: float | None = None  # the clinic's Nth percentile of bond means
@@ -92,6 +106,8 @@ class Facts:
 
 @dataclass(frozen=True)
 class Decision:
+    """A flag that should be open, with its evidence (see `basis`)."""
+
     kind: Kind
     severity: Severity
     dosing_session_id: int | None
@@ -292,12 +308,57 @@ def safety(facts: Facts, t: Thresholds) -> list[Decision]:
     ]
 
 
-RULES = (weak_bond, bond_drop, alliance_missing, low_alliance, safety)
+def safety_unanswered(facts: Facts, t: Thresholds) -> list[Decision]:
+    """A skipped self-harm item is not a "no": someone must ask the patient."""
+    if not facts.safety_unanswered:
+        return []
+    gaps = sorted(facts.safety_unanswered, key=lambda g: (g.at, g.response_id, g.item))
+    return [
+        Decision(
+            Kind.SAFETY_UNANSWERED,
+            Severity.HIGH,
+            None,
+            {
+                "gaps": [
+                    {
+                        "instrument": g.instrument,
+                        "item": g.item,
+                        "total_given": g.total_given,
+                        "at": _iso(g.at),
+                        "response_id": g.response_id,
+                    }
+                    for g in gaps
+                ]
+            },
+        )
+    ]
+
+
+RULES = (weak_bond, bond_drop, alliance_missing, low_alliance, safety, safety_unanswered)
 
 # A safety flag stays until a person resolves it; the others clear when the condition does.
+# (A skipped safety item stays too: only a person who asked the patient can close it.)
 AUTO_RESOLVING = frozenset(
     {Kind.WEAK_BOND, Kind.BOND_DROP, Kind.ALLIANCE_MISSING, Kind.LOW_ALLIANCE}
 )
+
+
+def basis(kind: str, evidence: dict) -> tuple:
+    """The very condition a flag rests on: which ratings or answers, before which dosing.
+
+    Thresholds and the clinic's percentile are left out, so a person who resolved a flag has
+    dealt with that condition until a newer rating (a new basis) says otherwise.
+    """
+    if kind == Kind.WEAK_BOND:
+        return (evidence.get("response_id"), evidence.get("dosing_at"))
+    if kind == Kind.BOND_DROP:
+        return tuple(evidence.get("response_ids", []))
+    if kind == Kind.ALLIANCE_MISSING:
+        return (evidence.get("last_preparation_at"), evidence.get("dosing_at"))
+    if kind == Kind.LOW_ALLIANCE:
+        return tuple(sorted((r["measure"], r["response_id"]) for r in evidence.get("reasons", [])))
+    entries = evidence.get("hits") or evidence.get("gaps") or []
+    return tuple(sorted({e["response_id"] for e in entries}))
 
 
 def evaluate(facts: Facts, thresholds: Thresholds) -> list[Decision]:

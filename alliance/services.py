@@ -10,16 +10,17 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, Patient
 from clinic.roles import Role
+from sessions.models import Session
 
 from . import rules, selectors
-from .models import Flag, FlagRule
+from .models import DosingSignOff, Flag, FlagRule
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +32,30 @@ def thresholds_for(*, patient: Patient) -> rules.Thresholds:
 
 
 @transaction.atomic
-def recompute_patient(*, patient_id: int, now=None) -> dict:
+def recompute_patient(*, patient_id: int, now=None, clinic_bonds=None) -> dict:
+    """`clinic_bonds` ({percentile: (value, ratings)}) lets a sweep compute the clinic's
+    percentiles once for every patient; without it they are read for this patient's rule."""
     now = now or timezone.now()
     # One recompute per patient at a time; a second waits and then sees the first's rows.
     patient = Patient.objects.select_for_update().get(pk=patient_id)
-    facts = selectors.flag_facts(patient=patient, now=now)
-    decisions = {d.key: d for d in rules.evaluate(facts, thresholds_for(patient=patient))}
+    thresholds = thresholds_for(patient=patient)
+    if clinic_bonds is None or thresholds.percentile not in clinic_bonds:
+        clinic_bonds = selectors.clinic_bond_percentiles([thresholds.percentile])
+    facts = selectors.flag_facts(
+        patient=patient, now=now, clinic_bond=clinic_bonds[thresholds.percentile]
+    )
+    decisions = {d.key: d for d in rules.evaluate(facts, thresholds)}
 
     unresolved = {
         (f.kind, f.dosing_session_id): f
-        for f in Flag.objects.select_for_update().filter(
-            patient=patient, status__in=Flag.UNRESOLVED
-        )
+        for f in Flag.objects.select_for_update(of=("self",))
+        .select_related("dosing_session")
+        .filter(patient=patient, status__in=Flag.UNRESOLVED)
     }
+    resolved_by_people = list(
+        Flag.objects.select_for_update().filter(patient=patient, status=Flag.Status.RESOLVED)
+    )
+    still_applying: set[int] = set()
     created, updated, cleared = [], [], []
     for key, decision in decisions.items():
         flag = unresolved.get(key)
@@ -54,7 +66,10 @@ def recompute_patient(*, patient_id: int, now=None) -> dict:
                 flag.save(update_fields=["evidence", "severity", "updated_at"])
                 updated.append(flag)
             continue
-        if _already_resolved_by_a_person(patient=patient, decision=decision):
+        same = _resolved_with_same_basis(resolved_by_people, decision)
+        if same is not None:
+            # A person dealt with this very condition: no new flag, but it still holds.
+            still_applying.add(same.pk)
             continue
         created.append(
             Flag.objects.create(
@@ -70,8 +85,14 @@ def recompute_patient(*, patient_id: int, now=None) -> dict:
         if key not in decisions and rules.Kind(flag.kind) in rules.AUTO_RESOLVING:
             flag.status = Flag.Status.AUTO_RESOLVED
             flag.resolved_at = now
-            flag.save(update_fields=["status", "resolved_at", "updated_at"])
+            flag.resolution_note = _why_cleared(flag)
+            flag.save(update_fields=["status", "resolved_at", "resolution_note", "updated_at"])
             cleared.append(flag)
+    for flag in resolved_by_people:
+        holds = flag.pk in still_applying
+        if flag.still_applies != holds:
+            flag.still_applies = holds
+            flag.save(update_fields=["still_applies", "updated_at"])
 
     if created:
         ids = [f.pk for f in created]
@@ -79,18 +100,48 @@ def recompute_patient(*, patient_id: int, now=None) -> dict:
     return {"created": created, "updated": updated, "cleared": cleared}
 
 
-def _already_resolved_by_a_person(*, patient, decision: rules.Decision) -> bool:
-    """A person resolved this very condition (same evidence): do not raise it again.
+def _why_cleared(flag: Flag) -> str:
+    dosing = flag.dosing_session
+    if dosing is not None and dosing.status == Session.Status.CANCELLED:
+        return f"The dosing was cancelled: {dosing.status_reason or 'no reason given'}."
+    if dosing is not None and dosing.status != Session.Status.SCHEDULED:
+        return f"The dosing is {dosing.get_status_display().lower()}."
+    return "The condition no longer holds."
 
-    New evidence (a newer rating, another safety answer) raises a new flag.
+
+def recompute_patients(*, patient_ids, now=None) -> tuple[dict[str, int], list[int]]:
+    """Recompute many patients, each in its own transaction, with the clinic's percentiles
+    read once. Returns the totals and the ids whose recompute failed (the next sweep retries
+    them; nothing is half-written because each patient is one transaction)."""
+    clinic_bonds = selectors.clinic_bond_percentiles(selectors.rule_percentiles())
+    totals = {"created": 0, "updated": 0, "cleared": 0}
+    failed = []
+    for patient_id in patient_ids:
+        try:
+            result = recompute_patient(patient_id=patient_id, now=now, clinic_bonds=clinic_bonds)
+        except DatabaseError:
+            failed.append(patient_id)
+            log.exception("Recompute failed for patient id %s; the next sweep retries.", patient_id)
+            continue
+        for key, flags in result.items():
+            totals[key] += len(flags)
+    return totals, failed
+
+
+def _resolved_with_same_basis(resolved: list[Flag], decision: rules.Decision) -> Flag | None:
+    """The flag a person resolved for this very condition (same kind, dosing and basis).
+
+    New evidence (a newer rating, another safety answer) is a new basis: a new flag.
     """
-    return Flag.objects.filter(
-        patient=patient,
-        kind=decision.kind.value,
-        dosing_session_id=decision.dosing_session_id,
-        status=Flag.Status.RESOLVED,
-        evidence=decision.evidence,
-    ).exists()
+    wanted = rules.basis(decision.kind, decision.evidence)
+    for flag in resolved:
+        if (
+            flag.kind == decision.kind.value
+            and flag.dosing_session_id == decision.dosing_session_id
+            and rules.basis(flag.kind, flag.evidence) == wanted
+        ):
+            return flag
+    return None
 
 
 def enqueue_notifications(*, flag_ids: list[int]) -> None:
@@ -170,8 +221,18 @@ def flag_resolve(*, actor, flag: Flag, note: str) -> Flag:
     flag.resolved_at = timezone.now()
     flag.resolved_by = actor
     flag.resolution_note = note
+    # Resolving records what a person did; it does not raise a weak bond. Until a newer
+    # rating clears the condition (the next recompute says so), the dosing stays at risk.
+    flag.still_applies = rules.Kind(flag.kind) in rules.AUTO_RESOLVING
     flag.save(
-        update_fields=["status", "resolved_at", "resolved_by", "resolution_note", "updated_at"]
+        update_fields=[
+            "status",
+            "resolved_at",
+            "resolved_by",
+            "resolution_note",
+            "still_applies",
+            "updated_at",
+        ]
     )
     audit_record(
         actor=actor,
@@ -185,9 +246,87 @@ def flag_resolve(*, actor, flag: Flag, note: str) -> Flag:
 
 @transaction.atomic
 def flag_rule_update(*, actor, rule: FlagRule, **values) -> FlagRule:
+    """Change a program's thresholds (or the clinic default): validated as a whole, audited
+    with old and new values, and the patients it applies to are recomputed once committed.
+    Invalid values change nothing and recompute nothing."""
+    unknown = set(values) - set(FlagRule.FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown threshold(s): {', '.join(sorted(unknown))}.")
+    if rule.pk:
+        # Read the stored values: a bound ModelForm has already written the typed ones on
+        # the instance it was given.
+        rule = FlagRule.objects.select_for_update().get(pk=rule.pk)
+    before = {name: getattr(rule, name) for name in FlagRule.FIELDS} if rule.pk else {}
     for name, value in values.items():
         setattr(rule, name, value)
     rule.updated_by = actor
     rule.full_clean()
     rule.save()
+    changed = {
+        name: {"old": before.get(name), "new": getattr(rule, name)}
+        for name in FlagRule.FIELDS
+        if before.get(name) != getattr(rule, name)
+    }
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE if before else AuditEvent.Action.CREATE,
+        target=rule,
+        detail={"program": rule.program_id, "thresholds": changed},
+    )
+    if changed:
+        rule_id = rule.pk
+        transaction.on_commit(lambda: enqueue_rule_recompute(rule_id=rule_id), robust=True)
     return rule
+
+
+def enqueue_rule_recompute(*, rule_id: int) -> None:
+    from .tasks import recompute_for_rule
+
+    try:
+        recompute_for_rule.apply_async(args=[rule_id], retry=False)
+    except Exception:  # broker down: the nightly sweep recomputes everyone
+        log.warning("Could not queue the recompute for flag rule %s; the sweep will.", rule_id)
+
+
+def recompute_for_rule(*, rule_id: int) -> tuple[dict[str, int], list[int]]:
+    rule = FlagRule.objects.get(pk=rule_id)
+    return recompute_patients(patient_ids=selectors.patients_under_rule(rule=rule))
+
+
+@transaction.atomic
+def dosing_sign_off(*, actor, dosing: Session, note: str = "") -> DosingSignOff:
+    """Mark a dosing ready. With any risk, the risks are recorded with the signer's note
+    (required); the same risks signed twice (two tabs, a double click) make one sign-off."""
+    dosing = Session.objects.select_for_update().get(pk=dosing.pk)
+    if not dosing.is_dosing or dosing.enrolment_id is None:
+        raise ValidationError("Only an individual dosing session can be marked ready.")
+    if dosing.status != Session.Status.SCHEDULED:
+        raise ValidationError(f"This dosing is {dosing.get_status_display().lower()}.")
+    answer = selectors.readiness_of(dosing)
+    note = (note or "").strip()
+    if answer.risks and not note:
+        raise ValidationError(
+            {"note": "Say why the dosing should go ahead despite the risks listed."}
+        )
+    latest = dosing.sign_offs.order_by("-signed_at", "-id").first()
+    if latest is not None and latest.risk_keys == answer.risk_keys:
+        return latest
+    sign_off = DosingSignOff.objects.create(
+        dosing_session=dosing,
+        signed_by=actor,
+        signed_at=timezone.now(),
+        note=note,
+        risks=[{"key": r.key, "text": r.text} for r in answer.risks],
+    )
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=dosing,
+        patient=dosing.enrolment.patient,
+        detail={
+            "ready": "confirmed despite risks" if answer.risks else "ready",
+            "risks": [r.text for r in answer.risks],
+            "note": note,
+        },
+    )
+    return sign_off

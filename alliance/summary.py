@@ -72,4 +72,11 @@ def summarise(kind: str, evidence: dict) -> str:
             for h in evidence.get("hits", [])
         ]
         return "Safety item: " + "; ".join(hits) + ". Contact the patient today."
+    if kind == "safety_unanswered":
+        gaps = [
+            f"{g['instrument'].upper()} item {g['item']} left unanswered on {_day(g['at'])}"
+            + (" (a prorated total was still given)" if g.get("total_given") else "")
+            for g in evidence.get("gaps", [])
+        ]
+        return "Safety item skipped: " + "; ".join(gaps) + ". Ask the patient about it."
     return ""

@@ -1,13 +1,9 @@
 """Thin Celery tasks: ids in, one service call, retries on database trouble."""
 
-import logging
-
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 
 from . import selectors, services
-
-log = logging.getLogger(__name__)
 
 _RETRY = {
     "autoretry_for": (OperationalError, InterfaceError),
@@ -25,22 +21,23 @@ def recompute_patient(patient_id: int) -> dict:
     return {key: [f.pk for f in flags] for key, flags in result.items()}
 
 
+@shared_task(name="alliance.recompute_for_rule", **_RETRY)
+def recompute_for_rule(rule_id: int) -> int:
+    """After a threshold change: the patients that rule applies to, in one message."""
+    _totals, failed = services.recompute_for_rule(rule_id=rule_id)
+    return len(failed)
+
+
 @shared_task(name="alliance.notify_flags", **_RETRY)
 def notify_flags(flag_ids: list[int]) -> int:
     return sum(services.notify_flag(flag_id=flag_id) for flag_id in flag_ids)
 
 
 def _sweep(patient_ids) -> int:
-    failed = 0
-    for patient_id in patient_ids:
-        try:
-            services.recompute_patient(patient_id=patient_id)
-        except DatabaseError:
-            failed += 1
-            log.exception("Recompute failed for patient id %s; the next sweep retries.", patient_id)
+    _totals, failed = services.recompute_patients(patient_ids=patient_ids)
     for flag_id in selectors.unnotified_flag_ids():
         services.notify_flag(flag_id=flag_id)
-    return failed
+    return len(failed)
 
 
 @shared_task(name="alliance.sweep_upcoming_dosing", acks_late=True)
@@ -51,5 +48,6 @@ def sweep_upcoming_dosing() -> int:
 
 @shared_task(name="alliance.sweep_all", acks_late=True)
 def sweep_all() -> int:
-    """Nightly: every patient in care, so a lost message is a late flag, never a missing one."""
-    return _sweep(selectors.patients_in_care_ids())
+    """Nightly: every patient in care and anyone with a flag still open, so a lost message
+    is a late flag, never a missing one."""
+    return _sweep(selectors.patients_to_sweep_ids())

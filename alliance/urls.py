@@ -3,6 +3,7 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
+    path("flags/", views.flag_worklist, name="flag_worklist"),
     path("flags/<uuid:public_id>/", views.flag_detail, name="flag_detail"),
     path("flags/<uuid:public_id>/acknowledge/", views.flag_acknowledge, name="flag_acknowledge"),
     path("flags/<uuid:public_id>/resolve/", views.flag_resolve, name="flag_resolve"),
@@ -12,6 +13,7 @@ urlpatterns = [
         views.patient_dashboard,
         name="patient_dashboard",
     ),
+    path("sessions/<uuid:public_id>/ready/", views.dosing_ready, name="session_ready"),
     path("thresholds/", views.flag_rule_edit, name="flag_rule_default"),
     path("exports/", views.export, name="export"),
     path("analytics/", views.cohort_analytics, name="cohort_analytics"),

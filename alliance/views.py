@@ -1,18 +1,29 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from clinic import access
 from clinic.forms import apply_service_errors
 from clinic.models import Program
+from clinic.pages import form_page
 from clinic.services import record_patient_view
+from sessions.selectors import get_session_for
 
 from . import analytics, charts, exports, selectors, services
-from .forms import CohortFilterForm, ExportForm, FlagRuleForm, ResolveForm
+from .forms import (
+    CohortFilterForm,
+    ExportForm,
+    FlagRuleForm,
+    ResolveForm,
+    SignOffForm,
+    WorklistFilterForm,
+)
 
 
 @login_required
@@ -61,6 +72,31 @@ def flag_resolve(request, public_id):
 
 
 @login_required
+def flag_worklist(request):
+    """Every open flag across patients (a coach: their own), safety first."""
+    form = WorklistFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    flags = selectors.flag_worklist(
+        user=request.user,
+        kind=filters.get("kind") or "",
+        program_id=filters["program"].pk if filters.get("program") else None,
+        coach_id=filters["coach"].pk if filters.get("coach") else None,
+    )
+    page = Paginator(flags, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "alliance/flag_worklist.html",
+        {
+            "page": page,
+            "rows": [{"flag": flag, "summary": selectors.flag_summary(flag)} for flag in page],
+            "form": form,
+            "filtered": bool(filters and any(filters.values())),
+            "query_string": form.query_string() if form.is_valid() else "",
+        },
+    )
+
+
+@login_required
 def patient_flags(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     record_patient_view(actor=request.user, patient=patient)
@@ -96,6 +132,35 @@ def patient_dashboard(request, public_id):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+def dosing_ready(request, public_id):
+    """Mark a dosing ready: the same readiness as everywhere, and a note to go ahead
+    despite any risk."""
+    session = get_session_for(request.user, public_id)
+    if not access.can_edit_patients(request.user):
+        raise PermissionDenied
+    if not session.is_dosing or session.enrolment_id is None:
+        raise Http404("Not a dosing session.")
+    record_patient_view(actor=request.user, patient=session.enrolment.patient)
+    answer = selectors.readiness_of(session)
+    return form_page(
+        request,
+        SignOffForm(request.POST or None, has_risks=bool(answer.risks)),
+        save=lambda data: services.dosing_sign_off(
+            actor=request.user, dosing=session, note=data["note"]
+        ),
+        success=lambda sign_off: (
+            "Dosing confirmed despite the risks listed."
+            if sign_off.risks
+            else "Dosing marked ready."
+        ),
+        redirect_to=lambda sign_off: reverse("session_detail", args=[session.public_id]),
+        template="alliance/dosing_ready.html",
+        context={"session": session, "readiness": answer},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
 def flag_rule_edit(request, program_id=None):
     if not access.can_manage_programs(request.user):
         raise PermissionDenied
@@ -103,7 +168,10 @@ def flag_rule_edit(request, program_id=None):
     form = FlagRuleForm(request.POST or None, instance=rule)
     if request.method == "POST" and form.is_valid():
         services.flag_rule_update(actor=request.user, rule=rule, **form.cleaned_data)
-        messages.success(request, "Thresholds saved. Flags are recomputed at the next sweep.")
+        messages.success(
+            request,
+            "Thresholds saved. The flags of the patients they apply to are being recomputed.",
+        )
         return redirect(request.path)
     return render(
         request,

@@ -39,14 +39,14 @@ def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
     Each patient carries `upcoming_attendances` (first one = next session) and
     `to_log_attendances` (sessions this user facilitated and has not logged), prefetched.
     """
-    from alliance.selectors import with_flags_and_readiness
+    from alliance.selectors import with_flags_and_next_dosing
     from sessions.selectors import next_session_prefetch, to_log_prefetch
 
     qs = patients_visible_to(user).filter(status__in=Patient.ACTIVE_STATUSES)
     qs = _with_current_care(_search(qs, query)).prefetch_related(
         next_session_prefetch(), to_log_prefetch(user=user)
     )
-    return with_flags_and_readiness(qs)
+    return with_flags_and_next_dosing(qs)
 
 
 def patient_list(*, user, query: str = "", status: str = "") -> QuerySet[Patient]:

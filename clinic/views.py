@@ -17,7 +17,7 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from alliance.models import Flag
-from alliance.selectors import flag_badges, readiness
+from alliance.selectors import attach_readiness
 from outcomes.models import Instrument
 from outcomes.selectors import overdue_counts, responses_for
 from sessions.selectors import to_log_for_coach
@@ -54,9 +54,8 @@ def home(request):
     query = request.GET.get("q", "").strip()
     page = _page(request, selectors.caseload_for(user=request.user, query=query))
     overdue = overdue_counts(patient_ids=[p.pk for p in page.object_list])
+    attach_readiness(page.object_list)
     for patient in page.object_list:
-        patient.readiness = readiness(patient)
-        patient.flag_badges = flag_badges(patient)
         patient.overdue = overdue.get(patient.pk, 0)
     return render(
         request,

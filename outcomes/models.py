@@ -104,6 +104,8 @@ class Response(models.Model):
     complete = models.BooleanField(default=False)
     safety_hits = models.JSONField(default=list, blank=True)
     has_safety_hit = models.BooleanField(default=False)
+    # Safety items (PHQ-9 item 9, ...) left unanswered: a skipped item is not a "no".
+    safety_unanswered = models.JSONField(default=list, blank=True)
     # Queryable in SQL: annotate(item_9=outcomes.selectors.item_answer(9)).filter(item_9__gte=1),
     # or answers__contains={"9": 2}.
     answers = models.JSONField(

@@ -108,16 +108,6 @@ class DosingForm(forms.Form):
         self.helper = _helper("Save dosing details")
 
 
-class ReadyForm(forms.Form):
-    confirmed = forms.BooleanField(
-        required=False, label="I have read the warnings and the session should go ahead"
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.helper = _helper("Mark ready")
-
-
 class BookForm(forms.Form):
     kind = forms.ChoiceField(choices=SessionKind.choices)
     label = forms.CharField(max_length=80, required=False, help_text="E.g. Extra preparation")

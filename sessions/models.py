@@ -137,7 +137,6 @@ class Session(models.Model):
     route = models.CharField(max_length=20, choices=Route.choices, blank=True)
     actual_start = models.DateTimeField(null=True, blank=True)
     actual_end = models.DateTimeField(null=True, blank=True)
-    ready_confirmed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -455,21 +455,45 @@ def session_cancel(*, actor, session: Session, reason: str) -> Session:
 
 @transaction.atomic
 def cancel_future_sessions_for_patient(*, actor, patient: Patient, reason: str) -> int:
-    """On withdrawal: individual sessions are cancelled, group places are released."""
+    """On withdrawal: individual sessions are cancelled, group places are released. Each
+    cancelled session is audited, and flags are recomputed (a cancelled dosing's clear)."""
     now = timezone.now()
-    individual = Session.objects.filter(
-        enrolment__patient=patient,
-        is_group=False,
-        status=Session.Status.SCHEDULED,
-        scheduled_start__gte=now,
+    individual = list(
+        Session.objects.select_for_update().filter(
+            enrolment__patient=patient,
+            is_group=False,
+            status=Session.Status.SCHEDULED,
+            scheduled_start__gte=now,
+        )
     )
-    count = individual.update(status=Session.Status.CANCELLED, status_reason=reason)
-    Attendance.objects.filter(
+    Session.objects.filter(pk__in=[s.pk for s in individual]).update(
+        status=Session.Status.CANCELLED, status_reason=reason
+    )
+    places = Attendance.objects.filter(
         patient=patient,
         session__status__in=[Session.Status.SCHEDULED, Session.Status.CANCELLED],
         session__scheduled_start__gte=now,
-    ).update(status=Attendance.Status.CANCELLED)
-    return count
+    ).exclude(status=Attendance.Status.CANCELLED)
+    released = list(places.filter(session__is_group=True).select_related("session"))
+    places.update(status=Attendance.Status.CANCELLED)
+    for session in individual:
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.UPDATE,
+            target=session,
+            patient=patient,
+            detail={"status": "cancelled", "reason": reason, "why": "patient withdrawn"},
+        )
+    for place in released:
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.UPDATE,
+            target=place.session,
+            patient=patient,
+            detail={"attendance": "cancelled", "reason": reason, "why": "patient withdrawn"},
+        )
+    transaction.on_commit(lambda: _enqueue_recompute([patient.pk]), robust=True)
+    return len(individual)
 
 
 LOGGABLE = {Session.Status.COMPLETED, Session.Status.NO_SHOW, Session.Status.CANCELLED}
@@ -606,55 +630,6 @@ def dosing_record(
         detail={"dosing": "recorded"},
     )
     return session
-
-
-def readiness_warnings(session: Session) -> list[str]:
-    """Why a dosing session may not be ready (a warning, never a block)."""
-    if not session.is_dosing or session.enrolment is None:
-        return []
-    step = session.protocol_step
-    minimum = step.protocol.min_preparation_before_dosing if step else 0
-    done = Session.objects.filter(
-        enrolment=session.enrolment,
-        kind=SessionKind.PREPARATION,
-        status=Session.Status.COMPLETED,
-        scheduled_start__lt=session.scheduled_start,
-    ).count()
-    done += Attendance.objects.filter(
-        patient=session.enrolment.patient,
-        session__is_group=True,
-        session__program=session.program,
-        session__kind=SessionKind.PREPARATION,
-        session__scheduled_start__lt=session.scheduled_start,
-        status__in=[Attendance.Status.ATTENDED, Attendance.Status.LATE],
-    ).count()
-    if done < minimum:
-        return [
-            f"Only {done} of the protocol's {minimum} preparation sessions are completed "
-            "before this dosing."
-        ]
-    return []
-
-
-@transaction.atomic
-def dosing_mark_ready(*, actor, session: Session, confirmed: bool = False) -> list[str]:
-    """Mark a dosing session ready. Warnings must be confirmed, and are audited."""
-    session = Session.objects.select_for_update().get(pk=session.pk)
-    if not session.is_dosing:
-        raise ValidationError("Only a dosing session can be marked ready.")
-    warnings = readiness_warnings(session)
-    if warnings and not confirmed:
-        raise ValidationError({"confirmed": warnings})
-    session.ready_confirmed_at = timezone.now()
-    session.save(update_fields=["ready_confirmed_at"])
-    audit_record(
-        actor=actor,
-        action=AuditEvent.Action.UPDATE,
-        target=session,
-        patient=session.enrolment.patient,
-        detail={"ready": True, "warnings": warnings},
-    )
-    return warnings
 
 
 @transaction.atomic

@@ -8,7 +8,6 @@ urlpatterns = [
     path("sessions/<uuid:public_id>/move/", views.session_reschedule, name="session_reschedule"),
     path("sessions/<uuid:public_id>/cancel/", views.session_cancel, name="session_cancel"),
     path("sessions/<uuid:public_id>/dosing/", views.session_dosing, name="session_dosing"),
-    path("sessions/<uuid:public_id>/ready/", views.session_ready, name="session_ready"),
     path("patients/<uuid:public_id>/sessions/", views.patient_timeline, name="patient_timeline"),
     path(
         "patients/<uuid:public_id>/enrolments/<int:enrolment_id>/book/",

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from alliance.selectors import flag_badges, readiness, with_flags_and_readiness
+from alliance.selectors import attach_readiness, readiness_of, with_flags_and_next_dosing
 from clinic import access
 from clinic.forms import apply_service_errors
 from clinic.models import Patient, Program
@@ -21,7 +21,6 @@ from .forms import (
     BookForm,
     CancelForm,
     DosingForm,
-    ReadyForm,
     RescheduleForm,
     SessionLogForm,
 )
@@ -55,7 +54,7 @@ def session_detail(request, public_id):
             "due": due_for_session(session, user=request.user),
             "can_log": selectors.can_log(request.user, session),
             "can_schedule": access.can_manage_programs(request.user),
-            "warnings": services.readiness_warnings(session),
+            "readiness": readiness_of(session) if session.status == "scheduled" else None,
         },
     )
 
@@ -151,27 +150,6 @@ def session_dosing(request, public_id):
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
-def session_ready(request, public_id):
-    session = _session(request, public_id)
-    if not access.can_edit_patients(request.user):
-        raise PermissionDenied
-    if not session.is_dosing:
-        raise Http404("Not a dosing session.")
-    return _form_page(
-        request,
-        ReadyForm(request.POST or None),
-        session=session,
-        save=lambda data: services.dosing_mark_ready(
-            actor=request.user, session=session, confirmed=data["confirmed"]
-        ),
-        success="Dosing session marked ready.",
-        title="Mark dosing ready",
-        template="sessions/ready.html",
-    )
-
-
-@login_required
 def patient_timeline(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     record_patient_view(actor=request.user, patient=patient)
@@ -245,13 +223,11 @@ def program_sessions(request, program_id):
     program = get_object_or_404(Program, pk=program_id)
     overview = selectors.group_program_overview(program=program)
     members = list(
-        with_flags_and_readiness(
+        with_flags_and_next_dosing(
             Patient.objects.filter(pk__in=[e.patient_id for e in overview["roster"]])
         )
     )
-    for member in members:
-        member.readiness = readiness(member)
-        member.flag_badges = flag_badges(member)
+    attach_readiness(members)
     return render(
         request,
         "sessions/program.html",

@@ -331,20 +331,6 @@ def test_ketamine_dose_per_kg_is_derived(people, book):
     assert session.dose_mg_per_kg == Decimal("0.5")
 
 
-def test_marking_dosing_ready_warns_about_missing_preparation(people):
-    program = ProgramFactory(protocol=protocol_named("Psilocybin for depression, two doses"))
-    enrolment = _enrol(people, program, start=timezone.localdate() + datetime.timedelta(days=1))
-    dosing = Session.objects.filter(enrolment=enrolment, kind="dosing").first()
-    with pytest.raises(ValidationError) as exc:
-        services.dosing_mark_ready(actor=people.clinician, session=dosing)
-    assert (
-        "Only 0 of the protocol's 3 preparation sessions" in exc.value.message_dict["confirmed"][0]
-    )
-    warnings = services.dosing_mark_ready(actor=people.clinician, session=dosing, confirmed=True)
-    dosing.refresh_from_db()
-    assert warnings and dosing.ready_confirmed_at is not None
-
-
 def test_withdrawal_cancels_future_sessions_and_keeps_them(people):
     program = ProgramFactory(protocol=protocol_named("Ketamine-assisted therapy series"))
     enrolment = _enrol(people, program, start=timezone.localdate() + datetime.timedelta(days=2))

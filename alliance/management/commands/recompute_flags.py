@@ -8,7 +8,10 @@ class Command(BaseCommand):
     help = "Recompute alliance trajectories and flags now (the same code the worker runs)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--patient", help="A patient's public UUID; default: all in care.")
+        parser.add_argument(
+            "--patient",
+            help="A patient's public UUID; default: all in care and all with open flags.",
+        )
 
     def handle(self, *args, patient=None, **options):
         if patient:
@@ -17,14 +20,13 @@ class Command(BaseCommand):
             except (Patient.DoesNotExist, ValueError) as exc:
                 raise CommandError(f"No patient with id {patient}.") from exc
         else:
-            ids = selectors.patients_in_care_ids()
-        totals = {"created": 0, "updated": 0, "cleared": 0}
-        for patient_id in ids:
-            for key, flags in services.recompute_patient(patient_id=patient_id).items():
-                totals[key] += len(flags)
+            ids = selectors.patients_to_sweep_ids()
+        totals, failed = services.recompute_patients(patient_ids=ids)
         for flag_id in selectors.unnotified_flag_ids():
             services.notify_flag(flag_id=flag_id)
         self.stdout.write(
             f"{len(ids)} patient(s): {totals['created']} flag(s) raised, "
             f"{totals['updated']} updated, {totals['cleared']} cleared."
         )
+        if failed:
+            raise CommandError(f"{len(failed)} patient(s) failed; run the command again.")

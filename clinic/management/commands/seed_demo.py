@@ -13,8 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 from faker import Faker
 
-from alliance.selectors import patients_in_care_ids
-from alliance.services import recompute_patient
+from alliance.selectors import patients_to_sweep_ids
+from alliance.services import recompute_patients
 from clinic import services
 from clinic.devservices import DEMO_PASSWORD
 from clinic.models import CoachAssignment, Patient, Program
@@ -117,8 +117,7 @@ class Command(BaseCommand):
             responses += seed_responses(patient=patient, actor=admin, seed=seed)
         self._finish_alumni(admin=admin)
         # Flags as the nightly sweep would compute them (patients still in care).
-        for patient_id in patients_in_care_ids():
-            recompute_patient(patient_id=patient_id)
+        recompute_patients(patient_ids=patients_to_sweep_ids())
         self.stdout.write(f"Seeded {responses} questionnaire response(s).")
         self._print_logins(created)
 
