@@ -2,6 +2,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from alliance.models import Flag
 from clinic.models import Patient, User
@@ -32,3 +33,30 @@ def test_seed_demo_builds_a_clinic_and_a_second_run_adds_nothing():
         Response.objects.count(),
         Flag.objects.count(),
     ) == counts
+
+
+def test_the_demo_shows_a_dosing_at_risk_although_its_flag_was_resolved(client):
+    call_command("seed_demo", patients=4, alumni=0, seed=3, stdout=io.StringIO())
+    robin = Patient.objects.get(record_number="DEMO-R001")
+    weak = Flag.objects.filter(patient=robin, kind="weak_bond")  # one per dosing ahead
+    assert weak.exists() and set(weak.values_list("status", flat=True)) == {"resolved"}
+    clinician = User.objects.get(email="clinician1@rapport.test")
+    client.force_login(clinician)
+    dosing = Session.objects.get(
+        enrolment__patient=robin, kind="dosing", label="Ketamine session 1"
+    )
+    for url in (
+        reverse("home"),
+        reverse("program_sessions", args=[dosing.program_id]),
+        reverse("session_detail", args=[dosing.public_id]),
+        reverse("session_ready", args=[dosing.public_id]),
+    ):
+        assert "At risk — resolved" in client.get(url).content.decode(), url
+    assert (
+        "Why the dosing should go ahead"
+        in client.get(reverse("session_ready", args=[dosing.public_id])).content.decode()
+    )
+    # Every open safety flag of the demo is on the clinician's worklist.
+    worklist = client.get(reverse("flag_worklist")).content.decode()
+    for flag in Flag.objects.filter(kind="safety", status__in=Flag.UNRESOLVED):
+        assert str(flag.public_id) in worklist

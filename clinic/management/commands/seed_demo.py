@@ -6,6 +6,7 @@ second run adds nothing. All names are fake (Faker, fixed seed).
 
 import datetime
 import random
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -13,13 +14,16 @@ from django.db import transaction
 from django.utils import timezone
 from faker import Faker
 
+from alliance.models import Flag
 from alliance.selectors import patients_to_sweep_ids
-from alliance.services import recompute_patients
+from alliance.services import flag_resolve, recompute_patient, recompute_patients
 from clinic import services
 from clinic.devservices import DEMO_PASSWORD
 from clinic.models import CoachAssignment, Patient, Program
 from clinic.roles import Role
+from outcomes import services as outcome_services
 from outcomes.demo import seed_responses
+from outcomes.models import Response
 from sessions import services as session_services
 from sessions.models import Protocol, Session
 from sessions.services import load_protocols
@@ -118,6 +122,7 @@ class Command(BaseCommand):
         self._finish_alumni(admin=admin)
         # Flags as the nightly sweep would compute them (patients still in care).
         recompute_patients(patient_ids=patients_to_sweep_ids())
+        self._resolved_but_still_weak(admin=admin, staff=staff, programs=programs)
         self.stdout.write(f"Seeded {responses} questionnaire response(s).")
         self._print_logins(created)
 
@@ -156,6 +161,77 @@ class Command(BaseCommand):
             self._log_past_sessions(enrolment, rng=rng, admin=admin)
             created += 1
         return created
+
+    def _resolved_but_still_weak(self, *, admin, staff, programs) -> None:
+        """One patient to show what readiness is for: a bond of 2.5 after the last
+        preparation, a weak-bond flag a clinician resolved without a new rating, and ketamine
+        tomorrow. Every page reads "At risk — resolved"; marking it ready asks for a note."""
+        if Patient.objects.filter(record_number="DEMO-R001").exists():
+            return
+        program = next(p for p in programs if p.name == "Ketamine-assisted therapy series")
+        coach, clinician = staff[Role.COACH][0], staff[Role.CLINICIAN][0]
+        patient = services.patient_create(
+            actor=admin,
+            record_number="DEMO-R001",
+            first_name="Robin",
+            last_name="Ashdown",
+            date_of_birth=datetime.date(1979, 4, 2),
+        )
+        start = timezone.localdate() - datetime.timedelta(days=6)  # dosing on day 7: tomorrow
+        enrolment = services.patient_enrol(
+            actor=admin, patient=patient, program=program, start_date=start
+        )
+        services.coach_assign(
+            actor=admin,
+            enrolment=enrolment,
+            coach=coach,
+            role=CoachAssignment.Role.LEAD,
+            start_date=start,
+        )
+        services.patient_change_status(
+            actor=admin, patient=patient, to_status=Patient.Status.IN_TREATMENT
+        )
+        for session in enrolment.sessions.filter(kind="preparation").order_by("scheduled_start"):
+            session_services.session_log(
+                actor=coach, session=session, status="completed", duration_minutes=60
+            )
+        dosing = enrolment.sessions.filter(kind="dosing").order_by("scheduled_start").first()
+        dosing.facilitators.add(coach)
+        session_services.dosing_record(
+            actor=clinician,
+            session=dosing,
+            substance=Program.Modality.KETAMINE,
+            dose_mg=Decimal("56"),
+            route=Session.Route.INTRANASAL,
+        )
+        seed_responses(patient=patient, actor=coach, seed=0)
+        last_preparation = enrolment.sessions.filter(kind="preparation").last()
+        wai = Response.objects.filter(
+            patient=patient, session=last_preparation, version__instrument__code="wai-sr"
+        ).first()
+        bond_2_5 = {n: (2 if n in (3, 5) else 3 if n in (7, 9) else 4) for n in range(1, 13)}
+        if wai is None:
+            outcome_services.response_record(
+                actor=coach,
+                patient=patient,
+                version=outcome_services.latest_version("wai-sr"),
+                answers=bond_2_5,
+                administered_at=last_preparation.scheduled_end,
+                session=last_preparation,
+                announce=False,
+            )
+        else:
+            outcome_services.response_edit(
+                actor=coach, response=wai, answers=bond_2_5, reason="Demo: a weak bond"
+            )
+        recompute_patient(patient_id=patient.pk)
+        for flag in Flag.objects.filter(patient=patient, kind="weak_bond", status="open"):
+            flag_resolve(
+                actor=clinician,
+                flag=flag,
+                note="Spoke with Robin; an extra preparation call is booked.",
+            )
+        recompute_patient(patient_id=patient.pk)
 
     def _finish_alumni(self, *, admin) -> None:
         """After their answers are in: completed, enrolment closed, coaches released."""
