@@ -203,3 +203,17 @@ class DosingSignOff(models.Model):
     @property
     def risk_keys(self) -> frozenset[str]:
         return frozenset(r["key"] for r in self.risks)
+
+
+class StalePatient(models.Model):
+    """The flag engine's outbox: a change committed at `since` means this patient's flags
+    must be recomputed. Written in the same transaction as the change, so no broker outage
+    can lose it; a worker drains it every minute and a recompute clears what it covered."""
+
+    patient = models.OneToOneField(
+        Patient, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    since = models.DateTimeField()
+
+    def __str__(self):
+        return f"Flags of patient {self.patient_id} stale since {self.since:%Y-%m-%d %H:%M:%S}"

@@ -1,5 +1,6 @@
-"""Ask a worker to recompute patients' flags. Called with transaction.on_commit by the apps
-whose changes matter (responses, dosing sessions)."""
+"""Ask a worker to recompute patients' flags now. Only ever called after commit, and only as
+a shortcut: the outbox (`StalePatient`) already holds the request, so a publish that fails
+costs at most a minute, until the drain."""
 
 import logging
 
@@ -11,10 +12,9 @@ def enqueue_recompute(*, patient_ids) -> None:
 
     for patient_id in sorted(set(patient_ids)):
         try:
-            # No publish retries: a coach's request must not hang on a broker outage. The
-            # sweep (every 15 minutes near dosing, nightly for all) recomputes what was missed.
+            # No publish retries and short socket timeouts (settings): a request must never
+            # wait on a broker outage.
             app.send_task("alliance.recompute_patient", args=[patient_id], retry=False)
         except Exception:
-            log.warning(
-                "Broker unavailable; flags for patient id %s wait for the sweep.", patient_id
-            )
+            log.warning("Broker unavailable; patient id %s waits for the drain.", patient_id)
+            return  # the broker is down for the rest of them too

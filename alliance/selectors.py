@@ -29,7 +29,7 @@ from sessions.models import Attendance, Session, SessionKind
 
 from . import analytics, charts, readiness, rules
 from .exports import pseudonym_of
-from .models import DEFAULTS, Flag, FlagRule
+from .models import DEFAULTS, Flag, FlagRule, StalePatient
 from .summary import summarise
 
 
@@ -243,6 +243,11 @@ def patients_with_dosing_within(*, days: int) -> list[int]:
         .values_list("patient_id", flat=True)
         .distinct()
     )
+
+
+def stale_patient_ids(*, limit: int = 1000) -> list[int]:
+    """The outbox, oldest first."""
+    return list(StalePatient.objects.order_by("since").values_list("patient_id", flat=True)[:limit])
 
 
 def patients_to_sweep_ids() -> list[int]:

@@ -20,7 +20,8 @@ from clinic.roles import Role
 from sessions.models import Session
 
 from . import rules, selectors
-from .models import DosingSignOff, Flag, FlagRule
+from .models import DosingSignOff, Flag, FlagRule, StalePatient
+from .queue import enqueue_recompute
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +33,39 @@ def thresholds_for(*, patient: Patient) -> rules.Thresholds:
 
 
 @transaction.atomic
-def recompute_patient(*, patient_id: int, now=None, clinic_bonds=None) -> dict:
-    """`clinic_bonds` ({percentile: (value, ratings)}) lets a sweep compute the clinic's
-    percentiles once for every patient; without it they are read for this patient's rule."""
-    now = now or timezone.now()
+def recompute_patient(*, patient_id: int, now=None, clinic_bonds=None, kinds=None) -> dict:
+    """Bring one patient's flags in line with the rules.
+
+    `clinic_bonds` ({percentile: (value, ratings)}) lets a sweep compute the clinic's
+    percentiles once for every patient; without it they are read for this patient's rule.
+    `kinds` limits the recompute to some rules (the safety rules, run inside the transaction
+    that saved the answers); a full recompute also clears the patient from the outbox.
+    """
+    started = timezone.now()
+    now = now or started
     # One recompute per patient at a time; a second waits and then sees the first's rows.
     patient = Patient.objects.select_for_update().get(pk=patient_id)
     thresholds = thresholds_for(patient=patient)
-    if clinic_bonds is None or thresholds.percentile not in clinic_bonds:
-        clinic_bonds = selectors.clinic_bond_percentiles([thresholds.percentile])
-    facts = selectors.flag_facts(
-        patient=patient, now=now, clinic_bond=clinic_bonds[thresholds.percentile]
-    )
-    decisions = {d.key: d for d in rules.evaluate(facts, thresholds)}
-
+    if kinds is not None and rules.Kind.WEAK_BOND not in kinds:
+        clinic_bond = (None, 0)
+    else:
+        if clinic_bonds is None or thresholds.percentile not in clinic_bonds:
+            clinic_bonds = selectors.clinic_bond_percentiles([thresholds.percentile])
+        clinic_bond = clinic_bonds[thresholds.percentile]
+    facts = selectors.flag_facts(patient=patient, now=now, clinic_bond=clinic_bond)
+    decisions = {
+        d.key: d for d in rules.evaluate(facts, thresholds) if kinds is None or d.kind in kinds
+    }
+    mine = Flag.objects.filter(patient=patient)
+    if kinds is not None:
+        mine = mine.filter(kind__in=[k.value for k in kinds])
     unresolved = {
         (f.kind, f.dosing_session_id): f
-        for f in Flag.objects.select_for_update(of=("self",))
+        for f in mine.select_for_update(of=("self",))
         .select_related("dosing_session")
-        .filter(patient=patient, status__in=Flag.UNRESOLVED)
+        .filter(status__in=Flag.UNRESOLVED)
     }
-    resolved_by_people = list(
-        Flag.objects.select_for_update().filter(patient=patient, status=Flag.Status.RESOLVED)
-    )
+    resolved_by_people = list(mine.select_for_update().filter(status=Flag.Status.RESOLVED))
     still_applying: set[int] = set()
     created, updated, cleared = [], [], []
     for key, decision in decisions.items():
@@ -94,10 +105,44 @@ def recompute_patient(*, patient_id: int, now=None, clinic_bonds=None) -> dict:
             flag.still_applies = holds
             flag.save(update_fields=["still_applies", "updated_at"])
 
+    if kinds is None:
+        # Changes committed after this recompute began may not be in what it read: they stay.
+        StalePatient.objects.filter(patient=patient, since__lte=started).delete()
     if created:
         ids = [f.pk for f in created]
         transaction.on_commit(lambda: enqueue_notifications(flag_ids=ids), robust=True)
     return {"created": created, "updated": updated, "cleared": cleared}
+
+
+# A coach's save is recomputed at once; a threshold change over a whole program is left to
+# the drain (one task, oldest first) rather than flooding the queue ahead of coaches' saves.
+PUBLISH_AT_ONCE = 20
+SAFETY_KINDS = frozenset({rules.Kind.SAFETY, rules.Kind.SAFETY_UNANSWERED})
+
+
+def mark_stale(*, patient_ids) -> None:
+    """Record, in the caller's transaction, that these patients' flags need a recompute, and
+    once committed ask a worker to do it now. If the broker is down the drain does it."""
+    ids = sorted(set(patient_ids))
+    if not ids:
+        return
+    since = timezone.now()
+    # An older mark stays: it already asks for everything after it.
+    StalePatient.objects.bulk_create(
+        [StalePatient(patient_id=pk, since=since) for pk in ids], ignore_conflicts=True
+    )
+    if len(ids) <= PUBLISH_AT_ONCE:
+        transaction.on_commit(lambda: enqueue_recompute(patient_ids=ids), robust=True)
+
+
+def responses_saved(*, responses) -> None:
+    """Inside the transaction that saved them: safety answers become flags at once (no broker
+    needed), and everything else is recorded for the worker."""
+    for patient_id in sorted(
+        {r.patient_id for r in responses if r.has_safety_hit or r.safety_unanswered}
+    ):
+        recompute_patient(patient_id=patient_id, kinds=SAFETY_KINDS)
+    mark_stale(patient_ids=[r.patient_id for r in responses])
 
 
 def _why_cleared(flag: Flag) -> str:
@@ -274,23 +319,8 @@ def flag_rule_update(*, actor, rule: FlagRule, **values) -> FlagRule:
         detail={"program": rule.program_id, "thresholds": changed},
     )
     if changed:
-        rule_id = rule.pk
-        transaction.on_commit(lambda: enqueue_rule_recompute(rule_id=rule_id), robust=True)
+        mark_stale(patient_ids=selectors.patients_under_rule(rule=rule))
     return rule
-
-
-def enqueue_rule_recompute(*, rule_id: int) -> None:
-    from .tasks import recompute_for_rule
-
-    try:
-        recompute_for_rule.apply_async(args=[rule_id], retry=False)
-    except Exception:  # broker down: the nightly sweep recomputes everyone
-        log.warning("Could not queue the recompute for flag rule %s; the sweep will.", rule_id)
-
-
-def recompute_for_rule(*, rule_id: int) -> tuple[dict[str, int], list[int]]:
-    rule = FlagRule.objects.get(pk=rule_id)
-    return recompute_patients(patient_ids=selectors.patients_under_rule(rule=rule))
 
 
 @transaction.atomic

@@ -3,7 +3,14 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from clinic.locks import advisory_lock
+
 from . import selectors, services
+
+# Sweeps may outlast the broker's visibility timeout; a redelivered copy finds the lock taken
+# and stops, so a long task never runs twice at once.
+_LONG = {"acks_late": True, "soft_time_limit": 1500, "time_limit": 1800}
+
 
 _RETRY = {
     "autoretry_for": (OperationalError, InterfaceError),
@@ -21,33 +28,37 @@ def recompute_patient(patient_id: int) -> dict:
     return {key: [f.pk for f in flags] for key, flags in result.items()}
 
 
-@shared_task(name="alliance.recompute_for_rule", **_RETRY)
-def recompute_for_rule(rule_id: int) -> int:
-    """After a threshold change: the patients that rule applies to, in one message."""
-    _totals, failed = services.recompute_for_rule(rule_id=rule_id)
-    return len(failed)
-
-
 @shared_task(name="alliance.notify_flags", **_RETRY)
 def notify_flags(flag_ids: list[int]) -> int:
     return sum(services.notify_flag(flag_id=flag_id) for flag_id in flag_ids)
 
 
-def _sweep(patient_ids) -> int:
-    _totals, failed = services.recompute_patients(patient_ids=patient_ids)
-    for flag_id in selectors.unnotified_flag_ids():
-        services.notify_flag(flag_id=flag_id)
-    return len(failed)
+def _sweep(name: str, patient_ids) -> int | None:
+    with advisory_lock(name) as mine:
+        if not mine:
+            return None
+        _totals, failed = services.recompute_patients(patient_ids=patient_ids())
+        for flag_id in selectors.unnotified_flag_ids():
+            services.notify_flag(flag_id=flag_id)
+        return len(failed)
 
 
-@shared_task(name="alliance.sweep_upcoming_dosing", acks_late=True)
-def sweep_upcoming_dosing() -> int:
+@shared_task(name="alliance.drain_stale", **_LONG)
+def drain_stale() -> int | None:
+    """Every minute: patients whose flags a committed change made stale (the outbox)."""
+    return _sweep("alliance.drain_stale", selectors.stale_patient_ids)
+
+
+@shared_task(name="alliance.sweep_upcoming_dosing", **_LONG)
+def sweep_upcoming_dosing() -> int | None:
     """Every 15 minutes: patients with a dosing session in the next 7 days."""
-    return _sweep(selectors.patients_with_dosing_within(days=7))
+    return _sweep(
+        "alliance.sweep_upcoming_dosing", lambda: selectors.patients_with_dosing_within(days=7)
+    )
 
 
-@shared_task(name="alliance.sweep_all", acks_late=True)
-def sweep_all() -> int:
+@shared_task(name="alliance.sweep_all", **_LONG)
+def sweep_all() -> int | None:
     """Nightly: every patient in care and anyone with a flag still open, so a lost message
     is a late flag, never a missing one."""
-    return _sweep(selectors.patients_to_sweep_ids())
+    return _sweep("alliance.sweep_all", selectors.patients_to_sweep_ids)

@@ -1,8 +1,8 @@
 """Writes about questionnaires: load instruments, record and edit responses with their scores.
 
-A response, its answers and its Score rows are written in one transaction; other apps hear
-about it (`outcomes.signals.response_saved`, the flag recompute) only after that transaction
-commits.
+A response, its answers and its Score rows are written in one transaction, and the apps above
+hear about it inside that transaction (`outcomes.signals.responses_saved`), so what they write
+in answer (a safety flag) commits with it or not at all.
 
 Missing answers: a questionnaire whose total cannot be scored under its missing-item rule
 (e.g. a WAI-SR subscale with 2 of 4 items, more than 2 PHQ-9 items) is refused with the list
@@ -173,17 +173,8 @@ def _safety(result: scoring.ScoreResult) -> list[dict]:
 
 
 def announce_saved(responses: list[Response], *, created: bool) -> None:
-    """Once committed: send `response_saved` per response and ask for one flag recompute per
-    patient. (The alliance app is enqueued directly for now; if it connects a receiver to
-    `response_saved` instead, drop the enqueue here.)"""
-    from alliance.queue import enqueue_recompute
-
-    saved = [(r.pk, r.patient_id, r.version.instrument.code) for r in responses]
-    patient_ids = sorted({r.patient_id for r in responses})
-    transaction.on_commit(
-        lambda: signals.announce(sender=Response, saved=saved, created=created), robust=True
-    )
-    transaction.on_commit(lambda: enqueue_recompute(patient_ids=patient_ids), robust=True)
+    """Tell the apps above, inside the current transaction, that these responses were saved."""
+    signals.responses_saved.send(sender=Response, responses=responses, created=created)
 
 
 def _scores_extras(result: scoring.ScoreResult) -> dict:
@@ -207,8 +198,8 @@ def response_record(
 ) -> Response:
     """Record one questionnaire. With a submission key already used, return that response.
 
-    `announce=False` leaves `response_saved` and the flag recompute to the caller (the
-    importer announces a whole file at once).
+    `announce=False` leaves `responses_saved` to the caller (the importer announces a whole
+    file at once).
     """
     if submission_key is not None:
         existing = Response.objects.filter(submission_key=submission_key).first()

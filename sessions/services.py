@@ -21,6 +21,7 @@ from django.utils import timezone
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, CoachAssignment, Enrolment, Patient, Program
 
+from . import signals
 from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Session, SessionKind
 
 PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
@@ -207,10 +208,9 @@ def _validate_times(start, end) -> None:
 # --- schedules ------------------------------------------------------------------------------
 
 
-def _enqueue_recompute(patient_ids) -> None:
-    from alliance.queue import enqueue_recompute
-
-    enqueue_recompute(patient_ids=patient_ids)
+def _announce(patient_ids) -> None:
+    """Inside the writing transaction: the flag engine above marks these patients stale."""
+    signals.schedule_changed.send(sender=Session, patient_ids=sorted(set(patient_ids)))
 
 
 @transaction.atomic
@@ -273,7 +273,7 @@ def schedule_for_enrolment(*, actor, enrolment: Enrolment) -> list[Session]:
         patient=patient,
         detail={"schedule": protocol.name, "sessions": len(created)},
     )
-    transaction.on_commit(lambda: _enqueue_recompute([patient.pk]), robust=True)
+    _announce([patient.pk])
     return created
 
 
@@ -334,7 +334,7 @@ def session_book(
     )
     if kind == SessionKind.DOSING:
         ids = [e.patient_id for e in enrolments]
-        transaction.on_commit(lambda: _enqueue_recompute(ids), robust=True)
+        _announce(ids)
     return session
 
 
@@ -407,7 +407,7 @@ def session_reschedule(
     )
     if any(m.kind == SessionKind.DOSING for m, *_ in moves):
         ids = {p.pk for m, *_ in moves for p in _session_patients(m)}
-        transaction.on_commit(lambda: _enqueue_recompute(ids), robust=True)
+        _announce(ids)
     return [m for m, *_ in moves]
 
 
@@ -449,7 +449,7 @@ def session_cancel(*, actor, session: Session, reason: str) -> Session:
     )
     if session.is_dosing:
         ids = list(session.attendances.values_list("patient_id", flat=True))
-        transaction.on_commit(lambda: _enqueue_recompute(ids), robust=True)
+        _announce(ids)
     return session
 
 
@@ -492,7 +492,7 @@ def cancel_future_sessions_for_patient(*, actor, patient: Patient, reason: str) 
             patient=patient,
             detail={"attendance": "cancelled", "reason": reason, "why": "patient withdrawn"},
         )
-    transaction.on_commit(lambda: _enqueue_recompute([patient.pk]), robust=True)
+    _announce([patient.pk])
     return len(individual)
 
 
@@ -553,7 +553,7 @@ def session_log(
     )
     if session.kind in (SessionKind.PREPARATION, SessionKind.DOSING):
         ids = list(rows)
-        transaction.on_commit(lambda: _enqueue_recompute(ids), robust=True)
+        _announce(ids)
     return session
 
 

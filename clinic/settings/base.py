@@ -178,6 +178,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
+# Nobody reads task results; storing none also keeps a publish from touching the backend.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -188,10 +190,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A message a worker took but never acknowledged (it died) is handed out again after this.
-# Workers look for such messages every interval x throttle seconds (kombu's defaults: 100 s).
+# A message a worker took but never acknowledged (it died) is handed out again after this, so
+# it is short; tasks that may run longer hold a lock (clinic.locks) so a copy never runs
+# alongside. Workers look for such messages every interval x throttle seconds.
+# A publish never retries and gives up on a dead broker within a second: requests never wait
+# on it (the flag engine's outbox keeps the work).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+    "max_retries": 0,
     "unacked_restore_interval": env.int("CELERY_RESTORE_INTERVAL", default=10),
     "unacked_restore_throttle": env.int("CELERY_RESTORE_THROTTLE", default=10),
 }

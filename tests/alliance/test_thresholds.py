@@ -7,7 +7,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from alliance import rules, selectors, services
-from alliance.models import Flag, FlagRule
+from alliance.models import Flag, FlagRule, StalePatient
 from clinic.models import AuditEvent
 from tests.factories import EnrolmentFactory, PatientFactory
 
@@ -147,38 +147,33 @@ def test_a_sweep_reads_each_percentile_once(people, rate, dosing_in, django_asse
 
 
 @pytest.mark.django_db
-def test_a_threshold_change_is_audited_and_recomputes_that_programs_patients(
-    people, django_capture_on_commit_callbacks, monkeypatch
-):
-    queued = []
-    monkeypatch.setattr(
-        services, "enqueue_rule_recompute", lambda *, rule_id: queued.append(rule_id)
-    )
+def test_a_threshold_change_is_audited_and_recomputes_that_programs_patients(people):
+    other = EnrolmentFactory()  # another program: not touched
     rule = FlagRule.objects.create(program=people.enrolment.program)
-    with django_capture_on_commit_callbacks(execute=True):
-        services.flag_rule_update(actor=people.admin, rule=rule, weak_bond_below=4.0)
+    StalePatient.objects.all().delete()
+    services.flag_rule_update(actor=people.admin, rule=rule, weak_bond_below=4.0)
     event = AuditEvent.objects.filter(object_type="alliance.flagrule").latest("at")
     assert event.actor == people.admin
     assert event.detail["thresholds"] == {"weak_bond_below": {"old": 3.5, "new": 4.0}}
-    assert queued == [rule.pk]
-    assert selectors.patients_under_rule(rule=rule) == [people.patient.pk]
+    stale = set(StalePatient.objects.values_list("patient_id", flat=True))
+    assert stale == {people.patient.pk} and other.patient_id not in stale
+    # The drain recomputes them and empties the outbox.
+    from alliance.tasks import drain_stale
+
+    assert drain_stale() == 0
+    assert not StalePatient.objects.exists()
 
 
 @pytest.mark.django_db
-def test_an_invalid_threshold_changes_and_recomputes_nothing(
-    people, django_capture_on_commit_callbacks, monkeypatch
-):
-    queued = []
-    monkeypatch.setattr(
-        services, "enqueue_rule_recompute", lambda *, rule_id: queued.append(rule_id)
-    )
+def test_an_invalid_threshold_changes_and_recomputes_nothing(people):
     rule = FlagRule.objects.create(program=people.enrolment.program)
+    StalePatient.objects.all().delete()
     events = AuditEvent.objects.count()
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(ValidationError):
+    with pytest.raises(ValidationError):
         services.flag_rule_update(actor=people.admin, rule=rule, weak_bond_below=9, percentile=50)
     rule.refresh_from_db()
     assert (rule.weak_bond_below, rule.percentile) == (3.5, 20)
-    assert queued == [] and AuditEvent.objects.count() == events
+    assert not StalePatient.objects.exists() and AuditEvent.objects.count() == events
 
 
 @pytest.mark.django_db

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alliance import selectors, services
-from alliance.models import Flag
+from alliance.models import Flag, StalePatient
 from clinic import services as clinic_services
 from clinic.models import AuditEvent, Patient
 from outcomes import services as outcome_services
@@ -103,21 +103,13 @@ def test_withdrawal_cancels_the_dosing_audits_it_and_clears_its_flags(people, ra
     assert flag.resolution_note == "The dosing was cancelled: Moved away."
 
 
-def test_withdrawal_queues_a_recompute(people, dosing_in, django_capture_on_commit_callbacks):
+def test_withdrawal_marks_the_patients_flags_stale_in_the_same_transaction(people, dosing_in):
     dosing_in(5)
-    queued = []
-    from alliance import queue
-
-    original = queue.enqueue_recompute
-    queue.enqueue_recompute = lambda *, patient_ids: queued.extend(patient_ids)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            clinic_services.patient_change_status(
-                actor=people.admin, patient=people.patient, to_status="withdrawn", reason="Moved"
-            )
-    finally:
-        queue.enqueue_recompute = original
-    assert people.patient.pk in queued
+    StalePatient.objects.all().delete()
+    clinic_services.patient_change_status(
+        actor=people.admin, patient=people.patient, to_status="withdrawn", reason="Moved"
+    )
+    assert StalePatient.objects.filter(patient=people.patient).exists()
 
 
 def test_a_cancelled_dosings_flag_clears_with_the_reason(people, rate, dosing_in):

@@ -138,19 +138,22 @@ def test_a_row_can_be_filed_under_the_patients_session_of_that_kind(
 def test_an_imported_file_asks_for_one_recompute_per_patient(
     tmp_path, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from alliance import queue
+    from outcomes.signals import responses_saved
 
     calls = []
-    monkeypatch.setattr(
-        queue, "enqueue_recompute", lambda *, patient_ids: calls.append(patient_ids)
-    )
+
+    def receiver(sender, *, responses, **kwargs):
+        calls.append(sorted({r.patient_id for r in responses}))
+
+    responses_saved.connect(receiver)
     PatientFactory(record_number="RP-1")
     rows = [f"RP-1,wai-sr,2026-03-0{day}," + ",".join(["4"] * 12) for day in range(1, 6)]
     path = _write(tmp_path, rows)
     with django_capture_on_commit_callbacks(execute=True):
         call_command("import_responses", path)
+    responses_saved.disconnect(receiver)
     assert Response.objects.count() == 5
-    assert len(calls) == 1 and len(calls[0]) == 1
+    assert len(calls) == 1 and len(calls[0]) == 1  # one announcement for the whole file
 
 
 def test_a_missing_file_or_column_is_a_clear_error(tmp_path):

@@ -314,49 +314,39 @@ def test_a_refused_correction_changes_nothing(people):
 # --- the hook for the alliance app ---------------------------------------------------------
 
 
-def test_response_saved_is_sent_after_commit_with_ids_only(
-    people, django_capture_on_commit_callbacks
-):
-    from outcomes.signals import response_saved
+def test_responses_saved_is_announced_inside_the_transaction(people):
+    from outcomes.signals import responses_saved
 
     heard = []
 
-    def receiver(sender, **kwargs):
-        heard.append(kwargs)
+    def receiver(sender, *, responses, created, **kwargs):
+        heard.append(([r.pk for r in responses], created))
 
-    response_saved.connect(receiver)
+    responses_saved.connect(receiver)
     try:
-        with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            response = _record(people)
-        assert heard == []  # nothing before the transaction commits
-        for callback in callbacks:
-            callback()
-        assert heard[0]["response_id"] == response.pk
-        assert heard[0]["patient_id"] == people.patient.pk
-        assert heard[0]["instrument"] == "wai-sr" and heard[0]["created"] is True
-        heard.clear()
-        with django_capture_on_commit_callbacks(execute=True):
-            services.response_edit(
-                actor=people.coach, response=response, answers=WAI_LOW_BOND, reason="check"
-            )
-        assert heard[0]["created"] is False
+        response = _record(people)
+        assert heard == [([response.pk], True)]
+        services.response_edit(
+            actor=people.coach, response=response, answers=WAI_LOW_BOND, reason="check"
+        )
+        assert heard[-1] == ([response.pk], False)
     finally:
-        response_saved.disconnect(receiver)
+        responses_saved.disconnect(receiver)
 
 
-def test_a_failing_receiver_does_not_undo_the_response(people, django_capture_on_commit_callbacks):
-    from outcomes.signals import response_saved
+def test_a_failing_receiver_undoes_the_response_all_or_nothing(people):
+    from outcomes.signals import responses_saved
 
     def broken(sender, **kwargs):
         raise RuntimeError("receiver bug")
 
-    response_saved.connect(broken)
+    responses_saved.connect(broken)
     try:
-        with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError):
             _record(people)
     finally:
-        response_saved.disconnect(broken)
-    assert Response.objects.count() == 1
+        responses_saved.disconnect(broken)
+    assert Response.objects.count() == 0
 
 
 def test_a_refused_response_announces_nothing(people, django_capture_on_commit_callbacks):

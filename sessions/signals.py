@@ -1,0 +1,11 @@
+"""What the sessions app announces to the apps above it (DESIGN §2, README "Architecture").
+
+`schedule_changed` is sent, inside the writing transaction, when a session that matters for
+readiness or flags is booked, moved, cancelled or logged (preparation and dosing sessions,
+and every session cancelled by a withdrawal). Argument: `patient_ids`. Receivers write in the
+same transaction and must not talk to the broker.
+"""
+
+from django.dispatch import Signal
+
+schedule_changed = Signal()
