@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from kombu import pools
 
 from alliance.models import Flag, StalePatient
 from alliance.queue import enqueue_recompute
@@ -145,7 +146,7 @@ def _post(client, people, code, answers):
 def _use_broker(url: str) -> None:
     """Point this process's publisher at another broker (fresh connection pools)."""
     app.conf.broker_url = url
-    app.pool.force_close_all()
+    pools.reset()  # kombu keeps connection and producer pools per broker, process-wide
     app._pool = None
     app.amqp._producer_pool = None
 
