@@ -1,7 +1,7 @@
 """Cohort analytics: the questions of Levin et al. 2024 asked of the clinic's own patients.
 
-Pure functions over plain rows; `selectors.cohort_rows` reads them from the database. Each
-patient contributes one value per measure:
+Pure functions over plain rows; `cohort_selectors.cohort_rows` reads them from the database.
+Each patient contributes one value per measure:
 
 - alliance at the last preparation: the latest WAI-SR (item means) before their first dosing;
 - alliance one week after dosing: the WAI-SR nearest to 7 days after their last dosing

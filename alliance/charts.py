@@ -1,6 +1,6 @@
 """The patient dashboard's charts as Plotly figures, each with the table of its numbers.
 
-Pure functions over plain rows (no database): `selectors.dashboard_facts` reads the rows, the
+Pure functions over plain rows (no database): `dashboard.dashboard_facts` reads the rows, the
 view hands the charts to the template, and `static/js/charts.js` draws the figures with the
 vendored plotly.js. Every chart has a table, for people who prefer numbers and for screen
 readers; the figure is a picture of the same rows.

@@ -1,6 +1,6 @@
 """Is this dosing ready? One answer, from everything that matters (DESIGN §5).
 
-Pure: the selector `alliance.selectors.dosing_readiness` reads the facts of many dosings in a
+Pure: the selector `alliance.caseload.dosing_readiness` reads the facts of many dosings in a
 fixed number of queries and calls `assess` for each, so the caseload badge, the program
 dashboard, the dosing page and "Mark ready" all show the same answer.
 

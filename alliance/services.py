@@ -19,7 +19,7 @@ from clinic.models import AuditEvent, Patient
 from clinic.roles import Role
 from sessions.models import Session
 
-from . import rules, selectors
+from . import caseload, flag_inputs, rules, selectors
 from .models import DosingSignOff, Flag, FlagRule, StalePatient
 from .queue import enqueue_recompute
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def thresholds_for(*, patient: Patient) -> rules.Thresholds:
     """The active program's rule, else the clinic default, else DESIGN's defaults."""
-    rule = selectors.flag_rule_for(patient=patient)
+    rule = flag_inputs.flag_rule_for(patient=patient)
     return rule.thresholds() if rule else rules.Thresholds()
 
 
@@ -50,11 +50,13 @@ def recompute_patient(*, patient_id: int, now=None, clinic_bonds=None, kinds=Non
         clinic_bond = (None, 0)
     else:
         if clinic_bonds is None or thresholds.percentile not in clinic_bonds:
-            clinic_bonds = selectors.clinic_bond_percentiles([thresholds.percentile])
+            clinic_bonds = flag_inputs.clinic_bond_percentiles([thresholds.percentile])
         clinic_bond = clinic_bonds[thresholds.percentile]
-    facts = selectors.flag_facts(patient=patient, now=now, clinic_bond=clinic_bond)
+    patient_facts = flag_inputs.flag_facts(patient=patient, now=now, clinic_bond=clinic_bond)
     decisions = {
-        d.key: d for d in rules.evaluate(facts, thresholds) if kinds is None or d.kind in kinds
+        d.key: d
+        for d in rules.evaluate(patient_facts, thresholds)
+        if kinds is None or d.kind in kinds
     }
     mine = Flag.objects.filter(patient=patient)
     if kinds is not None:
@@ -158,7 +160,7 @@ def recompute_patients(*, patient_ids, now=None) -> tuple[dict[str, int], list[i
     """Recompute many patients, each in its own transaction, with the clinic's percentiles
     read once. Returns the totals and the ids whose recompute failed (the next sweep retries
     them; nothing is half-written because each patient is one transaction)."""
-    clinic_bonds = selectors.clinic_bond_percentiles(selectors.rule_percentiles())
+    clinic_bonds = flag_inputs.clinic_bond_percentiles(flag_inputs.rule_percentiles())
     totals = {"created": 0, "updated": 0, "cleared": 0}
     failed = []
     for patient_id in patient_ids:
@@ -319,7 +321,7 @@ def flag_rule_update(*, actor, rule: FlagRule, **values) -> FlagRule:
         detail={"program": rule.program_id, "thresholds": changed},
     )
     if changed:
-        mark_stale(patient_ids=selectors.patients_under_rule(rule=rule))
+        mark_stale(patient_ids=flag_inputs.patients_under_rule(rule=rule))
     return rule
 
 
@@ -332,7 +334,7 @@ def dosing_sign_off(*, actor, dosing: Session, note: str = "") -> DosingSignOff:
         raise ValidationError("Only an individual dosing session can be marked ready.")
     if dosing.status != Session.Status.SCHEDULED:
         raise ValidationError(f"This dosing is {dosing.get_status_display().lower()}.")
-    answer = selectors.readiness_of(dosing)
+    answer = caseload.readiness_of(dosing)
     note = (note or "").strip()
     if answer.risks and not note:
         raise ValidationError(

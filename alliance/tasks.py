@@ -5,7 +5,7 @@ from django.db import InterfaceError, OperationalError
 
 from clinic.locks import advisory_lock
 
-from . import selectors, services
+from . import flag_inputs, services
 
 # Sweeps may outlast the broker's visibility timeout; a redelivered copy finds the lock taken
 # and stops, so a long task never runs twice at once.
@@ -38,7 +38,7 @@ def _sweep(name: str, patient_ids) -> int | None:
         if not mine:
             return None
         _totals, failed = services.recompute_patients(patient_ids=patient_ids())
-        for flag_id in selectors.unnotified_flag_ids():
+        for flag_id in flag_inputs.unnotified_flag_ids():
             services.notify_flag(flag_id=flag_id)
         return len(failed)
 
@@ -46,14 +46,14 @@ def _sweep(name: str, patient_ids) -> int | None:
 @shared_task(name="alliance.drain_stale", **_LONG)
 def drain_stale() -> int | None:
     """Every minute: patients whose flags a committed change made stale (the outbox)."""
-    return _sweep("alliance.drain_stale", selectors.stale_patient_ids)
+    return _sweep("alliance.drain_stale", flag_inputs.stale_patient_ids)
 
 
 @shared_task(name="alliance.sweep_upcoming_dosing", **_LONG)
 def sweep_upcoming_dosing() -> int | None:
     """Every 15 minutes: patients with a dosing session in the next 7 days."""
     return _sweep(
-        "alliance.sweep_upcoming_dosing", lambda: selectors.patients_with_dosing_within(days=7)
+        "alliance.sweep_upcoming_dosing", lambda: flag_inputs.patients_with_dosing_within(days=7)
     )
 
 
@@ -61,4 +61,4 @@ def sweep_upcoming_dosing() -> int | None:
 def sweep_all() -> int | None:
     """Nightly: every patient in care and anyone with a flag still open, so a lost message
     is a late flag, never a missing one."""
-    return _sweep("alliance.sweep_all", selectors.patients_to_sweep_ids)
+    return _sweep("alliance.sweep_all", flag_inputs.patients_to_sweep_ids)

@@ -15,7 +15,7 @@ from clinic.pages import form_page
 from clinic.services import record_patient_view
 from sessions.selectors import get_session_for
 
-from . import analytics, charts, exports, selectors, services
+from . import analytics, caseload, charts, cohort_selectors, dashboard, exports, selectors, services
 from .forms import (
     CohortFilterForm,
     ExportForm,
@@ -117,7 +117,7 @@ def patient_flags(request, public_id):
 def patient_dashboard(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     record_patient_view(actor=request.user, patient=patient)
-    facts = selectors.dashboard_facts(patient=patient)
+    facts = dashboard.dashboard_facts(patient=patient)
     return render(
         request,
         "alliance/patient_dashboard.html",
@@ -125,7 +125,7 @@ def patient_dashboard(request, public_id):
             "patient": patient,
             "charts": charts.dashboard_charts(facts),
             "open_flags": [flag for flag in facts.flags if flag.is_open],
-            "upcoming_dosings": selectors.upcoming_dosings(facts),
+            "upcoming_dosings": dashboard.upcoming_dosings(facts),
         },
     )
 
@@ -141,7 +141,7 @@ def dosing_ready(request, public_id):
     if not session.is_dosing or session.enrolment_id is None:
         raise Http404("Not a dosing session.")
     record_patient_view(actor=request.user, patient=session.enrolment.patient)
-    answer = selectors.readiness_of(session)
+    answer = caseload.readiness_of(session)
     return form_page(
         request,
         SignOffForm(request.POST or None, has_risks=bool(answer.risks)),
@@ -223,7 +223,7 @@ def cohort_analytics(request):
     if not form.is_bound or form.is_valid():
         filters = form.cleaned_data if form.is_bound else {}
         depression = filters.get("depression") or analytics.DEFAULT_DEPRESSION
-        dosings, scores = selectors.cohort_rows(
+        dosings, scores = cohort_selectors.cohort_rows(
             user=request.user,
             depression=depression,
             program=filters.get("program"),

@@ -39,7 +39,7 @@ def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
     Each patient carries `upcoming_attendances` (first one = next session) and
     `to_log_attendances` (sessions this user facilitated and has not logged), prefetched.
     """
-    from alliance.selectors import with_flags_and_next_dosing
+    from alliance.caseload import with_flags_and_next_dosing
     from sessions.selectors import next_session_prefetch, to_log_prefetch
 
     qs = patients_visible_to(user).filter(status__in=Patient.ACTIVE_STATUSES)

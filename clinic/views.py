@@ -16,8 +16,8 @@ from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from alliance.caseload import attach_readiness
 from alliance.models import Flag
-from alliance.selectors import attach_readiness
 from outcomes.models import Instrument
 from outcomes.selectors import overdue_counts, responses_for
 from sessions.selectors import to_log_for_coach

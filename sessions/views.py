@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from alliance.selectors import attach_readiness, readiness_of, with_flags_and_next_dosing
+from alliance.caseload import attach_readiness, readiness_of, with_flags_and_next_dosing
 from clinic import access
 from clinic.forms import apply_service_errors
 from clinic.models import Patient, Program

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from alliance import readiness, selectors, services
+from alliance import caseload, readiness, services
 from alliance.models import DosingSignOff, Flag
 from clinic.models import AuditEvent
 from sessions import services as session_services
@@ -137,7 +137,7 @@ def dosing_ready_but_for_the_bond(people, dosing_in):
 
 
 def _readiness(dosing):
-    return selectors.readiness_of(dosing)
+    return caseload.readiness_of(dosing)
 
 
 def test_resolving_a_weak_bond_flag_leaves_the_dosing_at_risk_until_a_better_rating(

@@ -6,7 +6,7 @@ import datetime
 import pytest
 from django.core.exceptions import ValidationError
 
-from alliance import rules, selectors, services
+from alliance import flag_inputs, rules, selectors, services
 from alliance.models import Flag, FlagRule, StalePatient
 from clinic.models import AuditEvent
 from tests.factories import EnrolmentFactory, PatientFactory
@@ -135,7 +135,7 @@ def test_a_sweep_reads_each_percentile_once(people, rate, dosing_in, django_asse
     dosing_in(5)
     rate(bond=4)
     FlagRule.objects.create(program=people.enrolment.program, percentile=90)
-    bonds = selectors.clinic_bond_percentiles([20, 90])
+    bonds = flag_inputs.clinic_bond_percentiles([20, 90])
     assert set(bonds) == {20, 90}
     # With the percentiles handed in, one patient's recompute reads none itself.
     from django.db import connection

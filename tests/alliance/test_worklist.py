@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from alliance import selectors, services
+from alliance import flag_inputs, selectors, services
 from alliance.models import Flag, StalePatient
 from clinic import services as clinic_services
 from clinic.models import AuditEvent, Patient
@@ -128,7 +128,7 @@ def test_a_cancelled_dosings_flag_clears_with_the_reason(people, rate, dosing_in
 def test_the_nightly_sweep_reaches_patients_out_of_care_with_open_flags(people):
     _safety_flag(people)
     Patient.objects.filter(pk=people.patient.pk).update(status="completed")
-    assert people.patient.pk in selectors.patients_to_sweep_ids()
+    assert people.patient.pk in flag_inputs.patients_to_sweep_ids()
 
 
 def test_a_skipped_safety_item_raises_its_own_flag(people):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from alliance import selectors, services
+from alliance import flag_inputs, services
 from clinic.models import Patient
 
 
@@ -20,9 +20,9 @@ class Command(BaseCommand):
             except (Patient.DoesNotExist, ValueError) as exc:
                 raise CommandError(f"No patient with id {patient}.") from exc
         else:
-            ids = selectors.patients_to_sweep_ids()
+            ids = flag_inputs.patients_to_sweep_ids()
         totals, failed = services.recompute_patients(patient_ids=ids)
-        for flag_id in selectors.unnotified_flag_ids():
+        for flag_id in flag_inputs.unnotified_flag_ids():
             services.notify_flag(flag_id=flag_id)
         self.stdout.write(
             f"{len(ids)} patient(s): {totals['created']} flag(s) raised, "

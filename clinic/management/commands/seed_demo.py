@@ -14,8 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 from faker import Faker
 
+from alliance.flag_inputs import patients_to_sweep_ids
 from alliance.models import Flag
-from alliance.selectors import patients_to_sweep_ids
 from alliance.services import flag_resolve, recompute_patient, recompute_patients
 from clinic import services
 from clinic.devservices import DEMO_PASSWORD

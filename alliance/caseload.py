@@ -1,0 +1,272 @@
+"""Flags and readiness beside each patient on the caseload and program pages, and the one
+readiness answer for any dosing (`alliance.readiness` holds the pure rules of it)."""
+
+import datetime
+
+from django.db.models import (
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.utils import timezone
+
+from clinic.models import Patient
+from outcomes.models import Instrument, Response, Score
+from sessions.models import Attendance, Session, SessionKind
+
+from . import readiness
+from .flag_inputs import clinic_bond_percentiles
+from .models import Flag, FlagRule
+from .selectors import SEVERITY_ORDER, flag_summary
+
+
+def with_flags_and_next_dosing(patients: QuerySet[Patient]) -> QuerySet[Patient]:
+    """Caseload order: open flags first (most severe), then the nearest dosing, then name.
+
+    Adds `flag_rank`, `next_dosing_id`, `next_dosing_at`, `latest_bond` and the prefetched
+    `open_flags`; `attach_readiness` then answers for the next dosings of a page at once.
+    """
+    unresolved = Flag.objects.filter(status__in=Flag.UNRESOLVED)
+    top_rank = (
+        unresolved.filter(patient=OuterRef("pk"))
+        .annotate(rank=SEVERITY_ORDER)
+        .order_by("rank")
+        .values("rank")[:1]
+    )
+    next_dosing = Session.objects.filter(
+        attendances__patient=OuterRef("pk"),
+        kind=SessionKind.DOSING,
+        status=Session.Status.SCHEDULED,
+        scheduled_start__gte=timezone.now(),
+    ).order_by("scheduled_start")
+    latest_bond = (
+        Score.objects.filter(
+            response__patient=OuterRef("pk"),
+            response__version__instrument__code="wai-sr",
+            scale="bond",
+        )
+        .order_by("-response__administered_at")
+        .values("mean")[:1]
+    )
+    return (
+        patients.annotate(
+            flag_rank=Subquery(top_rank),
+            next_dosing_id=Subquery(next_dosing.values("pk")[:1]),
+            next_dosing_public_id=Subquery(next_dosing.values("public_id")[:1]),
+            next_dosing_at=Subquery(next_dosing.values("scheduled_start")[:1]),
+            latest_bond=Subquery(latest_bond),
+        )
+        .prefetch_related(
+            Prefetch(
+                "flags",
+                queryset=unresolved.select_related("dosing_session").order_by("-raised_at"),
+                to_attr="open_flags",
+            )
+        )
+        .order_by(
+            F("flag_rank").asc(nulls_last=True),
+            F("next_dosing_at").asc(nulls_last=True),
+            "last_name",
+            "first_name",
+            "pk",
+        )
+    )
+
+
+def attach_readiness(patients) -> None:
+    """Set `readiness` (a Readiness, or None without a dosing ahead) and `flag_badges` on
+    patients that came through `with_flags_and_next_dosing`."""
+    answers = dosing_readiness(
+        [Session(pk=p.next_dosing_id) for p in patients if p.next_dosing_id is not None]
+    )
+    for patient in patients:
+        patient.readiness = answers.get(patient.next_dosing_id)
+        patient.flag_badges = flag_badges(patient)
+
+
+def flag_badges(patient: Patient) -> list[dict]:
+    """One badge per kind of open flag (most severe first), linking to the newest of them."""
+    grouped: dict[str, dict] = {}
+    for flag in patient.open_flags:
+        badge = grouped.setdefault(flag.kind, {"flag": flag, "count": 0, "rank": 9})
+        badge["count"] += 1
+        rank = Flag.SEVERITY_RANK[flag.severity]
+        if rank < badge["rank"]:
+            badge.update(rank=rank, flag=flag)
+    return sorted(grouped.values(), key=lambda b: b["rank"])
+
+
+_PRESENT = (Attendance.Status.ATTENDED, Attendance.Status.LATE)
+
+
+def _flag_fact(flag: Flag) -> readiness.FlagFact:
+    return readiness.FlagFact(
+        public_id=str(flag.public_id),
+        kind=flag.kind,
+        label=flag.get_kind_display(),
+        summary=flag_summary(flag),
+        resolved_by=flag.resolved_by.display_name if flag.resolved_by else "",
+        resolution_note=flag.resolution_note,
+    )
+
+
+def _concerns(flag: Flag, dosing: Session) -> bool:
+    """Per-dosing flags count for their own dosing; the rest are about the patient."""
+    if flag.kind in (Flag.Kind.WEAK_BOND, Flag.Kind.ALLIANCE_MISSING):
+        return flag.dosing_session_id in (None, dosing.pk)
+    return True
+
+
+def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
+    """{dosing session id: Readiness} for individual dosing sessions, in a fixed number of
+    queries however many there are (the caseload asks for a page at a time)."""
+    dosings = list(
+        Session.objects.filter(pk__in=[d.pk for d in dosings], kind=SessionKind.DOSING)
+        .exclude(enrolment=None)
+        .select_related("enrolment", "program__protocol", "protocol_step__protocol")
+        .prefetch_related("facilitators", "sign_offs__signed_by")
+    )
+    if not dosings:
+        return {}
+    now = timezone.now()
+    patient_ids = {d.enrolment.patient_id for d in dosings}
+    flags: dict[int, list[Flag]] = {}
+    for flag in (
+        Flag.objects.filter(patient_id__in=patient_ids)
+        .filter(Q(status__in=Flag.UNRESOLVED) | Q(status=Flag.Status.RESOLVED, still_applies=True))
+        .select_related("resolved_by")
+        .order_by("raised_at", "id")
+    ):
+        flags.setdefault(flag.patient_id, []).append(flag)
+    bonds = {
+        row["response__patient_id"]: row
+        for row in Score.objects.filter(
+            response__patient_id__in=patient_ids,
+            response__version__instrument__code="wai-sr",
+            response__administered_at__lte=now,
+            scale="bond",
+            mean__isnull=False,
+        )
+        .order_by("response__patient_id", "-response__administered_at", "-response_id")
+        .distinct("response__patient_id")
+        .values("response__patient_id", "response_id", "response__administered_at", "mean")
+    }
+    rules_by_program = {r.program_id: r for r in FlagRule.objects.all()}
+    default_rule = rules_by_program.get(None) or FlagRule()
+    rule_of = {d.pk: rules_by_program.get(d.program_id, default_rule) for d in dosings}
+    percentiles = clinic_bond_percentiles(r.percentile for r in rule_of.values())
+    preparations: dict[int, list[dict]] = {}
+    for row in (
+        Attendance.objects.filter(
+            patient_id__in=patient_ids,
+            session__kind=SessionKind.PREPARATION,
+            session__status=Session.Status.COMPLETED,
+        )
+        .order_by("session__scheduled_start")
+        .values(
+            "patient_id",
+            "status",
+            "session_id",
+            "session__enrolment_id",
+            "session__is_group",
+            "session__program_id",
+            "session__scheduled_start",
+            "session__label",
+            "session__protocol_step__instruments_due",
+        )
+    ):
+        preparations.setdefault(row["patient_id"], []).append(row)
+
+    counted: dict[int, list[dict]] = {}
+    for dosing in dosings:
+        counted[dosing.pk] = [
+            row
+            for row in preparations.get(dosing.enrolment.patient_id, [])
+            if row["session__scheduled_start"] < dosing.scheduled_start
+            and (
+                row["session__enrolment_id"] == dosing.enrolment_id
+                or (
+                    row["session__is_group"]
+                    and row["session__program_id"] == dosing.program_id
+                    and row["status"] in _PRESENT
+                )
+            )
+        ]
+    last_ids = {rows[-1]["session_id"] for rows in counted.values() if rows}
+    answered = set(
+        Response.objects.filter(session_id__in=last_ids, patient_id__in=patient_ids).values_list(
+            "patient_id", "session_id", "version__instrument__code"
+        )
+    )
+    names = dict(Instrument.objects.values_list("code", "name"))
+
+    result = {}
+    for dosing in dosings:
+        patient_id = dosing.enrolment.patient_id
+        rule = rule_of[dosing.pk]
+        value, ratings = percentiles[rule.percentile]
+        bond = bonds.get(patient_id)
+        done = counted[dosing.pk]
+        last = done[-1] if done else None
+        unanswered = (
+            [
+                names[code]
+                for code in last["session__protocol_step__instruments_due"] or []
+                if code in names and (patient_id, last["session_id"], code) not in answered
+            ]
+            if last
+            else []
+        )
+        protocol = (
+            dosing.protocol_step.protocol if dosing.protocol_step else dosing.program.protocol
+        )
+        sign_offs = list(dosing.sign_offs.all())
+        latest = sign_offs[0] if sign_offs else None
+        concerning = [f for f in flags.get(patient_id, []) if _concerns(f, dosing)]
+        facts = readiness.DosingFacts(
+            dosing_id=dosing.pk,
+            starts_at=dosing.scheduled_start,
+            open_flags=[_flag_fact(f) for f in concerning if f.is_unresolved],
+            resolved_flags_still_applying=[
+                _flag_fact(f) for f in concerning if not f.is_unresolved
+            ],
+            latest_bond=bond["mean"] if bond else None,
+            latest_bond_response_id=bond["response_id"] if bond else None,
+            latest_bond_at=(
+                timezone.localtime(bond["response__administered_at"]) if bond else None
+            ),
+            bond_threshold=rule.weak_bond_below,
+            clinic_percentile=rule.percentile,
+            clinic_percentile_value=value if ratings >= rule.percentile_min_ratings else None,
+            preparations_done=len(done),
+            preparations_required=protocol.min_preparation_before_dosing if protocol else 0,
+            unanswered_after_preparation=unanswered,
+            last_preparation_id=last["session_id"] if last else None,
+            last_preparation_label=(
+                f"{last['session__label'] or 'the last preparation'} on "
+                f"{timezone.localtime(last['session__scheduled_start']):%-d %b}"
+                if last
+                else ""
+            ),
+            facilitators=len(dosing.facilitators.all()),
+            dose_recorded=bool(dosing.substance and dosing.dose_mg and dosing.route),
+            logistics_due=dosing.scheduled_start
+            <= now + datetime.timedelta(days=rule.weak_bond_days_before_dosing),
+            sign_off=readiness.SignOff(
+                by=latest.signed_by.display_name if latest.signed_by else "",
+                at=latest.signed_at,
+                note=latest.note,
+                risk_keys=latest.risk_keys,
+            )
+            if latest
+            else None,
+        )
+        result[dosing.pk] = readiness.assess(facts)
+    return result
+
+
+def readiness_of(dosing: Session) -> readiness.Readiness | None:
+    return dosing_readiness([dosing]).get(dosing.pk)
