@@ -66,7 +66,8 @@ class ResponseRow:
     at: datetime.datetime  # local wall-clock time
     code: str
     definition: dict
-    scores: dict[str, tuple[float | None, float | None, str]]  # scale -> (value, mean, band)
+    # scale -> (value, mean, band), optionally followed by prorated (False when absent)
+    scores: dict[str, tuple]
     extras: dict
     session_id: int | None
     session_label: str
@@ -134,6 +135,27 @@ def _num(value: float | None, places: int = 2) -> str:
     return f"{value:.{places}f}".rstrip("0").rstrip(".") if places else f"{value:.0f}"
 
 
+@dataclass(frozen=True)
+class _Stored:
+    value: float | None
+    mean: float | None
+    band: str
+    prorated: bool = False
+
+
+def _primary(response: ResponseRow, scale: str = "total") -> scoring.PrimaryScore:
+    """The scale as clinicians read it (PHQ-9 sum, WAI-SR mean, MEQ-30 % of max)."""
+    stored = {code: _Stored(*entry[:4]) for code, entry in response.scores.items()}
+    return scoring.primary_score(response.definition, stored, response.extras, scale=scale)
+
+
+def _shown(primary: scoring.PrimaryScore) -> str:
+    """ "16 sum", "14 sum, prorated", "3.25 mean"; "—" when not scorable."""
+    if primary.value is None:
+        return "—"
+    return f"{primary.shown} {primary.label}" + (", prorated" if primary.prorated else "")
+
+
 def _layout(**extra) -> dict:
     layout = {
         "font": PLOT_FONT,
@@ -187,7 +209,7 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
     ratings = [r for r in facts.responses if r.code == "wai-sr"]
     table = Table(
         caption="WAI-SR ratings (item means, 1 to 5; higher is a stronger alliance)",
-        headers=["Date", "Session", "Total", "Bond", "Goal", "Task"],
+        headers=["Date", "Session", "Total (mean)", "Bond (mean)", "Goal (mean)", "Task (mean)"],
         rows=[
             [_day(r.at), r.session_label or "—"]
             + [_num(r.scores.get(scale, (None, None, ""))[1]) for scale, _, _ in ALLIANCE_SCALES]
@@ -329,8 +351,9 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
     ]
     present = [(label, colour, rows) for label, colour, rows in present if rows]
     table = Table(
-        caption="Depression scores (totals; lower is better). Baseline is the first score.",
-        headers=["Date", "Measure", "Total", "Severity", "Change from baseline", "Outcome"],
+        caption="Depression scores (sums of the items; lower is better). Baseline is the first "
+        "score.",
+        headers=["Date", "Measure", "Score", "Severity", "Change from baseline", "Outcome"],
     )
     chart = Chart(
         slug="outcomes",
@@ -377,7 +400,7 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
             )
         responded, remitted = [], []
         for response in rows:
-            value, _, band = response.scores["total"]
+            value, _, band = response.scores["total"][:3]
             status = _outcome_status(rule, baseline, value) if response is not rows[0] else {}
             words = []
             if status.get("response"):
@@ -391,7 +414,7 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                 [
                     _day(response.at),
                     label,
-                    _num(value, 1),
+                    _shown(_primary(response)),
                     band or "—",
                     "baseline"
                     if response is rows[0]
@@ -566,11 +589,9 @@ def _mean(response: ResponseRow | None, scale: str) -> float | None:
 
 
 def _percent(response: ResponseRow | None, scale: str) -> float | None:
-    mean = _mean(response, scale)
-    if mean is None:
+    if response is None or scale not in response.scores:
         return None
-    top = response.definition["scale"]["max"]
-    return round(mean / top * 100, 1)
+    return _primary(response, scale).value
 
 
 def dashboard_charts(facts: DashboardFacts) -> list[Chart]:

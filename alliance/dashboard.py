@@ -29,7 +29,7 @@ def dashboard_facts(*, patient: Patient) -> charts.DashboardFacts:
             at=timezone.localtime(response.administered_at),
             code=response.version.instrument.code,
             definition=response.version.definition,
-            scores={s.scale: (s.value, s.mean, s.band) for s in response.scores.all()},
+            scores={s.scale: (s.value, s.mean, s.band, s.prorated) for s in response.scores.all()},
             extras=response.extras,
             session_id=response.session_id,
             session_label=session_label(response.session),

@@ -17,6 +17,7 @@ from django.db.models import Min, QuerySet
 
 from clinic.access import is_admin
 from clinic.models import AuditEvent, Patient
+from outcomes import scoring
 from outcomes.models import Score
 
 
@@ -55,32 +56,59 @@ def _base(score: Score, *, identified: bool) -> dict:
     return row
 
 
+def _primary(score: Score) -> scoring.PrimaryScore:
+    response = score.response
+    return scoring.primary_score(
+        response.version.definition, {score.scale: score}, response.extras, scale=score.scale
+    )
+
+
+def _blank(value) -> object:
+    return "" if value is None else value
+
+
 def long_rows(*, patients: QuerySet[Patient], identified: bool = False) -> list[dict]:
-    """One row per score."""
-    return [
-        _base(score, identified=identified)
-        | {
-            "instrument": score.response.version.instrument.code,
-            "version": score.response.version.version,
-            "scale": score.scale,
-            "value": "" if score.value is None else score.value,
-            "mean": "" if score.mean is None else score.mean,
-            "band": score.band,
-        }
-        for score in _scores(patients)
-    ]
+    """One row per score: the score as clinicians read it (`score`, which `statistic` it is:
+    sum, mean or percent_of_max), its band, whether it was prorated, and the sum and item
+    mean it comes from."""
+    rows = []
+    for score in _scores(patients):
+        primary = _primary(score)
+        rows.append(
+            _base(score, identified=identified)
+            | {
+                "instrument": score.response.version.instrument.code,
+                "version": score.response.version.version,
+                "scale": score.scale,
+                "score": primary.shown,
+                "statistic": primary.statistic,
+                "band": primary.band,
+                "prorated": int(primary.prorated),
+                "sum": _blank(score.value),
+                "mean": _blank(score.mean),
+            }
+        )
+    return rows
 
 
 def wide_rows(*, patients: QuerySet[Patient], identified: bool = False) -> list[dict]:
-    """One row per patient and time point (a session, or a day without a session)."""
+    """One row per patient and time point (a session, or a day without a session). Columns
+    name the statistic (`phq-9_total_sum`, `wai-sr_bond_mean`, `meq-30_total_percent_of_max`);
+    each instrument's headline scale adds its band (where it has bands) and whether it was
+    prorated."""
     rows: dict[tuple, dict] = {}
     for score in _scores(patients):
         base = _base(score, identified=identified)
         key = (base["patient"], base["session"] or f"day {base['day']}")
         row = rows.setdefault(key, base)
+        definition = score.response.version.definition
         code = score.response.version.instrument.code
-        value = score.mean if score.mean is not None else score.value
-        row[f"{code}_{score.scale}"] = "" if value is None else value
+        primary = _primary(score)
+        row[f"{code}_{score.scale}_{primary.statistic}"] = primary.shown
+        if score.scale == definition["primary"]["scale"]:
+            if definition["bands"]:
+                row[f"{code}_{score.scale}_band"] = primary.band
+            row[f"{code}_{score.scale}_prorated"] = int(primary.prorated)
     return list(rows.values())
 
 

@@ -1,4 +1,5 @@
-"""FHIR R4 (R4B models) Questionnaire and QuestionnaireResponse resources as a Bundle.
+"""FHIR R4 (R4B models) Questionnaire, QuestionnaireResponse and score Observation resources
+as a Bundle.
 
 Validated with fhir.resources before it leaves the clinic, so a malformed export is an error
 here rather than a surprise in someone else's system. De-identified by default: the subject is
@@ -7,11 +8,13 @@ the stable pseudonym and responses carry no dates.
 
 from fhir.resources.R4B.bundle import Bundle
 
+from outcomes import scoring
 from outcomes.models import InstrumentVersion, Response
 
 from .exports import pseudonym
 
 BASE = "https://rapport.invalid/fhir"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 
 def _canonical(version: InstrumentVersion) -> str:
@@ -57,13 +60,15 @@ def _answer(definition: dict, number: int, value) -> dict:
     return {"valueCoding": {"code": str(int(value))}}
 
 
+def _subject(response: Response, *, identified: bool) -> dict:
+    if identified:
+        return {"display": response.patient.record_number}
+    return {"identifier": {"system": f"{BASE}/pseudonym", "value": pseudonym(response.patient)}}
+
+
 def questionnaire_response(response: Response, *, identified: bool) -> dict:
     definition = response.version.definition
-    subject = (
-        {"display": response.patient.record_number}
-        if identified
-        else {"identifier": {"system": f"{BASE}/pseudonym", "value": pseudonym(response.patient)}}
-    )
+    subject = _subject(response, identified=identified)
     resource = {
         "resourceType": "QuestionnaireResponse",
         "id": str(response.public_id),
@@ -81,15 +86,65 @@ def questionnaire_response(response: Response, *, identified: bool) -> dict:
     return resource
 
 
+def _score_text(response: Response, primary: scoring.PrimaryScore) -> str:
+    """ "PHQ-9 total (sum)", "WAI-SR bond (mean)", "MEQ-30 mystical (% of max)"."""
+    return f"{response.version.instrument.short_name} {primary.name.lower()} ({primary.label})"
+
+
+def _scored(response: Response, primary: scoring.PrimaryScore) -> dict:
+    part = {
+        "code": {"text": _score_text(response, primary)},
+        "valueQuantity": {"value": primary.value, "unit": primary.label},
+    }
+    if primary.band:
+        part["interpretation"] = [{"text": primary.band}]
+    return part
+
+
+def score_observation(response: Response, *, identified: bool) -> dict | None:
+    """The scores as clinicians read them, derived from the QuestionnaireResponse: the
+    instrument's primary score (PHQ-9 sum, WAI-SR mean, MEQ-30 % of max) with its band, the
+    other scales as components. None when the headline could not be scored."""
+    primary = response.primary
+    if primary.value is None:
+        return None
+    resource = {
+        "resourceType": "Observation",
+        "id": f"{response.public_id}-score",
+        "status": "final",
+        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}],
+        "subject": _subject(response, identified=identified),
+        "derivedFrom": [{"reference": f"QuestionnaireResponse/{response.public_id}"}],
+        **_scored(response, primary),
+    }
+    if primary.prorated:
+        resource["note"] = [{"text": "Prorated: some items were unanswered."}]
+    components = [
+        _scored(response, p)
+        for p in response.primary_scores
+        if p.scale != primary.scale and p.value is not None
+    ]
+    if components:
+        resource["component"] = components
+    if identified:
+        resource["effectiveDateTime"] = response.administered_at.isoformat()
+    return resource
+
+
 def bundle(*, patients, identified: bool = False) -> dict:
     responses = list(
         Response.objects.filter(patient__in=patients)
         .select_related("patient", "version__instrument")
+        .prefetch_related("scores")
         .order_by("administered_at", "id")
     )
     versions = {r.version_id: r.version for r in responses}
     entries = [{"resource": questionnaire(v)} for v in versions.values()]
-    entries += [{"resource": questionnaire_response(r, identified=identified)} for r in responses]
+    for response in responses:
+        entries.append({"resource": questionnaire_response(response, identified=identified)})
+        observation = score_observation(response, identified=identified)
+        if observation is not None:
+            entries.append({"resource": observation})
     data = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     Bundle.model_validate(data)  # raises on anything FHIR R4 would not accept
     return data

@@ -99,6 +99,8 @@ def flag_facts(
     )
     alliance, srs, safety, gaps = [], [], [], []
     resolved = _resolved_safety_responses(patient)
+    # A skipped safety item matters until the instrument is answered again.
+    latest_of = {r.version.instrument.code: r.pk for r in responses}
     for response in responses:
         code = response.version.instrument.code
         scores = _scores(response)
@@ -137,7 +139,11 @@ def flag_facts(
                 )
                 for hit in response.safety_hits
             )
-        if response.safety_unanswered and response.pk not in resolved[Flag.Kind.SAFETY_UNANSWERED]:
+        if (
+            response.safety_unanswered
+            and latest_of[code] == response.pk
+            and response.pk not in resolved[Flag.Kind.SAFETY_UNANSWERED]
+        ):
             total = scores.get("total")
             gaps.extend(
                 rules.SafetyGap(

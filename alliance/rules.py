@@ -336,11 +336,20 @@ def safety_unanswered(facts: Facts, t: Thresholds) -> list[Decision]:
 
 RULES = (weak_bond, bond_drop, alliance_missing, low_alliance, safety, safety_unanswered)
 
-# A safety flag stays until a person resolves it; the others clear when the condition does.
-# (A skipped safety item stays too: only a person who asked the patient can close it.)
+# A safety flag stays until a person resolves it; the others clear when the condition does
+# (a skipped safety item, once the instrument is answered again).
 AUTO_RESOLVING = frozenset(
-    {Kind.WEAK_BOND, Kind.BOND_DROP, Kind.ALLIANCE_MISSING, Kind.LOW_ALLIANCE}
+    {
+        Kind.WEAK_BOND,
+        Kind.BOND_DROP,
+        Kind.ALLIANCE_MISSING,
+        Kind.LOW_ALLIANCE,
+        Kind.SAFETY_UNANSWERED,
+    }
 )
+# Resolving these is final: the person has spoken with the patient. Resolving the others
+# records what was done, while the condition (a weak bond) may still hold.
+SETTLED_BY_A_PERSON = frozenset({Kind.SAFETY, Kind.SAFETY_UNANSWERED})
 
 
 def basis(kind: str, evidence: dict) -> tuple:

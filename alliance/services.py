@@ -153,6 +153,8 @@ def _why_cleared(flag: Flag) -> str:
         return f"The dosing was cancelled: {dosing.status_reason or 'no reason given'}."
     if dosing is not None and dosing.status != Session.Status.SCHEDULED:
         return f"The dosing is {dosing.get_status_display().lower()}."
+    if flag.kind == Flag.Kind.SAFETY_UNANSWERED:
+        return "The safety item was answered in a later questionnaire."
     return "The condition no longer holds."
 
 
@@ -270,7 +272,7 @@ def flag_resolve(*, actor, flag: Flag, note: str) -> Flag:
     flag.resolution_note = note
     # Resolving records what a person did; it does not raise a weak bond. Until a newer
     # rating clears the condition (the next recompute says so), the dosing stays at risk.
-    flag.still_applies = rules.Kind(flag.kind) in rules.AUTO_RESOLVING
+    flag.still_applies = rules.Kind(flag.kind) not in rules.SETTLED_BY_A_PERSON
     flag.save(
         update_fields=[
             "status",

@@ -1,4 +1,6 @@
-"""Flag evidence in plain words for the flag page and the e-mail."""
+"""Flag evidence in plain words for the flag page and the e-mail. Every number says what it
+is, as the instruments' primary scores do: the WAI-SR bond and total are item means, the SRS
+a sum."""
 
 import datetime
 
@@ -31,12 +33,13 @@ def summarise(kind: str, evidence: dict) -> str:
                 f"({evidence['clinic_percentile']:.2f})"
             )
         return (
-            f"Bond {_num(evidence['bond'])}{_at(evidence.get('session_label', ''))} on "
+            f"Bond mean {_num(evidence['bond'])}{_at(evidence.get('session_label', ''))} on "
             f"{_day(evidence['rated_at'])}, {limit}{dosing}"
         )
     if kind == "bond_drop":
         return (
-            f"Bond fell from {_num(evidence['bond_before'])} ({_day(evidence['before_at'])}) to "
+            f"Bond mean fell from {_num(evidence['bond_before'])} "
+            f"({_day(evidence['before_at'])}) to "
             f"{_num(evidence['bond_after'])} ({_day(evidence['after_at'])}), a fall of "
             f"{_num(evidence['fall'])}, more than the reliable change of "
             f"{_num(evidence['rci'])}{dosing}"
@@ -54,15 +57,16 @@ def summarise(kind: str, evidence: dict) -> str:
             when = f"{_at(reason.get('session_label', ''))} on {_day(reason['rated_at'])}"
             if reason["measure"] == "srs":
                 parts.append(
-                    f"SRS {_num(reason['value'])}{when}, below {_num(reason['threshold'])}"
+                    f"SRS sum {_num(reason['value'])}{when}, below {_num(reason['threshold'])}"
                 )
             elif reason["measure"] == "srs_drop":
                 parts.append(
-                    f"SRS fell from {_num(reason['previous'])} to {_num(reason['value'])}{when}"
+                    f"SRS sum fell from {_num(reason['previous'])} to {_num(reason['value'])}{when}"
                 )
             else:
                 parts.append(
-                    f"WAI-SR total {_num(reason['value'])}{when}, below {_num(reason['threshold'])}"
+                    f"WAI-SR total mean {_num(reason['value'])}{when}, "
+                    f"below {_num(reason['threshold'])}"
                 )
         return "; ".join(parts) + dosing
     if kind == "safety":

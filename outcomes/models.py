@@ -11,6 +11,8 @@ from simple_history.models import HistoricalRecords
 
 from clinic.models import Patient
 
+from . import scoring
+
 
 class Respondent(models.TextChoices):
     PATIENT = "patient", "Patient"
@@ -104,7 +106,8 @@ class Response(models.Model):
     complete = models.BooleanField(default=False)
     safety_hits = models.JSONField(default=list, blank=True)
     has_safety_hit = models.BooleanField(default=False)
-    # Safety items (PHQ-9 item 9, ...) left unanswered: a skipped item is not a "no".
+    # Safety item numbers (PHQ-9 item 9, ...) left unanswered although others were answered:
+    # the total may still be prorated, but nobody has asked about self-harm yet.
     safety_unanswered = models.JSONField(default=list, blank=True)
     # Queryable in SQL: annotate(item_9=outcomes.selectors.item_answer(9)).filter(item_9__gte=1),
     # or answers__contains={"9": 2}.
@@ -128,6 +131,31 @@ class Response(models.Model):
 
     def __str__(self):
         return f"{self.version} for {self.patient_id} at {self.administered_at:%Y-%m-%d}"
+
+    # Scores as clinicians read them (reads the prefetched `scores` and the version's definition).
+
+    def _stored_scores(self) -> dict:
+        return {score.scale: score for score in self.scores.all()}
+
+    @property
+    def primary(self) -> scoring.PrimaryScore:
+        """The instrument's primary score: PHQ-9 sum, WAI-SR mean, MEQ-30 % of max, ..."""
+        return scoring.primary_score(self.version.definition, self._stored_scores(), self.extras)
+
+    @property
+    def primary_scores(self) -> list[scoring.PrimaryScore]:
+        """Total and every subscale, in the definition's order, with the primary statistic."""
+        definition, stored = self.version.definition, self._stored_scores()
+        codes = ["total", *(sub["code"] for sub in definition["subscales"])]
+        return [
+            scoring.primary_score(definition, stored, self.extras, scale=code) for code in codes
+        ]
+
+    @property
+    def safety_unanswered_items(self) -> list[dict]:
+        """Each unanswered safety item with its label: {"item": 9, "label": "..."}."""
+        labels = {item["number"]: item["label"] for item in self.version.definition["items"]}
+        return [{"item": n, "label": labels.get(n, "")} for n in self.safety_unanswered]
 
 
 class Score(models.Model):

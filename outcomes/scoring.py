@@ -9,8 +9,10 @@ Public API
 ``definitions_dir()``, ``load_definition(path)``, ``load_all()``, ``get_definition(code)``,
 ``validate_definition(defn)``, ``validate_answers(defn, answers)``, ``score(defn, answers)``,
 ``reliable_change(defn, before, after)``, ``treatment_outcome(defn, baseline, current)``,
-``hamd_outcome(baseline, current)``; exceptions ``DefinitionError`` and ``AnswerError`` (both
-``ValueError``); result types ``ScoreResult``, ``ScaleScore``, ``SafetyHit``.
+``hamd_outcome(baseline, current)``, ``primary_score(defn, scores, extras, scale=None)``,
+``safety_unanswered(defn, answers)``;
+exceptions ``DefinitionError`` and ``AnswerError`` (both ``ValueError``); result types
+``ScoreResult``, ``ScaleScore``, ``SafetyHit``, ``PrimaryScore``.
 
 Definition files
 ----------------
@@ -26,11 +28,18 @@ One JSON file per instrument version: ``outcomes/instruments/<code>-<version>.js
     reverse_items, bands [{"min", "max", "label"}], subscale_bands {code: [bands]},
     rci (number | null), rci_scale ("total" | subscale code),
     safety_items [{"number", "min_value", "urgent_value", "message"}],
+    primary      {"scale", "statistic": "sum" | "mean" | "percent_of_max", "label"}
     special      {...instrument-specific rules, see below...}
 
 Extensions to that schema (all optional unless marked required):
 
 * ``higher_is_better`` (required, bool): direction used by ``reliable_change``.
+* ``primary`` (required): the one score pages and exports show, as clinicians read it.
+  ``scale`` is the headline scale ("total" or a subscale code); ``statistic`` is "sum" (needs
+  ``scoring.method`` "sum"), "mean" (needs "mean") or "percent_of_max" (needs "mean" and
+  ``special.percent_of_max``), so the band, which follows the method, always belongs to the
+  number shown; ``label`` is the short word printed beside the number ("sum", "mean",
+  "% of max"). Subscales are shown with the same statistic. See ``primary_score``.
 * ``rci_source`` (str): where the RCI threshold comes from, or "clinic default".
 * ``missing.require_subscales`` (bool): the total is scorable only when every subscale is
   scorable; it is then the sum of the (possibly prorated) subscale sums. The subscales must
@@ -53,17 +62,23 @@ Extensions to that schema (all optional unless marked required):
 Scoring conventions
 -------------------
 * Arithmetic is exact (``fractions.Fraction`` of the decimal answers); only results are rounded,
-  half-up: item means to 2 decimals, prorated sums to 1 decimal, plain sums to the decimals of
-  the finest item step (0 for whole-number items, 1 for a 0.1-step VAS). Values are floats.
+  half-up: item means to 2 decimals; sums, plain or prorated, of a sum-scored instrument to the
+  decimals of the finest item step (0 for whole-number items, 1 for a 0.1-step VAS), so a
+  prorated PHQ-9 total is a whole number as on the paper form; prorated sums of a mean-scored
+  instrument (WAI-SR subscales, not its headline) to 1 decimal. Values are floats.
 * ``ScaleScore.value`` is always the sum (prorated where allowed) and ``mean`` the item mean;
   ``headline`` is whichever of the two ``scoring.method`` names, and bands apply to it.
 * Prorating: mean of the answered items x number of items, when at most ``max_missing`` items of
   that scale are unanswered.
 * Bands are read as half-open intervals ``[min, next band's min)``, the last one closed at its
-  ``max``: a prorated PHQ-9 total of 4.5 is "Minimal" (below 5). Bands are looked up on the
-  rounded headline so the band shown always agrees with the number shown.
+  ``max``. Bands are looked up on the rounded headline so the band shown always agrees with the
+  number shown: a prorated PHQ-9 of 4 x 9 / 8 = 4.5 is shown as 5, "Mild"; 13 x 9 / 8 = 14.625
+  as 15, "Moderately severe"; 11 x 9 / 7 = 14.14 as 14, "Moderate".
 * Reverse-keyed items score ``item min + item max - answer``.
 * Safety hits use the raw answer and are reported even when no total can be computed.
+* ``ScoreResult.safety_unanswered`` lists the safety items left unanswered in a response that
+  has at least one answer (a PHQ-9 without item 9 may still have a prorated total): the
+  clinician has to ask.
 """
 
 from __future__ import annotations
@@ -81,6 +96,7 @@ from typing import Any
 __all__ = [
     "AnswerError",
     "DefinitionError",
+    "PrimaryScore",
     "SafetyHit",
     "ScaleScore",
     "ScoreResult",
@@ -89,7 +105,9 @@ __all__ = [
     "hamd_outcome",
     "load_all",
     "load_definition",
+    "primary_score",
     "reliable_change",
+    "safety_unanswered",
     "score",
     "treatment_outcome",
     "validate_answers",
@@ -102,6 +120,8 @@ METHODS = ("sum", "mean")
 MISSING_RULES = ("prorate", "none")
 DOMAIN_RULES = ("max",)
 CUTOFF_RULES = ("below", "at_or_below")
+PRIMARY_STATISTICS = ("sum", "mean", "percent_of_max")
+MAX_PRIMARY_LABEL_LENGTH = 24
 MAX_LABEL_LENGTH = 60
 _CODE_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _VERSION_RE = re.compile(r"^[0-9A-Za-z.]+$")
@@ -150,6 +170,8 @@ class ScoreResult:
     complete: bool  # every scale complete (no missing, no prorating)
     safety_hits: list[SafetyHit] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Safety item numbers left unanswered although something was answered.
+    safety_unanswered: list[int] = field(default_factory=list)
 
     def scale(self, code: str) -> ScaleScore:
         for s in self.scales:
@@ -570,6 +592,31 @@ def validate_definition(defn: Any) -> None:
             _fail(f"{where}: safety item {n} needs a message")
 
     _check_special(defn, where, sub_codes, lo, hi)
+    _check_primary(defn, where, sub_codes)
+
+
+def _check_primary(defn: Mapping, where: str, sub_codes: set) -> None:
+    primary = _require(defn, "primary", dict, where)
+    if primary.get("scale") != "total" and primary.get("scale") not in sub_codes:
+        _fail(f"{where}: primary.scale must be 'total' or a subscale code")
+    statistic = primary.get("statistic")
+    if statistic not in PRIMARY_STATISTICS:
+        _fail(f"{where}: primary.statistic must be one of {PRIMARY_STATISTICS}")
+    # The band follows scoring.method, so the number shown must be that same statistic
+    # (or, for percent of maximum, a fixed rescaling of the item mean).
+    needs = "sum" if statistic == "sum" else "mean"
+    if _method(defn) != needs:
+        _fail(
+            f"{where}: primary.statistic {statistic!r} needs scoring.method {needs!r} "
+            f"(the band is read on the {_method(defn)})"
+        )
+    if statistic == "percent_of_max" and not defn.get("special", {}).get("percent_of_max"):
+        _fail(f"{where}: primary.statistic 'percent_of_max' needs special.percent_of_max")
+    label = primary.get("label")
+    if not isinstance(label, str) or not label.strip():
+        _fail(f"{where}: primary.label must be a non-empty string")
+    if len(label) > MAX_PRIMARY_LABEL_LENGTH:
+        _fail(f"{where}: primary.label is longer than {MAX_PRIMARY_LABEL_LENGTH} characters")
 
 
 def _check_special(defn: Mapping, where: str, sub_codes: set, lo: Fraction, hi: Fraction) -> None:
@@ -647,6 +694,14 @@ def validate_answers(defn: Mapping, answers: Mapping) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def safety_unanswered(defn: Mapping, answers: Mapping) -> list[int]:
+    """The definition's safety items left unanswered, when anything at all was answered."""
+    answers = _normalise_keys(answers)
+    if all(v is None for v in answers.values()):
+        return []
+    return [s["number"] for s in defn.get("safety_items", []) if answers.get(s["number"]) is None]
+
+
 def _band_for(bands: list, headline: float | None) -> str:
     if headline is None or not bands:
         return ""
@@ -696,7 +751,10 @@ def _finish(
     prorated: bool,
     bands: list,
 ) -> ScaleScore:
-    value_r = _round(value, 1 if prorated else _sum_decimals(defn))
+    # A sum-scored instrument shows its sum (prorated or not) as the paper form would: to the
+    # finest item step, so the band is read on the number the clinician sees.
+    places = 1 if prorated and _method(defn) != "sum" else _sum_decimals(defn)
+    value_r = _round(value, places)
     mean_r = None if mean is None else _round(mean, 2)
     headline = mean_r if _method(defn) == "mean" else value_r
     return ScaleScore(
@@ -716,7 +774,8 @@ def score(defn: Mapping, answers: Mapping) -> ScoreResult:
     """Score one response. ``answers`` maps item number to the answer (None = unanswered).
 
     Raises ``AnswerError`` if ``validate_answers`` reports anything. Means are rounded to
-    2 decimals and prorated sums to 1 decimal (half-up); see the module docstring.
+    2 decimals and sums of a sum-scored instrument, prorated or not, to the finest item step
+    (half-up); see the module docstring.
     """
     answers = _normalise_keys(answers)
     errors = validate_answers(defn, answers)
@@ -798,6 +857,7 @@ def score(defn: Mapping, answers: Mapping) -> ScoreResult:
         complete=all(s.complete for s in scales),
         safety_hits=hits,
         extras=extras,
+        safety_unanswered=safety_unanswered(defn, answers),
     )
 
 
@@ -841,6 +901,79 @@ def _add_extras(
             extras["below_cutoff"] = headline <= _frac(special["cutoff"])
     if "score_label" in special:
         extras["score_label"] = special["score_label"]
+
+
+# --------------------------------------------------------------------------------------------
+# The score to show
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrimaryScore:
+    """One scale's score as a clinician reads it: the number, what it is, its band."""
+
+    scale: str  # "total" or a subscale code
+    name: str  # "Total" or the subscale's name
+    statistic: str  # "sum", "mean" or "percent_of_max"
+    label: str  # the definition's word for it: "sum", "mean", "% of max", ...
+    value: float | None  # the number to show; None when the scale could not be scored
+    band: str  # band label, or ""
+    prorated: bool
+
+    @property
+    def shown(self) -> str:
+        """The number as printed: "16", "32.6", "3.25"; "" when not scorable."""
+        if self.value is None:
+            return ""
+        text = f"{Decimal(str(self.value)):f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def primary_score(
+    defn: Mapping,
+    scores: Mapping[str, Any],
+    extras: Mapping | None = None,
+    *,
+    scale: str | None = None,
+) -> PrimaryScore:
+    """The score of ``scale`` (default: the definition's primary scale) as pages and exports
+    show it, per ``defn["primary"]``.
+
+    ``scores`` maps scale codes to objects with ``value`` (sum), ``mean``, ``band`` and
+    ``prorated`` attributes: a ``ScaleScore`` or a stored ``Score`` row. ``extras`` are the
+    scoring extras (for percent of maximum). A scale missing from ``scores`` is not scorable.
+    """
+    primary = defn["primary"]
+    code = scale or primary["scale"]
+    names = {"total": "Total", **{s["code"]: s["name"] for s in defn["subscales"]}}
+    if code not in names:
+        raise KeyError(code)
+    found = scores.get(code)
+    value = None
+    if found is not None:
+        if primary["statistic"] == "sum":
+            value = found.value
+        elif primary["statistic"] == "mean":
+            value = found.mean
+        else:
+            value = _percent_of_max(defn, found, extras, code)
+    return PrimaryScore(
+        scale=code,
+        name=names[code],
+        statistic=primary["statistic"],
+        label=primary["label"],
+        value=value,
+        band=(found.band or "") if found is not None and value is not None else "",
+        prorated=bool(found is not None and value is not None and found.prorated),
+    )
+
+
+def _percent_of_max(defn: Mapping, found: Any, extras: Mapping | None, code: str) -> float | None:
+    stored = (extras or {}).get("percent_of_max", {}).get(code)
+    if stored is not None or found.mean is None:
+        return stored
+    lo, hi = _frac(defn["scale"]["min"]), _frac(defn["scale"]["max"])
+    return _round((_frac(found.mean) - lo) / (hi - lo) * 100, 1)
 
 
 # --------------------------------------------------------------------------------------------

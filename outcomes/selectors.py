@@ -77,18 +77,16 @@ def wording_for(version: InstrumentVersion) -> dict[int, str]:
 
 
 def score_rows(response: Response) -> list[dict]:
-    """The response's scores in the definition's order, named, with percent of maximum where
-    the instrument reports it (MEQ-30)."""
-    definition = response.version.definition
-    names = {"total": "Total", **{s["code"]: s["name"] for s in definition["subscales"]}}
-    percent = response.extras.get("percent_of_max", {})
+    """The response's scales in the definition's order, each as clinicians read it (the
+    instrument's primary statistic: PHQ-9 sum, WAI-SR mean, MEQ-30 % of max) and whether
+    items were missing from it."""
+    stored = {score.scale: score for score in response.scores.all()}
     return [
         {
-            "name": names.get(score.scale, score.scale),
-            "score": score,
-            "percent_of_max": percent.get(score.scale),
+            "primary": primary,
+            "items_missing": primary.scale in stored and not stored[primary.scale].complete,
         }
-        for score in response.scores.all()
+        for primary in response.primary_scores
     ]
 
 

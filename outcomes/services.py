@@ -30,8 +30,17 @@ from .models import Instrument, InstrumentVersion, Response, Score
 FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
 
 
+# Keys that say how a score is presented or where a fact comes from, not how answers are
+# scored: a shipped file may amend them under the same version (stored scores stay right).
+AMENDABLE_KEYS = ("primary", "verification")
+
+
 def _hash(definition: dict) -> str:
     return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
+def _scoring_part(definition: dict) -> dict:
+    return {k: v for k, v in definition.items() if k not in AMENDABLE_KEYS}
 
 
 @transaction.atomic
@@ -42,7 +51,8 @@ def load_instruments(
     InstrumentVersion=InstrumentVersion,  # noqa: N803
 ) -> list:
     """Load every definition file. Idempotent; a changed file under an existing version is
-    refused, because stored responses were scored by the old one."""
+    refused, because stored responses were scored by the old one — unless only its
+    `AMENDABLE_KEYS` changed, which are then updated in place."""
     loaded = []
     for definition in definitions if definitions is not None else scoring.load_all():
         scoring.validate_definition(definition)
@@ -57,10 +67,14 @@ def load_instruments(
             defaults={"definition": definition, "content_hash": digest},
         )
         if not created and version.content_hash != digest:
-            raise ValidationError(
-                f"{definition['code']} version {definition['version']} differs from the one "
-                "already loaded. Give the changed file a new version number."
-            )
+            if _scoring_part(version.definition) != _scoring_part(definition):
+                raise ValidationError(
+                    f"{definition['code']} version {definition['version']} differs from the "
+                    "one already loaded. Give the changed file a new version number."
+                )
+            version.definition = definition
+            version.content_hash = digest
+            version.save(update_fields=["definition", "content_hash"])
         loaded.append(version)
     return loaded
 
@@ -230,6 +244,7 @@ def response_record(
                 complete=result.complete,
                 safety_hits=_safety(result),
                 has_safety_hit=bool(result.safety_hits),
+                safety_unanswered=result.safety_unanswered,
                 answers={str(k): v for k, v in sorted(cleaned.items())},
                 extras=_scores_extras(result),
             )
@@ -282,6 +297,7 @@ def response_edit(
     response.complete = result.complete
     response.safety_hits = _safety(result)
     response.has_safety_hit = bool(result.safety_hits)
+    response.safety_unanswered = result.safety_unanswered
     response.extras = _scores_extras(result)
     response._change_reason = reason
     response.save()

@@ -98,7 +98,14 @@ def test_alliance_chart_draws_each_scale_the_threshold_band_and_the_dosing_day()
     assert _trace(figure, "Dosing sessions")["marker"]["symbol"] == "diamond"
     assert _trace(figure, "Preparation sessions")["marker"]["symbol"] == "circle"
     ratings = chart.tables[0]
-    assert ratings.headers == ["Date", "Session", "Total", "Bond", "Goal", "Task"]
+    assert ratings.headers == [
+        "Date",
+        "Session",
+        "Total (mean)",
+        "Bond (mean)",
+        "Goal (mean)",
+        "Task (mean)",
+    ]
     assert ratings.rows[0] == ["2 Mar 2026", "Preparation 1", "4", "3", "4", "4"]
     assert ratings.rows[1][3] == "3.75"
 
@@ -145,6 +152,24 @@ def test_depression_shows_bands_and_marks_response_and_remission_against_baselin
     changes = [row[4] for row in chart.tables[0].rows]
     assert changes[:3] == ["baseline", "-55%", "-80%"]
     assert any("PHQ-9" in note and "below 5" in note for note in chart.notes)
+
+
+def test_the_depression_table_shows_sums_whole_and_marks_a_prorated_one():
+    phq = get_definition("phq-9")
+    rows = [
+        # a PHQ-9 of 16 has the item mean 1.78: the table shows the sum, labelled
+        charts.ResponseRow(
+            1, _at(0), "phq-9", phq, {"total": (16.0, 1.78, "Mod. severe")}, {}, None, ""
+        ),
+        # (value, mean, band, prorated): 11/7 x 9 = 14.14 stored as 14
+        charts.ResponseRow(
+            2, _at(7), "phq-9", phq, {"total": (14.0, 1.57, "Moderate", True)}, {}, None, ""
+        ),
+    ]
+    table = charts.outcomes_chart(_facts(rows)).tables[0]
+    assert table.headers[2] == "Score"
+    assert [row[2] for row in table.rows] == ["16 sum", "14 sum, prorated"]
+    assert "1.78" not in str(table.rows)
 
 
 def test_acute_experience_groups_each_dosing_and_draws_the_60_percent_line():

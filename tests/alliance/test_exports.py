@@ -43,7 +43,72 @@ def test_wide_export_has_one_row_per_time_point(client, rated):
     client.force_login(rated.clinician)
     rows = _rows(client.post(reverse("export"), {"form": "wide"}).content)
     assert len(rows) == 2
-    assert [float(r["wai-sr_bond"]) for r in rows] == [2.0, 4.0]
+    assert [float(r["wai-sr_bond_mean"]) for r in rows] == [2.0, 4.0]
+
+
+@pytest.fixture
+def depression(people, rate):
+    rate(bond=None, code="phq-9", answers={n: 2 for n in range(1, 8)} | {8: 1, 9: 1})  # 16
+    rate(bond=None, code="srs", answers={1: 8.1, 2: 8.2, 3: 8.1, 4: 8.2}, days_ago=2)  # 32.6
+    return people
+
+
+def test_wide_export_columns_say_sum_or_mean_and_carry_the_primary_score(client, depression):
+    client.force_login(depression.clinician)
+    body = client.post(reverse("export"), {"form": "wide"}).content.decode()
+    header = body.splitlines()[0].split(",")
+    assert "phq-9_total_sum" in header and "srs_total_sum" in header
+    assert not [c for c in header if c in ("phq-9_total", "srs_total")]
+    values = {k: v for row in _rows(body) for k, v in row.items() if v}
+    assert values["phq-9_total_sum"] == "16" and values["phq-9_total_band"] == "Moderately severe"
+    assert values["phq-9_total_prorated"] == "0"
+    assert values["srs_total_sum"] == "32.6"
+    assert "1.78" not in body and "8.15" not in body
+
+
+def test_long_export_says_which_statistic_each_score_is(client, depression, rate):
+    rate(bond=3)
+    client.force_login(depression.clinician)
+    rows = _rows(client.post(reverse("export"), {"form": "long"}).content)
+    by_scale = {(r["instrument"], r["scale"]): r for r in rows}
+    phq = by_scale[("phq-9", "total")]
+    assert (phq["score"], phq["statistic"], phq["band"]) == ("16", "sum", "Moderately severe")
+    assert (phq["sum"], phq["mean"], phq["prorated"]) == ("16.0", "1.78", "0")
+    bond = by_scale[("wai-sr", "bond")]
+    assert (bond["score"], bond["statistic"]) == ("3", "mean")
+    assert "value" not in rows[0]  # "value" said nothing about what the number is
+
+
+def test_a_prorated_phq9_is_exported_whole_and_marked(client, people, rate):
+    answers = {1: 2, 2: 2, 3: 2, 4: 2, 5: 1, 6: 1, 7: 1, 8: None, 9: None}  # 11/7 x 9 -> 14
+    rate(bond=None, code="phq-9", answers=answers)
+    client.force_login(people.clinician)
+    rows = _rows(client.post(reverse("export"), {"form": "wide"}).content)
+    assert (rows[0]["phq-9_total_sum"], rows[0]["phq-9_total_prorated"]) == ("14", "1")
+
+
+def test_fhir_carries_each_primary_score_as_an_observation(tmp_path, depression, rate):
+    from fhir.resources.R4B.bundle import Bundle
+
+    rate(bond=3)
+    out = tmp_path / "bundle.json"
+    call_command("export_responses", "--format", "fhir", "--out", str(out), stdout=io.StringIO())
+    bundle = Bundle.model_validate_json(out.read_text())
+    observations = {
+        e.resource.code.text: e.resource
+        for e in bundle.entry
+        if e.resource.__resource_type__ == "Observation"
+    }
+    assert set(observations) == {"PHQ-9 total (sum)", "SRS total (sum)", "WAI-SR total (mean)"}
+    phq = observations["PHQ-9 total (sum)"]
+    assert (float(phq.valueQuantity.value), phq.valueQuantity.unit) == (16, "sum")
+    assert phq.interpretation[0].text == "Moderately severe"
+    assert phq.derivedFrom[0].reference.startswith("QuestionnaireResponse/")
+    assert float(observations["SRS total (sum)"].valueQuantity.value) == 32.6
+    wai = observations["WAI-SR total (mean)"]
+    bond = next(c for c in wai.component if c.code.text == "WAI-SR bond (mean)")
+    assert float(bond.valueQuantity.value) == 3
+    assert '"effectiveDateTime"' not in out.read_text()  # de-identified: no dates
 
 
 def test_identified_export_is_for_admins_with_a_reason(client, rated):

@@ -108,7 +108,7 @@ def test_a_new_flag_is_mailed_once_to_coaches_and_clinicians(people, rate, dosin
     assert len(weak) == 1
     assert set(weak[0].to) == {people.coach.email, people.clinician.email}
     assert people.patient.last_name not in weak[0].body
-    assert "Bond 2 " in weak[0].body
+    assert "Bond mean 2 " in weak[0].body
 
 
 def test_acknowledge_then_resolve_needs_a_note(people, rate, dosing_in):

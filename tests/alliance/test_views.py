@@ -41,7 +41,7 @@ def test_role_matrix(client, people, flag, page, persona):
 def test_flag_page_says_the_evidence_in_words(client, people, flag):
     client.force_login(people.coach)
     html = client.get(reverse("flag_detail", args=[flag.public_id])).content.decode()
-    assert "Bond 2 on " in html and "below 3.5; dosing on " in html
+    assert "Bond mean 2 on " in html and "below 3.5; dosing on " in html
 
 
 def test_other_coach_cannot_acknowledge(client, people, flag):

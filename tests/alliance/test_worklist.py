@@ -145,3 +145,13 @@ def test_a_skipped_safety_item_raises_its_own_flag(people):
     services.flag_resolve(actor=people.clinician, flag=flag, note="Asked: no thoughts of harm.")
     services.recompute_patient(patient_id=people.patient.pk)
     assert not Flag.objects.filter(kind="safety_unanswered", status="open").exists()
+
+
+def test_a_skipped_safety_item_answered_in_a_later_questionnaire_clears(people):
+    _phq9(people, {n: (None if n == 9 else 2) for n in range(1, 10)}, days_ago=10)
+    flag = Flag.objects.get(kind="safety_unanswered")  # raised with the answers
+    _phq9(people, {n: (0 if n == 9 else 2) for n in range(1, 10)}, days_ago=3)
+    services.recompute_patient(patient_id=people.patient.pk)  # the worker, after commit
+    flag.refresh_from_db()
+    assert flag.status == "auto_resolved"
+    assert flag.resolution_note == "The safety item was answered in a later questionnaire."

@@ -270,3 +270,47 @@ def test_viewing_other_parts_of_the_record_is_audited(client_for, people, page):
     client_for(people.clinician).get(reverse(page, args=[people.patient.public_id]))
     event = AuditEvent.objects.get(action="view")
     assert (event.actor, event.patient) == (people.clinician, people.patient)
+
+
+# --- scores on the patient page, as clinicians read them ----------------------------------
+
+
+def _text(html: str) -> str:
+    return re.sub(r" ,", ",", re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+
+
+def _answered(people, code, answers):
+    from outcomes import services as outcome_services
+
+    return outcome_services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=outcome_services.latest_version(code),
+        answers=answers,
+        administered_at=timezone.now(),
+    )
+
+
+def test_the_patient_page_shows_each_primary_score_never_an_item_mean_as_total(client, people):
+    _answered(people, "phq-9", {n: 2 for n in range(1, 8)} | {8: 1, 9: 1})  # 14 + 2 = 16
+    _answered(people, "srs", {1: 8.1, 2: 8.2, 3: 8.1, 4: 8.2})  # 32.6 (item mean 8.15)
+    _answered(people, "wai-sr", {n: 4 for n in range(1, 13)} | {3: 3, 5: 3})  # bond 3.5
+    client.force_login(people.clinician)
+    html = client.get(reverse("patient_detail", args=[people.patient.public_id])).content.decode()
+    text = _text(html)
+    assert re.search(r"PHQ-9 [^·]*Total 16 sum, Moderately severe", text)
+    assert "SRS Total 32.6 sum" in text
+    assert "Bond 3.5 mean" in text and "Total 3.83 mean" in text
+    assert "1.78" not in text and "8.15" not in text  # the PHQ-9 and SRS item means
+    assert "total 1.78" not in text.lower()
+
+
+def test_the_patient_page_marks_a_prorated_total_and_an_unanswered_safety_item(client, people):
+    # 7 answered summing 11, items 8 and 9 skipped: 11/7 x 9 = 14.14 -> 14
+    _answered(people, "phq-9", {1: 2, 2: 2, 3: 2, 4: 2, 5: 1, 6: 1, 7: 1, 8: None, 9: None})
+    client.force_login(people.coach)
+    html = client.get(reverse("patient_detail", args=[people.patient.public_id])).content.decode()
+    text = _text(html)
+    assert "Total 14 sum prorated, Moderate" in text
+    assert "14.1" not in text
+    assert "Item 9 (Thoughts of death or self-harm) was not answered: ask the patient." in text

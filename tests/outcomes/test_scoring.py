@@ -160,6 +160,36 @@ def broken(code, change):
             lambda d: d.pop("higher_is_better"),
             "missing 'higher_is_better'",
         ),
+        (
+            "gad-7",
+            lambda d: d.pop("primary"),
+            "missing 'primary'",
+        ),
+        (
+            "phq-9",  # the band follows the sum: an item mean must not be its headline
+            lambda d: d["primary"].update({"statistic": "mean"}),
+            "primary.statistic 'mean' needs scoring.method 'mean' \\(the band is read on the sum",
+        ),
+        (
+            "wai-sr",
+            lambda d: d["primary"].update({"statistic": "sum"}),
+            "primary.statistic 'sum' needs scoring.method 'sum' \\(the band is read on the mean",
+        ),
+        (
+            "ebi",
+            lambda d: d["primary"].update({"statistic": "percent_of_max"}),
+            "needs special.percent_of_max",
+        ),
+        (
+            "wai-sr",
+            lambda d: d["primary"].update({"scale": "alliance"}),
+            "primary.scale must be 'total' or a subscale code",
+        ),
+        (
+            "srs",
+            lambda d: d["primary"].update({"label": " "}),
+            "primary.label must be a non-empty string",
+        ),
     ],
 )
 def test_malformed_definitions_are_rejected(code, change, message):
@@ -320,25 +350,50 @@ def test_phq9_band_boundaries(answers, total, band):
 def test_phq9_prorates_two_missing_items():
     answers = seq(2, 2, 2, 1, 1, 1, 1, None, None)
     result = scoring.score(defn("phq-9"), answers)
-    # 7 answered, sum 10, mean 10/7 = 1.4285.. -> 1.43; prorated 10/7 x 9 = 90/7 = 12.857.. -> 12.9
-    assert (result.total.mean, result.total.value) == (1.43, 12.9)
+    # 7 answered, sum 10, mean 10/7 = 1.4285.. -> 1.43; prorated 10/7 x 9 = 90/7 = 12.857.. -> 13
+    assert (result.total.mean, result.total.value) == (1.43, 13)
     assert result.total.prorated is True
-    assert result.total.band == "Moderate"  # 10 <= 12.9 < 15
+    assert result.total.band == "Moderate"  # 10 <= 13 < 15
     assert (result.total.answered, result.total.expected) == (7, 9)
 
 
-def test_phq9_prorated_half_points_fall_in_the_lower_band():
+def test_phq9_prorated_half_points_round_up_to_a_whole_total_before_banding():
     result = scoring.score(defn("phq-9"), seq(1, 1, 1, 1, 0, 0, 0, 0, None))
-    # 8 answered, sum 4, mean 0.5; prorated 0.5 x 9 = 4.5 -> "Minimal" (below 5)
-    assert result.total.value == 4.5
-    assert result.total.band == "Minimal"
+    # 8 answered, sum 4, mean 0.5; prorated 0.5 x 9 = 4.5 -> 5 (half up) -> "Mild"
+    assert result.total.value == 5
+    assert result.total.band == "Mild"
+
+
+@pytest.mark.parametrize(
+    "answers, total, band",
+    [
+        # 7 answered, sum 11: 11/7 = 1.571.. x 9 = 99/7 = 14.14.. -> 14
+        ((2, 2, 2, 2, 1, 1, 1, None, None), 14, "Moderate"),
+        # 8 answered, sum 13: 13/8 = 1.625 x 9 = 14.625 -> 15 (was 14.6, "Moderate")
+        ((2, 2, 2, 2, 2, 1, 1, 1, None), 15, "Moderately severe"),
+        # 8 answered, sum 12: 1.5 x 9 = 13.5 -> 14 (half up)
+        ((2, 2, 2, 2, 1, 1, 1, 1, None), 14, "Moderate"),
+        # 7 answered, sum 15: 15/7 x 9 = 135/7 = 19.28.. -> 19
+        ((3, 3, 3, 2, 2, 1, 1, None, None), 19, "Moderately severe"),
+        # 8 answered, sum 17: 17/8 x 9 = 19.125 -> 19
+        ((3, 3, 3, 2, 2, 2, 1, 1, None), 19, "Moderately severe"),
+        # 8 answered, sum 18: 2.25 x 9 = 20.25 -> 20
+        ((3, 3, 3, 3, 2, 2, 1, 1, None), 20, "Severe"),
+    ],
+)
+def test_phq9_prorated_total_is_a_whole_number_banded_as_shown(answers, total, band):
+    result = scoring.score(defn("phq-9"), seq(*answers))
+    assert result.total.prorated is True
+    assert result.total.value == total
+    assert float(result.total.value).is_integer()
+    assert result.total.band == band
 
 
 def test_rounding_is_half_up():
     result = scoring.score(defn("phq-9"), seq(1, 0, 0, 0, 0, 0, 0, 0, None))
     # 8 answered, sum 1: mean 1/8 = 0.125 -> 0.13 (half-up; half-even would give 0.12)
-    # prorated 0.125 x 9 = 1.125 -> 1.1
-    assert (result.total.mean, result.total.value) == (0.13, 1.1)
+    # prorated 0.125 x 9 = 1.125 -> 1 (a whole number, like an unprorated PHQ-9 total)
+    assert (result.total.mean, result.total.value) == (0.13, 1)
 
 
 def test_phq9_three_missing_items_give_no_score():
@@ -663,3 +718,116 @@ def test_reliable_change_rejects_scores_outside_the_scale():
         scoring.reliable_change(defn("wai-sr"), 0.5, 4.0)  # bond mean is 1-5
     with pytest.raises(ValueError):
         scoring.reliable_change(defn("phq-9"), 30, 10)  # PHQ-9 total is 0-27
+
+
+# --------------------------------------------------------------------------------------------
+# Primary score: the number pages and exports show, as clinicians read it
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_instrument_names_its_primary_score():
+    primary = {
+        d["code"]: (d["primary"]["scale"], d["primary"]["statistic"], d["primary"]["label"])
+        for d in scoring.load_all()
+    }
+    assert primary == {
+        "phq-9": ("total", "sum", "sum"),
+        "gad-7": ("total", "sum", "sum"),
+        "qids-sr-16": ("total", "sum", "sum"),
+        "grid-hamd-17": ("total", "sum", "sum"),
+        "srs": ("total", "sum", "sum"),
+        "wai-sr": ("total", "mean", "mean"),
+        "meq-30": ("total", "percent_of_max", "% of max"),
+        "ebi": ("total", "mean", "mean"),
+        "piq": ("total", "mean", "mean (provisional)"),
+    }
+
+
+def _primary(code, answers, scale=None):
+    result = scoring.score(defn(code), answers)
+    scales = {s.code: s for s in result.scales}
+    return scoring.primary_score(defn(code), scales, result.extras, scale=scale)
+
+
+def test_a_phq9_of_16_is_shown_as_its_sum_not_its_item_mean():
+    # 2+2+2+2+2+2+2+1+1 = 16; the item mean 16/9 = 1.78 is not what clinicians read
+    primary = _primary("phq-9", seq(2, 2, 2, 2, 2, 2, 2, 1, 1))
+    assert (primary.value, primary.shown, primary.label) == (16, "16", "sum")
+    assert (primary.band, primary.prorated, primary.name) == ("Moderately severe", False, "Total")
+
+
+def test_an_srs_is_shown_as_its_sum():
+    # 8.1 + 8.2 + 8.1 + 8.2 = 32.6 (item mean 8.15)
+    primary = _primary("srs", seq(8.1, 8.2, 8.1, 8.2))
+    assert (primary.shown, primary.statistic, primary.label) == ("32.6", "sum", "sum")
+
+
+def test_wai_sr_scales_are_shown_as_item_means():
+    # bond 3, 3, 4, 4 -> mean 3.5; every other item 4 -> total (14 + 32) / 12 = 3.83
+    answers = {n: 4 for n in range(1, 13)} | {3: 3, 5: 3}
+    assert _primary("wai-sr", answers).shown == "3.83"
+    bond = _primary("wai-sr", answers, scale="bond")
+    assert (bond.name, bond.value, bond.label) == ("Bond", 3.5, "mean")
+
+
+def test_a_prorated_wai_sr_bond_is_marked_prorated():
+    answers = {n: 4 for n in range(1, 13)} | {3: 5, 9: None}  # bond 5, 4, 4 -> 4.33
+    bond = _primary("wai-sr", answers, scale="bond")
+    assert (bond.value, bond.prorated) == (4.33, True)
+
+
+def test_meq30_is_shown_as_percent_of_maximum():
+    # every item 4 of 5: 80% of maximum
+    primary = _primary("meq-30", {n: 4 for n in range(1, 31)})
+    assert (primary.value, primary.label) == (80.0, "% of max")
+    assert _primary("meq-30", {n: 3 for n in range(1, 31)}, scale="mystical").shown == "60"
+
+
+def test_a_prorated_phq9_is_shown_whole_and_marked_prorated():
+    # 7 answered summing 11 (item 9 among the missing): 11/7 x 9 = 14.14 -> 14
+    primary = _primary("phq-9", seq(2, 2, 2, 2, 1, 1, 1, None, None))
+    assert (primary.shown, primary.band, primary.prorated) == ("14", "Moderate", True)
+
+
+def test_an_unscorable_total_has_no_number_and_no_band():
+    primary = _primary("phq-9", seq(2, 2, 2, 1, 1, 1, None, None, None))
+    assert (primary.value, primary.shown, primary.band, primary.prorated) == (None, "", "", False)
+
+
+def test_ebi_and_piq_are_shown_as_means():
+    assert _primary("ebi", seq(50, 60, 70, 80, 90, 100)).shown == "75"
+    piq = _primary("piq", {n: 3 for n in range(1, 24)})
+    assert (piq.shown, piq.label) == ("3", "mean (provisional)")
+
+
+def test_percent_of_max_falls_back_to_the_mean_when_extras_are_missing():
+    result = scoring.score(defn("meq-30"), {n: 4 for n in range(1, 31)})
+    scales = {s.code: s for s in result.scales}
+    assert scoring.primary_score(defn("meq-30"), scales, {}).value == 80.0
+
+
+# --------------------------------------------------------------------------------------------
+# Safety items left unanswered
+# --------------------------------------------------------------------------------------------
+
+
+def test_phq9_without_item_9_lists_it_and_still_gives_a_prorated_total():
+    result = scoring.score(defn("phq-9"), seq(2, 2, 2, 2, 2, 1, 1, 1, None))
+    assert result.safety_unanswered == [9]
+    assert result.safety_hits == []
+    # 8 answered, sum 13: 13/8 x 9 = 14.625 -> 15
+    assert (result.total.value, result.total.prorated) == (15, True)
+    assert result.total.band == "Moderately severe"
+
+
+def test_answered_safety_items_and_empty_responses_list_nothing():
+    assert scoring.score(defn("phq-9"), seq(0, 0, 0, 0, 0, 0, 0, 0, 0)).safety_unanswered == []
+    assert scoring.score(defn("phq-9"), {}).safety_unanswered == []
+    assert scoring.score(defn("phq-9"), {n: None for n in range(1, 11)}).safety_unanswered == []
+    assert scoring.score(defn("gad-7"), seq(1, None)).safety_unanswered == []  # none defined
+
+
+def test_qids_and_hamd_list_their_own_safety_items():
+    qids = {n: 1 for n in range(1, 17)} | {12: None}
+    assert scoring.score(defn("qids-sr-16"), qids).safety_unanswered == [12]
+    assert scoring.safety_unanswered(defn("grid-hamd-17"), {"1": 2, "3": None}) == [3]

@@ -353,3 +353,82 @@ def test_a_refused_response_announces_nothing(people, django_capture_on_commit_c
     with django_capture_on_commit_callbacks() as callbacks, pytest.raises(ValidationError):
         _record(people, answers={**WAI_LOW_BOND, 1: 0})
     assert callbacks == []
+
+
+# --- safety items left unanswered, prorated totals, amended definitions -------------------
+
+PHQ9_WITHOUT_ITEM_9 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 1, 7: 1, 8: 1, 9: None}
+
+
+def _phq9(people, answers):
+    return services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=services.latest_version("phq-9"),
+        answers=answers,
+        administered_at=timezone.now(),
+    )
+
+
+def test_a_phq9_without_item_9_records_it_as_unanswered_and_keeps_a_prorated_total(people):
+    response = _phq9(people, PHQ9_WITHOUT_ITEM_9)
+    response.refresh_from_db()
+    assert response.safety_unanswered == [9]
+    assert response.safety_hits == [] and response.has_safety_hit is False
+    total = response.scores.get(scale="total")
+    # 8 answered, sum 13: 13/8 x 9 = 14.625 -> 15, a whole number banded as shown
+    assert (total.value, total.band, total.prorated) == (15, "Moderately severe", True)
+
+
+def test_a_correction_answering_item_9_clears_the_unanswered_safety_item(people):
+    response = _phq9(people, PHQ9_WITHOUT_ITEM_9)
+    services.response_edit(
+        actor=people.clinician,
+        response=response,
+        answers={**PHQ9_WITHOUT_ITEM_9, 9: 0},
+        reason="Patient answered item 9 when asked",
+    )
+    response.refresh_from_db()
+    assert response.safety_unanswered == []
+    services.response_edit(
+        actor=people.clinician, response=response, answers=PHQ9_WITHOUT_ITEM_9, reason="Undo"
+    )
+    response.refresh_from_db()
+    assert response.safety_unanswered == [9]
+
+
+def test_a_complete_phq9_and_a_wai_sr_have_no_unanswered_safety_items(people):
+    assert _phq9(people, {**PHQ9_WITHOUT_ITEM_9, 9: 0}).safety_unanswered == []
+    assert _record(people).safety_unanswered == []
+
+
+def test_a_presentation_only_change_under_the_same_version_is_amended_in_place():
+    version = services.latest_version("gad-7")
+    amended = copy.deepcopy(version.definition)
+    amended["primary"]["label"] = "total score"
+    amended["verification"] += " Checked again."
+    services.load_instruments(definitions=[amended])
+    version.refresh_from_db()
+    assert version.definition["primary"]["label"] == "total score"
+    assert version.content_hash == services._hash(amended)
+
+
+def test_the_migration_records_skipped_safety_items_and_rounds_prorated_sums(people):
+    """Responses saved before the field and the whole-number rule are brought in step."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("outcomes.migrations.0006_response_safety_unanswered")
+    response = _phq9(people, PHQ9_WITHOUT_ITEM_9)
+    Response.objects.filter(pk=response.pk).update(safety_unanswered=[])
+    Score.objects.filter(response=response, scale="total").update(value=14.6, band="Moderate")
+    # A mean-scored instrument keeps its 1-decimal prorated subscale sum (bond 13/3 x 4 = 17.3).
+    wai = _record(people, answers={n: 4 for n in range(1, 13)} | {3: 5, 9: None})
+    migration.record_unanswered_safety_items(apps, None)
+    migration.round_prorated_sums(apps, None)
+    response.refresh_from_db()
+    assert response.safety_unanswered == [9]
+    total = response.scores.get(scale="total")
+    assert (total.value, total.band) == (15, "Moderately severe")
+    assert wai.scores.get(scale="bond").value == 17.3

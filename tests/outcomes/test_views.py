@@ -188,7 +188,7 @@ def test_meq_shows_percent_of_maximum_and_the_complete_mystical_experience(clien
     assert response.extras["percent_of_max"]["total"] == 80.0
     client.force_login(people.coach)
     html = client.get(reverse("response_detail", args=[response.public_id])).content.decode()
-    assert "% of maximum" in html and "80.0" in html
+    assert "<strong>80</strong> % of max" in html  # MEQ-30's primary score
     assert "Complete mystical experience: yes" in html
 
 
@@ -216,3 +216,30 @@ def test_a_correction_can_fix_the_date_and_is_listed_with_its_reason(client, peo
     assert response.administered_at.date() == when.date()
     page = client.get(reverse("response_detail", args=[response.public_id])).content.decode()
     assert "Paper form was dated three days ago" in page
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_the_score_page_shows_the_primary_score_with_its_label(client, people):
+    phq = _response(people, "phq-9", {n: 2 for n in range(1, 8)} | {8: 1, 9: 1})  # 16
+    srs = _response(people, "srs", {1: 8.1, 2: 8.2, 3: 8.1, 4: 8.2})  # 32.6
+    client.force_login(people.clinician)
+    text = _text(client.get(reverse("response_detail", args=[phq.public_id])).content.decode())
+    assert "Total 16 sum Moderately severe" in text
+    assert "1.78" not in text  # the item mean is not shown, let alone as a "total"
+    text = _text(client.get(reverse("response_detail", args=[srs.public_id])).content.decode())
+    assert "Total 32.6 sum" in text and "8.15" not in text
+
+
+def test_a_phq9_without_item_9_warns_and_shows_its_prorated_total(client, people):
+    answers = {1: 2, 2: 2, 3: 2, 4: 2, 5: 1, 6: 1, 7: 1, 8: None, 9: None}  # 11/7 x 9 -> 14
+    response = _response(people, "phq-9", answers)
+    client.force_login(people.coach)
+    html = client.get(reverse("response_detail", args=[response.public_id])).content.decode()
+    text = _text(html)
+    assert "Item 9 (Thoughts of death or self-harm) was not answered: ask the patient." in text
+    assert html.index("Safety item not answered") < html.index("<table")
+    assert "Total 14 sum Moderate prorated (items missing)" in text
+    assert "14.1" not in text
