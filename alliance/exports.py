@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Min, QuerySet
 
 from clinic.access import is_admin
+from clinic.audit import audit_record
 from clinic.models import AuditEvent, Patient
 from outcomes import scoring
 from outcomes.models import Score
@@ -132,7 +133,7 @@ def _check_identified(*, actor, identified: bool, reason: str) -> None:
 
 
 def _audit(*, actor, kind: str, identified: bool, reason: str, count: int) -> None:
-    AuditEvent.objects.create(
+    audit_record(
         actor=actor,
         action=AuditEvent.Action.EXPORT,
         object_type="export",

@@ -107,6 +107,10 @@ def recompute_patient(*, patient_id: int, now=None, clinic_bonds=None, kinds=Non
             flag.still_applies = holds
             flag.save(update_fields=["still_applies", "updated_at"])
 
+    for flag in created:
+        _audit_automatic(flag, patient, "raised")
+    for flag in cleared:
+        _audit_automatic(flag, patient, "cleared", note=flag.resolution_note)
     if kinds is None:
         # Changes committed after this recompute began may not be in what it read: they stay.
         StalePatient.objects.filter(patient=patient, since__lte=started).delete()
@@ -145,6 +149,17 @@ def responses_saved(*, responses) -> None:
     ):
         recompute_patient(patient_id=patient_id, kinds=SAFETY_KINDS)
     mark_stale(patient_ids=[r.patient_id for r in responses])
+
+
+def _audit_automatic(flag: Flag, patient: Patient, change: str, note: str = "") -> None:
+    """The flag engine's own changes, by the system (no actor)."""
+    audit_record(
+        actor=None,
+        action=AuditEvent.Action.CREATE if change == "raised" else AuditEvent.Action.UPDATE,
+        target=flag,
+        patient=patient,
+        detail={"flag": change, "kind": flag.kind, **({"note": note} if note else {})},
+    )
 
 
 def _why_cleared(flag: Flag) -> str:

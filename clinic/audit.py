@@ -7,16 +7,22 @@ def audit_record(
     *,
     actor,
     action: str,
-    target: models.Model,
+    target: models.Model | None = None,
     patient: Patient | None = None,
     detail: dict | None = None,
+    object_type: str = "",
+    object_id: str = "",
 ) -> AuditEvent:
-    """Write one audit row. Call it inside the transaction of the change it records."""
+    """Write one audit row. Call it inside the transaction of the change it records.
+
+    `actor` None is the system (a worker's automatic change). Something that is not a row
+    (an export) names itself with `object_type` and `object_id` instead of `target`.
+    """
     return AuditEvent.objects.create(
         actor=actor if actor is not None and actor.is_authenticated else None,
         action=action,
-        object_type=target._meta.label_lower,
-        object_id=str(getattr(target, "public_id", target.pk)),
+        object_type=target._meta.label_lower if target is not None else object_type,
+        object_id=str(getattr(target, "public_id", target.pk)) if target is not None else object_id,
         patient=patient,
         detail=detail or {},
     )

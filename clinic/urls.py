@@ -12,6 +12,7 @@ urlpatterns = [
     path("patients/new/", views.patient_create, name="patient_create"),
     path("patients/<uuid:public_id>/", views.patient_detail, name="patient_detail"),
     path("patients/<uuid:public_id>/edit/", views.patient_edit, name="patient_edit"),
+    path("patients/<uuid:public_id>/audit/", views.patient_audit, name="patient_audit"),
     path("patients/<uuid:public_id>/status/", views.patient_status, name="patient_status"),
     path("patients/<uuid:public_id>/enrol/", views.patient_enrol, name="patient_enrol"),
     path(

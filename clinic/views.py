@@ -308,3 +308,15 @@ def healthz(request):
 def favicon(request):
     # Resolved per request: the hashed static name only exists after collectstatic.
     return redirect(static("favicon.svg"), permanent=True)
+
+
+@login_required
+def patient_audit(request, public_id):
+    """Who viewed or changed this patient's record, and when: clinicians and admins."""
+    _require(access.sees_all_patients, request.user)
+    patient = access.get_patient_for(request.user, public_id)
+    return render(
+        request,
+        "clinic/patient_audit.html",
+        {"patient": patient, "page": _page(request, selectors.audit_events_for(patient=patient))},
+    )

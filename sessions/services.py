@@ -677,16 +677,20 @@ def facilitators_end_assignment(*, assignment: CoachAssignment) -> None:
 @transaction.atomic
 def feed_create(*, actor) -> str:
     """A new private calendar link for the coach; any previous one stops working."""
-    CalendarFeed.objects.filter(coach=actor, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    feed_revoke(actor=actor)
     token = secrets.token_urlsafe(32)
-    CalendarFeed.objects.create(coach=actor, token_hash=CalendarFeed.hash_token(token))
+    feed = CalendarFeed.objects.create(coach=actor, token_hash=CalendarFeed.hash_token(token))
+    audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=feed)
     return token
 
 
 @transaction.atomic
 def feed_revoke(*, actor) -> int:
-    return CalendarFeed.objects.filter(coach=actor, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    feeds = list(CalendarFeed.objects.select_for_update().filter(coach=actor, revoked_at=None))
+    for feed in feeds:
+        feed.revoked_at = timezone.now()
+        feed.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=actor, action=AuditEvent.Action.UPDATE, target=feed, detail={"revoked": True}
+        )
+    return len(feeds)

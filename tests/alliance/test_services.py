@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 
 from alliance import services
 from alliance.models import Flag, FlagRule
+from clinic.models import AuditEvent
 from clinic.roles import Role
 from tests.factories import UserFactory
 
@@ -151,3 +152,15 @@ def test_inactive_clinicians_are_not_mailed(people, rate, dosing_in):
     _recompute(people)
     services.notify_flag(flag_id=Flag.objects.get(kind="weak_bond").pk)
     assert "gone@clinic.test" not in mail.outbox[-1].to
+
+
+def test_automatic_flag_changes_are_audited_as_the_system(people, rate, dosing_in):
+    dosing_in(5)
+    rate(bond=2)
+    services.recompute_patient(patient_id=people.patient.pk)
+    raised = AuditEvent.objects.filter(object_type="alliance.flag", detail__flag="raised")
+    assert raised.exists() and {e.actor for e in raised} == {None}
+    rate(bond=5, days_ago=0)
+    services.recompute_patient(patient_id=people.patient.pk)
+    cleared = AuditEvent.objects.filter(object_type="alliance.flag", detail__flag="cleared")
+    assert cleared.exists() and cleared.first().patient == people.patient
