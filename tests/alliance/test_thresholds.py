@@ -124,7 +124,7 @@ def test_the_programs_percentile_raises_and_clears_the_weak_bond_flag(
     assert flag.evidence["percentile"] == 90 and flag.evidence["clinic_percentile"] == 5.0
     assert "the clinic's 90th percentile (5.00)" in selectors.flag_summary(flag)
 
-    services.flag_rule_update(actor=people.admin, rule=rule, percentile=10)
+    services.flag_rule_update(actor=people.admin, rule=rule, percentile=50)  # median 4.0
     services.recompute_patient(patient_id=people.patient.pk)
     flag.refresh_from_db()
     assert flag.status == "auto_resolved"
