@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from .forms import AdminLoginForm
 from .models import (
     AuditEvent,
     CoachAssignment,
@@ -11,6 +12,9 @@ from .models import (
     User,
     WorkerHeartbeat,
 )
+
+# The admin's sign-in counts failures like the main login (one spelling per account).
+admin.site.login_form = AdminLoginForm
 
 
 class NoDeleteMixin:

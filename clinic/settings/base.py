@@ -124,11 +124,14 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-# Lock an account+address out after five failed logins; an admin unlocks it (axes_reset).
+# Lock an account out after five failed logins, from any address (so rotating addresses does
+# not help) and per account+address; an admin unlocks it (axes_reset). Axes counts the
+# username in the login's own spelling (trimmed, lower-case), so case and spaces do not help.
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = env.int("AXES_COOLOFF_HOURS", default=1)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = ["username", ["username", "ip_address"]]
 AXES_USERNAME_FORM_FIELD = "username"
+AXES_USERNAME_CALLABLE = "clinic.auth.axes_username"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 
