@@ -340,7 +340,10 @@ def test_a_group_circle_is_logged_with_attendance_per_member(client, people):
     absent = members[2].patient
     client.force_login(people.coach)
     form = client.get(reverse("session_log", args=[circle.public_id])).content.decode()
-    assert all(m.patient.full_name in form for m in members)
+    # The coach's own patient by name; the others' coaches' patients are not named.
+    assert people.patient.full_name in form
+    assert not any(m.patient.full_name in form for m in members[1:])
+    assert "Another participant (1)" in form and "Another participant (2)" in form
     response = client.post(
         reverse("session_log", args=[circle.public_id]),
         {
@@ -446,3 +449,68 @@ def test_django_admin_edits_a_session_note_without_touching_times(client, people
     assert response.status_code == 302, response.content.decode()[:3000]
     dosing.refresh_from_db()
     assert dosing.notes == "Music list agreed." and dosing.label == "Dosing 1"
+
+
+# --- group sessions: names of other coaches' patients ---------------------------------------
+
+
+@pytest.fixture
+def shared_circle(people):
+    """A group circle three hours ago, facilitated by the persona coach, with the coach's
+    patient and a patient on the other coach's caseload."""
+    from tests.factories import CoachAssignmentFactory
+
+    group = ProgramFactory(kind="group", capacity=4)
+    EnrolmentFactory(program=group, patient=people.patient, enrolled_by=people.admin)
+    theirs = EnrolmentFactory(program=group, enrolled_by=people.admin)
+    CoachAssignmentFactory(enrolment=theirs, coach=people.other_coach, assigned_by=people.admin)
+    start = timezone.now().replace(microsecond=0) - datetime.timedelta(hours=3)
+    circle = services.session_book(
+        actor=people.admin,
+        program=group,
+        kind="integration",
+        label="Integration circle",
+        start=start,
+        end=start + datetime.timedelta(hours=2),
+        facilitators=[people.coach],
+    )
+    return circle, theirs.patient
+
+
+def _pages_listing_attendees(circle):
+    return [
+        reverse("session_detail", args=[circle.public_id]),
+        reverse("session_log", args=[circle.public_id]),
+        reverse("my_calendar"),
+        reverse("home"),
+    ]
+
+
+def test_a_coach_sees_only_their_own_patients_names_in_a_group(client, people, shared_circle):
+    circle, stranger = shared_circle
+    client.force_login(people.coach)
+    for url in _pages_listing_attendees(circle):
+        html = client.get(url).content.decode()
+        assert people.patient.full_name in html, url
+        assert stranger.last_name not in html and stranger.first_name not in html, url
+        assert "Another participant" in html, url
+
+
+def test_a_coach_who_sees_the_group_through_a_patient_sees_only_that_name(
+    client, people, shared_circle
+):
+    circle, stranger = shared_circle
+    client.force_login(people.other_coach)  # not a facilitator: sees it through their patient
+    html = client.get(reverse("session_detail", args=[circle.public_id])).content.decode()
+    assert stranger.full_name in html
+    assert people.patient.last_name not in html and "Another participant" in html
+
+
+@pytest.mark.parametrize("persona", ["clinician", "admin"])
+def test_clinicians_and_admins_see_every_name_in_a_group(client, people, shared_circle, persona):
+    circle, stranger = shared_circle
+    client.force_login(getattr(people, persona))
+    for url in _pages_listing_attendees(circle)[:2]:
+        html = client.get(url).content.decode()
+        assert people.patient.full_name in html and stranger.full_name in html, url
+        assert "Another participant" not in html, url
