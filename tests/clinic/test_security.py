@@ -206,3 +206,48 @@ def test_a_very_long_username_is_a_form_error_not_a_server_error(client, people)
         response = client.post(url, {"username": "a" * 10_000, "password": "wrong"})
         assert response.status_code == 200, url
         assert response.context["form"].errors, url
+
+
+# --- caching, and assignments that have not started -----------------------------------------
+
+
+def test_pages_with_patient_data_are_not_stored_by_browsers_or_caches(client_for, people):
+    client = client_for(people.coach)
+    for url in (
+        reverse("home"),
+        reverse("patient_list"),
+        reverse("patient_detail", args=[people.patient.public_id]),
+    ):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert "no-store" in response.headers["Cache-Control"], url
+
+
+def test_static_files_stay_cacheable_for_signed_in_users(client_for, people):
+    response = client_for(people.coach).get("/static/css/app.css")
+    assert response.status_code == 200
+    assert "no-store" not in response.headers.get("Cache-Control", "")
+
+
+def test_an_assignment_that_starts_later_gives_access_only_from_its_start(client_for, people):
+    import datetime
+
+    from django.utils import timezone
+
+    from clinic import access
+    from tests.factories import CoachAssignmentFactory, EnrolmentFactory
+
+    later = EnrolmentFactory(enrolled_by=people.admin)
+    assignment = CoachAssignmentFactory(
+        enrolment=later,
+        coach=people.other_coach,
+        assigned_by=people.admin,
+        start_date=timezone.localdate() + datetime.timedelta(days=3),
+    )
+    client = client_for(people.other_coach)
+    url = reverse("patient_detail", args=[later.patient.public_id])
+    assert client.get(url).status_code == 404
+    assert later.patient not in access.patients_visible_to(people.other_coach)
+    assignment.start_date = timezone.localdate()
+    assignment.save()
+    assert client.get(url).status_code == 200
