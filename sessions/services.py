@@ -675,13 +675,16 @@ def facilitators_end_assignment(*, assignment: CoachAssignment) -> None:
 
 
 @transaction.atomic
-def feed_create(*, actor) -> str:
-    """A new private calendar link for the coach; any previous one stops working."""
+def feed_create(*, actor, show_details: bool = False) -> str:
+    """A new private calendar link for the coach; any previous one stops working. Events
+    carry record numbers and session kinds only when the coach opts in (`show_details`)."""
     CalendarFeed.objects.filter(coach=actor, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
     token = secrets.token_urlsafe(32)
-    CalendarFeed.objects.create(coach=actor, token_hash=CalendarFeed.hash_token(token))
+    CalendarFeed.objects.create(
+        coach=actor, token_hash=CalendarFeed.hash_token(token), show_details=show_details
+    )
     return token
 
 

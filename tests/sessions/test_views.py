@@ -161,9 +161,9 @@ def test_caseload_shows_the_next_session(client, people):
 # --- iCalendar feed -----------------------------------------------------------------------
 
 
-def _feed_url(client, people):
+def _feed_url(client, people, *, show_details=False):
     client.force_login(people.coach)
-    client.post(reverse("calendar_feed_create"))
+    client.post(reverse("calendar_feed_create"), {"show_details": "on"} if show_details else {})
     page = client.get(reverse("my_calendar")).content.decode()
     return re.search(r'value="(http://testserver/calendar/[^"]+\.ics)"', page).group(1)
 
@@ -180,7 +180,7 @@ def test_feed_is_valid_icalendar_with_only_that_coachs_sessions(client, people, 
         end=start + datetime.timedelta(hours=1),
         facilitators=[people.other_coach],
     )
-    url = _feed_url(client, people)
+    url = _feed_url(client, people, show_details=True)
     client.logout()
     response = client.get(url)
     assert response.status_code == 200
@@ -375,7 +375,7 @@ def test_feed_folds_long_lines_and_names_no_patient_in_group_events(client, peop
         end=start + datetime.timedelta(hours=2),
         facilitators=[people.coach],
     )
-    body = client.get(_feed_url(client, people)).content
+    body = client.get(_feed_url(client, people, show_details=True)).content
     lines = body.split(b"\r\n")
     assert all(len(line) <= 75 for line in lines)
     assert any(line.startswith(b" ") for line in lines)  # a folded continuation
@@ -514,3 +514,30 @@ def test_clinicians_and_admins_see_every_name_in_a_group(client, people, shared_
         html = client.get(url).content.decode()
         assert people.patient.full_name in html and stranger.full_name in html, url
         assert "Another participant" not in html, url
+
+
+# --- the feed by default: no record numbers, no session kinds --------------------------------
+
+
+def test_the_feed_names_no_record_number_or_kind_unless_the_coach_opts_in(client, people, dosing):
+    body = client.get(_feed_url(client, people)).content.decode().replace("\r\n ", "")
+    assert not CalendarFeed.objects.get(revoked_at__isnull=True).show_details
+    assert people.patient.record_number not in body
+    assert "dosing" not in body.lower()
+    assert "SUMMARY:Rapport session" in body.split("\r\n")
+    detailed = client.get(_feed_url(client, people, show_details=True)).content.decode()
+    assert people.patient.record_number in detailed and "Dosing" in detailed
+
+
+def test_the_feed_escapes_carriage_returns_so_no_line_can_be_injected(client, people, dosing):
+    Session.objects.filter(pk=dosing.pk).update(
+        label="Dosing\rATTENDEE:mailto:x@evil.test\r\nX-A:1\nX-B:2"
+    )
+    body = client.get(_feed_url(client, people, show_details=True)).content.decode()
+    assert "\r" not in body.replace("\r\n", "")  # CR only as part of CRLF
+    assert "\n" not in body.replace("\r\n", "")
+    lines = body.replace("\r\n ", "").split("\r\n")
+    assert not any(line.startswith(("ATTENDEE", "X-A", "X-B")) for line in lines)
+    assert "SUMMARY:Dosing\\nATTENDEE:mailto:x@evil.test\\nX-A:1\\nX-B:2 (record " in body.replace(
+        "\r\n ", ""
+    )
