@@ -41,6 +41,21 @@ class UserRoleFormMixin(forms.Form):
         if self.instance.pk:
             self.fields["role"].initial = _role_value(self.instance)
 
+    def clean(self):
+        """The services' refusals, shown on the form instead of failing on save."""
+        cleaned = super().clean()
+        actor = getattr(self, "actor", None)
+        email = (cleaned.get("email") or "").strip().lower()
+        others = User.objects.exclude(pk=self.instance.pk) if self.instance.pk else User.objects
+        if email and others.filter(email__iexact=email).exists():
+            self.add_error("email", "Another account already uses this e-mail address.")
+        if actor is not None and self.instance.pk == actor.pk:
+            if cleaned.get("role") != Role.ADMIN:
+                self.add_error("role", "You cannot take away your own admin role.")
+            if cleaned.get("is_active") is False:
+                self.add_error("is_active", "You cannot deactivate your own account.")
+        return cleaned
+
 
 class UserChangeForm(UserRoleFormMixin, DjangoUserChangeForm):
     pass
@@ -84,6 +99,11 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = ["is_staff", "is_superuser", "last_login", "date_joined"]
     filter_horizontal = []
     actions = ["reset_second_factor"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.actor = request.user  # a class made for this request: the form's checks need it
+        return form
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.is_superuser and not request.user.is_superuser:

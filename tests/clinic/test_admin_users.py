@@ -200,3 +200,24 @@ def test_a_staff_admin_cannot_reset_a_superusers_second_factor(people):
     with pytest.raises(PermissionDenied):
         services.user_reset_second_factor(actor=people.admin, user=root)
     assert TOTPDevice.objects.filter(user=root).exists()
+
+
+def test_the_admin_form_shows_the_services_refusals_instead_of_failing(client_for, people):
+    client = client_for(people.admin)
+    own = client.post(
+        reverse("admin:clinic_user_change", args=[people.admin.pk]),
+        _change_form(people.admin, role=Role.COACH.value, is_active=""),
+    )
+    assert own.status_code == 200
+    errors = own.context["adminform"].form.errors
+    assert "role" in errors and "is_active" in errors
+    taken = client.post(
+        reverse("admin:clinic_user_change", args=[people.coach.pk]),
+        _change_form(people.coach, email=people.clinician.email.upper()),
+    )
+    assert taken.status_code == 200 and "email" in taken.context["adminform"].form.errors
+    people.admin.refresh_from_db()
+    people.coach.refresh_from_db()
+    assert people.admin.role == Role.ADMIN and people.admin.is_active
+    assert people.coach.email != people.clinician.email
+    assert not AuditEvent.objects.filter(action__in=["role", "update"]).exists()
