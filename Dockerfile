@@ -23,4 +23,5 @@ RUN DJANGO_SECRET_KEY=collectstatic-only DATABASE_URL=postgres://unused/unused \
 
 USER rapport
 EXPOSE 8000
-CMD ["gunicorn", "clinic.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# Bind, workers and an access log that masks link and calendar tokens: clinic/gunicorn_conf.py.
+CMD ["gunicorn", "clinic.wsgi:application", "--config", "python:clinic.gunicorn_conf"]

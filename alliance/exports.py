@@ -113,14 +113,28 @@ def wide_rows(*, patients: QuerySet[Patient], identified: bool = False) -> list[
     return list(rows.values())
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value):
+    """A text cell a spreadsheet would run as a formula, prefixed with a single quote so it
+    shows as text. Numbers (a negative day, a score) are left as numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def to_csv(rows: list[dict]) -> str:
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, restval="")
+    writer = csv.DictWriter(out, fieldnames=[neutralise(c) for c in columns], restval="")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(
+        {neutralise(key): neutralise(value) for key, value in row.items()} for row in rows
+    )
     return out.getvalue()
 
 

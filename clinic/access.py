@@ -7,6 +7,7 @@ patient that does not exist, so nothing leaks about who is in the clinic.
 
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from .models import CoachAssignment, Patient
 from .roles import Role
@@ -46,8 +47,12 @@ def patients_visible_to(user) -> QuerySet[Patient]:
     if role in (Role.CLINICIAN, Role.ADMIN):
         return Patient.objects.all()
     if role == Role.COACH:
+        # An assignment that starts in the future gives access from its start date.
         active_assignment = CoachAssignment.objects.filter(
-            enrolment__patient=OuterRef("pk"), coach=user, end_date__isnull=True
+            enrolment__patient=OuterRef("pk"),
+            coach=user,
+            end_date__isnull=True,
+            start_date__lte=timezone.localdate(),
         )
         return Patient.objects.filter(Exists(active_assignment))
     return Patient.objects.none()

@@ -1,6 +1,13 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm
+from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
+from django.core.exceptions import PermissionDenied
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from . import services
+from .forms import AdminLoginForm
 from .models import (
     AuditEvent,
     CoachAssignment,
@@ -11,6 +18,10 @@ from .models import (
     User,
     WorkerHeartbeat,
 )
+from .roles import Role
+
+# The admin's sign-in counts failures like the main login (one spelling per account).
+admin.site.login_form = AdminLoginForm
 
 
 class NoDeleteMixin:
@@ -20,15 +31,60 @@ class NoDeleteMixin:
         return False
 
 
+class UserRoleFormMixin(forms.Form):
+    """The role is one choice (a Group underneath), saved through the service, audited."""
+
+    role = forms.ChoiceField(choices=[("", "No role"), *Role.choices], required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["role"].initial = _role_value(self.instance)
+
+    def clean(self):
+        """The services' refusals, shown on the form instead of failing on save."""
+        cleaned = super().clean()
+        actor = getattr(self, "actor", None)
+        email = (cleaned.get("email") or "").strip().lower()
+        others = User.objects.exclude(pk=self.instance.pk) if self.instance.pk else User.objects
+        if email and others.filter(email__iexact=email).exists():
+            self.add_error("email", "Another account already uses this e-mail address.")
+        if actor is not None and self.instance.pk == actor.pk:
+            if cleaned.get("role") != Role.ADMIN:
+                self.add_error("role", "You cannot take away your own admin role.")
+            if cleaned.get("is_active") is False:
+                self.add_error("is_active", "You cannot deactivate your own account.")
+        return cleaned
+
+
+class UserChangeForm(UserRoleFormMixin, DjangoUserChangeForm):
+    pass
+
+
+class UserCreationForm(UserRoleFormMixin, AdminUserCreationForm):
+    pass
+
+
+def _role_value(user) -> str:
+    return user.role.value if user.role else ""
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    """Staff accounts. Every change goes through clinic.services (audited): the role is one
+    choice; nobody becomes a superuser here; groups and permissions are not edited here; a
+    superuser's account is changed only by a superuser; a lost authenticator is reset, never
+    shown."""
+
+    form = UserChangeForm
+    add_form = UserCreationForm
     ordering = ["display_name"]
     list_display = ["display_name", "email", "is_active", "is_staff", "last_login"]
     list_filter = ["groups", "is_active", "is_staff"]
     search_fields = ["display_name", "email"]
     fieldsets = [
         (None, {"fields": ["email", "display_name", "password"]}),
-        ("Role and access", {"fields": ["is_active", "is_staff", "is_superuser", "groups"]}),
+        ("Role and access", {"fields": ["role", "is_active", "is_staff", "is_superuser"]}),
         ("Dates", {"fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [
@@ -36,14 +92,62 @@ class UserAdmin(DjangoUserAdmin):
             None,
             {
                 "classes": ["wide"],
-                "fields": ["email", "display_name", "groups", "password1", "password2"],
+                "fields": ["email", "display_name", "role", "password1", "password2"],
             },
         )
     ]
-    filter_horizontal = ["groups"]
+    readonly_fields = ["is_staff", "is_superuser", "last_login", "date_joined"]
+    filter_horizontal = []
+    actions = ["reset_second_factor"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.actor = request.user  # a class made for this request: the form's checks need it
+        return form
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
         return False  # deactivate instead: audit rows point at users
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            # The form wrote its values onto `obj`; the service compares with the stored row.
+            changes = {
+                name: data[name]
+                for name in services.USER_EDITABLE_FIELDS
+                if name in form.changed_data
+            }
+            services.user_update(actor=request.user, user=obj, **changes)
+            if "role" in form.changed_data:
+                services.user_change_role(actor=request.user, user=obj, role=data["role"])
+        else:
+            created = services.user_create(
+                actor=request.user,
+                email=data["email"],
+                display_name=data["display_name"],
+                password=data.get("password1") or None,
+                role=data.get("role", ""),
+            )
+            obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no groups or permissions are edited here; the role went through the service
+
+    @admin.action(description="Reset second factor (they set up a new one at next sign-in)")
+    def reset_second_factor(self, request, queryset):
+        for user in queryset:
+            try:
+                services.user_reset_second_factor(actor=request.user, user=user)
+            except PermissionDenied as exc:
+                self.message_user(request, f"{user}: {exc}", level=messages.ERROR)
+            else:
+                self.message_user(request, f"{user} will set up a new authenticator.")
 
 
 @admin.register(Patient)
@@ -147,4 +251,28 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
     list_display = ["hostname", "seen_at"]
 
     def has_add_permission(self, request):
+        return False
+
+
+# django_otp's own admin shows a device's secret key and a QR code of it. Ours lists devices
+# and nothing that could rebuild a code; a lost device is reset from the user list.
+admin.site.unregister(TOTPDevice)
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(admin.ModelAdmin):
+    list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    list_filter = ["confirmed"]
+    list_select_related = ["user"]
+    search_fields = ["user__email", "user__display_name"]
+    fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

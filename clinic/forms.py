@@ -1,9 +1,12 @@
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Column, Layout, Row, Submit
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
+from .auth import MAX_USERNAME_LENGTH, normalise_username
 from .models import CoachAssignment, Patient, Program
 
 
@@ -111,6 +114,28 @@ class EndAssignmentForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.helper = _helper("End assignment")
+
+
+class NormalisedUsernameMixin:
+    """Trim and lower-case the e-mail address before authenticating, so the lockout (which
+    sees the same spelling) counts every spelling of an account as one, and refuse a
+    username no account can have before it reaches the lockout's 255-character column."""
+
+    def clean_username(self):
+        username = normalise_username(self.cleaned_data.get("username"))
+        if len(username) > MAX_USERNAME_LENGTH:
+            raise forms.ValidationError(
+                "That is longer than any e-mail address we know.", code="too_long"
+            )
+        return username
+
+
+class LoginForm(NormalisedUsernameMixin, AuthenticationForm):
+    pass
+
+
+class AdminLoginForm(NormalisedUsernameMixin, AdminAuthenticationForm):
+    pass
 
 
 class TokenForm(forms.Form):

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
 from .access import role_of
 from .roles import Role
@@ -32,3 +33,19 @@ class SecondFactorMiddleware:
         if not user.is_authenticated or user.is_verified():
             return False
         return role_of(user) in (Role.CLINICIAN, Role.ADMIN)
+
+
+class NoStoreForSignedInMiddleware:
+    """Nothing a signed-in user is shown (patient pages, exports) is kept by the browser or a
+    proxy cache: Cache-Control: no-store. Static files never get here (WhiteNoise answers
+    them earlier in the chain), so they stay cacheable."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            add_never_cache_headers(response)
+        return response

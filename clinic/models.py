@@ -326,6 +326,8 @@ class AuditEvent(models.Model):
         ASSIGN = "assign", "Assigned coach"
         END_ASSIGNMENT = "end_assignment", "Ended assignment"
         EXPORT = "export", "Exported"
+        ROLE = "role", "Changed role"
+        SECOND_FACTOR_RESET = "second_factor_reset", "Reset second factor"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(

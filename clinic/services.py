@@ -8,14 +8,24 @@ against races; a constraint that fires anyway is turned into the same message.
 import datetime
 
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from .access import role_of
 from .audit import audit_record
-from .models import AuditEvent, CoachAssignment, Enrolment, Patient, PatientStatusChange, Program
+from .models import (
+    AuditEvent,
+    CoachAssignment,
+    Enrolment,
+    Patient,
+    PatientStatusChange,
+    Program,
+    User,
+)
 from .roles import Role
 
 PATIENT_EDITABLE_FIELDS = (
@@ -358,3 +368,122 @@ def record_patient_view(*, actor, patient: Patient) -> None:
 def user_set_role(*, user, role: Role) -> None:
     """Give a user exactly one role (used by the seed command and admin tooling)."""
     user.groups.set([Group.objects.get(name=role.value)])
+
+
+# --- staff accounts, as admins manage them ---------------------------------------------------
+#
+# Admins manage other users here (the Django admin's user pages call these). Nothing here
+# makes anyone a superuser (that is `manage.py createsuperuser`, on the server), and nobody
+# but a superuser changes a superuser's account. Second-factor devices are only ever reset
+# (deleted, so the person sets up a new one at their next sign-in), never read or edited.
+
+USER_EDITABLE_FIELDS = ("email", "display_name", "is_active")
+
+
+def _require_user_manager(actor, user) -> None:
+    if actor is None or role_of(actor) != Role.ADMIN:
+        raise PermissionDenied("Only admins manage staff accounts.")
+    if user.is_superuser and not actor.is_superuser:
+        raise PermissionDenied("Only a superuser changes a superuser's account.")
+
+
+def _role_value(user) -> str:
+    role = user.role
+    return role.value if role else ""
+
+
+@transaction.atomic
+def user_create(
+    *, actor, email: str, display_name: str, password: str | None, role: str = ""
+) -> User:
+    """A new member of staff with one role (or none yet). Never a superuser. Audited."""
+    if actor is None or role_of(actor) != Role.ADMIN:
+        raise PermissionDenied("Only admins manage staff accounts.")
+    email = (email or "").strip().lower()
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "Another account already uses this e-mail address."})
+    user = User.objects.create_user(
+        email=email, password=password, display_name=(display_name or "").strip()
+    )
+    audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=user)
+    if role:
+        user_change_role(actor=actor, user=user, role=role)
+        user.refresh_from_db()
+    return user
+
+
+@transaction.atomic
+def user_change_role(*, actor, user, role: str) -> User:
+    """Give a member of staff exactly one role (or none); admins may use the Django admin.
+
+    Audited with the role before and after. "superuser" is not a role: it cannot be granted.
+    """
+    user = User.objects.select_for_update().get(pk=user.pk)
+    _require_user_manager(actor, user)
+    if role and role not in Role.values:
+        raise ValidationError({"role": "Choose coach, clinician or admin."})
+    if user.pk == actor.pk and role != Role.ADMIN:
+        raise ValidationError({"role": "You cannot take away your own admin role."})
+    before = {"role": _role_value(user), "is_staff": user.is_staff}
+    user.groups.set([Group.objects.get(name=role)] if role else [])
+    user.is_staff = role == Role.ADMIN or user.is_superuser
+    user.save(update_fields=["is_staff"])
+    after = {"role": role or "", "is_staff": user.is_staff}
+    if before != after:
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.ROLE,
+            target=user,
+            detail={"before": before, "after": after},
+        )
+    return user
+
+
+@transaction.atomic
+def user_update(*, actor, user, **changes) -> User:
+    """Change a member of staff's e-mail, name or whether the account is active. Audited
+    with the values before and after (staff details, not patient data)."""
+    unknown = set(changes) - set(USER_EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"Not editable here: {', '.join(sorted(unknown))}")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    _require_user_manager(actor, user)
+    if "email" in changes:
+        changes["email"] = (changes["email"] or "").strip().lower()
+        if User.objects.filter(email__iexact=changes["email"]).exclude(pk=user.pk).exists():
+            raise ValidationError({"email": "Another account already uses this e-mail address."})
+    if changes.get("is_active") is False and user.pk == actor.pk:
+        raise ValidationError({"is_active": "You cannot deactivate your own account."})
+    changed = [name for name, value in changes.items() if getattr(user, name) != value]
+    if not changed:
+        return user
+    before = {name: getattr(user, name) for name in changed}
+    for name in changed:
+        setattr(user, name, changes[name])
+    user.save(update_fields=changed)
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=user,
+        detail={"before": before, "after": {name: changes[name] for name in changed}},
+    )
+    return user
+
+
+@transaction.atomic
+def user_reset_second_factor(*, actor, user) -> int:
+    """Remove a member of staff's authenticator devices (a lost phone): they set up a new one
+    at their next sign-in. Nobody sees or edits a device's secret. Audited; returns how many
+    devices were removed."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    _require_user_manager(actor, user)
+    devices = TOTPDevice.objects.filter(user=user)
+    before = {"devices": devices.count(), "confirmed": devices.filter(confirmed=True).count()}
+    removed, _ = devices.delete()
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.SECOND_FACTOR_RESET,
+        target=user,
+        detail={"before": before, "after": {"devices": 0, "confirmed": 0}},
+    )
+    return removed

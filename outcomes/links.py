@@ -1,9 +1,15 @@
 """Self-report links: create, check, use once, and deliver by e-mail with reminders.
 
 Only the SHA-256 of a token is stored. A link expires (SELF_REPORT_LINK_HOURS, default 72),
-works once, and shows nothing identifying beyond the patient's first name. Requests with a
-token that matches no link are counted per client; after GUESS_LIMIT in GUESS_WINDOW the
-client gets 429 for every token until the window passes.
+works once, and shows nothing identifying beyond the patient's first name. Opening it trades
+the token for a short-lived entry in the server-side session and redirects to /q/answer/, so
+the token is in one request line only (and that one is masked in the access log).
+
+Requests with a token that matches no link are counted per client and token prefix: after
+GUESS_LIMIT in GUESS_WINDOW, tokens starting the same way from that address get 429 until
+the window passes. Someone completing a partly known token is stopped; a patient on the same
+clinic Wi-Fi with another link is not (a whole random token is 256 bits: guessing one is
+hopeless anyway).
 
 E-mail: an hourly beat job mails a link for the patient-rated questionnaires still due after
 a completed session (patients with an address and e-mail consent), and reminds once a day, at
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 MAX_REMINDERS = 3
 GUESS_LIMIT = 10
 GUESS_WINDOW = datetime.timedelta(minutes=10)
+# How much of a guessed token keys the limit, with the address (see the module docstring).
+GUESS_PREFIX = 8
 # Questionnaires about a dosing day (MEQ-30, PIQ, EBI) are asked the day after, not that night.
 SEND_DELAY = {"dosing": datetime.timedelta(hours=18)}
 # A session's questionnaires are mailed only while they are fresh.
@@ -98,10 +106,11 @@ def link_create(
     return link, token
 
 
-def client_id(meta: dict) -> str:
-    """A keyed hash of the client's address (never stored in the clear). Behind
-    TRUSTED_PROXY_COUNT proxies the address is taken from X-Forwarded-For, counted from the
-    right, so a client cannot pick its own identity by sending the header itself."""
+def client_id(meta: dict, *, token: str = "") -> str:
+    """A keyed hash of the client's address and the first GUESS_PREFIX characters of the
+    token it tries (neither stored in the clear). Behind TRUSTED_PROXY_COUNT proxies the
+    address is taken from X-Forwarded-For, counted from the right, so a client cannot pick
+    its own identity by sending the header itself."""
     address = meta.get("REMOTE_ADDR", "")
     proxies = settings.TRUSTED_PROXY_COUNT
     if proxies:
@@ -109,7 +118,8 @@ def client_id(meta: dict) -> str:
         forwarded = [a for a in forwarded if a]
         if len(forwarded) >= proxies:
             address = forwarded[-proxies]
-    return salted_hmac("outcomes.link-guess", address or "unknown", algorithm="sha256").hexdigest()
+    key = f"{address or 'unknown'}|{token[:GUESS_PREFIX]}"
+    return salted_hmac("outcomes.link-guess", key, algorithm="sha256").hexdigest()
 
 
 def too_many_guesses(client: str) -> bool:
@@ -156,17 +166,27 @@ def _expired(link: SelfReportLink, *, submitting: bool) -> bool:
     return link.expires_at + grace <= timezone.now()
 
 
+def _usable(link: SelfReportLink, *, submitting: bool) -> SelfReportLink:
+    if link.used_at is not None or not outstanding(link):
+        raise LinkUnusable(ANSWERED)
+    if _expired(link, submitting=submitting):
+        raise LinkUnusable(EXPIRED)
+    return link
+
+
 def link_for_token(token: str, *, client: str, submitting: bool = False) -> SelfReportLink:
     """The link behind a token; unknown tokens count towards the client's guess limit."""
     link = _by_token(token).select_related("patient").first()
     if link is None:
         _count_guess(client)
         raise SelfReportLink.DoesNotExist
-    if link.used_at is not None or not outstanding(link):
-        raise LinkUnusable(ANSWERED)
-    if _expired(link, submitting=submitting):
-        raise LinkUnusable(EXPIRED)
-    return link
+    return _usable(link, submitting=submitting)
+
+
+def link_by_id(link_id: int, *, submitting: bool = False) -> SelfReportLink:
+    """The link a browser opened earlier (its id is kept in the server-side session)."""
+    link = SelfReportLink.objects.select_related("patient").get(pk=link_id)
+    return _usable(link, submitting=submitting)
 
 
 @transaction.atomic

@@ -1,3 +1,6 @@
+import datetime
+import functools
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -5,7 +8,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic import access
 from clinic.forms import apply_service_errors
@@ -210,17 +213,76 @@ def _apply_link_errors(item_forms, error: ValidationError) -> None:
             item_forms[0][1].add_error(None, messages_)
 
 
-@never_cache
-@require_http_methods(["GET", "POST"])
-def link_answer(request, token):
-    """The patient's page: no account, nothing identifying beyond the first name."""
-    client = links.client_id(request.META)
+NOT_OPEN = (
+    "This page has closed. Please open the link from your e-mail again to answer the "
+    "questionnaires."
+)
+# The server-side session entry a link's token is exchanged for, and how long it lasts.
+LINK_SESSION_KEY = "self_report_link"
+LINK_SESSION_LIFETIME = datetime.timedelta(hours=2)
+
+
+def _patient_page(referrer_policy: str):
+    """Patient pages: never cached, with their own Referrer-Policy."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(request, *args, **kwargs):
+            response = view(request, *args, **kwargs)
+            response["Referrer-Policy"] = referrer_policy
+            return response
+
+        return never_cache(wrapped)
+
+    return decorate
+
+
+# The URL holds the token: nothing that follows it (the redirect, an error page's static
+# files) may send it on as a Referer.
+@_patient_page("no-referrer")
+@require_GET
+def link_open(request, token):
+    """The e-mailed link: trade the token for a session entry and move to a URL without it,
+    so the token is not repeated in request lines, Referers or the browser's history."""
+    client = links.client_id(request.META, token=token)
     if links.too_many_guesses(client):
         return _unusable(request, TOO_MANY, 429)
     try:
-        link = links.link_for_token(token, client=client, submitting=request.method == "POST")
+        link = links.link_for_token(token, client=client)
     except SelfReportLink.DoesNotExist:
         return _unusable(request, NOT_VALID, 404)
+    except links.LinkUnusable as exc:
+        return _unusable(request, exc.reason, 410)
+    request.session.cycle_key()
+    until = timezone.now() + LINK_SESSION_LIFETIME
+    request.session[LINK_SESSION_KEY] = {"link": link.pk, "until": until.isoformat()}
+    return redirect("link_answer")
+
+
+def _opened_link_id(request) -> int | None:
+    entry = request.session.get(LINK_SESSION_KEY)
+    if not isinstance(entry, dict):
+        return None
+    until = datetime.datetime.fromisoformat(entry.get("until", "1970-01-01T00:00:00+00:00"))
+    if until <= timezone.now():
+        request.session.pop(LINK_SESSION_KEY, None)
+        return None
+    return entry.get("link")
+
+
+# No token in this URL. Not "no-referrer": browsers then send "Origin: null" with the form's
+# POST and the CSRF check refuses it. "same-origin" sends /q/answer/ to this site only.
+@_patient_page("same-origin")
+@require_http_methods(["GET", "POST"])
+def link_answer(request):
+    """The patient's page: no account, nothing identifying beyond the first name."""
+    link_id = _opened_link_id(request)
+    if link_id is None:
+        return _unusable(request, NOT_OPEN, 410)
+    try:
+        link = links.link_by_id(link_id, submitting=request.method == "POST")
+    except SelfReportLink.DoesNotExist:
+        return _unusable(request, NOT_OPEN, 410)
     except links.LinkUnusable as exc:
         return _unusable(request, exc.reason, 410)
     item_forms = _item_forms(request, links.outstanding(link))

@@ -1,6 +1,8 @@
 """iCalendar (RFC 5545) for a coach's sessions, written by hand: it is a small format.
 
-No patient names leave the clinic this way: events say the session kind and the record number.
+No patient names leave the clinic this way. By default an event says only "<clinic> session",
+the time and the room; a coach who opts in (CalendarFeed.show_details) also gets the session
+kind or label and the record number (or the group program's name).
 """
 
 import datetime
@@ -9,7 +11,10 @@ from django.conf import settings
 
 
 def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+    """TEXT value escaping; CR, LF and CRLF all become the two characters \\n, so a value
+    can never end a line and start a property of its own."""
+    text = text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+    return text.replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n")
 
 
 def _fold(line: str) -> str:
@@ -32,7 +37,18 @@ def _utc(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def ics_for(*, coach, sessions) -> str:
+def _summary(session, *, show_details: bool) -> str:
+    if not show_details:
+        return f"{settings.CLINIC_NAME} session"
+    who = (
+        f"record {session.enrolment.patient.record_number}"
+        if session.enrolment
+        else f"group: {session.program.name}"
+    )
+    return f"{session.label or session.get_kind_display()} ({who})"
+
+
+def ics_for(*, coach, sessions, show_details: bool = False) -> str:
     now = _utc(datetime.datetime.now(datetime.UTC))
     lines = [
         "BEGIN:VCALENDAR",
@@ -43,12 +59,7 @@ def ics_for(*, coach, sessions) -> str:
         f"X-WR-CALNAME:{_escape(settings.CLINIC_NAME)} sessions",
     ]
     for session in sessions:
-        who = (
-            f"record {session.enrolment.patient.record_number}"
-            if session.enrolment
-            else f"group: {session.program.name}"
-        )
-        summary = f"{session.label or session.get_kind_display()} ({who})"
+        summary = _summary(session, show_details=show_details)
         lines += [
             "BEGIN:VEVENT",
             f"UID:{session.public_id}@rapport",

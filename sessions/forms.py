@@ -50,7 +50,8 @@ class SessionLogForm(forms.Form):
             for row in session.attendances.all():
                 name = f"attendance_{row.patient_id}"
                 self.fields[name] = forms.ChoiceField(
-                    label=row.patient.full_name,
+                    # Named only when the user may see the patient (selectors.name_attendees).
+                    label=getattr(row, "shown_name", "Another participant"),
                     choices=[
                         (Attendance.Status.ATTENDED, "Attended"),
                         (Attendance.Status.LATE, "Late"),

@@ -220,6 +220,13 @@ class CalendarFeed(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="calendar_feeds"
     )
     token_hash = models.CharField(max_length=64, unique=True)
+    # Off: events say only "<clinic> session", the time and the room. On (the coach chose
+    # it): also the session kind or label and the record number or group program.
+    show_details = models.BooleanField(
+        "show record numbers and session kinds",
+        default=False,
+        help_text="Calendar apps keep copies on phones and in the cloud.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

@@ -21,6 +21,44 @@ def _with_people(qs: QuerySet[Session]) -> QuerySet[Session]:
     )
 
 
+ANOTHER_PARTICIPANT = "Another participant"
+
+
+def name_attendees(sessions, *, user) -> list[Session]:
+    """Give each session's prefetched attendances a `shown_name`, in one query: the patient's
+    name when `user` may see that patient (clinic.access), else "Another participant (n)".
+
+    A coach sees a group session when one of their patients attends, and facilitates circles
+    whose members other coaches look after: those members' names are not theirs to see.
+    `session.shown_patient` is the individual session's patient when visible, else None.
+    """
+    sessions = list(sessions)
+    if sees_all_patients(user):
+        visible = None
+    else:
+        ids = {a.patient_id for s in sessions for a in s.attendances.all()}
+        ids |= {s.enrolment.patient_id for s in sessions if s.enrolment_id}
+        visible = (
+            set(patients_visible_to(user).filter(pk__in=ids).values_list("pk", flat=True))
+            if ids
+            else set()
+        )
+    for session in sessions:
+        others = 0
+        for attendance in session.attendances.all():
+            if visible is None or attendance.patient_id in visible:
+                attendance.shown_name = attendance.patient.full_name
+            else:
+                others += 1
+                attendance.shown_name = f"{ANOTHER_PARTICIPANT} ({others})"
+        session.shown_patient = (
+            session.enrolment.patient
+            if session.enrolment_id and (visible is None or session.enrolment.patient_id in visible)
+            else None
+        )
+    return sessions
+
+
 def sessions_visible_to(user) -> QuerySet[Session]:
     """Clinicians and admins: all. Coaches: sessions they facilitate, or of their patients."""
     if sees_all_patients(user):
@@ -33,10 +71,13 @@ def sessions_visible_to(user) -> QuerySet[Session]:
 
 
 def get_session_for(user, public_id) -> Session:
+    """The session, with attendees named as `user` may see them (see `name_attendees`)."""
     try:
-        return _with_people(sessions_visible_to(user)).get(public_id=public_id)
+        session = _with_people(sessions_visible_to(user)).get(public_id=public_id)
     except (Session.DoesNotExist, ValueError) as exc:
         raise Http404("No such session.") from exc
+    name_attendees([session], user=user)
+    return session
 
 
 def can_log(user, session: Session) -> bool:
@@ -74,33 +115,35 @@ def coach_week(*, user, monday: datetime.date) -> dict[datetime.date, list[Sessi
         ).order_by("scheduled_start")
     )
     days = {monday + datetime.timedelta(days=n): [] for n in range(7)}
-    for session in sessions:
+    for session in name_attendees(sessions, user=user):
         days[timezone.localtime(session.scheduled_start).date()].append(session)
     return days
 
 
 def upcoming_for_coach(*, user, limit: int = 20) -> list[Session]:
-    return list(
+    return name_attendees(
         _with_people(
             Session.objects.filter(
                 facilitators=user,
                 status=Session.Status.SCHEDULED,
                 scheduled_end__gte=timezone.now(),
             ).order_by("scheduled_start")
-        )[:limit]
+        )[:limit],
+        user=user,
     )
 
 
 def to_log_for_coach(*, user) -> list[Session]:
     """Sessions the coach facilitated that have started but are not logged yet."""
-    return list(
+    return name_attendees(
         _with_people(
             Session.objects.filter(
                 facilitators=user,
                 status=Session.Status.SCHEDULED,
                 scheduled_start__lte=timezone.now(),
             ).order_by("-scheduled_start")
-        )[:20]
+        )[:20],
+        user=user,
     )
 
 

@@ -675,12 +675,20 @@ def facilitators_end_assignment(*, assignment: CoachAssignment) -> None:
 
 
 @transaction.atomic
-def feed_create(*, actor) -> str:
-    """A new private calendar link for the coach; any previous one stops working."""
+def feed_create(*, actor, show_details: bool = False) -> str:
+    """A new private calendar link for the coach; any previous one stops working. Events
+    carry record numbers and session kinds only when the coach opts in (`show_details`)."""
     feed_revoke(actor=actor)
     token = secrets.token_urlsafe(32)
-    feed = CalendarFeed.objects.create(coach=actor, token_hash=CalendarFeed.hash_token(token))
-    audit_record(actor=actor, action=AuditEvent.Action.CREATE, target=feed)
+    feed = CalendarFeed.objects.create(
+        coach=actor, token_hash=CalendarFeed.hash_token(token), show_details=show_details
+    )
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.CREATE,
+        target=feed,
+        detail={"show_details": show_details},
+    )
     return token
 
 

@@ -191,7 +191,9 @@ def my_calendar(request):
 @login_required
 @require_POST
 def calendar_feed_create(request):
-    token = services.feed_create(actor=request.user)
+    token = services.feed_create(
+        actor=request.user, show_details=request.POST.get("show_details") == "on"
+    )
     url = request.build_absolute_uri(reverse("calendar_feed", args=[token]))
     # Shown once on the next page; only its hash is stored.
     request.session["new_feed_url"] = url
@@ -209,7 +211,11 @@ def calendar_feed_revoke(request):
 
 def calendar_feed(request, token):
     feed = selectors.feed_for_token(token)
-    body = calendar.ics_for(coach=feed.coach, sessions=selectors.feed_sessions(coach=feed.coach))
+    body = calendar.ics_for(
+        coach=feed.coach,
+        sessions=selectors.feed_sessions(coach=feed.coach),
+        show_details=feed.show_details,
+    )
     response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
     response["Content-Disposition"] = 'inline; filename="rapport.ics"'
     response["Cache-Control"] = "private, max-age=300"

@@ -60,3 +60,12 @@ def test_readme_starts_with_the_two_commands():
         "make demo",
         "make test",
     ]
+
+
+def test_gunicorn_runs_with_the_config_that_masks_tokens_in_the_access_log():
+    # clinic/gunicorn_conf.py sets the access log's logger class (clinic.logsafe).
+    web = _command(_compose()["services"]["web"])
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--config python:clinic.gunicorn_conf" in web
+    assert '"--config", "python:clinic.gunicorn_conf"' in dockerfile
+    assert "--access-logfile" not in web and "--access-logfile" not in dockerfile

@@ -190,3 +190,24 @@ def test_the_exports_page_runs_a_constant_number_of_queries(
             rate(bond=3, days_ago=days_ago)
         with django_assert_max_num_queries(len(small.captured_queries)):
             assert client.post(reverse("export"), {"form": form}).status_code == 200
+
+
+def test_identified_csv_cells_cannot_run_as_spreadsheet_formulas(client, rated):
+    from alliance.exports import to_csv
+
+    rated.patient.first_name = '=HYPERLINK("http://evil.test","x")'
+    rated.patient.last_name = "@SUM(1+1)"
+    rated.patient.record_number = "+RP-1"
+    rated.patient.save()
+    client.force_login(rated.admin)
+    body = client.post(
+        reverse("export"), {"form": "long", "identified": "on", "reason": "Audit request 13"}
+    ).content.decode()
+    rows = _rows(body)
+    assert rows[0]["name"] == """'=HYPERLINK("http://evil.test","x") @SUM(1+1)"""
+    assert rows[0]["record_number"] == "'+RP-1"
+    text_columns = ["name", "record_number", "patient", "session", "session_kind", "band"]
+    for row in rows:
+        assert not any(row[c].startswith(("=", "+", "-", "@")) for c in text_columns)
+    # Numbers stay numbers: a day before enrolment is still -3, not text.
+    assert to_csv([{"day": -3, "label": "-3", "note": "\tx"}]).splitlines()[1] == "-3,'-3,'\tx"

@@ -158,3 +158,96 @@ def test_audit_log_cannot_be_edited_in_the_admin(client_for, people):
     assert event.action == "view"
     assert client.get(reverse("admin:clinic_auditevent_add")).status_code == 403
     assert client.get(reverse("admin:clinic_auditevent_delete", args=[event.pk])).status_code == 403
+
+
+# --- sign-in lockout: one spelling of the username for login and for axes ------------------
+
+
+def _spellings(email):
+    local, domain = email.split("@")
+    return [email.upper(), f"{local}@{domain.upper()}", f" {email}", f"{email} ", f"\t{email}"]
+
+
+def test_a_locked_account_stays_locked_however_the_username_is_spelled(client, people):
+    for _ in range(5):
+        _login(client, people.coach.email, "wrong")
+    for spelling in _spellings(people.coach.email):
+        refused = _login(client, spelling, PASSWORD)
+        assert refused.status_code == 429, repr(spelling)
+        assert "_auth_user_id" not in client.session
+
+
+def test_failures_in_different_spellings_add_up_to_one_lockout(client, people):
+    for spelling in _spellings(people.coach.email):  # five failures, five spellings
+        _login(client, spelling, "wrong")
+    assert _login(client, people.coach.email, PASSWORD).status_code == 429
+
+
+def test_failures_from_many_addresses_lock_the_account_itself(client, people):
+    url = reverse("login")
+    for n in range(5):
+        client.post(
+            url, {"username": people.coach.email, "password": "wrong"}, REMOTE_ADDR=f"203.0.113.{n}"
+        )
+    fresh_address = {"REMOTE_ADDR": "198.51.100.20"}
+    refused = client.post(
+        url, {"username": people.coach.email, "password": PASSWORD}, **fresh_address
+    )
+    assert refused.status_code == 429
+    # Another account from that address is unaffected.
+    other = client.post(
+        url, {"username": people.other_coach.email, "password": PASSWORD}, **fresh_address
+    )
+    assert other.status_code == 302
+
+
+def test_a_very_long_username_is_a_form_error_not_a_server_error(client, people):
+    for url in (reverse("login"), reverse("admin:login")):
+        response = client.post(url, {"username": "a" * 10_000, "password": "wrong"})
+        assert response.status_code == 200, url
+        assert response.context["form"].errors, url
+
+
+# --- caching, and assignments that have not started -----------------------------------------
+
+
+def test_pages_with_patient_data_are_not_stored_by_browsers_or_caches(client_for, people):
+    client = client_for(people.coach)
+    for url in (
+        reverse("home"),
+        reverse("patient_list"),
+        reverse("patient_detail", args=[people.patient.public_id]),
+    ):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert "no-store" in response.headers["Cache-Control"], url
+
+
+def test_static_files_stay_cacheable_for_signed_in_users(client_for, people):
+    response = client_for(people.coach).get("/static/css/app.css")
+    assert response.status_code == 200
+    assert "no-store" not in response.headers.get("Cache-Control", "")
+
+
+def test_an_assignment_that_starts_later_gives_access_only_from_its_start(client_for, people):
+    import datetime
+
+    from django.utils import timezone
+
+    from clinic import access
+    from tests.factories import CoachAssignmentFactory, EnrolmentFactory
+
+    later = EnrolmentFactory(enrolled_by=people.admin)
+    assignment = CoachAssignmentFactory(
+        enrolment=later,
+        coach=people.other_coach,
+        assigned_by=people.admin,
+        start_date=timezone.localdate() + datetime.timedelta(days=3),
+    )
+    client = client_for(people.other_coach)
+    url = reverse("patient_detail", args=[later.patient.public_id])
+    assert client.get(url).status_code == 404
+    assert later.patient not in access.patients_visible_to(people.other_coach)
+    assignment.start_date = timezone.localdate()
+    assignment.save()
+    assert client.get(url).status_code == 200

@@ -62,7 +62,7 @@ def test_a_patient_answers_on_a_phone_once(browser, live_server, people):
         actor=people.coach, patient=people.patient, instruments=["phq-9", "srs"]
     )
     page = _page(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    page.goto(live_server.url + reverse("link_answer", args=[token]))
+    page.goto(live_server.url + reverse("link_open", args=[token]))
     assert page.get_by_text(f"Hello {people.patient.first_name}").is_visible()
     assert people.patient.last_name not in page.content()
     for number in range(1, 11):
@@ -73,6 +73,6 @@ def test_a_patient_answers_on_a_phone_once(browser, live_server, people):
     page.wait_for_load_state()
     assert page.get_by_text("Thank you").is_visible()
     assert Response.objects.filter(source="link").count() == 2
-    page.goto(live_server.url + reverse("link_answer", args=[token]))
+    page.goto(live_server.url + reverse("link_open", args=[token]))
     assert page.get_by_text("already been answered").is_visible()
     assert [p for p in page.problems if "410" not in p] == []

@@ -30,7 +30,21 @@ def _link(people, **extra):
 
 
 def _path(token):
-    return reverse("link_answer", args=[token])
+    return reverse("link_open", args=[token])
+
+
+ANSWER = "/q/answer/"
+
+
+def _open(client, token, **extra):
+    """Open an e-mailed link as a browser does: the token is exchanged, then redirected."""
+    return client.get(_path(token), follow=True, **extra)
+
+
+def _answer(client, token, data):
+    """Open the link, then send the answers to the token-free page."""
+    _open(client, token)
+    return client.post(ANSWER, data)
 
 
 def test_only_the_hash_of_the_token_is_stored_and_creation_is_audited(people):
@@ -45,7 +59,7 @@ def test_only_the_hash_of_the_token_is_stored_and_creation_is_audited(people):
 
 def test_the_page_shows_only_the_first_name_and_the_crisis_note(client, people):
     _, token = _link(people)
-    html = client.get(_path(token)).content.decode()
+    html = _open(client, token).content.decode()
     assert f"Hello {people.patient.first_name}" in html
     assert people.patient.last_name not in html and people.patient.record_number not in html
     assert "not watched in real time" in html
@@ -54,14 +68,16 @@ def test_the_page_shows_only_the_first_name_and_the_crisis_note(client, people):
 
 def test_answering_once_records_the_response_and_the_link_cannot_be_replayed(client, people):
     _, token = _link(people)
-    thanks = client.post(_path(token), SRS)
+    thanks = _answer(client, token, SRS)
     assert "Thank you" in thanks.content.decode()
     response = Response.objects.get()
     assert response.source == "link" and response.entered_by is None
     assert response.scores.get(scale="total").value == 36.0
-    again = client.post(_path(token), SRS)
+    again = client.post(ANSWER, SRS)
     assert again.status_code == 410
     assert "already been answered" in again.content.decode()
+    reopened = client.get(_path(token))
+    assert reopened.status_code == 410 and "already been answered" in reopened.content.decode()
     assert Response.objects.count() == 1
     assert AuditEvent.objects.filter(
         object_type="outcomes.selfreportlink", action="update", actor=None
@@ -70,7 +86,7 @@ def test_answering_once_records_the_response_and_the_link_cannot_be_replayed(cli
 
 def test_bad_answers_keep_the_link_open_and_what_was_typed(client, people):
     _, token = _link(people)
-    page = client.post(_path(token), {**SRS, "srs-item_2": "12"})
+    page = _answer(client, token, {**SRS, "srs-item_2": "12"})
     assert page.status_code == 200 and 'value="8.5"' in page.content.decode()
     assert Response.objects.count() == 0
     assert SelfReportLink.objects.get().used_at is None
@@ -89,7 +105,8 @@ def test_a_tampered_token_is_not_found_and_guessing_is_rate_limited(client, peop
     for _ in range(10):
         assert client.get(_path(tampered)).status_code == 404
     assert client.get(_path(tampered)).status_code == 429
-    assert client.get(_path(token)).status_code == 429  # the limit is per client
+    # The limit is per client and token prefix: completing a partly known token is stopped.
+    assert client.get(_path(token)).status_code == 429
 
 
 def test_staff_create_a_link_and_see_it_once(client, people):
@@ -120,7 +137,8 @@ def test_due_measures_are_mailed_once_with_a_working_link(client, people, comple
     assert message.to == [people.patient.email]
     assert people.patient.last_name not in message.body
     url = re.search(r"http\S+/q/\S+/", message.body).group(0)
-    assert client.get(url.replace("http://127.0.0.1:8000", "")).status_code == 200
+    opened = client.get(url.replace("http://127.0.0.1:8000", ""), follow=True)
+    assert opened.status_code == 200 and "Hello" in opened.content.decode()
 
 
 def test_no_mail_without_consent(people, completed_session):
@@ -148,7 +166,8 @@ def test_reminders_come_daily_at_most_three_times_and_stop_once_answered(
     url = re.search(r"http\S+/q/\S+/", mail.outbox[-1].body).group(0)
     path = url.replace("http://127.0.0.1:8000", "")
     wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
-    answered = client.post(path, {**wai, **SRS})
+    client.get(path)
+    answered = client.post(ANSWER, {**wai, **SRS})
     assert "Thank you" in answered.content.decode()
     SelfReportLink.objects.filter(pk=link.pk).update(reminders_sent=0)
     SelfReportLink.objects.filter(pk=link.pk).update(
@@ -199,32 +218,33 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(client, peop
 
 def test_a_used_link_is_refused_before_anything_is_shown(client, people):
     _, token = _link(people)
-    client.post(_path(token), SRS)
+    _answer(client, token, SRS)
     page = client.get(_path(token))
     assert page.status_code == 410 and "Hello" not in page.content.decode()
 
 
 def test_answers_sent_just_after_expiry_are_taken_later_ones_are_not(client, people):
     link, token = _link(people)
-    client.get(_path(token))
+    _open(client, token)
     SelfReportLink.objects.filter(pk=link.pk).update(
         expires_at=timezone.now() - datetime.timedelta(minutes=20)
     )
     assert client.get(_path(token)).status_code == 410  # no new visits
-    assert "Thank you" in client.post(_path(token), SRS).content.decode()  # within the grace
+    assert "Thank you" in client.post(ANSWER, SRS).content.decode()  # within the grace
     assert Response.objects.count() == 1
     link, token = _link(people)
+    _open(client, token)
     SelfReportLink.objects.filter(pk=link.pk).update(
         expires_at=timezone.now() - links.SUBMIT_GRACE - datetime.timedelta(seconds=1)
     )
-    refused = client.post(_path(token), SRS)
+    refused = client.post(ANSWER, SRS)
     assert refused.status_code == 410 and "expired" in refused.content.decode()
     assert Response.objects.count() == 1
 
 
 def test_a_patient_who_leaves_too_much_blank_is_told_in_plain_words(client, people):
     _, token = _link(people)
-    page = client.post(_path(token), {"srs-item_1": "8"})
+    page = _answer(client, token, {"srs-item_1": "8"})
     html = page.content.decode()
     assert page.status_code == 200 and "Please answer more of these questions" in html
     assert "save incomplete" not in html  # staff wording stays on staff pages
@@ -236,10 +256,10 @@ def test_several_questionnaires_are_saved_together_or_not_at_all(client, people)
         actor=people.coach, patient=people.patient, instruments=["wai-sr", "srs"]
     )
     wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
-    page = client.post(_path(token), {**wai, **SRS, "srs-item_4": "11"})
+    page = _answer(client, token, {**wai, **SRS, "srs-item_4": "11"})
     assert page.status_code == 200 and Response.objects.count() == 0
     assert 'value="8.5"' in page.content.decode()
-    client.post(_path(token), {**wai, **SRS})
+    client.post(ANSWER, {**wai, **SRS})
     assert sorted(Response.objects.values_list("version__instrument__code", flat=True)) == [
         "srs",
         "wai-sr",
@@ -265,9 +285,9 @@ def test_a_link_for_a_session_skips_what_the_clinic_entered_meanwhile(
         administered_at=timezone.now(),
         session=completed_session,
     )
-    html = client.get(_path(token)).content.decode()
+    html = _open(client, token).content.decode()
     assert "srs-item_1" in html and "wai-sr-item_1" not in html
-    client.post(_path(token), SRS)
+    client.post(ANSWER, SRS)
     assert Response.objects.filter(session=completed_session).count() == 2
     services.response_record(
         actor=people.coach,
@@ -300,7 +320,7 @@ def test_a_link_cannot_name_another_patients_session(people, completed_session):
 
 def test_use_is_audited_without_an_actor_and_creation_with_one(client, people):
     link, token = _link(people)
-    client.post(_path(token), SRS)
+    _answer(client, token, SRS)
     events = AuditEvent.objects.filter(object_type="outcomes.selfreportlink")
     assert events.get(action="create").actor == people.coach
     used = events.get(action="update")
@@ -338,9 +358,9 @@ def test_earlier_emails_keep_working_after_a_reminder(client, people, completed_
     assert link.token_hash == SelfReportLink.hash_token(second)
     assert link.earlier_token_hashes == [SelfReportLink.hash_token(first)]
     assert first not in str(link.__dict__) and second not in str(link.__dict__)
-    assert client.get(_path(first)).status_code == 200
+    assert _open(client, first).status_code == 200
     wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
-    assert "Thank you" in client.post(_path(first), {**wai, **SRS}).content.decode()
+    assert "Thank you" in client.post(ANSWER, {**wai, **SRS}).content.decode()
     assert client.get(_path(second)).status_code == 410  # answered: every token is spent
 
 
@@ -466,3 +486,166 @@ def test_reminders_stop_when_consent_is_withdrawn_or_the_patient_withdraws(
         actor=people.admin, patient=people.patient, to_status="withdrawn", reason="Moved away"
     )
     assert links.send_reminders() == 0 and len(mail.outbox) == 1
+
+
+def test_a_guesser_on_the_clinic_wifi_does_not_lock_out_other_patients(client, people):
+    _, token = _link(people)
+    wifi = {"REMOTE_ADDR": "203.0.113.50"}
+    for n in range(10):
+        assert client.get(_path(f"AAAAAAAA{n:040d}"), **wifi).status_code == 404
+    assert client.get(_path("AAAAAAAA" + "9" * 40), **wifi).status_code == 429
+    # A patient behind the same address with a real link still gets in.
+    opened = _open(client, token, **wifi)
+    assert (
+        opened.status_code == 200
+        and f"Hello {people.patient.first_name}" in opened.content.decode()
+    )
+
+
+# --- the token leaves the URL ----------------------------------------------------------------
+
+
+def test_opening_a_link_trades_the_token_for_a_session_and_a_url_without_it(client, people):
+    _, token = _link(people)
+    first = client.get(_path(token))
+    assert first.status_code == 302 and first.url == ANSWER
+    assert first.headers["Referrer-Policy"] == "no-referrer"
+    page = client.get(ANSWER)
+    assert page.status_code == 200 and f"Hello {people.patient.first_name}" in page.content.decode()
+    assert page.headers["Referrer-Policy"] == "same-origin"  # no token here to leak
+    assert "no-store" in page.headers["Cache-Control"]
+    for failed in (client.get(_path("x" * 43)), client.get(_path(token[:-1] + "!"))):
+        assert failed.headers["Referrer-Policy"] == "no-referrer"
+    assert token not in page.content.decode()
+    assert token not in str(dict(client.session))  # only the link's id is kept
+
+
+def test_the_answer_page_without_an_opened_link_says_to_open_it_again(client, people):
+    page = client.get(ANSWER)
+    assert page.status_code == 410 and "open the link from your e-mail" in page.content.decode()
+    assert client.post(ANSWER, SRS).status_code == 410
+    assert Response.objects.count() == 0
+
+
+def test_the_opened_link_lapses_from_the_session_after_a_while(client, people):
+    from outcomes import views
+
+    _, token = _link(people)
+    _open(client, token)
+    session = client.session
+    entry = session[views.LINK_SESSION_KEY]
+    entry["until"] = (timezone.now() - datetime.timedelta(seconds=1)).isoformat()
+    session[views.LINK_SESSION_KEY] = entry
+    session.save()
+    assert client.post(ANSWER, SRS).status_code == 410
+    assert Response.objects.count() == 0
+    assert "Thank you" in _answer(client, token, SRS).content.decode()  # the link still works
+
+
+def test_an_expired_link_still_says_expired_after_the_exchange(client, people):
+    link, token = _link(people)
+    _open(client, token)
+    SelfReportLink.objects.filter(pk=link.pk).update(
+        expires_at=timezone.now() - links.SUBMIT_GRACE - datetime.timedelta(minutes=1)
+    )
+    page = client.get(ANSWER)
+    assert page.status_code == 410 and "expired" in page.content.decode()
+
+
+def _access_log(tmp_path):
+    """gunicorn's logger as clinic/gunicorn_conf.py configures it, writing to a file."""
+    from gunicorn.config import Config
+
+    from clinic import gunicorn_conf
+    from clinic.logsafe import SafeAccessLogger
+
+    cfg = Config()
+    for name in ("access_log_format", "logger_class"):
+        cfg.set(name, getattr(gunicorn_conf, name))
+    log_file = tmp_path / "access.log"
+    cfg.set("accesslog", str(log_file))
+    assert cfg.logger_class is SafeAccessLogger
+    return cfg.logger_class(cfg), log_file
+
+
+def _log_request(logger, environ, status="200 OK"):
+    import datetime as dt
+    from types import SimpleNamespace
+
+    environ = {"SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "203.0.113.9", **environ}
+    query = environ.get("QUERY_STRING", "")
+    environ.setdefault("RAW_URI", environ["PATH_INFO"] + (f"?{query}" if query else ""))
+    headers = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
+    logger.access(
+        SimpleNamespace(status=status, sent=512, headers=[]),
+        SimpleNamespace(headers=headers),
+        environ,
+        dt.timedelta(milliseconds=12),
+    )
+
+
+def test_the_access_log_masks_tokens_and_drops_query_strings(tmp_path):
+    logger, log_file = _access_log(tmp_path)
+    secret = "Zk3v9Q_secret-token-0123456789abcdefghijklmnop"
+    for path, referer in [
+        (f"/q/{secret}/", f"https://clinic.example/q/{secret}/?utm=mail"),
+        (f"/calendar/{secret}.ics", "-"),
+        ("/static/css/app.css", f"https://clinic.example/q/{secret}/"),
+    ]:
+        _log_request(
+            logger,
+            {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": path,
+                "QUERY_STRING": f"t={secret}",
+                "HTTP_REFERER": referer,
+            },
+        )
+    text = log_file.read_text()
+    assert len(text.splitlines()) == 3
+    assert secret not in text and "utm" not in text and "t=" not in text
+    assert '"GET /q/***/ HTTP/1.1"' in text
+    assert '"GET /calendar/***.ics HTTP/1.1"' in text
+    assert '"https://clinic.example/q/***/"' in text
+    assert '"GET /static/css/app.css HTTP/1.1"' in text
+
+
+def test_one_visit_to_a_link_leaves_no_token_in_the_access_log(client, people, tmp_path):
+    logger, log_file = _access_log(tmp_path)
+    _, token = _link(people)
+    first = client.get(_path(token))
+    _log_request(logger, first.wsgi_request.META, status="302 Found")
+    # The page, a static file it loads (a browser that ignored the policy sends the
+    # page as Referer), and the answers.
+    page = client.get(first.url, HTTP_REFERER=f"http://testserver{_path(token)}")
+    _log_request(logger, page.wsgi_request.META)
+    _log_request(
+        logger,
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/static/js/app.js",
+            "HTTP_REFERER": page.wsgi_request.build_absolute_uri(),
+        },
+    )
+    thanks = client.post(ANSWER, SRS)
+    assert "Thank you" in thanks.content.decode()
+    _log_request(logger, thanks.wsgi_request.META)
+    text = log_file.read_text()
+    assert len(text.splitlines()) == 4
+    assert token not in text and token[:16] not in text
+
+
+def test_django_log_lines_about_links_and_feeds_are_masked(settings):
+    import logging
+
+    from clinic.logsafe import MaskSecretsFilter
+
+    secret = "Zk3v9Q_secret-token-0123456789abcdefghijklmnop"
+    record = logging.LogRecord(
+        "django.request", logging.WARNING, __file__, 1, "Not Found: %s", (f"/q/{secret}/",), None
+    )
+    assert MaskSecretsFilter().filter(record)
+    assert record.getMessage() == "Not Found: /q/***/"
+    console = settings.LOGGING["handlers"]["console"]
+    assert "mask_secrets" in console["filters"]
+    assert settings.LOGGING["filters"]["mask_secrets"]["()"] == "clinic.logsafe.MaskSecretsFilter"

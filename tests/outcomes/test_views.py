@@ -91,8 +91,8 @@ def test_a_response_id_of_an_unknown_or_unseen_patient_is_404(client, people):
 def test_the_self_report_page_needs_no_account_and_no_second_factor(client, people, settings):
     settings.REQUIRE_2FA = True
     _, token = links.link_create(actor=people.coach, patient=people.patient, instruments=["srs"])
-    response = client.get(reverse("link_answer", args=[token]))
-    assert response.status_code == 200
+    response = client.get(reverse("link_open", args=[token]), follow=True)
+    assert response.status_code == 200 and response.redirect_chain[-1][0] == "/q/answer/"
     assert "no-store" in response.headers["Cache-Control"]
     policy = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy

@@ -161,9 +161,9 @@ def test_caseload_shows_the_next_session(client, people):
 # --- iCalendar feed -----------------------------------------------------------------------
 
 
-def _feed_url(client, people):
+def _feed_url(client, people, *, show_details=False):
     client.force_login(people.coach)
-    client.post(reverse("calendar_feed_create"))
+    client.post(reverse("calendar_feed_create"), {"show_details": "on"} if show_details else {})
     page = client.get(reverse("my_calendar")).content.decode()
     return re.search(r'value="(http://testserver/calendar/[^"]+\.ics)"', page).group(1)
 
@@ -180,7 +180,7 @@ def test_feed_is_valid_icalendar_with_only_that_coachs_sessions(client, people, 
         end=start + datetime.timedelta(hours=1),
         facilitators=[people.other_coach],
     )
-    url = _feed_url(client, people)
+    url = _feed_url(client, people, show_details=True)
     client.logout()
     response = client.get(url)
     assert response.status_code == 200
@@ -340,7 +340,10 @@ def test_a_group_circle_is_logged_with_attendance_per_member(client, people):
     absent = members[2].patient
     client.force_login(people.coach)
     form = client.get(reverse("session_log", args=[circle.public_id])).content.decode()
-    assert all(m.patient.full_name in form for m in members)
+    # The coach's own patient by name; the others' coaches' patients are not named.
+    assert people.patient.full_name in form
+    assert not any(m.patient.full_name in form for m in members[1:])
+    assert "Another participant (1)" in form and "Another participant (2)" in form
     response = client.post(
         reverse("session_log", args=[circle.public_id]),
         {
@@ -372,7 +375,7 @@ def test_feed_folds_long_lines_and_names_no_patient_in_group_events(client, peop
         end=start + datetime.timedelta(hours=2),
         facilitators=[people.coach],
     )
-    body = client.get(_feed_url(client, people)).content
+    body = client.get(_feed_url(client, people, show_details=True)).content
     lines = body.split(b"\r\n")
     assert all(len(line) <= 75 for line in lines)
     assert any(line.startswith(b" ") for line in lines)  # a folded continuation
@@ -446,3 +449,95 @@ def test_django_admin_edits_a_session_note_without_touching_times(client, people
     assert response.status_code == 302, response.content.decode()[:3000]
     dosing.refresh_from_db()
     assert dosing.notes == "Music list agreed." and dosing.label == "Dosing 1"
+
+
+# --- group sessions: names of other coaches' patients ---------------------------------------
+
+
+@pytest.fixture
+def shared_circle(people):
+    """A group circle three hours ago, facilitated by the persona coach, with the coach's
+    patient and a patient on the other coach's caseload."""
+    from tests.factories import CoachAssignmentFactory
+
+    group = ProgramFactory(kind="group", capacity=4)
+    EnrolmentFactory(program=group, patient=people.patient, enrolled_by=people.admin)
+    theirs = EnrolmentFactory(program=group, enrolled_by=people.admin)
+    CoachAssignmentFactory(enrolment=theirs, coach=people.other_coach, assigned_by=people.admin)
+    start = timezone.now().replace(microsecond=0) - datetime.timedelta(hours=3)
+    circle = services.session_book(
+        actor=people.admin,
+        program=group,
+        kind="integration",
+        label="Integration circle",
+        start=start,
+        end=start + datetime.timedelta(hours=2),
+        facilitators=[people.coach],
+    )
+    return circle, theirs.patient
+
+
+def _pages_listing_attendees(circle):
+    return [
+        reverse("session_detail", args=[circle.public_id]),
+        reverse("session_log", args=[circle.public_id]),
+        reverse("my_calendar"),
+        reverse("home"),
+    ]
+
+
+def test_a_coach_sees_only_their_own_patients_names_in_a_group(client, people, shared_circle):
+    circle, stranger = shared_circle
+    client.force_login(people.coach)
+    for url in _pages_listing_attendees(circle):
+        html = client.get(url).content.decode()
+        assert people.patient.full_name in html, url
+        assert stranger.last_name not in html and stranger.first_name not in html, url
+        assert "Another participant" in html, url
+
+
+def test_a_coach_who_sees_the_group_through_a_patient_sees_only_that_name(
+    client, people, shared_circle
+):
+    circle, stranger = shared_circle
+    client.force_login(people.other_coach)  # not a facilitator: sees it through their patient
+    html = client.get(reverse("session_detail", args=[circle.public_id])).content.decode()
+    assert stranger.full_name in html
+    assert people.patient.last_name not in html and "Another participant" in html
+
+
+@pytest.mark.parametrize("persona", ["clinician", "admin"])
+def test_clinicians_and_admins_see_every_name_in_a_group(client, people, shared_circle, persona):
+    circle, stranger = shared_circle
+    client.force_login(getattr(people, persona))
+    for url in _pages_listing_attendees(circle)[:2]:
+        html = client.get(url).content.decode()
+        assert people.patient.full_name in html and stranger.full_name in html, url
+        assert "Another participant" not in html, url
+
+
+# --- the feed by default: no record numbers, no session kinds --------------------------------
+
+
+def test_the_feed_names_no_record_number_or_kind_unless_the_coach_opts_in(client, people, dosing):
+    body = client.get(_feed_url(client, people)).content.decode().replace("\r\n ", "")
+    assert not CalendarFeed.objects.get(revoked_at__isnull=True).show_details
+    assert people.patient.record_number not in body
+    assert "dosing" not in body.lower()
+    assert "SUMMARY:Rapport session" in body.split("\r\n")
+    detailed = client.get(_feed_url(client, people, show_details=True)).content.decode()
+    assert people.patient.record_number in detailed and "Dosing" in detailed
+
+
+def test_the_feed_escapes_carriage_returns_so_no_line_can_be_injected(client, people, dosing):
+    Session.objects.filter(pk=dosing.pk).update(
+        label="Dosing\rATTENDEE:mailto:x@evil.test\r\nX-A:1\nX-B:2"
+    )
+    body = client.get(_feed_url(client, people, show_details=True)).content.decode()
+    assert "\r" not in body.replace("\r\n", "")  # CR only as part of CRLF
+    assert "\n" not in body.replace("\r\n", "")
+    lines = body.replace("\r\n ", "").split("\r\n")
+    assert not any(line.startswith(("ATTENDEE", "X-A", "X-B")) for line in lines)
+    assert "SUMMARY:Dosing\\nATTENDEE:mailto:x@evil.test\\nX-A:1\\nX-B:2 (record " in body.replace(
+        "\r\n ", ""
+    )

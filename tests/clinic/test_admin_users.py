@@ -1,0 +1,223 @@
+"""Staff accounts in the Django admin: no road to superuser, no second-factor secrets."""
+
+import base64
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.urls import reverse
+from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from clinic import services
+from clinic.models import AuditEvent, User
+from clinic.roles import Role
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _change_form(user, **overrides):
+    """What a browser would post for `user`, with every field the old form offered."""
+    joined = timezone.localtime(user.date_joined)
+    data = {
+        "email": user.email,
+        "display_name": user.display_name,
+        "is_active": "on",
+        "is_staff": "on",
+        "role": user.role.value if user.role else "",
+        "date_joined_0": joined.strftime("%Y-%m-%d"),
+        "date_joined_1": joined.strftime("%H:%M:%S"),
+        "last_login_0": "",
+        "last_login_1": "",
+    }
+    return {**data, **overrides}
+
+
+def test_a_staff_admin_cannot_make_itself_superuser_in_the_admin(client_for, people):
+    client = client_for(people.admin)
+    url = reverse("admin:clinic_user_change", args=[people.admin.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    assert 'name="is_superuser"' not in page.content.decode()
+    assert 'name="groups"' not in page.content.decode()
+    superuser_group = Group.objects.create(name="everything")
+    client.post(
+        url,
+        _change_form(
+            people.admin,
+            is_superuser="on",
+            groups=[superuser_group.pk],
+            user_permissions=[],
+        ),
+    )
+    people.admin.refresh_from_db()
+    assert not people.admin.is_superuser
+    assert not people.admin.groups.filter(name="everything").exists()
+    assert people.admin.role == Role.ADMIN
+
+
+def test_a_staff_admin_cannot_make_someone_else_superuser_either(client_for, people):
+    client = client_for(people.admin)
+    url = reverse("admin:clinic_user_change", args=[people.coach.pk])
+    client.post(url, _change_form(people.coach, is_superuser="on"))
+    people.coach.refresh_from_db()
+    assert not people.coach.is_superuser and not people.coach.is_staff
+
+
+def test_a_staff_admin_cannot_touch_a_superusers_account(client_for, people):
+    root = UserFactory(is_superuser=True, is_staff=True)
+    client = client_for(people.admin)
+    change = client.post(
+        reverse("admin:clinic_user_change", args=[root.pk]),
+        _change_form(root, email="mine@clinic.test", display_name="Taken over"),
+    )
+    assert change.status_code in (302, 403)
+    password = client.post(
+        reverse("admin:auth_user_password_change", args=[root.pk]),
+        {"password1": "a new long password 123", "password2": "a new long password 123"},
+    )
+    assert password.status_code == 403
+    root.refresh_from_db()
+    assert root.email != "mine@clinic.test" and root.check_password("correct horse battery staple")
+
+
+def test_a_role_change_in_the_admin_goes_through_the_service_and_is_audited(client_for, people):
+    client = client_for(people.admin)
+    response = client.post(
+        reverse("admin:clinic_user_change", args=[people.coach.pk]),
+        _change_form(people.coach, role=Role.CLINICIAN.value),
+    )
+    assert response.status_code == 302
+    people.coach.refresh_from_db()
+    assert people.coach.role == Role.CLINICIAN
+    event = AuditEvent.objects.get(action=AuditEvent.Action.ROLE)
+    assert event.actor == people.admin
+    assert event.object_id == str(people.coach.pk)
+    assert event.detail["before"]["role"] == "coach"
+    assert event.detail["after"]["role"] == "clinician"
+
+
+def test_the_role_service_cannot_grant_superuser_and_needs_an_admin(people):
+    with pytest.raises(ValidationError):
+        services.user_change_role(actor=people.admin, user=people.coach, role="superuser")
+    with pytest.raises(PermissionDenied):
+        services.user_change_role(actor=people.clinician, user=people.coach, role=Role.ADMIN)
+    people.coach.refresh_from_db()
+    assert people.coach.role == Role.COACH and not people.coach.is_superuser
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.ROLE).exists()
+
+
+def test_an_admin_made_with_the_service_may_use_the_django_admin(people):
+    services.user_change_role(actor=people.admin, user=people.clinician, role=Role.ADMIN)
+    people.clinician.refresh_from_db()
+    assert people.clinician.is_staff and not people.clinician.is_superuser
+    event = AuditEvent.objects.get(action=AuditEvent.Action.ROLE)
+    assert event.detail == {
+        "before": {"role": "clinician", "is_staff": False},
+        "after": {"role": "admin", "is_staff": True},
+    }
+
+
+def test_adding_a_user_in_the_admin_gives_one_role_and_audits_it(client_for, people):
+    client = client_for(people.admin)
+    response = client.post(
+        reverse("admin:clinic_user_add"),
+        {
+            "email": " New.Coach@Clinic.test ",
+            "display_name": "Nia New",
+            "role": Role.COACH.value,
+            "password1": "a long enough passphrase 42",
+            "password2": "a long enough passphrase 42",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    user = User.objects.get(email="new.coach@clinic.test")
+    assert user.role == Role.COACH and not user.is_superuser and not user.is_staff
+    assert user.check_password("a long enough passphrase 42")
+    actions = set(
+        AuditEvent.objects.filter(object_id=str(user.pk)).values_list("action", flat=True)
+    )
+    assert actions == {"create", "role"}
+
+
+def _device(user):
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+def _secrets(device):
+    return [device.key, base64.b32encode(device.bin_key).decode().rstrip("=")]
+
+
+def test_the_admin_never_shows_a_second_factor_secret(client_for, people):
+    root = UserFactory(is_superuser=True, is_staff=True)
+    device = _device(people.clinician)
+    client = client_for(root)
+    pages = [
+        reverse("admin:otp_totp_totpdevice_changelist"),
+        reverse("admin:otp_totp_totpdevice_change", args=[device.pk]),
+        f"/admin/otp_totp/totpdevice/{device.pk}/config/",
+        f"/admin/otp_totp/totpdevice/{device.pk}/qrcode/",
+        reverse("admin:clinic_user_change", args=[people.clinician.pk]),
+    ]
+    for url in pages:
+        response = client.get(url, follow=True)
+        body = response.content.decode(errors="replace")
+        for secret in _secrets(device):
+            assert secret not in body, url
+        assert "otpauth://" not in body, url
+    # Nobody adds a device for someone else, or edits one, in the admin.
+    assert client.get(reverse("admin:otp_totp_totpdevice_add")).status_code == 403
+    key = device.key
+    client.post(
+        reverse("admin:otp_totp_totpdevice_change", args=[device.pk]),
+        {"user": root.pk, "name": "mine", "confirmed": "on", "key": "00" * 20},
+    )
+    device.refresh_from_db()
+    assert device.user == people.clinician and device.key == key
+
+
+def test_a_second_factor_reset_removes_the_devices_and_is_audited(client_for, people):
+    _device(people.clinician)
+    client = client_for(people.admin)
+    response = client.post(
+        reverse("admin:clinic_user_changelist"),
+        {"action": "reset_second_factor", "_selected_action": [people.clinician.pk]},
+    )
+    assert response.status_code == 302
+    assert not TOTPDevice.objects.filter(user=people.clinician).exists()
+    event = AuditEvent.objects.get(action=AuditEvent.Action.SECOND_FACTOR_RESET)
+    assert event.actor == people.admin and event.object_id == str(people.clinician.pk)
+    assert event.detail == {
+        "before": {"devices": 1, "confirmed": 1},
+        "after": {"devices": 0, "confirmed": 0},
+    }
+
+
+def test_a_staff_admin_cannot_reset_a_superusers_second_factor(people):
+    root = UserFactory(is_superuser=True, is_staff=True)
+    _device(root)
+    with pytest.raises(PermissionDenied):
+        services.user_reset_second_factor(actor=people.admin, user=root)
+    assert TOTPDevice.objects.filter(user=root).exists()
+
+
+def test_the_admin_form_shows_the_services_refusals_instead_of_failing(client_for, people):
+    client = client_for(people.admin)
+    own = client.post(
+        reverse("admin:clinic_user_change", args=[people.admin.pk]),
+        _change_form(people.admin, role=Role.COACH.value, is_active=""),
+    )
+    assert own.status_code == 200
+    errors = own.context["adminform"].form.errors
+    assert "role" in errors and "is_active" in errors
+    taken = client.post(
+        reverse("admin:clinic_user_change", args=[people.coach.pk]),
+        _change_form(people.coach, email=people.clinician.email.upper()),
+    )
+    assert taken.status_code == 200 and "email" in taken.context["adminform"].form.errors
+    people.admin.refresh_from_db()
+    people.coach.refresh_from_db()
+    assert people.admin.role == Role.ADMIN and people.admin.is_active
+    assert people.coach.email != people.clinician.email
+    assert not AuditEvent.objects.filter(action__in=["role", "update"]).exists()
