@@ -1,5 +1,6 @@
 """The shape of the project that operators and newcomers rely on."""
 
+import ast
 from pathlib import Path
 
 import yaml
@@ -69,3 +70,48 @@ def test_gunicorn_runs_with_the_config_that_masks_tokens_in_the_access_log():
     assert "--config python:clinic.gunicorn_conf" in web
     assert '"--config", "python:clinic.gunicorn_conf"' in dockerfile
     assert "--access-logfile" not in web and "--access-logfile" not in dockerfile
+
+
+# --- the layers (DESIGN §2) -------------------------------------------------------------------
+
+LAYERS = ("clinic", "sessions", "outcomes", "alliance")  # each may import only those before it
+# The project package wires every app together; nothing else in clinic may look up.
+WIRING = {"clinic/urls.py", "clinic/celery.py"}
+
+
+def _imported_modules(tree):
+    """Every module an import statement names, at module level or inside a function."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.lineno, node.module
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+
+
+def upward_imports(root: Path = ROOT) -> list[str]:
+    rank = {app: i for i, app in enumerate(LAYERS)}
+    found = []
+    for app in LAYERS:
+        for path in sorted((root / app).rglob("*.py")):
+            relative = path.relative_to(root).as_posix()
+            if "migrations" in path.parts or relative in WIRING or "/settings/" in relative:
+                continue
+            for line, module in _imported_modules(ast.parse(path.read_text())):
+                if rank.get(module.split(".")[0], -1) > rank[app]:
+                    found.append(f"{relative}:{line} imports {module}")
+    return found
+
+
+def test_no_app_imports_an_app_above_it():
+    assert upward_imports() == []
+
+
+def test_the_layer_check_sees_imports_hidden_in_functions(tmp_path):
+    (tmp_path / "clinic").mkdir()
+    (tmp_path / "clinic" / "services.py").write_text(
+        "def enrol():\n    from sessions.services import schedule\n    return schedule()\n"
+    )
+    for app in LAYERS[1:]:
+        (tmp_path / app).mkdir()
+    assert upward_imports(tmp_path) == ["clinic/services.py:2 imports sessions.services"]
