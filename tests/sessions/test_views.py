@@ -79,24 +79,24 @@ def test_a_coach_who_sees_the_patient_but_did_not_facilitate_cannot_log(client, 
     assert dosing.status == "scheduled"
 
 
-def test_coach_logs_from_the_calendar_and_lands_on_the_due_list(client, people):
+def test_coach_logs_from_the_calendar_and_lands_on_the_due_list(client, people, time_machine):
     program = ProgramFactory(protocol=protocol_named("Psilocybin for depression, two doses"))
     from clinic import services as clinic_services
 
+    # Enrolled from tomorrow, so at any hour today every session is still ahead and the lead
+    # coach facilitates them all; then half an hour after the first session ends, the coach logs.
     enrolment = clinic_services.patient_enrol(
         actor=people.admin,
         patient=people.patient,
         program=program,
-        start_date=timezone.localdate(),
+        start_date=timezone.localdate() + datetime.timedelta(days=1),
     )
     clinic_services.coach_assign(
         actor=people.admin, enrolment=enrolment, coach=people.coach, role="lead"
     )
     first = Session.objects.filter(enrolment=enrolment).order_by("scheduled_start").first()
-    Session.objects.filter(pk=first.pk).update(
-        scheduled_start=timezone.now() - datetime.timedelta(hours=2),
-        scheduled_end=timezone.now() - datetime.timedelta(hours=1),
-    )
+    assert people.coach in first.facilitators.all()
+    time_machine.move_to(first.scheduled_end + datetime.timedelta(minutes=30))
     client.force_login(people.coach)
     caseload = client.get(reverse("home")).content.decode()
     assert "Sessions waiting for your log" in caseload
