@@ -7,7 +7,7 @@ from alliance.models import Flag, FlagRule
 from clinic.roles import Role
 from tests.factories import UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
 
 
 def _recompute(people):

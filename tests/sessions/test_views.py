@@ -10,7 +10,7 @@ from sessions import services
 from sessions.models import CalendarFeed, Session, SessionKind
 from tests.factories import EnrolmentFactory, ProgramFactory, protocol_named
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
 PERSONAS = ["anonymous", "coach", "other_coach", "clinician", "admin"]
 
 MATRIX = {
@@ -236,6 +236,7 @@ def test_admin_books_an_extra_session_and_a_clash_is_refused_on_the_page(client,
     assert not Session.objects.filter(label="Clash").exists()
 
 
+@pytest.mark.real_clock(reason="seeds the demo clinic twice, 20-60 s a run")
 def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, people):
     import io
 
