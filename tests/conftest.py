@@ -1,6 +1,7 @@
 """Named personas, set up the same way for every test that needs them; the shifted clock."""
 
 import datetime
+import functools
 import zoneinfo
 from types import SimpleNamespace
 
@@ -61,8 +62,10 @@ def _at(day: datetime.date, hhmm: str) -> datetime.datetime:
     return datetime.datetime.combine(day, datetime.time.fromisoformat(hhmm), tzinfo=zone)
 
 
+@functools.cache
 def shifted_instants() -> list[tuple[str, datetime.datetime | None]]:
-    """(test id, instant) pairs; `None` is the real, unshifted clock."""
+    """(test id, instant) pairs; `None` is the real, unshifted clock. "Today" is read once, so
+    every test of a run that crosses midnight shifts to the same instants."""
     today = datetime.datetime.now(zoneinfo.ZoneInfo(settings.TIME_ZONE)).date()
     instants = [_at(today, hhmm) for hhmm in SHIFTED_HOURS]
     instants += [_at(day, hhmm) for day in CLOCK_CHANGE_DAYS for hhmm in CLOCK_CHANGE_HOURS]

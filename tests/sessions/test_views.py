@@ -54,6 +54,7 @@ def _url(page, people, dosing):
     return reverse(page, args=[dosing.public_id])
 
 
+@pytest.mark.real_clock(reason="who may use a page does not depend on the hour")
 @pytest.mark.parametrize("page", sorted(MATRIX))
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_role_matrix(client, people, dosing, page, persona):
@@ -261,6 +262,7 @@ def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, peo
     assert len(large.captured_queries) == len(small.captured_queries)
 
 
+@pytest.mark.real_clock(reason="who may use a page does not depend on the hour")
 @pytest.mark.parametrize("page", ["calendar_feed_create", "calendar_feed_revoke"])
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_calendar_link_buttons_need_a_login_and_act_on_your_own_link(client, people, page, persona):
