@@ -14,6 +14,7 @@ import json
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Min, QuerySet
+from django.utils import timezone
 
 from clinic.access import is_admin
 from clinic.audit import audit_record
@@ -43,7 +44,7 @@ def _scores(patients: QuerySet[Patient]):
 def _base(score: Score, *, identified: bool) -> dict:
     response = score.response
     patient = response.patient
-    when = response.administered_at.date()
+    when = timezone.localtime(response.administered_at).date()  # the clinic's day, not UTC's
     row = {"patient": pseudonym(patient)}
     if identified:
         row |= {

@@ -7,11 +7,12 @@ from django.shortcuts import redirect, render
 from .forms import apply_service_errors
 
 
-def form_page(request, form, *, save, success, redirect_to, template, context):
+def form_page(request, form, *, save, success, redirect_to, template, context, warning=None):
     """GET shows the form; a valid POST calls `save(cleaned_data)` (a service).
 
     A service's ValidationError re-shows the form with what was typed and the message next to
-    its field; success flashes `success(result)` and redirects to `redirect_to(result)`.
+    its field; success flashes `success(result)`, then `warning(result)` if that says anything
+    (what was saved but still needs someone's attention), and redirects to `redirect_to(result)`.
     """
     if request.method == "POST" and form.is_valid():
         try:
@@ -20,5 +21,7 @@ def form_page(request, form, *, save, success, redirect_to, template, context):
             apply_service_errors(form, exc)
         else:
             messages.success(request, success(result))
+            if warning and (text := warning(result)):
+                messages.warning(request, text)
             return redirect(redirect_to(result))
     return render(request, template, {"form": form, **context})

@@ -300,16 +300,21 @@ def coach_assign(
         raise _constraint_to_error(exc, _ASSIGNMENT_CONSTRAINTS) from exc
     from sessions.services import facilitators_for_assignment
 
-    clashes = facilitators_for_assignment(assignment=assignment)
+    # Upcoming sessions of the role the coach could not be made facilitator of, because they
+    # clash with the coach's other sessions: someone must find another facilitator or move them.
+    not_facilitating = facilitators_for_assignment(assignment=assignment)
     audit_record(
         actor=actor,
         action=AuditEvent.Action.ASSIGN,
         target=assignment,
         patient=enrolment.patient,
-        detail={"coach": coach.pk, "role": role, "sessions_clashing": len(clashes)},
+        detail={
+            "coach": coach.pk,
+            "role": role,
+            "not_facilitating": [str(session.public_id) for session in not_facilitating],
+        },
     )
-    # Sessions the coach could not take because they clash with the coach's other sessions.
-    assignment.clashing_sessions = clashes
+    assignment.not_facilitating = not_facilitating
     return assignment
 
 

@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -99,19 +100,30 @@ def patient_detail(request, public_id):
     )
 
 
-def _form_page(request, form, *, save, success, title, patient=None, next_url=None):
+def _form_page(request, form, *, save, success, title, patient=None, next_url=None, warning=None):
     """A form page that goes back to the patient (or to `next_url(result)`)."""
     return form_page(
         request,
         form,
         save=save,
         success=success,
+        warning=warning,
         redirect_to=lambda result: (
             (next_url(result) if next_url else None)
             or reverse("patient_detail", args=[patient.public_id])
         ),
         template="clinic/form.html",
         context={"title": title, "patient": patient},
+    )
+
+
+def _not_facilitating(assignment) -> str:
+    """The warning that names (and links) each session the coach could not facilitate."""
+    if not assignment.not_facilitating:
+        return ""
+    return render_to_string(
+        "clinic/_not_facilitating.html",
+        {"coach": assignment.coach, "sessions": assignment.not_facilitating},
     )
 
 
@@ -197,6 +209,7 @@ def assignment_create(request, public_id, enrolment_id):
         AssignmentForm(request.POST or None, coaches=selectors.coaches()),
         save=lambda data: services.coach_assign(actor=request.user, enrolment=enrolment, **data),
         success=lambda a: f"{a.coach} is now {a.get_role_display().lower()}.",
+        warning=_not_facilitating,
         title=f"Assign a coach — {enrolment.program}",
         patient=enrolment.patient,
     )
@@ -228,6 +241,7 @@ def assignment_reassign(request, public_id, assignment_id):
             start_date=data["start_date"],
         ),
         success=lambda new: f"{new.coach} takes over from {assignment.coach}.",
+        warning=_not_facilitating,
         title=f"Reassign {assignment.get_role_display().lower()} ({assignment.coach})",
         patient=assignment.enrolment.patient,
     )

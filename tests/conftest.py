@@ -1,8 +1,13 @@
-"""Named personas, set up the same way for every test that needs them."""
+"""Named personas, set up the same way for every test that needs them; the shifted clock."""
 
+import datetime
+import functools
+import zoneinfo
 from types import SimpleNamespace
 
 import pytest
+import time_machine
+from django.conf import settings
 
 from clinic.roles import Role
 
@@ -36,3 +41,85 @@ def client_for(client):
         return client
 
     return login
+
+
+# --- the shifted clock -----------------------------------------------------------------------
+#
+# The suite must pass at any hour and on any date. A module (`pytestmark`) or one test marked
+# `pytest.mark.shifted_clock` runs once on the real clock (id `clock=real`) and once more at each
+# of the instants below, with time ticking on from there: today at the clinic's awkward local
+# hours, and both 2026 UK clock-change days. In such a module, `real_clock(reason=...)` keeps one
+# slow test on the real clock only. Only Python's clock moves; PostgreSQL's now() does not, so
+# the code and the tests read the time from `django.utils.timezone`, never from the database.
+
+SHIFTED_HOURS = ("00:30", "09:59", "10:01", "23:30")
+CLOCK_CHANGE_DAYS = (datetime.date(2026, 3, 29), datetime.date(2026, 10, 25))
+CLOCK_CHANGE_HOURS = ("00:30", "10:01")
+
+
+def _at(day: datetime.date, hhmm: str) -> datetime.datetime:
+    zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    return datetime.datetime.combine(day, datetime.time.fromisoformat(hhmm), tzinfo=zone)
+
+
+@functools.cache
+def shifted_instants() -> list[tuple[str, datetime.datetime | None]]:
+    """(test id, instant) pairs; `None` is the real, unshifted clock. "Today" is read once, so
+    every test of a run that crosses midnight shifts to the same instants."""
+    today = datetime.datetime.now(zoneinfo.ZoneInfo(settings.TIME_ZONE)).date()
+    instants = [_at(today, hhmm) for hhmm in SHIFTED_HOURS]
+    instants += [_at(day, hhmm) for day in CLOCK_CHANGE_DAYS for hhmm in CLOCK_CHANGE_HOURS]
+    return [("clock=real", None)] + [
+        (f"clock={instant.isoformat(timespec='minutes')}", instant) for instant in instants
+    ]
+
+
+def pytest_report_header(config):
+    shifted = ", ".join(name.removeprefix("clock=") for name, at in shifted_instants() if at)
+    return f"shifted_clock tests also run at: {shifted} ({settings.TIME_ZONE})"
+
+
+def pytest_generate_tests(metafunc):
+    definition = metafunc.definition
+    if not definition.get_closest_marker("shifted_clock"):
+        return
+    real_only = definition.get_closest_marker("real_clock")
+    if real_only and not real_only.kwargs.get("reason"):
+        raise pytest.UsageError(f"{definition.nodeid}: say why with real_clock(reason=...)")
+    pairs = shifted_instants()[:1] if real_only else shifted_instants()
+    ids, instants = zip(*pairs, strict=True)
+    metafunc.parametrize("_clock", instants, ids=ids, indirect=True)
+
+
+def pytest_collection_modifyitems(items):
+    """Shift the clock before any function-scoped fixture (the database transaction, the
+    personas, factories) runs, so every row is written at the shifted time. Session-wide
+    fixtures (the test database itself) stay on the real clock."""
+    for item in items:
+        names = item.fixturenames
+        if "_clock" not in names:
+            continue
+        names.remove("_clock")
+        definitions = item._fixtureinfo.name2fixturedefs
+        first_per_test = next(
+            (
+                index
+                for index, name in enumerate(names)
+                if name in definitions and definitions[name][-1].scope == "function"
+            ),
+            len(names),
+        )
+        names.insert(first_per_test, "_clock")
+
+
+@pytest.fixture(autouse=True)
+def _clock(request):
+    instant = getattr(request, "param", None)
+    if instant is None:
+        yield
+        return
+    uses_database = request.node.get_closest_marker("django_db") or "db" in request.fixturenames
+    if uses_database:
+        request.getfixturevalue("django_db_setup")  # created once, on the real clock
+    with time_machine.travel(instant, tick=True):
+        yield

@@ -1,5 +1,7 @@
 import csv
+import datetime
 import io
+import zoneinfo
 
 import pytest
 from django.core.management import call_command
@@ -7,6 +9,9 @@ from django.urls import reverse
 
 from alliance.exports import pseudonym
 from clinic.models import AuditEvent
+from outcomes import services as outcome_services
+
+LONDON = zoneinfo.ZoneInfo("Europe/London")
 
 pytestmark = pytest.mark.django_db
 
@@ -37,6 +42,26 @@ def test_long_export_is_de_identified_by_default_and_audited(client, rated):
     assert [float(r["mean"]) for r in bond] == [2.0, 4.0]
     event = AuditEvent.objects.get(action="export")
     assert event.actor == rated.clinician and event.detail["identified"] is False
+
+
+def test_a_rating_just_after_midnight_is_dated_by_the_clinics_calendar(client, people):
+    # 00:30 in London on 25 October 2026 is still 24 October in UTC (summer time ends at 02:00).
+    people.enrolment.start_date = datetime.date(2026, 10, 18)
+    people.enrolment.save()
+    outcome_services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=outcome_services.latest_version("wai-sr"),
+        answers={n: 4 for n in range(1, 13)},
+        administered_at=datetime.datetime(2026, 10, 25, 0, 30, tzinfo=LONDON),
+    )
+    client.force_login(people.admin)
+    rows = _rows(
+        client.post(
+            reverse("export"), {"form": "long", "identified": "on", "reason": "Audit"}
+        ).content
+    )
+    assert {(r["date"], r["day"]) for r in rows} == {("2026-10-25", "7")}
 
 
 def test_wide_export_has_one_row_per_time_point(client, rated):

@@ -8,7 +8,7 @@ from clinic.models import AuditEvent
 from clinic.roles import Role
 from tests.factories import UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
 
 
 def _recompute(people):

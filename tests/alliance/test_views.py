@@ -85,6 +85,7 @@ def test_threshold_outside_the_range_is_refused_in_the_form(client, people):
     assert 'value="6"' in response.content.decode()
 
 
+@pytest.mark.shifted_clock
 def test_caseload_lists_flagged_patients_first_with_readiness(client, people, flag):
     # A second patient of the same coach, alphabetically first, without flags.
     other = EnrolmentFactory(patient__last_name="Aaronson")
@@ -142,6 +143,7 @@ def test_admin_sets_thresholds_for_one_program(client, people):
     assert client.get(reverse("flag_rule_program", args=[999999])).status_code == 404
 
 
+@pytest.mark.shifted_clock
 def test_an_open_safety_flag_puts_the_next_dosing_at_risk(client, people, rate, dosing_in):
     dosing_in(7)
     rate(bond=4)

@@ -220,8 +220,31 @@ def test_assign_another_role_and_audit(people):
     assert event.detail == {
         "coach": people.other_coach.pk,
         "role": "integration",
-        "sessions_clashing": 0,
+        "not_facilitating": [],
     }
+
+
+@pytest.mark.shifted_clock
+@pytest.mark.parametrize("how", ["assign", "reassign"])
+def test_the_sessions_a_new_coach_cannot_facilitate_are_named_and_audited(people, clash, how):
+    if how == "assign":
+        assignment = services.coach_assign(
+            actor=people.admin,
+            enrolment=people.enrolment,
+            coach=people.other_coach,
+            role=CoachAssignment.Role.PREPARATION,
+        )
+    else:
+        assignment = services.coach_reassign(
+            actor=people.admin,
+            assignment=people.enrolment.assignments.get(),
+            new_coach=people.other_coach,
+        )
+    assert assignment.not_facilitating == [clash.clashing]
+    assert list(clash.free.facilitators.all()) == [people.other_coach]
+    assert people.other_coach not in clash.clashing.facilitators.all()
+    event = AuditEvent.objects.get(action="assign")
+    assert event.detail["not_facilitating"] == [str(clash.clashing.public_id)]
 
 
 def test_reassign_ends_the_old_assignment_and_keeps_it(people):

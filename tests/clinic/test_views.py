@@ -241,6 +241,40 @@ def test_reassign_through_the_page_keeps_history(client_for, people):
     )
 
 
+@pytest.mark.shifted_clock
+@pytest.mark.parametrize("how", ["assign", "reassign"])
+def test_the_page_names_and_links_the_sessions_the_new_coach_cannot_facilitate(
+    client_for, people, clash, how
+):
+    if how == "assign":
+        url = reverse("assignment_create", args=[people.patient.public_id, people.enrolment.pk])
+        data = {"coach": people.other_coach.pk, "role": "preparation"}
+    else:
+        assignment = people.enrolment.assignments.get()
+        url = reverse("assignment_reassign", args=[people.patient.public_id, assignment.pk])
+        data = {"coach": people.other_coach.pk}
+    data["start_date"] = timezone.localdate().isoformat()
+    response = client_for(people.admin).post(url, data, follow=True)
+    assert response.redirect_chain[-1][0] == reverse(
+        "patient_detail", args=[people.patient.public_id]
+    )
+    html = response.content.decode()
+    saved = "Otto Othercoach is now preparation." if how == "assign" else "takes over"
+    assert saved in re.search(r'<div class="alert alert-success"[^>]*>(.*?)</div>', html)[1]
+    warning = re.search(r'<div class="alert alert-warning"[^>]*>(.*?)</div>', html, re.S)
+    assert "Otto Othercoach is not facilitator of this session, which clashes" in warning[1]
+    link = reverse("session_detail", args=[clash.clashing.public_id])
+    when = timezone.localtime(clash.clashing.scheduled_start)
+    assert re.search(
+        rf'<a href="{link}">Preparation &lt;b&gt;1&lt;/b&gt;</a> \(preparation\), '
+        rf"{when:%a} {when.day} {when:%b %Y}, 10:00",
+        warning[1],
+    )
+    assert reverse("session_detail", args=[clash.free.public_id]) not in warning[1]
+    event = AuditEvent.objects.get(action="assign", actor=people.admin)
+    assert event.detail["not_facilitating"] == [str(clash.clashing.public_id)]
+
+
 def test_reassigning_hands_the_patient_to_the_new_coach(client_for, people, client):
     assignment = people.enrolment.assignments.get()
     client_for(people.admin).post(

@@ -11,7 +11,7 @@ from clinic.models import AuditEvent
 from outcomes import links
 from outcomes.models import Response, SelfReportLink
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
 
 SRS = {"srs-item_1": "8.5", "srs-item_2": "9", "srs-item_3": "9.5", "srs-item_4": "9"}
 

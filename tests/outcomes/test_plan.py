@@ -13,7 +13,7 @@ from sessions.models import ProtocolStep, Session
 from sessions.selectors import questionnaires_due_for
 from tests.factories import CoachAssignmentFactory, EnrolmentFactory, PatientFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
 
 WAI = {n: 4 for n in range(1, 13)}
 SRS = {1: 9, 2: 9, 3: 9, 4: 9}

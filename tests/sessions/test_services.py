@@ -12,7 +12,7 @@ from sessions import services
 from sessions.models import Attendance, Protocol, Session, SessionKind
 from tests.factories import EnrolmentFactory, PatientFactory, ProgramFactory, protocol_named
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
 LONDON = zoneinfo.ZoneInfo("Europe/London")
 
 

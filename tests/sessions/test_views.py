@@ -10,7 +10,7 @@ from sessions import services
 from sessions.models import CalendarFeed, Session, SessionKind
 from tests.factories import EnrolmentFactory, ProgramFactory, protocol_named
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
 PERSONAS = ["anonymous", "coach", "other_coach", "clinician", "admin"]
 
 MATRIX = {
@@ -54,6 +54,7 @@ def _url(page, people, dosing):
     return reverse(page, args=[dosing.public_id])
 
 
+@pytest.mark.real_clock(reason="who may use a page does not depend on the hour")
 @pytest.mark.parametrize("page", sorted(MATRIX))
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_role_matrix(client, people, dosing, page, persona):
@@ -79,24 +80,24 @@ def test_a_coach_who_sees_the_patient_but_did_not_facilitate_cannot_log(client, 
     assert dosing.status == "scheduled"
 
 
-def test_coach_logs_from_the_calendar_and_lands_on_the_due_list(client, people):
+def test_coach_logs_from_the_calendar_and_lands_on_the_due_list(client, people, time_machine):
     program = ProgramFactory(protocol=protocol_named("Psilocybin for depression, two doses"))
     from clinic import services as clinic_services
 
+    # Enrolled from tomorrow, so at any hour today every session is still ahead and the lead
+    # coach facilitates them all; then half an hour after the first session ends, the coach logs.
     enrolment = clinic_services.patient_enrol(
         actor=people.admin,
         patient=people.patient,
         program=program,
-        start_date=timezone.localdate(),
+        start_date=timezone.localdate() + datetime.timedelta(days=1),
     )
     clinic_services.coach_assign(
         actor=people.admin, enrolment=enrolment, coach=people.coach, role="lead"
     )
     first = Session.objects.filter(enrolment=enrolment).order_by("scheduled_start").first()
-    Session.objects.filter(pk=first.pk).update(
-        scheduled_start=timezone.now() - datetime.timedelta(hours=2),
-        scheduled_end=timezone.now() - datetime.timedelta(hours=1),
-    )
+    assert people.coach in first.facilitators.all()
+    time_machine.move_to(first.scheduled_end + datetime.timedelta(minutes=30))
     client.force_login(people.coach)
     caseload = client.get(reverse("home")).content.decode()
     assert "Sessions waiting for your log" in caseload
@@ -236,6 +237,7 @@ def test_admin_books_an_extra_session_and_a_clash_is_refused_on_the_page(client,
     assert not Session.objects.filter(label="Clash").exists()
 
 
+@pytest.mark.real_clock(reason="seeds the demo clinic twice, 20-60 s a run")
 def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, people):
     import io
 
@@ -260,6 +262,7 @@ def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, peo
     assert len(large.captured_queries) == len(small.captured_queries)
 
 
+@pytest.mark.real_clock(reason="who may use a page does not depend on the hour")
 @pytest.mark.parametrize("page", ["calendar_feed_create", "calendar_feed_revoke"])
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_calendar_link_buttons_need_a_login_and_act_on_your_own_link(client, people, page, persona):
