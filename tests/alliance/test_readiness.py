@@ -16,7 +16,7 @@ from sessions import services as session_services
 from sessions.models import SessionKind
 from tests.factories import ProgramFactory, protocol_named
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
 
 NOW = datetime.datetime(2026, 3, 12, 12, 0, tzinfo=datetime.UTC)
 

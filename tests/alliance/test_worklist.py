@@ -14,7 +14,7 @@ from outcomes import services as outcome_services
 from sessions import services as session_services
 from tests.factories import CoachAssignmentFactory, EnrolmentFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
 
 
 def _phq9(people, answers, *, days_ago=1, patient=None):
