@@ -15,6 +15,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from . import signals
 from .access import role_of
 from .audit import audit_record
 from .models import (
@@ -175,9 +176,7 @@ def patient_change_status(*, actor, patient: Patient, to_status: str, reason: st
         patient.enrolments.filter(status=Enrolment.Status.ACTIVE).update(
             status=Enrolment.Status.WITHDRAWN, end_date=_ended_today()
         )
-        from sessions.services import cancel_future_sessions_for_patient
-
-        cancel_future_sessions_for_patient(actor=actor, patient=patient, reason=reason)
+        signals.patient_withdrawn.send(sender=Patient, patient=patient, actor=actor, reason=reason)
     elif target == Patient.Status.COMPLETED:
         patient.enrolments.filter(status=Enrolment.Status.ACTIVE).update(
             status=Enrolment.Status.COMPLETED, end_date=_ended_today()
@@ -239,9 +238,7 @@ def patient_enrol(
         patient=patient,
         detail={"program": program.name},
     )
-    from sessions.services import schedule_for_enrolment
-
-    schedule_for_enrolment(actor=actor, enrolment=enrolment)
+    signals.enrolment_created.send(sender=Enrolment, enrolment=enrolment, actor=actor)
     if patient.status in (Patient.Status.REFERRED, Patient.Status.SCREENING):
         previous = patient.status
         patient.status = Patient.Status.ENROLLED
@@ -298,11 +295,11 @@ def coach_assign(
             )
     except IntegrityError as exc:
         raise _constraint_to_error(exc, _ASSIGNMENT_CONSTRAINTS) from exc
-    from sessions.services import facilitators_for_assignment
-
     # Upcoming sessions of the role the coach could not be made facilitator of, because they
     # clash with the coach's other sessions: someone must find another facilitator or move them.
-    not_facilitating = facilitators_for_assignment(assignment=assignment)
+    not_facilitating = signals.replies(
+        signals.assignment_started.send(sender=CoachAssignment, assignment=assignment, actor=actor)
+    )
     audit_record(
         actor=actor,
         action=AuditEvent.Action.ASSIGN,
@@ -330,9 +327,7 @@ def assignment_end(
         raise ValidationError({"end_date": "The end date is before the assignment started."})
     assignment.end_date = end_date
     assignment.save(update_fields=["end_date"])
-    from sessions.services import facilitators_end_assignment
-
-    facilitators_end_assignment(assignment=assignment)
+    signals.assignment_ended.send(sender=CoachAssignment, assignment=assignment, actor=actor)
     audit_record(
         actor=actor,
         action=AuditEvent.Action.END_ASSIGNMENT,
