@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from clinic import access
 from clinic.forms import apply_service_errors
 from clinic.services import record_patient_view
-from sessions.selectors import get_session_for, questionnaires_due_for
+from sessions.selectors import get_session_for
 
 from . import links, selectors, services
 from .forms import CorrectionForm, ItemsForm, LinkForm, ResponseForm
@@ -143,7 +143,7 @@ def link_new(request, public_id):
     patient_rated = {code for code, _ in choices}
     initial = {}
     if session is not None:
-        due = questionnaires_due_for(session, patient=patient)
+        due = selectors.unanswered_codes(session, patient=patient)
         initial["instruments"] = [code for code in due if code in patient_rated]
     form = LinkForm(request.POST or None, choices=choices, initial=initial)
     if request.method == "POST" and form.is_valid():

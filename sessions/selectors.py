@@ -217,14 +217,6 @@ def feed_sessions(*, coach) -> QuerySet[Session]:
     )
 
 
-def questionnaires_due_for(session: Session, *, patient: Patient | None = None) -> list[str]:
-    """Instrument codes still due after this session: its protocol step's codes minus those
-    already answered for it (by `patient`, or by everyone who came). Owned by outcomes."""
-    from outcomes.selectors import unanswered_codes
-
-    return unanswered_codes(session, patient=patient)
-
-
 def program_upcoming(*, program: Program, limit: int = 15) -> list[Session]:
     return list(
         _with_people(

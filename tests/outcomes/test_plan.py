@@ -8,9 +8,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from outcomes import selectors, services
+from outcomes.selectors import unanswered_codes
 from sessions import services as session_services
 from sessions.models import ProtocolStep, Session
-from sessions.selectors import questionnaires_due_for
 from tests.factories import CoachAssignmentFactory, EnrolmentFactory, PatientFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
@@ -39,23 +39,23 @@ def _age(session, days: float):
 
 
 def test_due_is_the_steps_codes_minus_what_is_answered_for_the_session(people, completed_session):
-    assert questionnaires_due_for(completed_session) == ["wai-sr", "srs"]
+    assert unanswered_codes(completed_session) == ["wai-sr", "srs"]
     _answer(people, completed_session, "wai-sr", WAI)
-    assert questionnaires_due_for(completed_session) == ["srs"]
-    assert questionnaires_due_for(completed_session, patient=people.patient) == ["srs"]
+    assert unanswered_codes(completed_session) == ["srs"]
+    assert unanswered_codes(completed_session, patient=people.patient) == ["srs"]
     _answer(people, completed_session, "srs", SRS)
-    assert questionnaires_due_for(completed_session) == []
+    assert unanswered_codes(completed_session) == []
 
 
 def test_an_answer_not_linked_to_the_session_does_not_count(people, completed_session):
     _answer(people, None, "wai-sr", WAI)
-    assert questionnaires_due_for(completed_session) == ["wai-sr", "srs"]
+    assert unanswered_codes(completed_session) == ["wai-sr", "srs"]
 
 
 def test_a_session_without_a_protocol_step_has_nothing_due(people, completed_session):
     Session.objects.filter(pk=completed_session.pk).update(protocol_step=None)
     completed_session.refresh_from_db()
-    assert questionnaires_due_for(completed_session) == []
+    assert unanswered_codes(completed_session) == []
     assert selectors.due_for_session(completed_session) == []
 
 
@@ -105,11 +105,11 @@ def test_a_group_session_is_due_until_everyone_who_came_has_answered(people):
     session, second, _absent = _group_session(people)
     _answer(people, session, "wai-sr", WAI)
     _answer(people, session, "srs", SRS)
-    assert questionnaires_due_for(session) == ["wai-sr", "srs"]  # the second member owes both
-    assert questionnaires_due_for(session, patient=people.patient) == []
+    assert unanswered_codes(session) == ["wai-sr", "srs"]  # the second member owes both
+    assert unanswered_codes(session, patient=people.patient) == []
     _answer(people, session, "wai-sr", WAI, patient=second)
     _answer(people, session, "srs", SRS, patient=second)
-    assert questionnaires_due_for(session) == []  # the absent member owes nothing
+    assert unanswered_codes(session) == []  # the absent member owes nothing
 
 
 def test_the_group_session_page_lists_only_the_attendees_the_user_may_see(client, people):
