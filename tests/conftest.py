@@ -36,3 +36,11 @@ def client_for(client):
         return client
 
     return login
+
+
+@pytest.fixture
+def world(people):
+    """The personas, and the persona patient with one of every record a URL can name."""
+    from .attack.catalogue import build_world
+
+    return build_world(people)
