@@ -355,6 +355,22 @@ def record_patient_view(*, actor, patient: Patient) -> None:
     audit_record(actor=actor, action=AuditEvent.Action.VIEW, target=patient, patient=patient)
 
 
+def record_patients_view(*, actor, patients, via: str) -> None:
+    """One VIEW row per patient shown on a page of several (search results, a group session).
+    `via` says which page; never what was searched for (that may be a name)."""
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            actor=actor if actor is not None and actor.is_authenticated else None,
+            action=AuditEvent.Action.VIEW,
+            object_type=Patient._meta.label_lower,
+            object_id=str(patient.public_id),
+            patient=patient,
+            detail={"via": via},
+        )
+        for patient in patients
+    )
+
+
 def user_set_role(*, user, role: Role) -> None:
     """Give a user exactly one role (used by the seed command and admin tooling)."""
     user.groups.set([Group.objects.get(name=role.value)])

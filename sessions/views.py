@@ -169,17 +169,16 @@ def patient_timeline(request, public_id):
 
 @login_required
 def my_calendar(request):
-    monday, next_monday = selectors.week_bounds(request.GET.get("week"))
-    previous = monday.toordinal() - 7
+    week = selectors.calendar_week(request.GET.get("week"))
     return render(
         request,
         "sessions/calendar.html",
         {
-            "days": selectors.coach_week(user=request.user, monday=monday),
-            "monday": monday,
-            "week": monday.strftime("%G-W%V"),
-            "previous_week": type(monday).fromordinal(previous).strftime("%G-W%V"),
-            "next_week": next_monday.strftime("%G-W%V"),
+            "days": selectors.coach_week(user=request.user, monday=week.monday),
+            "monday": week.monday,
+            "week": week.label,
+            "previous_week": week.previous_label,
+            "next_week": week.next_label,
             "upcoming": selectors.upcoming_for_coach(user=request.user),
             "to_log": selectors.to_log_for_coach(user=request.user),
             "feed": request.user.calendar_feeds.filter(revoked_at__isnull=True).first(),
