@@ -149,6 +149,7 @@ def patient_create(request):
 def patient_edit(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     _require(access.can_edit_patients, request.user)
+    services.record_patient_view(actor=request.user, patient=patient)
     # The ModelForm writes typed values onto its instance while validating; the service
     # compares against the stored row, so the form gets its own copy.
     return _form_page(
@@ -166,6 +167,7 @@ def patient_edit(request, public_id):
 def patient_status(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     _require(access.can_edit_patients, request.user)
+    services.record_patient_view(actor=request.user, patient=patient)
     return _form_page(
         request,
         StatusChangeForm(request.POST or None, patient=patient),
@@ -183,6 +185,7 @@ def patient_status(request, public_id):
 def patient_enrol(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     _require(access.can_manage_programs, request.user)
+    services.record_patient_view(actor=request.user, patient=patient)
     return _form_page(
         request,
         EnrolmentForm(request.POST or None, programs=selectors.programs_open_for_enrolment()),
