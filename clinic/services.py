@@ -14,6 +14,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from . import dates
 from .audit import audit_record
 from .models import AuditEvent, CoachAssignment, Enrolment, Patient, PatientStatusChange, Program
 from .roles import Role
@@ -41,10 +42,8 @@ def _validate_patient_fields(*, record_number, date_of_birth, exclude_pk=None) -
         Patient.objects.filter(record_number__iexact=record_number).exclude(pk=exclude_pk).exists()
     ):
         errors["record_number"] = "Another patient already has this record number."
-    if date_of_birth is not None and date_of_birth > timezone.localdate():
-        errors["date_of_birth"] = "The date of birth cannot be in the future."
-    elif date_of_birth is not None and date_of_birth < datetime.date(1900, 1, 1):
-        errors["date_of_birth"] = "Check the year: the date of birth is before 1900."
+    if message := dates.birth_error(date_of_birth):
+        errors["date_of_birth"] = message
     if errors:
         raise ValidationError(errors)
 
@@ -191,6 +190,8 @@ def patient_enrol(
     *, actor, patient: Patient, program: Program, start_date: datetime.date
 ) -> Enrolment:
     # Lock the program row so two admins cannot both take the last place in a group.
+    if message := dates.planned_day_error(start_date, what="the enrolment's start"):
+        raise ValidationError({"start_date": message})
     program = Program.objects.select_for_update().get(pk=program.pk)
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     if not patient.is_active:
@@ -266,6 +267,8 @@ def coach_assign(
     role: str,
     start_date: datetime.date | None = None,
 ) -> CoachAssignment:
+    if message := dates.planned_day_error(start_date, what="the assignment's start"):
+        raise ValidationError({"start_date": message})
     enrolment = Enrolment.objects.select_for_update().get(pk=enrolment.pk)
     _require_coach(coach)
     if not enrolment.is_active:
@@ -309,6 +312,8 @@ def assignment_end(
 ) -> CoachAssignment:
     assignment = CoachAssignment.objects.select_for_update().get(pk=assignment.pk)
     end_date = end_date or timezone.localdate()
+    if message := dates.planned_day_error(end_date, what="the assignment's end"):
+        raise ValidationError({"end_date": message})
     if assignment.end_date is not None:
         raise ValidationError("This assignment has already ended.")
     if end_date < assignment.start_date:
@@ -338,6 +343,8 @@ def coach_reassign(
 ) -> CoachAssignment:
     """End the current assignment and give the same role to another coach; history is kept."""
     start_date = start_date or timezone.localdate()
+    if message := dates.planned_day_error(start_date, what="the new assignment's start"):
+        raise ValidationError({"start_date": message})
     if new_coach.pk == assignment.coach_id:
         raise ValidationError({"coach": "Choose a different coach."})
     _require_coach(new_coach)
