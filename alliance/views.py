@@ -54,6 +54,7 @@ def flag_acknowledge(request, public_id):
 @require_http_methods(["POST"])
 def flag_resolve(request, public_id):
     flag = selectors.flag_for(user=request.user, public_id=public_id)
+    record_patient_view(actor=request.user, patient=flag.patient)
     form = ResolveForm(request.POST)
     if form.is_valid():
         try:

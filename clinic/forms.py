@@ -6,8 +6,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
+from . import dates
 from .auth import MAX_USERNAME_LENGTH, normalise_username
 from .models import CoachAssignment, Patient, Program
+from .selectors import SEARCH_MAX_LENGTH
 
 
 class DateInput(forms.DateInput):
@@ -38,6 +40,7 @@ class PatientForm(forms.ModelForm):
     def __init__(self, *args, submit_label="Save patient", **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["date_of_birth"].widget.attrs["max"] = timezone.localdate().isoformat()
+        self.fields["date_of_birth"].widget.attrs["min"] = dates.EARLIEST_BIRTH.isoformat()
         self.helper = _helper(submit_label)
         self.helper.layout = Layout(
             "record_number",
@@ -47,9 +50,33 @@ class PatientForm(forms.ModelForm):
             "email_consent",
         )
 
+    def clean_date_of_birth(self):
+        # Here as well as in the service: the model's own check has no words for a person.
+        born = self.cleaned_data["date_of_birth"]
+        if message := dates.birth_error(born):
+            raise forms.ValidationError(message)
+        return born
+
     def validate_unique(self):
         # Uniqueness is the service's rule (it also ignores case); avoid a second query here.
         pass
+
+
+class SearchForm(forms.Form):
+    """The name / record number search on the caseload and the patient list (GET)."""
+
+    q = forms.CharField(
+        required=False,
+        max_length=SEARCH_MAX_LENGTH,
+        error_messages={
+            "max_length": "Search for a name or record number of at most %(limit_value)d "
+            "characters."
+        },
+    )
+
+    def query(self) -> str:
+        """The words to search for, or "" when there is nothing (valid) to search."""
+        return self.cleaned_data["q"] if self.is_valid() else ""
 
 
 class StatusChangeForm(forms.Form):

@@ -2,15 +2,27 @@
 
 from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
+from django.http import Http404
 
 from .access import get_patient_for, patients_visible_to
 from .models import AuditEvent, CoachAssignment, Enrolment, Patient, Program
 from .roles import Role
 
+# A name and a record number fit in this; longer input is not a search (forms say so first).
+SEARCH_MAX_LENGTH = 100
+SEARCH_MAX_WORDS = 6
+
+
+def search_words(query: str) -> list[str]:
+    """The words searched for: NUL characters (which PostgreSQL text cannot hold) dropped,
+    at most SEARCH_MAX_WORDS words of the first SEARCH_MAX_LENGTH characters."""
+    text = (query or "").replace("\x00", "")[:SEARCH_MAX_LENGTH]
+    return text.split()[:SEARCH_MAX_WORDS]
+
 
 def _search(qs: QuerySet[Patient], query: str) -> QuerySet[Patient]:
     """Every word must match a name or the record number ("ada love", "RP-0012")."""
-    for word in (query or "").split():
+    for word in search_words(query):
         qs = qs.filter(
             Q(first_name__icontains=word)
             | Q(last_name__icontains=word)
@@ -78,17 +90,29 @@ def patient_detail(*, user, public_id) -> Patient:
 
 
 def enrolment_for(*, user, public_id, enrolment_id) -> Enrolment:
+    """One of the patient's enrolments; 404 for anything else (another patient's, none)."""
     patient = get_patient_for(user, public_id)
-    return Enrolment.objects.select_related("patient", "program").get(
-        pk=enrolment_id, patient=patient
+    enrolment = (
+        Enrolment.objects.select_related("patient", "program")
+        .filter(pk=enrolment_id, patient=patient)
+        .first()
     )
+    if enrolment is None:
+        raise Http404("No such enrolment.")
+    return enrolment
 
 
 def assignment_for(*, user, public_id, assignment_id) -> CoachAssignment:
+    """One of the patient's coach assignments; 404 for anything else."""
     patient = get_patient_for(user, public_id)
-    return CoachAssignment.objects.select_related("enrolment__patient", "coach").get(
-        pk=assignment_id, enrolment__patient=patient
+    assignment = (
+        CoachAssignment.objects.select_related("enrolment__patient", "coach")
+        .filter(pk=assignment_id, enrolment__patient=patient)
+        .first()
     )
+    if assignment is None:
+        raise Http404("No such assignment.")
+    return assignment
 
 
 def coaches() -> QuerySet:

@@ -15,7 +15,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import signals
+from . import dates, signals
 from .access import role_of
 from .audit import audit_record
 from .models import (
@@ -52,10 +52,8 @@ def _validate_patient_fields(*, record_number, date_of_birth, exclude_pk=None) -
         Patient.objects.filter(record_number__iexact=record_number).exclude(pk=exclude_pk).exists()
     ):
         errors["record_number"] = "Another patient already has this record number."
-    if date_of_birth is not None and date_of_birth > timezone.localdate():
-        errors["date_of_birth"] = "The date of birth cannot be in the future."
-    elif date_of_birth is not None and date_of_birth < datetime.date(1900, 1, 1):
-        errors["date_of_birth"] = "Check the year: the date of birth is before 1900."
+    if message := dates.birth_error(date_of_birth):
+        errors["date_of_birth"] = message
     if errors:
         raise ValidationError(errors)
 
@@ -200,6 +198,8 @@ def patient_enrol(
     *, actor, patient: Patient, program: Program, start_date: datetime.date
 ) -> Enrolment:
     # Lock the program row so two admins cannot both take the last place in a group.
+    if message := dates.planned_day_error(start_date, what="the enrolment's start"):
+        raise ValidationError({"start_date": message})
     program = Program.objects.select_for_update().get(pk=program.pk)
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     if not patient.is_active:
@@ -273,6 +273,8 @@ def coach_assign(
     role: str,
     start_date: datetime.date | None = None,
 ) -> CoachAssignment:
+    if message := dates.planned_day_error(start_date, what="the assignment's start"):
+        raise ValidationError({"start_date": message})
     enrolment = Enrolment.objects.select_for_update().get(pk=enrolment.pk)
     _require_coach(coach)
     if not enrolment.is_active:
@@ -321,6 +323,8 @@ def assignment_end(
 ) -> CoachAssignment:
     assignment = CoachAssignment.objects.select_for_update().get(pk=assignment.pk)
     end_date = end_date or timezone.localdate()
+    if message := dates.planned_day_error(end_date, what="the assignment's end"):
+        raise ValidationError({"end_date": message})
     if assignment.end_date is not None:
         raise ValidationError("This assignment has already ended.")
     if end_date < assignment.start_date:
@@ -348,6 +352,8 @@ def coach_reassign(
 ) -> CoachAssignment:
     """End the current assignment and give the same role to another coach; history is kept."""
     start_date = start_date or timezone.localdate()
+    if message := dates.planned_day_error(start_date, what="the new assignment's start"):
+        raise ValidationError({"start_date": message})
     if new_coach.pk == assignment.coach_id:
         raise ValidationError({"coach": "Choose a different coach."})
     _require_coach(new_coach)
@@ -363,6 +369,22 @@ def coach_reassign(
 
 def record_patient_view(*, actor, patient: Patient) -> None:
     audit_record(actor=actor, action=AuditEvent.Action.VIEW, target=patient, patient=patient)
+
+
+def record_patients_view(*, actor, patients, via: str) -> None:
+    """One VIEW row per patient shown on a page of several (search results, a group session).
+    `via` says which page; never what was searched for (that may be a name)."""
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            actor=actor if actor is not None and actor.is_authenticated else None,
+            action=AuditEvent.Action.VIEW,
+            object_type=Patient._meta.label_lower,
+            object_id=str(patient.public_id),
+            patient=patient,
+            detail={"via": via},
+        )
+        for patient in patients
+    )
 
 
 def user_set_role(*, user, role: Role) -> None:

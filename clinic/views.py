@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.templatetags.static import static
@@ -30,6 +30,7 @@ from .forms import (
     EnrolmentForm,
     PatientForm,
     ReassignmentForm,
+    SearchForm,
     StatusChangeForm,
     TokenForm,
 )
@@ -52,8 +53,12 @@ def _page(request, queryset):
 
 @login_required
 def home(request):
-    query = request.GET.get("q", "").strip()
-    page = _page(request, selectors.caseload_for(user=request.user, query=query))
+    search = SearchForm(request.GET)
+    query = search.query()
+    patients = selectors.caseload_for(user=request.user, query=query)
+    page = _page(request, patients if search.is_valid() else patients.none())
+    if query:
+        services.record_patients_view(actor=request.user, patients=page.object_list, via="search")
     overdue = overdue_counts(patient_ids=[p.pk for p in page.object_list])
     attach_readiness(page.object_list)
     for patient in page.object_list:
@@ -61,23 +66,33 @@ def home(request):
     return render(
         request,
         "clinic/caseload.html",
-        {"page": page, "query": query, "to_log": to_log_for_coach(user=request.user)},
+        {
+            "page": page,
+            "query": query,
+            "search": search,
+            "to_log": to_log_for_coach(user=request.user),
+        },
     )
 
 
 @login_required
 def patient_list(request):
-    query = request.GET.get("q", "").strip()
+    search = SearchForm(request.GET)
+    query = search.query()
     status = request.GET.get("status", "")
     if status not in Patient.Status.values:
         status = ""
     patients = selectors.patient_list(user=request.user, query=query, status=status)
+    page = _page(request, patients if search.is_valid() else patients.none())
+    if query:
+        services.record_patients_view(actor=request.user, patients=page.object_list, via="search")
     return render(
         request,
         "clinic/patient_list.html",
         {
-            "page": _page(request, patients),
+            "page": page,
             "query": query,
+            "search": search,
             "status": status,
             "statuses": Patient.Status.choices,
         },
@@ -146,6 +161,7 @@ def patient_create(request):
 def patient_edit(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     _require(access.can_edit_patients, request.user)
+    services.record_patient_view(actor=request.user, patient=patient)
     # The ModelForm writes typed values onto its instance while validating; the service
     # compares against the stored row, so the form gets its own copy.
     return _form_page(
@@ -163,6 +179,7 @@ def patient_edit(request, public_id):
 def patient_status(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     _require(access.can_edit_patients, request.user)
+    services.record_patient_view(actor=request.user, patient=patient)
     return _form_page(
         request,
         StatusChangeForm(request.POST or None, patient=patient),
@@ -180,6 +197,7 @@ def patient_status(request, public_id):
 def patient_enrol(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     _require(access.can_manage_programs, request.user)
+    services.record_patient_view(actor=request.user, patient=patient)
     return _form_page(
         request,
         EnrolmentForm(request.POST or None, programs=selectors.programs_open_for_enrolment()),
@@ -190,20 +208,14 @@ def patient_enrol(request, public_id):
     )
 
 
-def _get_or_404(fetch, **kwargs):
-    try:
-        return fetch(**kwargs)
-    except (ValueError, LookupError) as exc:  # DoesNotExist is a LookupError
-        raise Http404 from exc
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def assignment_create(request, public_id, enrolment_id):
-    enrolment = _get_or_404(
-        selectors.enrolment_for, user=request.user, public_id=public_id, enrolment_id=enrolment_id
+    enrolment = selectors.enrolment_for(
+        user=request.user, public_id=public_id, enrolment_id=enrolment_id
     )
     _require(access.can_manage_programs, request.user)
+    services.record_patient_view(actor=request.user, patient=enrolment.patient)
     return _form_page(
         request,
         AssignmentForm(request.POST or None, coaches=selectors.coaches()),
@@ -216,13 +228,11 @@ def assignment_create(request, public_id, enrolment_id):
 
 
 def _assignment(request, public_id, assignment_id):
-    assignment = _get_or_404(
-        selectors.assignment_for,
-        user=request.user,
-        public_id=public_id,
-        assignment_id=assignment_id,
+    assignment = selectors.assignment_for(
+        user=request.user, public_id=public_id, assignment_id=assignment_id
     )
     _require(access.can_manage_programs, request.user)
+    services.record_patient_view(actor=request.user, patient=assignment.enrolment.patient)
     return assignment
 
 

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from clinic import dates
 from clinic.models import Patient
 from sessions.models import Session, SessionKind
 
@@ -40,15 +41,28 @@ class RowError:
 
 
 class ImportRefused(Exception):
-    def __init__(self, errors: list[RowError]):
+    def __init__(self, errors: list[RowError], *, whole_file: bool = False):
         self.errors = errors
-        super().__init__(f"{len(errors)} bad row(s); nothing was imported.")
+        self.whole_file = whole_file
+        if whole_file:
+            super().__init__(f"Nothing was imported: {errors[0]}.")
+        else:
+            super().__init__(f"{len(errors)} bad row(s); nothing was imported.")
+
+    @classmethod
+    def file(cls, line: int, reason: str) -> "ImportRefused":
+        """The file as a whole cannot be read as the CSV described above."""
+        return cls([RowError(line, reason)], whole_file=True)
 
 
 def _when(text: str) -> datetime.datetime | None:
-    moment = parse_datetime(text or "")
-    if moment is None and (day := parse_date(text or "")) is not None:
-        moment = datetime.datetime.combine(day, datetime.time(12, 0))
+    """The date-time of a cell, or None when it is not one (also "2026-02-30")."""
+    try:
+        moment = parse_datetime(text or "")
+        if moment is None and (day := parse_date(text or "")) is not None:
+            moment = datetime.datetime.combine(day, datetime.time(12, 0))
+    except ValueError:
+        return None
     if moment is not None and timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
     return moment
@@ -69,15 +83,47 @@ class ImportResult:
     already_present: int
 
 
+NOT_TEXT = (
+    "this is not a CSV text file (a spreadsheet or another binary file?): "
+    "save it as CSV UTF-8 and import that"
+)
+
+
+def _text_lines(lines):
+    for number, line in enumerate(lines, 1):
+        if "\x00" in line:
+            raise ImportRefused.file(number, NOT_TEXT)
+        yield line
+
+
+def _read(lines) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The header and the (line, row) pairs, or one clear error for a file that is not CSV
+    text: not UTF-8, binary, empty, unreadable as CSV or without the required columns."""
+    reader = csv.DictReader(_text_lines(lines))
+    try:
+        header = reader.fieldnames
+        rows = [(reader.line_num, row) for row in reader]
+    except UnicodeDecodeError as exc:
+        raise ImportRefused.file(
+            reader.line_num + 1, "the file is not UTF-8 text: save it as CSV UTF-8"
+        ) from exc
+    except csv.Error as exc:
+        raise ImportRefused.file(reader.line_num, f"this is not readable CSV ({exc})") from exc
+    if not header:
+        raise ImportRefused.file(1, "the file is empty")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ImportRefused.file(
+            1, "the first line must name the columns; missing column(s): " + ", ".join(missing)
+        )
+    return header, rows
+
+
 def import_responses(*, actor, lines) -> ImportResult:
     """Check every row first; import only when all are good, in one transaction."""
-    reader = csv.DictReader(lines)
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ImportRefused([RowError(1, f"missing column(s): {', '.join(missing)}")])
+    _, rows = _read(lines)
     planned, errors = [], []
-    for row in reader:
-        line = reader.line_num
+    for line, row in rows:
         try:
             planned.append((line, _plan(row)))
         except ValidationError as exc:
@@ -136,6 +182,8 @@ def _plan(row: dict) -> dict:
         problems.append(f"administered_at {row.get('administered_at')!r} is not a date")
     elif administered_at > timezone.now():
         problems.append("administered_at is in the future")
+    elif administered_at.date() < dates.EARLIEST:
+        problems.append(f"administered_at is before {dates.EARLIEST.year}: check the year")
     answers = {}
     if version is not None:
         for item in version.definition["items"]:

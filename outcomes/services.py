@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from clinic import dates
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, Patient
 
@@ -147,6 +148,13 @@ def _score(definition: dict, answers: dict, *, allow_incomplete: bool) -> scorin
 def _check_administered_at(administered_at: datetime.datetime) -> None:
     if administered_at > timezone.now() + FUTURE_TOLERANCE:
         raise ValidationError({"administered_at": "The answers cannot be dated in the future."})
+    if administered_at.date() < dates.EARLIEST:
+        raise ValidationError(
+            {
+                "administered_at": "Check the year: answers cannot be dated before "
+                f"{dates.EARLIEST.year}."
+            }
+        )
 
 
 def _check_session(session, patient: Patient) -> None:

@@ -36,6 +36,7 @@ def response_new(request, public_id, code):
     except ValidationError as exc:
         raise Http404("No such questionnaire.") from exc
     session = _session_of(request)
+    record_patient_view(actor=request.user, patient=patient)
     answered_at = timezone.localtime()
     if session is not None and session.scheduled_end < timezone.now():
         answered_at = timezone.localtime(session.scheduled_end)
@@ -94,6 +95,7 @@ def response_detail(request, public_id):
 @require_http_methods(["GET", "POST"])
 def response_correct(request, public_id):
     response = selectors.get_response_for(request.user, public_id)
+    record_patient_view(actor=request.user, patient=response.patient)
     initial = {f"item_{k}": v for k, v in response.answers.items() if v is not None}
     # Radio values are the scale's own spelling ("4", not "4.0").
     initial = {k: (int(v) if float(v).is_integer() else v) for k, v in initial.items()}
@@ -137,6 +139,7 @@ def response_correct(request, public_id):
 def link_new(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     session = _session_of(request)
+    record_patient_view(actor=request.user, patient=patient)
     choices = [
         (i.code, i.name) for i in Instrument.objects.filter(respondent="patient").order_by("code")
     ]

@@ -66,6 +66,28 @@ class SessionLogForm(forms.Form):
         return {pid: self.cleaned_data[name] for pid, name in self.attendees}
 
 
+class SessionCorrectionForm(SessionLogForm):
+    """The log form filled in with what was logged, plus why it is being corrected."""
+
+    reason = forms.CharField(
+        label="Why is the log being corrected?",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+    def __init__(self, *args, session: Session, **kwargs):
+        super().__init__(*args, session=session, **kwargs)
+        if not self.is_bound:
+            self.fields["status"].initial = session.status
+            self.fields["duration_minutes"].initial = session.duration_minutes
+            completed = session.status == Session.Status.COMPLETED
+            self.fields["notes"].initial = session.notes if completed else session.status_reason
+            for patient_id, name in self.attendees:
+                row = next(a for a in session.attendances.all() if a.patient_id == patient_id)
+                if row.status in dict(self.fields[name].choices):
+                    self.fields[name].initial = row.status
+        self.helper = _helper("Save correction")
+
+
 class RescheduleForm(forms.Form):
     start = forms.DateTimeField(widget=DateTimeInput(), label="New start")
     end = forms.DateTimeField(widget=DateTimeInput(), label="New end")

@@ -1,6 +1,9 @@
 """Reads about sessions, scoped through clinic.access like every patient read."""
 
 import datetime
+import re
+import uuid
+from dataclasses import dataclass
 
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
@@ -71,8 +74,11 @@ def sessions_visible_to(user) -> QuerySet[Session]:
 
 
 def get_session_for(user, public_id) -> Session:
-    """The session, with attendees named as `user` may see them (see `name_attendees`)."""
+    """A session the user may see, by its public id (also one typed into a query string:
+    anything that is not a UUID is a 404 like a session that does not exist), with attendees
+    named as `user` may see them (see `name_attendees`)."""
     try:
+        public_id = uuid.UUID(str(public_id))
         session = _with_people(sessions_visible_to(user)).get(public_id=public_id)
     except (Session.DoesNotExist, ValueError) as exc:
         raise Http404("No such session.") from exc
@@ -93,15 +99,48 @@ def patient_timeline(*, patient: Patient) -> list[Session]:
     )
 
 
-def week_bounds(week: str | None) -> tuple[datetime.date, datetime.date]:
-    """Monday and next Monday of an ISO week like '2026-W48' (default: this week)."""
-    today = timezone.localdate()
+# Weeks a calendar can show: the years sessions can be booked in, with room either side.
+CALENDAR_YEARS = (2000, 2100)
+
+
+@dataclass(frozen=True)
+class Week:
+    monday: datetime.date
+
+    @property
+    def next_monday(self) -> datetime.date:
+        return self.monday + datetime.timedelta(days=7)
+
+    @property
+    def label(self) -> str:
+        return self.monday.strftime("%G-W%V")
+
+    @property
+    def previous_label(self) -> str:
+        return (self.monday - datetime.timedelta(days=7)).strftime("%G-W%V")
+
+    @property
+    def next_label(self) -> str:
+        return self.next_monday.strftime("%G-W%V")
+
+
+def calendar_week(week: str | None) -> Week:
+    """The ISO week like '2026-W48' (none given: this week). Anything else, or a week outside
+    CALENDAR_YEARS, is a 404: there is no such page."""
+    if not week:
+        today = timezone.localdate()
+        return Week(today - datetime.timedelta(days=today.weekday()))
+    match = re.fullmatch(r"(\d{4})-W(\d{1,2})", week)
+    if match is None:
+        raise Http404("No such week.")
+    year, number = (int(part) for part in match.groups())
+    low, high = CALENDAR_YEARS
+    if not low <= year <= high:
+        raise Http404("No such week.")
     try:
-        year, number = week.split("-W")
-        monday = datetime.date.fromisocalendar(int(year), int(number), 1)
-    except (AttributeError, ValueError):
-        monday = today - datetime.timedelta(days=today.weekday())
-    return monday, monday + datetime.timedelta(days=7)
+        return Week(datetime.date.fromisocalendar(year, number, 1))
+    except ValueError as exc:  # week 0, or week 53 of a 52-week year
+        raise Http404("No such week.") from exc
 
 
 def coach_week(*, user, monday: datetime.date) -> dict[datetime.date, list[Session]]:

@@ -18,8 +18,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from clinic import dates
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, CoachAssignment, Enrolment, Patient, Program
+from clinic.services import record_patients_view
 
 from . import signals
 from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Session, SessionKind
@@ -201,8 +203,17 @@ def _session_patients(session: Session) -> list[Patient]:
 
 
 def _validate_times(start, end) -> None:
+    errors = {}
+    if message := dates.planned_day_error(start, what="a session's start"):
+        errors["scheduled_start"] = message
+    if message := dates.planned_day_error(end, what="a session's end"):
+        errors["scheduled_end"] = message
+    if errors:
+        raise ValidationError(errors)
     if end <= start:
         raise ValidationError({"scheduled_end": "The session must end after it starts."})
+    if message := dates.length_error(start, end, what="a session"):
+        raise ValidationError({"scheduled_end": message})
 
 
 # --- schedules ------------------------------------------------------------------------------
@@ -497,20 +508,11 @@ def cancel_future_sessions_for_patient(*, actor, patient: Patient, reason: str) 
 
 
 LOGGABLE = {Session.Status.COMPLETED, Session.Status.NO_SHOW, Session.Status.CANCELLED}
+# What a log records, and so what a correction keeps the previous values of.
+LOGGED_FIELDS = ("status", "duration_minutes", "notes", "status_reason")
 
 
-@transaction.atomic
-def session_log(
-    *,
-    actor,
-    session: Session,
-    status: str,
-    duration_minutes: int | None = None,
-    notes: str = "",
-    attendance: dict[int, str] | None = None,
-) -> Session:
-    """The coach's after-session log: what happened, how long, a short note, who came."""
-    session = Session.objects.select_for_update().get(pk=session.pk)
+def _check_log(*, session: Session, status: str, duration_minutes, notes: str) -> None:
     errors = {}
     if status not in LOGGABLE:
         errors["status"] = "Choose completed, no-show or cancelled."
@@ -524,10 +526,20 @@ def session_log(
         errors["status"] = "This session has not happened yet."
     if errors:
         raise ValidationError(errors)
+
+
+def _logged_values(session: Session) -> dict:
+    return {name: getattr(session, name) for name in LOGGED_FIELDS}
+
+
+def _apply_log(
+    *, actor, session: Session, status: str, duration_minutes, notes: str, attendance
+) -> list[int]:
+    """Write the log onto the session and its attendance rows; the attendees' patient ids."""
     session.status = status
     session.duration_minutes = duration_minutes if status == Session.Status.COMPLETED else None
     if status == Session.Status.COMPLETED:
-        session.notes = notes.strip()
+        session.notes, session.status_reason = notes.strip(), ""
     else:
         session.status_reason = notes.strip()
     session.logged_by = actor
@@ -544,6 +556,50 @@ def session_log(
         else:
             row.status = Attendance.Status.CANCELLED
         row.save(update_fields=["status"])
+    if session.kind in (SessionKind.PREPARATION, SessionKind.DOSING):
+        ids = list(rows)
+        _announce(ids)
+    return list(rows)
+
+
+@transaction.atomic
+def session_log(
+    *,
+    actor,
+    session: Session,
+    status: str,
+    duration_minutes: int | None = None,
+    notes: str = "",
+    attendance: dict[int, str] | None = None,
+) -> Session:
+    """The coach's after-session log: what happened, how long, a short note, who came.
+
+    Only a scheduled session is logged. Sending the same log twice (a double submit) returns the
+    session as logged; a different log of a logged session is refused: changing what was logged
+    is a correction (`session_correct`), which needs a reason and keeps the previous values.
+    """
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    if session.status != Session.Status.SCHEDULED:
+        if session.logged_at is not None and _logged_values(session) == _logged_values(
+            _as_logged(session, status=status, duration_minutes=duration_minutes, notes=notes)
+        ):
+            return session
+        raise ValidationError(
+            {
+                "status": f"This session is already logged as "
+                f"{session.get_status_display().lower()}. To change that, correct the log "
+                "(a correction needs a reason and keeps what was logged before)."
+            }
+        )
+    _check_log(session=session, status=status, duration_minutes=duration_minutes, notes=notes)
+    _apply_log(
+        actor=actor,
+        session=session,
+        status=status,
+        duration_minutes=duration_minutes,
+        notes=notes,
+        attendance=attendance,
+    )
     audit_record(
         actor=actor,
         action=AuditEvent.Action.UPDATE,
@@ -551,10 +607,86 @@ def session_log(
         patient=session.enrolment.patient if session.enrolment else None,
         detail={"logged": status},
     )
-    if session.kind in (SessionKind.PREPARATION, SessionKind.DOSING):
-        ids = list(rows)
-        _announce(ids)
     return session
+
+
+def _as_logged(session: Session, *, status, duration_minutes, notes) -> Session:
+    """A copy of the session with the log applied (not saved), to compare with the stored one."""
+    copy = Session(**{name: getattr(session, name) for name in LOGGED_FIELDS})
+    copy.status = status
+    copy.duration_minutes = duration_minutes if status == Session.Status.COMPLETED else None
+    if status == Session.Status.COMPLETED:
+        copy.notes, copy.status_reason = (notes or "").strip(), ""
+    else:
+        copy.status_reason = (notes or "").strip()
+    return copy
+
+
+@transaction.atomic
+def session_correct(
+    *,
+    actor,
+    session: Session,
+    status: str,
+    duration_minutes: int | None,
+    notes: str,
+    reason: str,
+    attendance: dict[int, str] | None = None,
+) -> Session:
+    """Correct the log of a session that was logged (or cancelled): the same rules as logging,
+    plus a reason. The audit row keeps the values before and after the correction."""
+    session = Session.objects.select_for_update().get(pk=session.pk)
+    reason = (reason or "").strip()
+    if session.status == Session.Status.SCHEDULED:
+        raise ValidationError({"status": "This session is not logged yet: log it instead."})
+    errors = {}
+    if not reason:
+        errors["reason"] = "Say why the log is being corrected."
+    try:
+        _check_log(session=session, status=status, duration_minutes=duration_minutes, notes=notes)
+    except ValidationError as exc:
+        errors = {**exc.message_dict, **errors}
+    if errors:
+        raise ValidationError(errors)
+    before = _logged_values(session)
+    attendance_before = {a.patient_id: a.status for a in session.attendances.all()}
+    if before == _logged_values(
+        _as_logged(session, status=status, duration_minutes=duration_minutes, notes=notes)
+    ) and not (attendance and attendance.items() - attendance_before.items()):
+        raise ValidationError("Nothing was changed: the log already says this.")
+    _apply_log(
+        actor=actor,
+        session=session,
+        status=status,
+        duration_minutes=duration_minutes,
+        notes=notes,
+        attendance=attendance,
+    )
+    attendance_after = {a.patient_id: a.status for a in session.attendances.all()}
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=session,
+        patient=session.enrolment.patient if session.enrolment else None,
+        detail={
+            "corrected": True,
+            "reason": reason,
+            "before": {**before, "attendance": _keyed(attendance_before)},
+            "after": {**_logged_values(session), "attendance": _keyed(attendance_after)},
+        },
+    )
+    return session
+
+
+def _keyed(attendance: dict[int, str]) -> dict[str, str]:
+    return {str(patient_id): status for patient_id, status in attendance.items()}
+
+
+def record_session_view(*, actor, session: Session) -> None:
+    """A VIEW audit row for each patient booked on the session (a group: every attendee)."""
+    record_patients_view(
+        actor=actor, patients=[a.patient for a in session.attendances.all()], via="session"
+    )
 
 
 def _check_dose(*, substance, dose_mg, weight_kg, route) -> dict:
@@ -611,8 +743,15 @@ def dosing_record(
     if not session.is_dosing:
         raise ValidationError("Dosing details belong to dosing sessions only.")
     errors = _check_dose(substance=substance, dose_mg=dose_mg, weight_kg=weight_kg, route=route)
-    if actual_start and actual_end and actual_end <= actual_start:
-        errors["actual_end"] = "The dosing must end after it starts."
+    if message := dates.planned_day_error(actual_start, what="the dosing's start"):
+        errors["actual_start"] = message
+    if message := dates.planned_day_error(actual_end, what="the dosing's end"):
+        errors["actual_end"] = message
+    if not errors.keys() & {"actual_start", "actual_end"}:
+        if actual_start and actual_end and actual_end <= actual_start:
+            errors["actual_end"] = "The dosing must end after it starts."
+        elif message := dates.length_error(actual_start, actual_end, what="a dosing"):
+            errors["actual_end"] = message
     if errors:
         raise ValidationError(errors)
     session.substance, session.dose_mg, session.route = substance, dose_mg, route

@@ -5,6 +5,7 @@ from . import views
 urlpatterns = [
     path("sessions/<uuid:public_id>/", views.session_detail, name="session_detail"),
     path("sessions/<uuid:public_id>/log/", views.session_log, name="session_log"),
+    path("sessions/<uuid:public_id>/correct/", views.session_correct, name="session_correct"),
     path("sessions/<uuid:public_id>/move/", views.session_reschedule, name="session_reschedule"),
     path("sessions/<uuid:public_id>/cancel/", views.session_cancel, name="session_cancel"),
     path("sessions/<uuid:public_id>/dosing/", views.session_dosing, name="session_dosing"),

@@ -22,12 +22,24 @@ from .forms import (
     CancelForm,
     DosingForm,
     RescheduleForm,
+    SessionCorrectionForm,
     SessionLogForm,
 )
+from .models import Session
 
 
 def _session(request, public_id):
     return selectors.get_session_for(request.user, public_id)
+
+
+def _loggable_session(request, public_id):
+    """A session the user may log (coaches: those they facilitate); 404 otherwise, so a coach
+    cannot tell others' sessions exist. Opening it is audited."""
+    session = _session(request, public_id)
+    if not selectors.can_log(request.user, session):
+        raise Http404("Not your session.")
+    services.record_session_view(actor=request.user, session=session)
+    return session
 
 
 def _form_page(request, form, *, session, save, success, title, template="sessions/form.html"):
@@ -46,6 +58,7 @@ def _form_page(request, form, *, session, save, success, title, template="sessio
 @login_required
 def session_detail(request, public_id):
     session = _session(request, public_id)
+    services.record_session_view(actor=request.user, session=session)
     return render(
         request,
         "sessions/session_detail.html",
@@ -62,9 +75,10 @@ def session_detail(request, public_id):
 @login_required
 @require_http_methods(["GET", "POST"])
 def session_log(request, public_id):
-    session = _session(request, public_id)
-    if not selectors.can_log(request.user, session):
-        raise Http404("Not your session.")  # a coach cannot tell others' sessions exist
+    session = _loggable_session(request, public_id)
+    if request.method == "GET" and session.status != Session.Status.SCHEDULED:
+        # Logged already: say so and offer the correction instead of a second log.
+        return render(request, "sessions/logged.html", {"session": session, "title": "Log session"})
     form = SessionLogForm(request.POST or None, session=session)
     return _form_page(
         request,
@@ -83,6 +97,31 @@ def session_log(request, public_id):
     )
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def session_correct(request, public_id):
+    session = _loggable_session(request, public_id)
+    if session.status == Session.Status.SCHEDULED:
+        return redirect("session_log", public_id=session.public_id)
+    form = SessionCorrectionForm(request.POST or None, session=session)
+    return _form_page(
+        request,
+        form,
+        session=session,
+        save=lambda data: services.session_correct(
+            actor=request.user,
+            session=session,
+            status=data["status"],
+            duration_minutes=data["duration_minutes"],
+            notes=data["notes"],
+            reason=data["reason"],
+            attendance=form.attendance() if session.is_group else None,
+        ),
+        success="Log corrected. What was logged before is kept in the audit log.",
+        title="Correct session log",
+    )
+
+
 def _require_scheduler(user):
     if not access.can_manage_programs(user):
         raise PermissionDenied
@@ -93,6 +132,7 @@ def _require_scheduler(user):
 def session_reschedule(request, public_id):
     session = _session(request, public_id)
     _require_scheduler(request.user)
+    services.record_session_view(actor=request.user, session=session)
     initial = {
         "start": timezone.localtime(session.scheduled_start),
         "end": timezone.localtime(session.scheduled_end),
@@ -113,6 +153,7 @@ def session_reschedule(request, public_id):
 def session_cancel(request, public_id):
     session = _session(request, public_id)
     _require_scheduler(request.user)
+    services.record_session_view(actor=request.user, session=session)
     return _form_page(
         request,
         CancelForm(request.POST or None),
@@ -126,9 +167,7 @@ def session_cancel(request, public_id):
 @login_required
 @require_http_methods(["GET", "POST"])
 def session_dosing(request, public_id):
-    session = _session(request, public_id)
-    if not selectors.can_log(request.user, session):
-        raise Http404("Not your session.")
+    session = _loggable_session(request, public_id)
     if not session.is_dosing:
         raise Http404("Not a dosing session.")
     initial = {
@@ -169,17 +208,16 @@ def patient_timeline(request, public_id):
 
 @login_required
 def my_calendar(request):
-    monday, next_monday = selectors.week_bounds(request.GET.get("week"))
-    previous = monday.toordinal() - 7
+    week = selectors.calendar_week(request.GET.get("week"))
     return render(
         request,
         "sessions/calendar.html",
         {
-            "days": selectors.coach_week(user=request.user, monday=monday),
-            "monday": monday,
-            "week": monday.strftime("%G-W%V"),
-            "previous_week": type(monday).fromordinal(previous).strftime("%G-W%V"),
-            "next_week": next_monday.strftime("%G-W%V"),
+            "days": selectors.coach_week(user=request.user, monday=week.monday),
+            "monday": week.monday,
+            "week": week.label,
+            "previous_week": week.previous_label,
+            "next_week": week.next_label,
             "upcoming": selectors.upcoming_for_coach(user=request.user),
             "to_log": selectors.to_log_for_coach(user=request.user),
             "feed": request.user.calendar_feeds.filter(revoked_at__isnull=True).first(),
@@ -260,6 +298,7 @@ def session_book(request, public_id, enrolment_id):
     patient = access.get_patient_for(request.user, public_id)
     _require_scheduler(request.user)
     enrolment = get_object_or_404(patient.enrolments.select_related("program"), pk=enrolment_id)
+    record_patient_view(actor=request.user, patient=patient)
     form = BookForm(request.POST or None, coaches=coaches())
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

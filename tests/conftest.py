@@ -123,3 +123,11 @@ def _clock(request):
         request.getfixturevalue("django_db_setup")  # created once, on the real clock
     with time_machine.travel(instant, tick=True):
         yield
+
+
+@pytest.fixture
+def world(people):
+    """The personas, and the persona patient with one of every record a URL can name."""
+    from .attack.catalogue import build_world
+
+    return build_world(people)

@@ -161,5 +161,5 @@ def test_a_missing_file_or_column_is_a_clear_error(tmp_path):
         call_command("import_responses", str(tmp_path / "nope.csv"))
     path = tmp_path / "bad.csv"
     path.write_text("record,instrument\nRP-1,wai-sr\n")
-    with pytest.raises(CommandError, match="1 bad row"):
+    with pytest.raises(CommandError, match="missing column"):
         call_command("import_responses", str(path))

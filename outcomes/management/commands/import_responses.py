@@ -19,7 +19,11 @@ class Command(BaseCommand):
                 result = import_responses(actor=None, lines=lines)
         except FileNotFoundError as exc:
             raise CommandError(f"No such file: {file}") from exc
+        except OSError as exc:  # a folder, no permission
+            raise CommandError(f"Cannot read {file}: {exc.strerror}") from exc
         except ImportRefused as exc:
+            if exc.whole_file:
+                raise CommandError(str(exc)) from exc
             for error in exc.errors:
                 self.stderr.write(str(error))
             raise CommandError(str(exc)) from exc
