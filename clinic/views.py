@@ -337,8 +337,9 @@ def favicon(request):
 @login_required
 def patient_audit(request, public_id):
     """Who viewed or changed this patient's record, and when: clinicians and admins."""
-    _require(access.sees_all_patients, request.user)
     patient = access.get_patient_for(request.user, public_id)
+    _require(access.sees_all_patients, request.user)
+    services.record_patient_view(actor=request.user, patient=patient)
     return render(
         request,
         "clinic/patient_audit.html",

@@ -30,7 +30,9 @@ PUBLIC = {
     "login": "the sign-in page",
     "logout": "signing out (POST only)",
     "calendar_feed": "private calendar link: the token is the credential (404 when unknown)",
-    "link_answer": "patient self-report link: the token is the credential (404 when unknown)",
+    "link_open": "patient self-report link: the token is the credential (404 when unknown); "
+    "it is traded for a session entry at once",
+    "link_answer": "the questionnaire page of a link opened in this browser session (no token)",
 }
 
 # Parameters that identify a patient's record (directly or through a session, response, flag,
