@@ -13,14 +13,31 @@ from django.db.models import (
 )
 from django.utils import timezone
 
+from clinic.access import patients_visible_to
 from clinic.models import Patient
+from clinic.selectors import search_patients, with_current_care
 from outcomes.models import Instrument, Response, Score
 from sessions.models import Attendance, Session, SessionKind
+from sessions.selectors import next_session_prefetch, to_log_prefetch
 
 from . import readiness
 from .flag_inputs import clinic_bond_percentiles
 from .models import Flag, FlagRule
 from .selectors import SEVERITY_ORDER, flag_summary
+
+
+def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
+    """Patients in care that the user looks after (a coach) or may see (clinicians, admins),
+    open flags first.
+
+    Each patient carries `upcoming_attendances` (first one = next session) and
+    `to_log_attendances` (sessions this user facilitated and has not logged), prefetched.
+    """
+    qs = patients_visible_to(user).filter(status__in=Patient.ACTIVE_STATUSES)
+    qs = with_current_care(search_patients(qs, query)).prefetch_related(
+        next_session_prefetch(), to_log_prefetch(user=user)
+    )
+    return with_flags_and_next_dosing(qs)
 
 
 def with_flags_and_next_dosing(patients: QuerySet[Patient]) -> QuerySet[Patient]:

@@ -1,8 +1,13 @@
 from django.urls import path
 
-from . import views
+from . import pages, views
 
 urlpatterns = [
+    # The pages that compose every app (alliance.pages).
+    path("", pages.home, name="home"),
+    path("patients/<uuid:public_id>/", pages.patient_detail, name="patient_detail"),
+    path("sessions/<uuid:public_id>/", pages.session_detail, name="session_detail"),
+    path("programs/<int:program_id>/sessions/", pages.program_sessions, name="program_sessions"),
     path("flags/", views.flag_worklist, name="flag_worklist"),
     path("flags/<uuid:public_id>/", views.flag_detail, name="flag_detail"),
     path("flags/<uuid:public_id>/acknowledge/", views.flag_acknowledge, name="flag_acknowledge"),

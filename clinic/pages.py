@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 
 from .forms import apply_service_errors
@@ -25,3 +26,11 @@ def form_page(request, form, *, save, success, redirect_to, template, context, w
                 messages.warning(request, text)
             return redirect(redirect_to(result))
     return render(request, template, {"form": form, **context})
+
+
+PAGE_SIZE = 25
+
+
+def paginate(request, queryset, per_page: int = PAGE_SIZE):
+    """The page `?page=` asks for (the last one if it asks for more, the first for nonsense)."""
+    return Paginator(queryset, per_page).get_page(request.GET.get("page"))

@@ -20,7 +20,7 @@ def search_words(query: str) -> list[str]:
     return text.split()[:SEARCH_MAX_WORDS]
 
 
-def _search(qs: QuerySet[Patient], query: str) -> QuerySet[Patient]:
+def search_patients(qs: QuerySet[Patient], query: str) -> QuerySet[Patient]:
     """Every word must match a name or the record number ("ada love", "RP-0012")."""
     for word in search_words(query):
         qs = qs.filter(
@@ -31,7 +31,7 @@ def _search(qs: QuerySet[Patient], query: str) -> QuerySet[Patient]:
     return qs
 
 
-def _with_current_care(qs: QuerySet[Patient]) -> QuerySet[Patient]:
+def with_current_care(qs: QuerySet[Patient]) -> QuerySet[Patient]:
     active_assignments = CoachAssignment.objects.filter(end_date__isnull=True).select_related(
         "coach"
     )
@@ -45,27 +45,11 @@ def _with_current_care(qs: QuerySet[Patient]) -> QuerySet[Patient]:
     )
 
 
-def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
-    """Patients in care that the user looks after (a coach) or may see (clinicians, admins).
-
-    Each patient carries `upcoming_attendances` (first one = next session) and
-    `to_log_attendances` (sessions this user facilitated and has not logged), prefetched.
-    """
-    from alliance.caseload import with_flags_and_next_dosing
-    from sessions.selectors import next_session_prefetch, to_log_prefetch
-
-    qs = patients_visible_to(user).filter(status__in=Patient.ACTIVE_STATUSES)
-    qs = _with_current_care(_search(qs, query)).prefetch_related(
-        next_session_prefetch(), to_log_prefetch(user=user)
-    )
-    return with_flags_and_next_dosing(qs)
-
-
 def patient_list(*, user, query: str = "", status: str = "") -> QuerySet[Patient]:
-    qs = _search(patients_visible_to(user), query)
+    qs = search_patients(patients_visible_to(user), query)
     if status:
         qs = qs.filter(status=status)
-    return _with_current_care(qs).order_by("last_name", "first_name", "pk")
+    return with_current_care(qs).order_by("last_name", "first_name", "pk")
 
 
 def patient_detail(*, user, public_id) -> Patient:

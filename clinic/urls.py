@@ -6,12 +6,10 @@ from . import views
 from .forms import LoginForm
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon),
     path("patients/", views.patient_list, name="patient_list"),
     path("patients/new/", views.patient_create, name="patient_create"),
-    path("patients/<uuid:public_id>/", views.patient_detail, name="patient_detail"),
     path("patients/<uuid:public_id>/edit/", views.patient_edit, name="patient_edit"),
     path("patients/<uuid:public_id>/audit/", views.patient_audit, name="patient_audit"),
     path("patients/<uuid:public_id>/status/", views.patient_status, name="patient_status"),

@@ -6,7 +6,6 @@ import qrcode.image.svg
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -16,12 +15,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
-
-from alliance.caseload import attach_readiness
-from alliance.models import Flag
-from outcomes.models import Instrument
-from outcomes.selectors import overdue_counts, responses_for
-from sessions.selectors import to_log_for_coach
 
 from . import access, selectors, services
 from .forms import (
@@ -36,9 +29,7 @@ from .forms import (
 )
 from .health import health
 from .models import Patient
-from .pages import form_page
-
-PAGE_SIZE = 25
+from .pages import form_page, paginate
 
 
 def _require(check, user) -> None:
@@ -48,31 +39,7 @@ def _require(check, user) -> None:
 
 
 def _page(request, queryset):
-    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
-
-
-@login_required
-def home(request):
-    search = SearchForm(request.GET)
-    query = search.query()
-    patients = selectors.caseload_for(user=request.user, query=query)
-    page = _page(request, patients if search.is_valid() else patients.none())
-    if query:
-        services.record_patients_view(actor=request.user, patients=page.object_list, via="search")
-    overdue = overdue_counts(patient_ids=[p.pk for p in page.object_list])
-    attach_readiness(page.object_list)
-    for patient in page.object_list:
-        patient.overdue = overdue.get(patient.pk, 0)
-    return render(
-        request,
-        "clinic/caseload.html",
-        {
-            "page": page,
-            "query": query,
-            "search": search,
-            "to_log": to_log_for_coach(user=request.user),
-        },
-    )
+    return paginate(request, queryset)
 
 
 @login_required
@@ -95,22 +62,6 @@ def patient_list(request):
             "search": search,
             "status": status,
             "statuses": Patient.Status.choices,
-        },
-    )
-
-
-@login_required
-def patient_detail(request, public_id):
-    patient = selectors.patient_detail(user=request.user, public_id=public_id)
-    services.record_patient_view(actor=request.user, patient=patient)
-    return render(
-        request,
-        "clinic/patient_detail.html",
-        {
-            "patient": patient,
-            "responses": responses_for(patient=patient)[:10],
-            "instruments": Instrument.objects.order_by("code"),
-            "open_flags": patient.flags.filter(status__in=Flag.UNRESOLVED).order_by("-raised_at"),
         },
     )
 

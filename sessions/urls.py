@@ -3,7 +3,6 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("sessions/<uuid:public_id>/", views.session_detail, name="session_detail"),
     path("sessions/<uuid:public_id>/log/", views.session_log, name="session_log"),
     path("sessions/<uuid:public_id>/correct/", views.session_correct, name="session_correct"),
     path("sessions/<uuid:public_id>/move/", views.session_reschedule, name="session_reschedule"),
@@ -20,5 +19,4 @@ urlpatterns = [
     path("calendar/link/revoke/", views.calendar_feed_revoke, name="calendar_feed_revoke"),
     path("calendar/<str:token>.ics", views.calendar_feed, name="calendar_feed"),
     path("programs/", views.program_list, name="program_list"),
-    path("programs/<int:program_id>/sessions/", views.program_sessions, name="program_sessions"),
 ]

@@ -7,14 +7,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from alliance.caseload import attach_readiness, readiness_of, with_flags_and_next_dosing
 from clinic import access
 from clinic.forms import apply_service_errors
-from clinic.models import Patient, Program
 from clinic.pages import form_page
 from clinic.selectors import coaches
 from clinic.services import record_patient_view
-from outcomes.selectors import due_for_session
 
 from . import calendar, selectors, services
 from .forms import (
@@ -52,23 +49,6 @@ def _form_page(request, form, *, session, save, success, title, template="sessio
         redirect_to=lambda result: reverse("session_detail", args=[session.public_id]),
         template=template,
         context={"session": session, "title": title},
-    )
-
-
-@login_required
-def session_detail(request, public_id):
-    session = _session(request, public_id)
-    services.record_session_view(actor=request.user, session=session)
-    return render(
-        request,
-        "sessions/session_detail.html",
-        {
-            "session": session,
-            "due": due_for_session(session, user=request.user),
-            "can_log": selectors.can_log(request.user, session),
-            "can_schedule": access.can_manage_programs(request.user),
-            "readiness": readiness_of(session) if session.status == "scheduled" else None,
-        },
     )
 
 
@@ -258,30 +238,6 @@ def calendar_feed(request, token):
     response["Content-Disposition"] = 'inline; filename="rapport.ics"'
     response["Cache-Control"] = "private, max-age=300"
     return response
-
-
-@login_required
-def program_sessions(request, program_id):
-    if not access.can_edit_patients(request.user):  # clinicians and admins
-        raise PermissionDenied
-    program = get_object_or_404(Program, pk=program_id)
-    overview = selectors.group_program_overview(program=program)
-    members = list(
-        with_flags_and_next_dosing(
-            Patient.objects.filter(pk__in=[e.patient_id for e in overview["roster"]])
-        )
-    )
-    attach_readiness(members)
-    return render(
-        request,
-        "sessions/program.html",
-        {
-            "program": program,
-            "members": members,
-            "upcoming": selectors.program_upcoming(program=program),
-            **overview,
-        },
-    )
 
 
 @login_required
