@@ -1,15 +1,23 @@
 from django.contrib import admin
+from django.urls import reverse
+
+from clinic.admin import ReadOnlyInAdmin
 
 from .models import Flag, FlagRule
 
 
 @admin.register(FlagRule)
-class FlagRuleAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "weak_bond_below", "srs_below", "updated_at"]
-    readonly_fields = ["updated_by", "updated_at"]
+class FlagRuleAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
+    """Thresholds change on the Thresholds page: audited, and the patients they apply to are
+    recomputed."""
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    list_display = ["__str__", "weak_bond_below", "srs_below", "updated_at"]
+    app_link_text = "Change the thresholds on the Thresholds page"
+
+    def app_url(self, obj) -> str:
+        if obj.program_id is None:
+            return reverse("flag_rule_default")
+        return reverse("flag_rule_program", args=[obj.program_id])
 
 
 @admin.register(Flag)

@@ -4,6 +4,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.core.exceptions import PermissionDenied
+from django.urls import reverse
+from django.utils.html import format_html
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import services
@@ -29,6 +31,34 @@ class NoDeleteMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyInAdmin(NoDeleteMixin):
+    """Records with workflow rules (a schedule, a capacity, a status history, an audit row)
+    change only in the app, through its services; the admin shows them and links there."""
+
+    app_link_text = "Change this in the app"
+
+    def app_url(self, obj) -> str:
+        return reverse("home")
+
+    @admin.display(description="In the app")
+    def in_the_app(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        return format_html('<a href="{}">{}</a>', self.app_url(obj), self.app_link_text)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*(f.name for f in self.model._meta.fields), "in_the_app"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        raise PermissionDenied("Change this record in the app.")
 
 
 class UserRoleFormMixin(forms.Form):
@@ -151,11 +181,20 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(Patient)
-class PatientAdmin(NoDeleteMixin, admin.ModelAdmin):
+class PatientAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
     list_display = ["record_number", "last_name", "first_name", "status", "created_at"]
     list_filter = ["status"]
     search_fields = ["record_number", "last_name", "first_name"]
-    readonly_fields = ["public_id", "created_at", "updated_at"]
+    app_link_text = "Open the patient page (edit, status, enrolment, coaches)"
+
+    def app_url(self, obj) -> str:
+        return reverse("patient_detail", args=[obj.public_id])
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        patient = self.get_object(request, object_id)
+        if patient is not None and self.has_view_permission(request, patient):
+            services.record_patient_view(actor=request.user, patient=patient)
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(PatientStatusChange)
@@ -177,53 +216,52 @@ class ProgramAdmin(NoDeleteMixin, admin.ModelAdmin):
     list_filter = ["kind", "modality", "is_active"]
     search_fields = ["name"]
 
+    def save_model(self, request, obj, form, change):
+        services.program_save(actor=request.user, program=obj)
+
 
 class CoachAssignmentInline(admin.TabularInline):
     model = CoachAssignment
     extra = 0
     fields = ["coach", "role", "start_date", "end_date", "assigned_by"]
-    autocomplete_fields = ["coach"]
-    readonly_fields = ["assigned_by"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
     def has_delete_permission(self, request, obj=None):
         return False
 
 
+def _patient_page(enrolment: Enrolment) -> str:
+    return reverse("patient_detail", args=[enrolment.patient.public_id])
+
+
 @admin.register(Enrolment)
-class EnrolmentAdmin(NoDeleteMixin, admin.ModelAdmin):
+class EnrolmentAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
     list_display = ["patient", "program", "status", "start_date", "end_date"]
     list_filter = ["status", "program"]
     list_select_related = ["patient", "program"]
     search_fields = ["patient__record_number", "patient__last_name", "program__name"]
-    autocomplete_fields = ["patient", "program"]
-    readonly_fields = ["enrolled_by"]
     inlines = [CoachAssignmentInline]
+    app_link_text = "Enrol, assign coaches or end an assignment on the patient page"
 
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.enrolled_by = request.user
-        super().save_model(request, obj, form, change)
-
-    def save_formset(self, request, form, formset, change):
-        for assignment in formset.save(commit=False):
-            if not assignment.assigned_by_id:
-                assignment.assigned_by = request.user
-            assignment.save()
-        formset.save_m2m()
+    def app_url(self, obj) -> str:
+        return _patient_page(obj)
 
 
 @admin.register(CoachAssignment)
-class CoachAssignmentAdmin(NoDeleteMixin, admin.ModelAdmin):
+class CoachAssignmentAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
     list_display = ["coach", "role", "enrolment", "start_date", "end_date"]
     list_filter = ["role"]
     list_select_related = ["coach", "enrolment__patient", "enrolment__program"]
-    autocomplete_fields = ["coach", "enrolment"]
-    readonly_fields = ["assigned_by"]
+    app_link_text = "Assign, reassign or end on the patient page"
 
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.assigned_by = request.user
-        super().save_model(request, obj, form, change)
+    def app_url(self, obj) -> str:
+        return _patient_page(obj.enrolment)
 
 
 @admin.register(AuditEvent)

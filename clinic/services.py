@@ -253,6 +253,28 @@ def patient_enrol(
     return enrolment
 
 
+@transaction.atomic
+def program_save(*, actor, program: Program) -> Program:
+    """Create or change a program (the Django admin's form has validated it), audited with the
+    fields that changed, old and new."""
+    before = Program.objects.filter(pk=program.pk).values().first() if program.pk else None
+    program.full_clean()
+    program.save()
+    after = Program.objects.filter(pk=program.pk).values().first()
+    changed = {
+        name: {"old": str(before[name]) if before else None, "new": str(value)}
+        for name, value in after.items()
+        if before is None or before[name] != value
+    }
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE if before else AuditEvent.Action.CREATE,
+        target=program,
+        detail={"changes": changed},
+    )
+    return program
+
+
 def _require_coach(user) -> None:
     if not user.is_active or not user.groups.filter(name=Role.COACH).exists():
         raise ValidationError({"coach": "Choose an active member of staff with the coach role."})

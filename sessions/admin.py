@@ -1,4 +1,7 @@
 from django.contrib import admin
+from django.urls import reverse
+
+from clinic.admin import ReadOnlyInAdmin
 
 from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Session
 
@@ -37,37 +40,29 @@ class AttendanceInline(admin.TabularInline):
     model = Attendance
     extra = 0
     fields = ["patient", "enrolment", "status"]
-    readonly_fields = ["patient", "enrolment"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
     def has_delete_permission(self, request, obj=None):
         return False
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "program", "status", "scheduled_start", "is_group"]
     list_filter = ["kind", "status", "is_group", "program"]
     date_hierarchy = "scheduled_start"
     list_select_related = ["program"]
-    # Times, rooms and status change in the app, which checks for double-booking.
-    readonly_fields = [
-        "public_id",
-        "scheduled_start",
-        "scheduled_end",
-        "room",
-        "status",
-        "logged_by",
-        "logged_at",
-        "created_at",
-    ]
-    filter_horizontal = ["facilitators"]
     inlines = [AttendanceInline]
+    app_link_text = "Book, move, cancel, log or correct it on the session page"
 
-    def has_add_permission(self, request):
-        return False  # book from the patient's sessions page
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # cancel instead: sessions are part of the clinical record
+    def app_url(self, obj) -> str:
+        return reverse("session_detail", args=[obj.public_id])
 
 
 @admin.register(CalendarFeed)
