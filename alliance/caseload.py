@@ -116,9 +116,6 @@ def flag_badges(patient: Patient) -> list[dict]:
     return sorted(grouped.values(), key=lambda b: b["rank"])
 
 
-_PRESENT = (Attendance.Status.ATTENDED, Attendance.Status.LATE)
-
-
 def _flag_fact(flag: Flag) -> readiness.FlagFact:
     return readiness.FlagFact(
         public_id=str(flag.public_id),
@@ -208,7 +205,7 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
                 or (
                     row["session__is_group"]
                     and row["session__program_id"] == dosing.program_id
-                    and row["status"] in _PRESENT
+                    and row["status"] in Attendance.PRESENT
                 )
             )
         ]

@@ -14,7 +14,7 @@ import random
 
 from django.utils import timezone
 
-from sessions.models import Session
+from sessions.models import Attendance, Session
 
 from . import services
 from .models import Response
@@ -129,7 +129,7 @@ def seed_responses(*, patient, actor, seed: int = 0) -> int:
     sessions = (
         Session.objects.filter(
             attendances__patient=patient,
-            attendances__status__in=["attended", "late"],
+            attendances__status__in=Attendance.PRESENT,
             status=Session.Status.COMPLETED,
             protocol_step__isnull=False,
         )

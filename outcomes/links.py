@@ -291,7 +291,7 @@ def due_by_email(*, now=None) -> list[tuple[Session, Patient, list[str]]]:
             continue
         for attendance in session.attendances.all():
             patient = attendance.patient
-            if attendance.status not in (Attendance.Status.ATTENDED, Attendance.Status.LATE):
+            if attendance.status not in Attendance.PRESENT:
                 continue
             if not _may_mail(patient):
                 continue

@@ -15,11 +15,9 @@ from django.http import Http404
 from django.utils import timezone
 
 from clinic.access import patients_visible_to
+from sessions.models import Attendance, Session
 
 from .models import Instrument, InstrumentVersion, Response
-
-PRESENT = ("attended", "late")  # Attendance statuses of a patient who came
-NOT_COMING = ("absent", "cancelled")
 
 
 def item_answer(number: int) -> Cast:
@@ -156,9 +154,9 @@ def _due_patients(session) -> list:
     everyone still expected."""
     attendances = session.attendances.all()
     if session.status == "completed":
-        return [a.patient for a in attendances if a.status in PRESENT]
+        return [a.patient for a in attendances if a.status in Attendance.PRESENT]
     if session.status == "scheduled":
-        return [a.patient for a in attendances if a.status not in NOT_COMING]
+        return [a.patient for a in attendances if a.status not in Attendance.NOT_COMING]
     return []
 
 
@@ -243,12 +241,10 @@ def _overdue_window() -> tuple[datetime.datetime, datetime.datetime]:
 def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, str]]:
     """(patient id, session id, code) still unanswered after completed sessions in the
     overdue window. Three queries whatever the number of patients."""
-    from sessions.models import Attendance
-
     since, until = _overdue_window()
     rows = Attendance.objects.filter(
         patient_id__in=patient_ids,
-        status__in=PRESENT,
+        status__in=Attendance.PRESENT,
         session__status="completed",
         session__scheduled_end__gte=since,
         session__scheduled_end__lte=until,
@@ -285,8 +281,6 @@ def overdue_counts(*, patient_ids: list[int]) -> dict[int, int]:
 def overdue_for(*, patient) -> list[dict]:
     """One patient's overdue questionnaires (clinician-rated ones too), oldest session first,
     each as {"session", "instrument"}."""
-    from sessions.models import Session
-
     rows = _overdue([patient.pk], patient_rated_only=False)
     sessions = Session.objects.in_bulk({session_id for _, session_id, _ in rows})
     instruments = {i.code: i for i in Instrument.objects.filter(code__in={c for *_, c in rows})}

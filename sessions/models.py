@@ -198,6 +198,11 @@ class Attendance(models.Model):
         ABSENT = "absent", "Absent"
         CANCELLED = "cancelled", "Cancelled"
 
+    # Who came (and so owes the session's questionnaires and counts as prepared), and who
+    # will not come.
+    PRESENT = (Status.ATTENDED, Status.LATE)
+    NOT_COMING = (Status.ABSENT, Status.CANCELLED)
+
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="attendances")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="attendances")
     enrolment = models.ForeignKey(Enrolment, on_delete=models.PROTECT, related_name="+")
