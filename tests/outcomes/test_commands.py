@@ -49,7 +49,7 @@ def test_a_new_version_is_added_beside_the_old_one(monkeypatch):
 
 
 def test_demo_answers_follow_the_story_and_a_second_run_adds_nothing():
-    call_command("seed_demo", patients=10, seed=5, stdout=io.StringIO())
+    call_command("seed_demo", patients=6, alumni=1, seed=5, stdout=io.StringIO())
     count = Response.objects.count()
     assert count > 0
     assert Response.objects.filter(version__instrument__code="srs").exists()

@@ -247,7 +247,7 @@ def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, peo
 
     from clinic.models import Program, User
 
-    call_command("seed_demo", patients=8, seed=5, stdout=io.StringIO())
+    call_command("seed_demo", patients=4, alumni=0, seed=5, stdout=io.StringIO())
     group = Program.objects.get(name="Group psilocybin program")
     client.force_login(User.objects.get(email="admin@rapport.test"))
     url = reverse("program_sessions", args=[group.pk])
@@ -256,7 +256,7 @@ def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, peo
     assert "Members" in html and "Latest bond (1–5)" in html and "places taken" in html
     listing = client.get(reverse("program_list")).content.decode()
     assert "Group psilocybin program" in listing and " of 8" in listing
-    call_command("seed_demo", patients=24, seed=5, stdout=io.StringIO())
+    call_command("seed_demo", patients=12, alumni=0, seed=5, stdout=io.StringIO())
     with CaptureQueriesContext(connection) as large:
         client.get(url)
     assert len(large.captured_queries) == len(small.captured_queries)
