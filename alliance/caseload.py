@@ -241,8 +241,6 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
         latest = sign_offs[0] if sign_offs else None
         concerning = [f for f in flags.get(patient_id, []) if _concerns(f, dosing)]
         facts = readiness.DosingFacts(
-            dosing_id=dosing.pk,
-            starts_at=dosing.scheduled_start,
             open_flags=[_flag_fact(f) for f in concerning if f.is_unresolved],
             resolved_flags_still_applying=[
                 _flag_fact(f) for f in concerning if not f.is_unresolved

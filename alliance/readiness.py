@@ -48,8 +48,6 @@ class SignOff:
 
 @dataclass(frozen=True)
 class DosingFacts:
-    dosing_id: int
-    starts_at: datetime.datetime
     open_flags: list[FlagFact] = field(default_factory=list)
     resolved_flags_still_applying: list[FlagFact] = field(default_factory=list)
     latest_bond: float | None = None
@@ -80,10 +78,6 @@ class Readiness:
         if self.state == State.AT_RISK and any(r.resolved for r in self.risks):
             return "At risk — resolved"
         return self.state.value.capitalize()
-
-    @property
-    def is_ready(self) -> bool:
-        return self.state == State.READY
 
     @property
     def risk_keys(self) -> frozenset[str]:

@@ -38,10 +38,6 @@ def _require(check, user) -> None:
         raise PermissionDenied
 
 
-def _page(request, queryset):
-    return paginate(request, queryset)
-
-
 @login_required
 def patient_list(request):
     search = SearchForm(request.GET)
@@ -50,7 +46,7 @@ def patient_list(request):
     if status not in Patient.Status.values:
         status = ""
     patients = selectors.patient_list(user=request.user, query=query, status=status)
-    page = _page(request, patients if search.is_valid() else patients.none())
+    page = paginate(request, patients if search.is_valid() else patients.none())
     if query:
         services.record_patients_view(actor=request.user, patients=page.object_list, via="search")
     return render(
@@ -294,5 +290,8 @@ def patient_audit(request, public_id):
     return render(
         request,
         "clinic/patient_audit.html",
-        {"patient": patient, "page": _page(request, selectors.audit_events_for(patient=patient))},
+        {
+            "patient": patient,
+            "page": paginate(request, selectors.audit_events_for(patient=patient)),
+        },
     )

@@ -27,8 +27,6 @@ NOW = datetime.datetime(2026, 3, 12, 12, 0, tzinfo=datetime.UTC)
 def facts(**overrides) -> readiness.DosingFacts:
     """A dosing with nothing wrong: a good bond, preparations done, people and dose set."""
     values = {
-        "dosing_id": 1,
-        "starts_at": NOW + datetime.timedelta(days=3),
         "latest_bond": 4.25,
         "latest_bond_response_id": 7,
         "latest_bond_at": NOW - datetime.timedelta(days=1),
