@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from clinic.models import Patient
 from outcomes.models import Response
+from outcomes.selectors import newest_definitions
 from sessions.models import Attendance, Session, SessionKind
 
 from . import charts
@@ -75,6 +76,7 @@ def dashboard_facts(*, patient: Patient) -> charts.DashboardFacts:
         sessions=sessions,
         flags=flags,
         bond_threshold=rule.weak_bond_below,
+        definitions=newest_definitions(charts.CHARTED),
     )
 
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from clinic.access import patients_visible_to
 from sessions.models import Attendance, Session
 
+from . import scoring
 from .models import Instrument, InstrumentVersion, Response
 
 
@@ -68,6 +69,25 @@ def coaches_of(patient) -> QuerySet:
         .distinct()
         .order_by("display_name")
     )
+
+
+def newest_definitions(codes) -> dict[str, dict]:
+    """The newest definition of each instrument named, by code.
+
+    What belongs to the instrument rather than to one version's wording (its subscales, its
+    response and remission rule) is read from here: PHQ-9 gained its rule in version 2, and a
+    version-1 response is judged by the same rule.
+    """
+    newest: dict[str, InstrumentVersion] = {}
+    for version in InstrumentVersion.objects.filter(instrument__code__in=codes).select_related(
+        "instrument"
+    ):
+        code = version.instrument.code
+        if code not in newest or scoring.version_key(version.version) > scoring.version_key(
+            newest[code].version
+        ):
+            newest[code] = version
+    return {code: version.definition for code, version in newest.items()}
 
 
 def wording_for(version: InstrumentVersion) -> dict[int, str]:
