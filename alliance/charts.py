@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from outcomes import scoring
+from sessions.models import SessionKind
 
 KIND_LABELS = {
     "preparation": "Preparation",
@@ -166,7 +167,7 @@ def _layout(**extra) -> dict:
 
 
 def _dosings(facts: DashboardFacts) -> list[SessionMark]:
-    return [s for s in facts.sessions if s.kind == "dosing"]
+    return [s for s in facts.sessions if s.kind == SessionKind.DOSING]
 
 
 def _dosing_lines(dosings: list[SessionMark]) -> tuple[list[dict], list[dict]]:

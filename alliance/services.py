@@ -268,7 +268,7 @@ def flag_acknowledge(*, actor, flag: Flag) -> Flag:
         action=AuditEvent.Action.UPDATE,
         target=flag,
         patient=flag.patient,
-        detail={"flag": "acknowledged"},
+        detail={"flag": Flag.Status.ACKNOWLEDGED},
     )
     return flag
 
@@ -303,7 +303,7 @@ def flag_resolve(*, actor, flag: Flag, note: str) -> Flag:
         action=AuditEvent.Action.UPDATE,
         target=flag,
         patient=flag.patient,
-        detail={"flag": "resolved"},
+        detail={"flag": Flag.Status.RESOLVED},
     )
     return flag
 

@@ -18,7 +18,7 @@ from clinic.access import patients_visible_to
 from sessions.models import Attendance, Session
 
 from . import scoring
-from .models import Instrument, InstrumentVersion, Response
+from .models import Instrument, InstrumentVersion, Respondent, Response
 
 
 def item_answer(number: int) -> Cast:
@@ -173,9 +173,9 @@ def _due_patients(session) -> list:
     """Who owes the session's questionnaires: those who came once it is logged; before that,
     everyone still expected."""
     attendances = session.attendances.all()
-    if session.status == "completed":
+    if session.status == Session.Status.COMPLETED:
         return [a.patient for a in attendances if a.status in Attendance.PRESENT]
-    if session.status == "scheduled":
+    if session.status == Session.Status.SCHEDULED:
         return [a.patient for a in attendances if a.status not in Attendance.NOT_COMING]
     return []
 
@@ -241,7 +241,7 @@ def due_for_session(session, *, user=None) -> list[dict]:
                 "link_codes": [
                     i["code"]
                     for i in items
-                    if i["response"] is None and i["instrument"].respondent == "patient"
+                    if i["response"] is None and i["instrument"].respondent == Respondent.PATIENT
                 ],
             }
         )
@@ -265,7 +265,7 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
     rows = Attendance.objects.filter(
         patient_id__in=patient_ids,
         status__in=Attendance.PRESENT,
-        session__status="completed",
+        session__status=Session.Status.COMPLETED,
         session__scheduled_end__gte=since,
         session__scheduled_end__lte=until,
         session__protocol_step__isnull=False,
@@ -279,7 +279,7 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
     )
     instruments = Instrument.objects.all()
     if patient_rated_only:
-        instruments = instruments.filter(respondent="patient")
+        instruments = instruments.filter(respondent=Respondent.PATIENT)
     wanted = set(instruments.values_list("code", flat=True))
     return [
         (patient_id, session_id, code)

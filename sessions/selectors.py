@@ -10,7 +10,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from clinic.access import patients_visible_to, sees_all_patients
-from clinic.models import Patient, Program
+from clinic.models import Enrolment, Patient, Program
 
 from .models import Attendance, CalendarFeed, Session
 
@@ -220,7 +220,7 @@ def group_program_overview(*, program: Program) -> dict:
         _with_people(program.sessions.filter(is_group=True).order_by("scheduled_start"))
     )
     roster = list(
-        program.enrolments.filter(status="active")
+        program.enrolments.filter(status=Enrolment.Status.ACTIVE)
         .select_related("patient")
         .order_by("patient__last_name", "patient__first_name")
     )
@@ -267,5 +267,5 @@ def program_upcoming(*, program: Program, limit: int = 15) -> list[Session]:
 
 
 def programs() -> QuerySet[Program]:
-    active = Count("enrolments", filter=Q(enrolments__status="active"))
+    active = Count("enrolments", filter=Q(enrolments__status=Enrolment.Status.ACTIVE))
     return Program.objects.select_related("protocol").annotate(members=active).order_by("name")
