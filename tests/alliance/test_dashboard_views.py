@@ -17,9 +17,9 @@ from clinic.models import AuditEvent, Program, User
 from outcomes import services as outcome_services
 from sessions import services as session_services
 from tests.alliance.conftest import wai_answers
+from tests.helpers import PERSONAS, assert_role_answer
 
 pytestmark = pytest.mark.django_db
-PERSONAS = ["anonymous", "coach", "other_coach", "clinician", "admin"]
 
 
 def _record(people, code, answers, *, days_ago, session=None):
@@ -82,10 +82,8 @@ def _figures(response) -> dict:
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_dashboard_is_for_the_patients_own_coach_and_clinical_staff(client, people, persona):
     expected = {"anonymous": 302, "coach": 200, "other_coach": 404}.get(persona, 200)
-    if persona != "anonymous":
-        client.force_login(getattr(people, persona))
     url = reverse("patient_dashboard", args=[people.patient.public_id])
-    assert client.get(url).status_code == expected
+    assert_role_answer(client, people, persona, url, expected)
 
 
 def test_dashboard_draws_every_chart_and_lists_the_numbers(client, people):
