@@ -1,8 +1,10 @@
-"""Helpers every app's tests share: booking a session through the service, and the one
-role-matrix assertion (which persona gets which answer from a page)."""
+"""Helpers every app's tests share: booking a session through the service, the one role-matrix
+assertion (which persona gets which answer from a page), and data built once per module."""
 
+import contextlib
 import datetime
 
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -62,3 +64,15 @@ def matrix_cases(matrix: dict[str, list[int]]) -> list[tuple[str, str, int]]:
         for page, statuses in sorted(matrix.items())
         for persona in PERSONAS
     ]
+
+
+@contextlib.contextmanager
+def built_once_for_the_module(django_db_blocker):
+    """Rows a module's read-only tests share, built once and rolled back after the module.
+
+    Use it in a module-scoped fixture; each test still runs in its own savepoint inside it
+    (as Django's `TestCase.setUpTestData` does), so a test that writes leaves nothing behind.
+    """
+    with django_db_blocker.unblock(), transaction.atomic():
+        yield
+        transaction.set_rollback(True)
