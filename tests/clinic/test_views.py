@@ -179,6 +179,16 @@ def test_edit_patient_keeps_typed_values_on_error(client_for, people):
     assert people.patient.first_name == "Pat"
 
 
+def test_date_pickers_show_their_dates_as_browsers_read_them(client_for, people):
+    """A date input with any value but yyyy-mm-dd shows empty, so an edit would blank it."""
+    client = client_for(people.admin)
+    edit = client.get(reverse("patient_edit", args=[people.patient.public_id])).content.decode()
+    assert 'type="date" name="date_of_birth" value="1985-06-01"' in edit
+    enrol = client.get(reverse("patient_enrol", args=[people.patient.public_id])).content.decode()
+    today = timezone.localdate().isoformat()
+    assert f'type="date" name="start_date" value="{today}"' in enrol
+
+
 def test_impossible_status_is_not_offered_and_refused_if_forced(client_for, people):
     url = reverse("patient_status", args=[people.patient.public_id])
     client = client_for(people.clinician)
