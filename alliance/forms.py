@@ -131,12 +131,8 @@ class CohortFilterForm(forms.Form):
     modality = forms.ChoiceField(
         choices=[("", "All modalities"), *Program.Modality.choices], required=False
     )
-    start = forms.DateField(
-        label="Dosing from", required=False, widget=DateInput()
-    )
-    end = forms.DateField(
-        label="Dosing until", required=False, widget=DateInput()
-    )
+    start = forms.DateField(label="Dosing from", required=False, widget=DateInput())
+    end = forms.DateField(label="Dosing until", required=False, widget=DateInput())
     depression = forms.ChoiceField(
         label="Depression measure",
         choices=analytics.DEPRESSION_MEASURES,
