@@ -16,7 +16,12 @@ from faker import Faker
 
 from alliance.flag_inputs import patients_to_sweep_ids
 from alliance.models import Flag
-from alliance.services import flag_resolve, recompute_patient, recompute_patients
+from alliance.services import (
+    flag_resolve,
+    recompute_patient,
+    recompute_patients,
+    recomputes_held,
+)
 from clinic import services
 from clinic.devservices import DEMO_PASSWORD
 from clinic.models import CoachAssignment, Enrolment, Patient, Program
@@ -79,8 +84,12 @@ class Command(BaseCommand):
             "follow-up, so cohort analytics has numbers.",
         )
 
-    @transaction.atomic
-    def handle(self, *args, patients: int, seed: int, alumni: int, **options):
+    def handle(self, *args, **options):
+        # One recompute pass at the end, not a worker task per write (thousands at scale).
+        with recomputes_held(), transaction.atomic():
+            self._seed(**options)
+
+    def _seed(self, *, patients: int, seed: int, alumni: int, **options):
         rng = random.Random(seed)
         fake = Faker("en_GB")
         fake.seed_instance(seed)
