@@ -77,6 +77,22 @@ class FlagMark:
 
 
 @dataclass(frozen=True)
+class BandMark:
+    """The expected bond band at one of the patient's protocol steps (alliance.trajectories):
+    earlier patients' percentiles, or the published default when too few were rated there."""
+
+    at: datetime.datetime  # the patient's session at this step (local time)
+    label: str
+    n: int
+    p10: float | None
+    p25: float | None
+    p50: float | None
+    is_default: bool
+    patient_bond: float | None = None
+    percentile_rank: float | None = None
+
+
+@dataclass(frozen=True)
 class DashboardFacts:
     responses: list[ResponseRow]
     sessions: list[SessionMark]
@@ -84,6 +100,8 @@ class DashboardFacts:
     bond_threshold: float
     # The newest definition of each instrument in CHARTED, by code.
     definitions: dict[str, dict]
+    bands: list[BandMark] = field(default_factory=list)
+    band_min_patients: int = 20
 
 
 @dataclass
@@ -282,6 +300,7 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
                 hovertemplate="%{text}<extra></extra>",
             )
         )
+    _add_expected_band(figure, chart, facts)
     shapes, notes = _dosing_lines(_dosings(facts))
     shapes.insert(
         0,
@@ -322,6 +341,91 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
     )
     chart.figure = figure.to_plotly_json()
     return chart
+
+
+def _add_expected_band(figure: go.Figure, chart: Chart, facts: DashboardFacts) -> None:
+    """Earlier patients' bond at each of this patient's protocol steps: a shaded band from
+    the 10th to the 25th percentile and a line at the median; steps with too few earlier
+    patients show the published default, labelled, and no band."""
+    if not facts.bands:
+        return
+    clinic = [b for b in facts.bands if not b.is_default]
+    if clinic:
+        x = [_iso(b.at) for b in clinic]
+        hover = [f"{b.label}: earlier patients (n = {b.n})" for b in clinic]
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=[b.p10 for b in clinic],
+                mode="lines",
+                line={"color": "rgba(214, 51, 132, 0.35)", "width": 1},
+                name="Expected bond: 10th percentile",
+                text=hover,
+                hovertemplate="%{text}<br>10th percentile %{y:.2f}<extra></extra>",
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=[b.p25 for b in clinic],
+                mode="lines",
+                fill="tonexty",
+                fillcolor="rgba(214, 51, 132, 0.15)",
+                line={"color": "rgba(214, 51, 132, 0.35)", "width": 1},
+                name="Expected bond: 10th to 25th percentile",
+                text=hover,
+                hovertemplate="%{text}<br>25th percentile %{y:.2f}<extra></extra>",
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=[b.p50 for b in clinic],
+                mode="lines",
+                line={"color": "rgba(214, 51, 132, 0.6)", "width": 1.5, "dash": "dash"},
+                name="Expected bond: median of earlier patients",
+                text=hover,
+                hovertemplate="%{text}<br>median %{y:.2f}<extra></extra>",
+            )
+        )
+    default = [b for b in facts.bands if b.is_default]
+    if default:
+        figure.add_trace(
+            go.Scatter(
+                x=[_iso(b.at) for b in default],
+                y=[b.p10 for b in default],
+                mode="markers",
+                marker={"symbol": "line-ew-open", "size": 18, "color": "#b02a37"},
+                name="Expected bond: published default (too few earlier patients)",
+                text=[f"{b.label}: default {_num(b.p10)}; n = {b.n}" for b in default],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    chart.notes.append(
+        "The pink band is where earlier patients of this protocol rated the bond at the same "
+        "step (10th to 25th percentile, dashed line the median; this patient left out). "
+        f"Steps with fewer than {facts.band_min_patients} earlier patients show the "
+        'published default instead, marked "default".'
+    )
+    chart.tables.append(
+        Table(
+            caption="Bond against earlier patients at the same protocol step",
+            headers=["Step", "Date", "Bond (mean)", "Percentile", "10th", "25th", "Median", "n"],
+            rows=[
+                [
+                    b.label,
+                    _day(b.at),
+                    _num(b.patient_bond),
+                    "—" if b.percentile_rank is None else f"{b.percentile_rank:.0f}",
+                    f"{_num(b.p10)} (default)" if b.is_default else _num(b.p10),
+                    _num(b.p25),
+                    _num(b.p50),
+                    str(b.n),
+                ]
+                for b in facts.bands
+            ],
+        )
+    )
 
 
 def _outcome_rule(facts: DashboardFacts, code: str) -> dict | None:

@@ -15,7 +15,7 @@ from clinic.models import Enrolment, Patient
 from outcomes.models import Response
 from sessions.models import Attendance, Session, SessionKind
 
-from . import rules
+from . import rules, trajectories
 from .models import DEFAULTS, Flag, FlagRule, StalePatient
 
 
@@ -93,7 +93,7 @@ def flag_facts(
     of bond means at the patient's program's percentile, and the number of ratings."""
     responses = list(
         Response.objects.filter(patient=patient, administered_at__lte=now)
-        .select_related("version__instrument", "session")
+        .select_related("version__instrument", "session__protocol_step")
         .prefetch_related("scores")
         .order_by("administered_at", "id")
     )
@@ -115,6 +115,10 @@ def flag_facts(
                     session_id=response.session_id,
                     session_kind=response.session.kind if response.session else "",
                     session_label=session_label(response.session),
+                    step_id=response.session.protocol_step_id if response.session else None,
+                    step_order=response.session.protocol_step.order
+                    if response.session and response.session.protocol_step
+                    else None,
                 )
             )
         elif code == "srs" and scores.get("total") and scores["total"].value is not None:
@@ -170,6 +174,9 @@ def flag_facts(
         )
     )
     value, count = clinic_bond
+    step_bands = trajectories.bond_bands_for_rules(
+        step_ids=[p.step_id for p in alliance if p.step_id is not None], patient_id=patient.pk
+    )
     return rules.Facts(
         now=now,
         alliance=alliance,
@@ -180,6 +187,7 @@ def flag_facts(
         preparations=preparations,
         clinic_bond_percentile=value,
         clinic_bond_ratings=count,
+        step_bands=step_bands,
     )
 
 

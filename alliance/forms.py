@@ -86,6 +86,8 @@ class FlagRuleForm(forms.ModelForm):
             "srs_below",
             "srs_drop",
             "wai_total_below",
+            "off_track_percentile",
+            "band_min_patients",
         ]
 
     def __init__(self, *args, **kwargs):

@@ -15,7 +15,17 @@ from clinic.pages import form_page
 from clinic.services import record_patient_view
 from sessions.selectors import get_session_for
 
-from . import analytics, caseload, charts, cohort_selectors, dashboard, exports, selectors, services
+from . import (
+    analytics,
+    caseload,
+    charts,
+    cohort_selectors,
+    dashboard,
+    exports,
+    selectors,
+    services,
+    trajectories,
+)
 from .forms import (
     CohortFilterForm,
     ExportForm,
@@ -102,11 +112,14 @@ def patient_flags(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     record_patient_view(actor=request.user, patient=patient)
     series = selectors.trajectories(patient=patient)
+    rule = services.rule_for(patient=patient)
     return render(
         request,
         "alliance/patient_flags.html",
         {
             "patient": patient,
+            "steps": trajectories.patient_bond_steps(patient=patient, min_n=rule.band_min_patients),
+            "band_min_patients": rule.band_min_patients,
             "flags": selectors.flag_history(patient=patient),
             "series": series,
             "before_dosing": selectors.latest_before_dosing(patient=patient, series=series),
