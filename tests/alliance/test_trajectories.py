@@ -45,7 +45,10 @@ def _facts(*points, values=EARLIER):
     )
 
 
-def _off_track(facts, thresholds=rules.Thresholds()):
+DEFAULT_THRESHOLDS = rules.Thresholds()
+
+
+def _off_track(facts, thresholds=DEFAULT_THRESHOLDS):
     return [d for d in rules.evaluate(facts, thresholds) if d.kind == rules.Kind.OFF_TRACK]
 
 
