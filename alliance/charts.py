@@ -700,3 +700,163 @@ def _percent(response: ResponseRow | None, scale: str) -> float | None:
 
 def dashboard_charts(facts: DashboardFacts) -> list[Chart]:
     return [alliance_chart(facts), outcomes_chart(facts), acute_chart(facts)]
+
+
+# --- program report and supervision (alliance.reports, alliance.supervision) ----------------
+
+REPORT_FIGURES = (
+    ("response", "Response", "#0d6efd"),
+    ("remission", "Remission", "#198754"),
+    ("improved", "Reliable improvement", "#6610f2"),
+    ("deteriorated", "Reliable deterioration", "#dc3545"),
+)
+
+
+def report_charts(report) -> list[Chart]:
+    """Per measure: each rate at every time point as a bar with its Wilson 95% interval."""
+    from .reports import pct
+
+    found = []
+    for measure in report.measures:
+        table = Table(
+            caption=f"{measure.label}: rates with Wilson 95% intervals",
+            headers=["Time point", "n", *(label for _, label, _ in REPORT_FIGURES)],
+            rows=[
+                [
+                    row.time_point,
+                    str(row.n),
+                    *(pct(getattr(row, name)) for name, _, _ in REPORT_FIGURES),
+                ]
+                for row in measure.rows
+            ],
+        )
+        chart = Chart(
+            slug=f"report-{measure.code}",
+            title=f"{measure.label}: rates by time point",
+            description=(
+                "Share of patients with a baseline and a score at each time point; the whiskers "
+                "are Wilson 95% intervals. " + measure.rule
+            ),
+            figure=None,
+            tables=[table],
+            empty="No patient has a baseline and a later score yet.",
+        )
+        figure = go.Figure()
+        x = [f"{row.time_point} (n = {row.n})" for row in measure.rows]
+        drawn = False
+        for name, label, colour in REPORT_FIGURES:
+            rates = [getattr(row, name) for row in measure.rows]
+            if all(rate is None for rate in rates):
+                continue
+            drawn = True
+            shares = [None if r is None else 100 * r.share for r in rates]
+            figure.add_trace(
+                go.Bar(
+                    x=x,
+                    y=shares,
+                    name=label,
+                    marker={"color": colour},
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [0 if r is None else 100 * (r.high - r.share) for r in rates],
+                        "arrayminus": [0 if r is None else 100 * (r.share - r.low) for r in rates],
+                    },
+                    hovertemplate=f"{label} %{{y:.1f}}%<extra></extra>",
+                )
+            )
+        if drawn and any(row.n for row in measure.rows):
+            figure.update_layout(
+                **_layout(
+                    height=360,
+                    barmode="group",
+                    yaxis={"range": [0, 100], "title": "% of patients"},
+                )
+            )
+            chart.figure = figure.to_plotly_json()
+        found.append(chart)
+    return found
+
+
+def funnel_chart(page) -> Chart:
+    """Each coach's mean bond against their number of ratings, with 95% and 99.8% control
+    limits around the clinic mean (Spiegelhalter 2005): mean ± z·SD/√n."""
+    table = Table(
+        caption="Mean bond per coach and the control limits at their n",
+        headers=["Coach", "Ratings", "Mean bond", "95% limits", "99.8% limits"],
+    )
+    chart = Chart(
+        slug="funnel",
+        title="Funnel plot: mean bond by number of ratings",
+        description=(
+            "Each point is a coach's mean WAI-SR bond (item mean) against the number of ratings "
+            "behind it. The funnel shows how far from the clinic mean a mean of that size may "
+            "fall by chance alone (95% and 99.8% limits). A point outside is worth a "
+            "conversation, not a verdict; small n means wide limits."
+        ),
+        figure=None,
+        tables=[table],
+        empty="No ratings to plot yet.",
+    )
+    funnel = page.funnel
+    if funnel is None or not funnel.points:
+        return chart
+    figure = go.Figure()
+    for z, name, dash in ((1.96, "95% limits", "dash"), (3.09, "99.8% limits", "dot")):
+        upper = [funnel.mean + z * funnel.sd / n**0.5 for n in funnel.curve_n]
+        lower = [funnel.mean - z * funnel.sd / n**0.5 for n in funnel.curve_n]
+        for values, side in ((upper, "upper"), (lower, "lower")):
+            figure.add_trace(
+                go.Scatter(
+                    x=funnel.curve_n,
+                    y=values,
+                    mode="lines",
+                    name=name,
+                    showlegend=side == "upper",
+                    legendgroup=name,
+                    line={"color": "#6c757d", "dash": dash, "width": 1},
+                    hoverinfo="skip",
+                )
+            )
+    figure.add_trace(
+        go.Scatter(
+            x=[funnel.curve_n[0], funnel.curve_n[-1]],
+            y=[funnel.mean, funnel.mean],
+            mode="lines",
+            name=f"Clinic mean {funnel.mean:.2f}",
+            line={"color": "#212529", "width": 1.5},
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=[p.n for p in funnel.points],
+            y=[p.mean for p in funnel.points],
+            mode="markers+text",
+            text=[p.label for p in funnel.points],
+            textposition="top center",
+            name="Coaches",
+            marker={"size": 11, "color": "#d63384"},
+            hovertemplate="%{text}: mean %{y:.2f} from %{x} ratings<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        **_layout(
+            height=420,
+            xaxis={"title": "Ratings", "rangemode": "tozero"},
+            yaxis={"title": "Mean bond (1-5)"},
+        )
+    )
+    chart.figure = figure.to_plotly_json()
+    for p in funnel.points:
+        half95 = 1.96 * funnel.sd / p.n**0.5
+        half998 = 3.09 * funnel.sd / p.n**0.5
+        table.rows.append(
+            [
+                p.label,
+                str(p.n),
+                _num(p.mean),
+                f"{_num(funnel.mean - half95)} to {_num(funnel.mean + half95)}",
+                f"{_num(funnel.mean - half998)} to {_num(funnel.mean + half998)}",
+            ]
+        )
+    return chart

@@ -32,8 +32,8 @@ class PairedChange:
     t: float
     p: float
     d_z: float  # Cohen's d for paired samples: mean change / SD of the changes
-    d_z_low: float
-    d_z_high: float
+    d_z_low: float | None
+    d_z_high: float | None
 
 
 def _stats():
@@ -83,21 +83,29 @@ def no_variation(*series) -> bool:
     return False
 
 
-def d_z_interval(t: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+def d_z_interval(
+    t: float, n: int, *, confidence: float = 0.95
+) -> tuple[float | None, float | None]:
     """Confidence interval of d_z = t / sqrt(n) from the noncentral t distribution: the
-    noncentrality parameters under which the observed t sits at the tails, over sqrt(n)."""
+    noncentrality parameters under which the observed t sits at the tails, over sqrt(n).
+    (None, None) if scipy cannot place them (the page then says "no interval")."""
     stats = _stats()
     from scipy.optimize import brentq
 
     df = n - 1
     tail = (1 - confidence) / 2
+    # Wide enough to hold the interval (about t ± 1.96·sqrt(1 + t²/2df)), narrow enough that
+    # scipy's noncentral t stays finite at the ends.
+    span = 3 * math.sqrt(1 + t * t / (2 * df)) + 1
 
     def ncp_where(probability: float) -> float:
-        span = abs(t) + 10
         return brentq(lambda ncp: stats.nct.cdf(t, df, ncp) - probability, t - span, t + span)
 
     root_n = math.sqrt(n)
-    return ncp_where(1 - tail) / root_n, ncp_where(tail) / root_n
+    try:
+        return ncp_where(1 - tail) / root_n, ncp_where(tail) / root_n
+    except ValueError:
+        return None, None
 
 
 def paired_change(before, after) -> PairedChange | None:

@@ -22,16 +22,20 @@ from . import (
     cohort_selectors,
     dashboard,
     exports,
+    reports,
     selectors,
     services,
+    supervision,
     trajectories,
 )
 from .forms import (
     CohortFilterForm,
     ExportForm,
     FlagRuleForm,
+    ReportFilterForm,
     ResolveForm,
     SignOffForm,
+    SupervisionFilterForm,
     WorklistFilterForm,
 )
 
@@ -255,5 +259,72 @@ def cohort_analytics(request):
             "cohort": cohort,
             "scatter": cohort.scatter_data() if cohort else {},
             "min_n": analytics.statistics.MIN_N,
+        },
+    )
+
+
+@login_required
+def program_report(request):
+    """Clinicians and admins: a program's outcomes as a printable page, CSV or PDF."""
+    if not access.can_use_analytics(request.user):
+        raise PermissionDenied
+    form = ReportFilterForm(request.GET or None)
+    report = None
+    if not form.is_bound or form.is_valid():
+        filters = form.cleaned_data if form.is_bound else {}
+        report = reports.program_report(
+            user=request.user,
+            program=filters.get("program"),
+            modality=filters.get("modality", ""),
+            start=filters.get("start"),
+            end=filters.get("end"),
+        )
+        wanted = request.GET.get("download", "")
+        name = f"rapport-program-report-{timezone.localdate():%Y%m%d}"
+        if wanted == "csv":
+            response = HttpResponse(reports.report_csv(report), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+            return response
+        if wanted == "pdf":
+            from .report_pdf import report_pdf
+
+            response = HttpResponse(report_pdf(report), content_type="application/pdf")
+            response["Content-Disposition"] = f'attachment; filename="{name}.pdf"'
+            return response
+    query = request.GET.copy()
+    query.pop("download", None)
+    return render(
+        request,
+        "alliance/program_report.html",
+        {
+            "form": form,
+            "report": report,
+            "charts": charts.report_charts(report) if report else [],
+            "query": query.urlencode(),
+            "min_n": reports.MIN_N,
+        },
+    )
+
+
+@login_required
+def supervision_page(request):
+    """Alliance and outcomes by coach. Clinicians and admins see every coach; a coach sees
+    their own numbers only; anyone else is refused."""
+    if access.role_of(request.user) is None:
+        raise PermissionDenied
+    sees_all = access.sees_all_patients(request.user)
+    form = SupervisionFilterForm(request.GET or None) if sees_all else None
+    filters = form.cleaned_data if form is not None and form.is_valid() else {}
+    page = supervision.supervision_for(
+        user=request.user, program=filters.get("program"), coach=filters.get("coach")
+    )
+    return render(
+        request,
+        "alliance/supervision.html",
+        {
+            "form": form,
+            "page": page,
+            "funnel": charts.funnel_chart(page),
+            "sees_all": sees_all,
         },
     )
