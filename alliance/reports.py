@@ -25,7 +25,8 @@ from sessions.models import Attendance, Session, SessionKind
 
 from . import analytics
 
-MEASURES = analytics.DEPRESSION_MEASURES  # (code, label)
+# (code, short label): GRID-HAMD-17, QIDS-SR-16, PHQ-9
+MEASURES = [(code, label.split(" (")[0]) for code, label in analytics.DEPRESSION_MEASURES]
 TIME_POINTS = analytics.FOLLOW_UPS  # (key, label, days after the last dosing, half-width)
 MIN_N = 5
 
