@@ -87,10 +87,15 @@ def _resolved_safety_responses(patient: Patient) -> dict[str, set[int]]:
 
 
 def flag_facts(
-    *, patient: Patient, now: datetime.datetime, clinic_bond: tuple[float | None, int]
+    *,
+    patient: Patient,
+    now: datetime.datetime,
+    clinic_bond: tuple[float | None, int],
+    bond_bands=None,
 ) -> rules.Facts:
     """Everything the rules read for one patient; `clinic_bond` is the clinic's percentile
-    of bond means at the patient's program's percentile, and the number of ratings."""
+    of bond means at the patient's program's percentile, and the number of ratings;
+    `bond_bands` the expected-band table as a sweep loaded it once (else read here)."""
     responses = list(
         Response.objects.filter(patient=patient, administered_at__lte=now)
         .select_related("version__instrument", "session__protocol_step")
@@ -175,7 +180,9 @@ def flag_facts(
     )
     value, count = clinic_bond
     step_bands = trajectories.bond_bands_for_rules(
-        step_ids=[p.step_id for p in alliance if p.step_id is not None], patient_id=patient.pk
+        step_ids=[p.step_id for p in alliance if p.step_id is not None],
+        patient_id=patient.pk,
+        loaded=bond_bands,
     )
     return rules.Facts(
         now=now,

@@ -11,12 +11,13 @@ line instead, labelled "default". No plotting here: the worker imports this modu
 import datetime
 from dataclasses import dataclass
 
+import numpy as np
 from django.db import transaction
 from django.db.models import Avg
 from django.utils import timezone
 
 from outcomes.models import Score
-from sessions.models import Attendance, ProtocolStep, Session
+from sessions.models import Attendance, Session
 
 from . import bands
 from .models import ExpectedBand
@@ -123,27 +124,36 @@ def bands_for_steps(
     return found
 
 
-def protocol_steps_of(*, protocol_id: int | None) -> list[ProtocolStep]:
-    if protocol_id is None:
-        return []
-    return list(ProtocolStep.objects.filter(protocol_id=protocol_id).order_by("order"))
+def load_bond_bands(*, step_ids=None) -> dict[int, tuple[str, np.ndarray, np.ndarray]]:
+    """{step id: (label, patient ids, bond means)} of the band table, for the off_track rule;
+    a sweep loads every step once and hands it to each patient's recompute."""
+    rows = ExpectedBand.objects.filter(measure=ExpectedBand.Measure.BOND).select_related("step")
+    if step_ids is not None:
+        rows = rows.filter(step_id__in=set(step_ids))
+    loaded = {}
+    for row in rows:
+        pairs = np.asarray(row.values, dtype=float).reshape(-1, 2)
+        loaded[row.step_id] = (row.step.label, pairs[:, 0].astype(int), pairs[:, 1])
+    return loaded
 
 
-def bond_bands_for_rules(*, step_ids, patient_id: int) -> dict:
+def bond_bands_for_rules(*, step_ids, patient_id: int, loaded=None) -> dict:
     """What the off_track rule reads: {step id: rules.StepBand} of bond means at the steps
-    the patient was rated at, the patient's own value left out (one query)."""
+    the patient was rated at, the patient's own value left out (one query, or none with
+    `loaded` from `load_bond_bands`)."""
     from .rules import StepBand as RuleBand
 
+    step_ids = set(step_ids)
     if not step_ids:
         return {}
-    return {
-        row.step_id: RuleBand(
-            step_id=row.step_id, label=row.step.label, values=row.values_without(patient_id)
-        )
-        for row in ExpectedBand.objects.filter(
-            step_id__in=set(step_ids), measure=ExpectedBand.Measure.BOND
-        ).select_related("step")
-    }
+    if loaded is None:
+        loaded = load_bond_bands(step_ids=step_ids)
+    found = {}
+    for step_id in step_ids & set(loaded):
+        label, patients, values = loaded[step_id]
+        others = values[patients != patient_id]
+        found[step_id] = RuleBand(step_id=step_id, label=label, values=tuple(others.tolist()))
+    return found
 
 
 @dataclass(frozen=True)

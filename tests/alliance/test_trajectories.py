@@ -223,6 +223,18 @@ def test_off_track_is_raised_and_cleared_around_the_10th_percentile(people, prog
     assert third  # the schedule has a third preparation; no band there yet (no history)
 
 
+def test_a_sweep_reads_the_bands_once_and_decides_the_same(people, program_with_history):
+    enrolment, _ = program_with_history
+    _rate(people, people.patient, _preparations(enrolment)[0], 3.5)
+    trajectories.recompute_expected_bands()
+    services.recompute_patients(patient_ids=[people.patient.pk])
+    swept = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
+    Flag.objects.all().delete()
+    services.recompute_patient(patient_id=people.patient.pk)
+    alone = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
+    assert swept.evidence == alone.evidence
+
+
 def test_an_open_off_track_flag_puts_the_dosing_at_risk(people, program_with_history):
     enrolment, _ = program_with_history
     trajectories.recompute_expected_bands()
