@@ -4,77 +4,13 @@ with a bond a whole point lower than everyone else's."""
 import datetime
 
 import numpy as np
-import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from alliance import supervision
 from alliance.models import Flag
-from clinic.models import CoachAssignment
-from clinic.roles import Role
-from outcomes import services as outcome_services
-from sessions import services as session_services
-from sessions.models import SessionKind
-from tests.factories import CoachAssignmentFactory, EnrolmentFactory, UserFactory
+from tests.factories import UserFactory
 
-# coach -> (patients, true mean bond)
-TRUTH = {"Ana": (8, 4.25), "Ben": (8, 4.0), "Cat": (8, 3.0), "Dee": (2, 4.0)}
-RATINGS_PER_PATIENT = 3
-
-
-def bond_answers(bond: float) -> dict[int, int]:
-    total = int(round(min(max(bond, 1.0), 5.0) * 4))
-    low, extra = divmod(total, 4)
-    items = [low + (1 if i < extra else 0) for i in range(4)]
-    answers = {n: 4 for n in range(1, 13)}
-    answers.update(dict(zip((3, 5, 7, 9), items, strict=True)))
-    return answers
-
-
-@pytest.fixture
-def clinic_of_coaches(people):
-    """Each patient has a lead coach, a preparation session with that coach and three WAI-SR
-    ratings naming the coach: the patient's level is the coach's true mean plus N(0, .3), each
-    rating that level plus N(0, .25), rounded to the instrument's quarter points."""
-    rng = np.random.default_rng(16)
-    version = outcome_services.latest_version("wai-sr")
-    coaches = {}
-    now = timezone.now().replace(microsecond=0)
-    for name, (patients, mean) in TRUTH.items():
-        coach = UserFactory(role=Role.COACH, display_name=name)
-        coaches[name] = coach
-        for p in range(patients):
-            enrolment = EnrolmentFactory(enrolled_by=people.admin)
-            CoachAssignmentFactory(
-                enrolment=enrolment,
-                coach=coach,
-                assigned_by=people.admin,
-                role=CoachAssignment.Role.LEAD,
-            )
-            start = now - datetime.timedelta(days=30, hours=p)
-            preparation = session_services.session_book(
-                actor=people.admin,
-                program=enrolment.program,
-                enrolment=enrolment,
-                kind=SessionKind.PREPARATION,
-                start=start,
-                end=start + datetime.timedelta(minutes=50),
-            )
-            level = mean + rng.normal(0, 0.3)
-            for r in range(RATINGS_PER_PATIENT):
-                last = r == RATINGS_PER_PATIENT - 1
-                outcome_services.response_record(
-                    actor=people.admin,
-                    patient=enrolment.patient,
-                    version=version,
-                    answers=bond_answers(level + rng.normal(0, 0.25)),
-                    administered_at=start - datetime.timedelta(days=10 - 3 * r)
-                    if not last
-                    else start + datetime.timedelta(minutes=55),
-                    session=preparation if last else None,
-                    about_coach=coach,
-                )
-    return coaches
+from .conftest import RATINGS_PER_PATIENT, TRUTH
 
 
 def _row(page, name):
@@ -87,7 +23,9 @@ def test_the_multilevel_estimate_puts_the_low_bond_coach_below_the_clinic_mean(
     page = supervision.supervision_for(user=people.clinician)
     assert page.model.converged, page.model.note
     cat = _row(page, "Cat")
-    assert cat.enough and cat.patients == 8 and cat.ratings == 24
+    patients, _ = TRUTH["Cat"]
+    assert cat.enough and cat.patients == patients
+    assert cat.ratings == patients * RATINGS_PER_PATIENT
     # The truth: a whole point below the others. The interval must exclude the clinic mean.
     assert cat.effect.effect < -0.4
     assert cat.effect.high < 0 and cat.effect.below_clinic

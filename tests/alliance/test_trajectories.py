@@ -13,11 +13,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alliance import bands, caseload, charts, dashboard, rules, services, summary, trajectories
-from alliance.models import ExpectedBand, Flag, FlagRule
+from alliance.models import ExpectedBand, Flag
 from clinic import services as clinic_services
-from outcomes import services as outcome_services
 from sessions.models import Session, SessionKind
-from tests.factories import PatientFactory, ProgramFactory, protocol_named
+from tests.factories import ProgramFactory, protocol_named
+
+from .conftest import preparations, rate_at
 
 NOW = datetime.datetime(2026, 3, 12, 12, 0, tzinfo=datetime.UTC)
 EARLIER = tuple(3.0 + 0.25 * (i % 9) for i in range(20))  # 3.0 ... 5.0, twenty patients
@@ -110,61 +111,10 @@ def test_a_band_below_the_minimum_is_the_published_default_labelled():
 # --- the table, the flag and readiness on the database --------------------------------------
 
 
-def bond_answers(bond: float) -> dict[int, int]:
-    """WAI-SR answers whose bond mean is `bond` (a multiple of 0.25), the rest 4."""
-    total = round(bond * 4)
-    low, extra = divmod(total, 4)
-    bond_items = [low + (1 if i < extra else 0) for i in range(4)]
-    answers = {n: 4 for n in range(1, 13)}
-    answers.update(dict(zip((3, 5, 7, 9), bond_items, strict=True)))
-    return answers
-
-
-@pytest.fixture
-def program_with_history(people):
-    """Six earlier patients rated at preparations 1 and 2 of the psilocybin protocol, and the
-    persona patient enrolled too; the program needs 5 earlier patients for a band."""
-    program = ProgramFactory(protocol=protocol_named("Psilocybin for depression, two doses"))
-    FlagRule.objects.create(program=program, band_min_patients=5)
-    start = timezone.localdate() - datetime.timedelta(days=10)
-    earlier = [3.5, 3.75, 4.0, 4.25, 4.5, 4.75]
-    for bond in earlier:
-        enrolment = clinic_services.patient_enrol(
-            actor=people.admin, patient=PatientFactory(), program=program, start_date=start
-        )
-        for session in _preparations(enrolment)[:2]:
-            _rate(people, enrolment.patient, session, bond)
-    people.enrolment.status = "completed"
-    people.enrolment.save(update_fields=["status"])
-    enrolment = clinic_services.patient_enrol(
-        actor=people.admin, patient=people.patient, program=program, start_date=start
-    )
-    return enrolment, earlier
-
-
-def _preparations(enrolment):
-    return list(
-        Session.objects.filter(enrolment=enrolment, kind=SessionKind.PREPARATION).order_by(
-            "scheduled_start"
-        )
-    )
-
-
-def _rate(people, patient, session, bond):
-    return outcome_services.response_record(
-        actor=people.admin,
-        patient=patient,
-        version=outcome_services.latest_version("wai-sr"),
-        answers=bond_answers(bond),
-        administered_at=min(session.scheduled_end, timezone.now()),
-        session=session,
-    )
-
-
 def test_the_nightly_job_writes_each_steps_percentiles_and_is_idempotent(program_with_history):
     enrolment, earlier = program_with_history
     result = trajectories.recompute_expected_bands()
-    first = _preparations(enrolment)[0]
+    first = preparations(enrolment)[0]
     row = ExpectedBand.objects.get(step=first.protocol_step, measure="bond")
     assert row.n == 6
     assert (row.p10, row.p25, row.p50) == pytest.approx(
@@ -181,7 +131,7 @@ def test_a_failing_night_leaves_yesterdays_bands(program_with_history, people, m
     enrolment, _ = program_with_history
     trajectories.recompute_expected_bands()
     yesterday = list(ExpectedBand.objects.order_by("pk").values())
-    _rate(people, people.patient, _preparations(enrolment)[0], 1.0)  # would change the band
+    rate_at(people, people.patient, preparations(enrolment)[0], 1.0)  # would change the band
     calls = {"n": 0}
     real = bands.percentile
 
@@ -200,9 +150,9 @@ def test_a_failing_night_leaves_yesterdays_bands(program_with_history, people, m
 def test_off_track_is_raised_and_cleared_around_the_10th_percentile(people, program_with_history):
     enrolment, earlier = program_with_history
     trajectories.recompute_expected_bands()
-    first, second, third = _preparations(enrolment)[:3]
+    first, second, third = preparations(enrolment)[:3]
     cut = float(np.percentile(earlier, 10))  # 3.625
-    low = _rate(people, people.patient, first, 3.5)  # just below
+    low = rate_at(people, people.patient, first, 3.5)  # just below
     trajectories.recompute_expected_bands()  # the patient's own value joins the table ...
     services.recompute_patient(patient_id=people.patient.pk)
     flag = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
@@ -215,7 +165,7 @@ def test_off_track_is_raised_and_cleared_around_the_10th_percentile(people, prog
         "Bond 3.5 at preparation 1: 17th percentile of 6 earlier patients at this step"
     )
     # At the next step, at the 10th percentile of the others: cleared.
-    _rate(people, people.patient, second, 3.75)
+    rate_at(people, people.patient, second, 3.75)
     services.recompute_patient(patient_id=people.patient.pk)
     flag.refresh_from_db()
     assert flag.status == Flag.Status.AUTO_RESOLVED
@@ -225,7 +175,7 @@ def test_off_track_is_raised_and_cleared_around_the_10th_percentile(people, prog
 
 def test_a_sweep_reads_the_bands_once_and_decides_the_same(people, program_with_history):
     enrolment, _ = program_with_history
-    _rate(people, people.patient, _preparations(enrolment)[0], 3.5)
+    rate_at(people, people.patient, preparations(enrolment)[0], 3.5)
     trajectories.recompute_expected_bands()
     services.recompute_patients(patient_ids=[people.patient.pk])
     swept = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
@@ -238,7 +188,7 @@ def test_a_sweep_reads_the_bands_once_and_decides_the_same(people, program_with_
 def test_an_open_off_track_flag_puts_the_dosing_at_risk(people, program_with_history):
     enrolment, _ = program_with_history
     trajectories.recompute_expected_bands()
-    _rate(people, people.patient, _preparations(enrolment)[0], 2.5)
+    rate_at(people, people.patient, preparations(enrolment)[0], 2.5)
     services.recompute_patient(patient_id=people.patient.pk)
     dosing = Session.objects.filter(enrolment=enrolment, kind=SessionKind.DOSING).first()
     answer = caseload.readiness_of(dosing)
@@ -256,7 +206,7 @@ def test_a_program_with_no_history_shows_the_default_labelled(people, client_for
         program=program,
         start_date=timezone.localdate() - datetime.timedelta(days=10),
     )
-    _rate(people, people.patient, _preparations(enrolment)[0], 2.5)
+    rate_at(people, people.patient, preparations(enrolment)[0], 2.5)
     trajectories.recompute_expected_bands()
     steps = trajectories.patient_bond_steps(patient=people.patient, min_n=20)
     assert steps and all(step.band.is_default for step in steps)
@@ -271,7 +221,7 @@ def test_the_dashboard_draws_the_band_and_the_flags_page_the_percentile(
     people, program_with_history, client_for
 ):
     enrolment, _ = program_with_history
-    _rate(people, people.patient, _preparations(enrolment)[0], 4.0)
+    rate_at(people, people.patient, preparations(enrolment)[0], 4.0)
     trajectories.recompute_expected_bands()
     facts = dashboard.dashboard_facts(patient=people.patient)
     clinic_bands = [b for b in facts.bands if not b.is_default]
