@@ -96,7 +96,7 @@ def bond_bands(*, patient, rule) -> list[charts.BandMark]:
             patient_bond=step.bond,
             percentile_rank=step.percentile_rank,
         )
-        for step in trajectories.patient_bond_steps(patient=patient, min_n=rule.band_min_patients)
+        for step in trajectories.patient_steps(patient=patient, min_n=rule.band_min_patients)
     ]
 
 

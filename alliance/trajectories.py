@@ -158,58 +158,67 @@ def bond_bands_for_rules(*, step_ids, patient_id: int, loaded=None) -> dict:
 
 @dataclass(frozen=True)
 class PatientStep:
-    """One of a patient's protocol steps where WAI-SR is due: the session, the expected band
-    there, the patient's bond mean at it and its percentile among the earlier patients."""
+    """One of a patient's protocol steps where the measure is due: the session, the expected
+    band there, the patient's value at it and its percentile among the earlier patients."""
 
     session_at: datetime.datetime
     label: str
     band: bands.Band
-    bond: float | None
+    value: float | None
     percentile_rank: float | None
 
+    @property
+    def bond(self) -> float | None:
+        return self.value
 
-def patient_bond_steps(*, patient, min_n: int) -> list[PatientStep]:
-    """For the dashboard and the flags page: every step of the patient's schedule where
-    WAI-SR is due, in order, against the band of the other patients (three queries)."""
-    sessions = {
-        s.protocol_step_id: s
-        for s in Session.objects.filter(attendances__patient=patient, protocol_step__isnull=False)
-        .exclude(status=Session.Status.CANCELLED)
-        .exclude(attendances__patient=patient, attendances__status=Attendance.Status.CANCELLED)
-        .select_related("protocol_step")
-        .order_by("scheduled_start")
-        if "wai-sr" in s.protocol_step.instruments_due
-    }
+
+def patient_steps(*, patient, min_n: int, measure: str = "bond") -> list[PatientStep]:
+    """For the dashboard and the flags page: every step of the patient's schedule where the
+    measure's instrument is due, in order, against the band of the other patients (three
+    queries). Per attendance, so a place cancelled in a group circle drops only this
+    patient's step."""
+    code, scale, stored = SOURCES[ExpectedBand.Measure(measure)]
+    sessions = {}
+    for attendance in (
+        Attendance.objects.filter(patient=patient, session__protocol_step__isnull=False)
+        .exclude(status=Attendance.Status.CANCELLED)
+        .exclude(session__status=Session.Status.CANCELLED)
+        .select_related("session__protocol_step")
+        .order_by("session__scheduled_start")
+    ):
+        session = attendance.session
+        if code in session.protocol_step.instruments_due:
+            sessions.setdefault(session.protocol_step_id, session)
     if not sessions:
         return []
-    bonds: dict[int, list[float]] = {}
-    for session_id, mean in Score.objects.filter(
+    values: dict[int, list[float]] = {}
+    for session_id, value in Score.objects.filter(
         response__patient=patient,
         response__session__in=[s.pk for s in sessions.values()],
-        response__version__instrument__code="wai-sr",
-        scale="bond",
-        mean__isnull=False,
-    ).values_list("response__session_id", "mean"):
-        bonds.setdefault(session_id, []).append(mean)
+        response__version__instrument__code=code,
+        scale=scale,
+        **{f"{stored}__isnull": False},
+    ).values_list("response__session_id", stored):
+        values.setdefault(session_id, []).append(value)
     found = []
     for step in bands_for_steps(
         steps=[s.protocol_step for s in sessions.values()],
-        measure=ExpectedBand.Measure.BOND,
+        measure=measure,
         min_n=min_n,
         patient_id=patient.pk,
     ):
         session = sessions[step.step_id]
-        mine = bonds.get(session.pk)
-        bond = round(sum(mine) / len(mine), 4) if mine else None
+        mine = values.get(session.pk)
+        value = round(sum(mine) / len(mine), 4) if mine else None
         rank = None
-        if bond is not None and not step.band.is_default:
-            rank = bands.rank(step.values, bond)
+        if value is not None and not step.band.is_default:
+            rank = bands.rank(step.values, value)
         found.append(
             PatientStep(
                 session_at=session.scheduled_start,
                 label=step.label,
                 band=step.band,
-                bond=bond,
+                value=value,
                 percentile_rank=rank,
             )
         )

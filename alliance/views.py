@@ -122,7 +122,15 @@ def patient_flags(request, public_id):
         "alliance/patient_flags.html",
         {
             "patient": patient,
-            "steps": trajectories.patient_bond_steps(patient=patient, min_n=rule.band_min_patients),
+            "step_tables": [
+                (
+                    label,
+                    trajectories.patient_steps(
+                        patient=patient, min_n=rule.band_min_patients, measure=measure
+                    ),
+                )
+                for measure, label in trajectories.ExpectedBand.Measure.choices
+            ],
             "band_min_patients": rule.band_min_patients,
             "flags": selectors.flag_history(patient=patient),
             "series": series,

@@ -208,7 +208,7 @@ def test_a_program_with_no_history_shows_the_default_labelled(people, client_for
     )
     rate_at(people, people.patient, preparations(enrolment)[0], 2.5)
     trajectories.recompute_expected_bands()
-    steps = trajectories.patient_bond_steps(patient=people.patient, min_n=20)
+    steps = trajectories.patient_steps(patient=people.patient, min_n=20)
     assert steps and all(step.band.is_default for step in steps)
     assert steps[0].bond == 2.5 and steps[0].band.n == 0
     page = client_for(people.coach).get(reverse("patient_flags", args=[people.patient.public_id]))
@@ -238,7 +238,10 @@ def test_the_dashboard_draws_the_band_and_the_flags_page_the_percentile(
     flags_page = client_for(people.coach).get(
         reverse("patient_flags", args=[people.patient.public_id])
     )
-    assert "50th" in flags_page.content.decode()
+    body = flags_page.content.decode()
+    assert "50th" in body
+    for caption in ("WAI-SR bond (mean)", "WAI-SR total (mean)", "SRS total"):
+        assert f"{caption} at each step of the protocol" in body
     other = client_for(people.other_coach).get(
         reverse("patient_flags", args=[people.patient.public_id])
     )
