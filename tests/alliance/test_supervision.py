@@ -5,6 +5,7 @@ import datetime
 
 import numpy as np
 from django.urls import reverse
+from django.utils import timezone
 
 from alliance import supervision
 from alliance.models import Flag
@@ -100,3 +101,78 @@ def test_a_model_with_one_coach_says_so_and_estimates_nothing():
     model = supervision.fit_coach_model(ratings)
     assert not model.converged and model.effects == {}
     assert "Too few coaches" in model.note
+
+
+def test_dosings_with_an_open_flag_and_response_at_4_weeks_count_the_coachs_led_patients(
+    people,
+):
+    from clinic.models import CoachAssignment
+    from clinic.roles import Role
+    from outcomes import services as outcome_services
+    from sessions import services as session_services
+    from tests.factories import CoachAssignmentFactory, EnrolmentFactory
+
+    from .test_reports import hamd_answers
+
+    eve = UserFactory(role=Role.COACH, display_name="Eve")
+    now = timezone.now().replace(microsecond=0)
+    # (HAMD baseline, at 4 weeks, flag at the dosing): by hand, 2/5 dosings went ahead with
+    # an open alliance flag, response 3/5 (>= 50% drop), remission 1/5 (<= 7).
+    cases = [
+        (20, 8, "open"),
+        (20, 10, "open"),
+        (24, 13, "resolved before"),  # -46%: no response
+        (18, 6, None),
+        (16, 12, None),
+    ]
+    for index, (baseline, later, flag) in enumerate(cases):
+        enrolment = EnrolmentFactory(enrolled_by=people.admin)
+        CoachAssignmentFactory(
+            enrolment=enrolment,
+            coach=eve,
+            assigned_by=people.admin,
+            role=CoachAssignment.Role.LEAD,
+        )
+        start = now - datetime.timedelta(days=45, hours=index)
+        dosing = session_services.session_book(
+            actor=people.admin,
+            program=enrolment.program,
+            enrolment=enrolment,
+            kind="dosing",
+            start=start,
+            end=start + datetime.timedelta(hours=6),
+        )
+        session_services.session_log(
+            actor=people.admin, session=dosing, status="completed", duration_minutes=360
+        )
+        for total, at in (
+            (baseline, start - datetime.timedelta(days=5)),
+            (later, start + datetime.timedelta(days=28)),
+        ):
+            outcome_services.response_record(
+                actor=people.admin,
+                patient=enrolment.patient,
+                version=outcome_services.latest_version("grid-hamd-17"),
+                answers=hamd_answers(total),
+                administered_at=at,
+            )
+        if flag:
+            raised = start - datetime.timedelta(days=2)
+            resolved = start - datetime.timedelta(days=1) if flag != "open" else None
+            Flag.objects.create(
+                patient=enrolment.patient,
+                kind=Flag.Kind.WEAK_BOND,
+                severity=Flag.Severity.MEDIUM,
+                raised_at=raised,
+                status=Flag.Status.RESOLVED if resolved else Flag.Status.OPEN,
+                resolved_at=resolved,
+                resolution_note="Extra preparation call." if resolved else "",
+            )
+    page = supervision.supervision_for(user=people.clinician)
+    row = _row(page, "Eve")
+    assert page.outcome_measure == "GRID-HAMD-17 at 4 weeks"
+    assert (row.dosings_with_open_flag.count, row.dosings_with_open_flag.n) == (2, 5)
+    assert (row.response.count, row.response.n) == (3, 5)
+    assert (row.remission.count, row.remission.n) == (1, 5)
+    # No ratings name Eve, so her row is "not enough data" on the page, numbers or not.
+    assert not row.enough
