@@ -157,7 +157,7 @@ def p_text(p: float) -> str:
     return "p < .001" if p < 0.001 else "p = " + f"{p:.3f}".lstrip("0")
 
 
-def _nearest(rows: list[ScoreRow], target: datetime.datetime, half_width: int):
+def nearest(rows: list[ScoreRow], target: datetime.datetime, half_width: int):
     window = datetime.timedelta(days=half_width)
     near = [r for r in rows if abs(r.at - target) <= window]
     return min(near, key=lambda r: (abs(r.at - target), r.at)) if near else None
@@ -187,7 +187,7 @@ def patient_measures(
             if before:
                 values[f"prep_{scale}"] = before[-1].mean
             after = [r for r in ratings if r.at > last_dosing]
-            week = _nearest(
+            week = nearest(
                 after, last_dosing + datetime.timedelta(days=WEEK_AFTER[0]), WEEK_AFTER[1]
             )
             if week is not None:
@@ -198,7 +198,7 @@ def patient_measures(
             if r.value is not None and r.at > last_dosing
         ]
         for key, _, days, half_width in FOLLOW_UPS:
-            hit = _nearest(totals, last_dosing + datetime.timedelta(days=days), half_width)
+            hit = nearest(totals, last_dosing + datetime.timedelta(days=days), half_width)
             if hit is not None:
                 values[key] = hit.value
         for code, key in (("meq-30", "meq_peak"), ("piq", "piq_peak")):

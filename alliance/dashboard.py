@@ -10,8 +10,8 @@ from outcomes.selectors import newest_definitions
 from sessions.models import Attendance, Session, SessionKind
 
 from . import charts, trajectories
-from .flag_inputs import flag_rule_for, session_label
-from .models import Flag, FlagRule
+from .flag_inputs import rule_or_default, session_label
+from .models import Flag
 from .selectors import flag_summary
 
 
@@ -70,7 +70,7 @@ def dashboard_facts(*, patient: Patient) -> charts.DashboardFacts:
         )
         for flag in Flag.objects.filter(patient=patient).order_by("raised_at", "id")
     ]
-    rule = flag_rule_for(patient=patient) or FlagRule()
+    rule = rule_or_default(patient=patient)
     return charts.DashboardFacts(
         responses=rows,
         sessions=sessions,

@@ -25,6 +25,11 @@ def flag_rule_for(*, patient: Patient) -> FlagRule | None:
     return rule or FlagRule.objects.filter(program__isnull=True).first()
 
 
+def rule_or_default(*, patient: Patient) -> FlagRule:
+    """The active program's rule, else the clinic default, else an unsaved default row."""
+    return flag_rule_for(patient=patient) or FlagRule()
+
+
 def patients_under_rule(*, rule: FlagRule) -> list[int]:
     """Patients whose flags this rule decides: the program's active members, or for the
     clinic default everyone to sweep whose programs have no rule of their own."""

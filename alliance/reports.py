@@ -190,7 +190,7 @@ def measure_outcomes(
         for patient_id, baseline in sorted(baselines.items()):
             last = dosings[patient_id][1]
             after = [r for r in by_patient.get(patient_id, []) if r.at > last]
-            hit = analytics._nearest(after, last + datetime.timedelta(days=days), half_width)
+            hit = analytics.nearest(after, last + datetime.timedelta(days=days), half_width)
             if hit is None:
                 continue
             changes.append(hit.value - baseline)

@@ -28,11 +28,6 @@ from .queue import enqueue_recompute
 log = logging.getLogger(__name__)
 
 
-def rule_for(*, patient: Patient) -> FlagRule:
-    """The active program's rule, else the clinic default, else an unsaved default row."""
-    return flag_inputs.flag_rule_for(patient=patient) or FlagRule()
-
-
 def thresholds_for(*, patient: Patient) -> rules.Thresholds:
     """The active program's rule, else the clinic default, else DESIGN's defaults."""
     rule = flag_inputs.flag_rule_for(patient=patient)

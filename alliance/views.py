@@ -22,6 +22,7 @@ from . import (
     cohort_selectors,
     dashboard,
     exports,
+    flag_inputs,
     reports,
     selectors,
     services,
@@ -116,7 +117,7 @@ def patient_flags(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     record_patient_view(actor=request.user, patient=patient)
     series = selectors.trajectories(patient=patient)
-    rule = services.rule_for(patient=patient)
+    rule = flag_inputs.rule_or_default(patient=patient)
     return render(
         request,
         "alliance/patient_flags.html",
