@@ -4,14 +4,18 @@ Pure functions over plain rows; `cohort_selectors.cohort_rows` reads them from t
 Each patient contributes one value per measure:
 
 - alliance at the last preparation: the latest WAI-SR (item means) before their first dosing;
+  two ratings at the same moment are told apart by their session's time, then the patient's
+  own rating before one entered by a coach or clinician, then the later record (`_last_key`);
 - alliance one week after dosing: the WAI-SR nearest to 7 days after their last dosing
   (4 to 10 days after);
 - depression at 4 weeks, 3, 6 and 12 months: the total nearest to that point after the last
   dosing, within a window around it (below);
 - peak MEQ-30 and peak PIQ: the highest total item mean after any of their dosings.
 
-Correlations and the paired change come from `statistics` (scipy); a cell with fewer than
-five patients says so instead of showing a number.
+Correlations and the paired change come from `statistics` (scipy) on exact item means (from
+the answers, not the 2-decimal means stored for display); a cell with fewer than five
+patients says so instead of showing a number, and a cell where a measure does not vary says
+that instead.
 """
 
 import datetime
@@ -50,8 +54,42 @@ class ScoreRow:
     code: str
     scale: str
     value: float | None
-    mean: float | None
+    mean: float | None  # exact item mean (see `exact_mean`), not the rounded display value
     at: datetime.datetime
+    response_id: int = 0
+    session_start: datetime.datetime | None = None
+    by_patient: bool = True  # the patient's own rating (respondent "patient")
+
+
+def exact_mean(definition: dict, answers: dict, scale: str) -> float | None:
+    """The item mean of one scale from the answers, unrounded: the mean of the answered
+    scored items (reverse-keyed ones turned round), as the scoring engine computes it before
+    rounding for display. None when the scale has no answered item."""
+    items = {item["number"]: item for item in definition["items"]}
+    if scale == "total":
+        numbers = [n for n, item in items.items() if item.get("scored", True)]
+    else:
+        numbers = next(
+            (sub["items"] for sub in definition["subscales"] if sub["code"] == scale), []
+        )
+    reverse = set(definition.get("reverse_items", []))
+    values = []
+    for number in numbers:
+        raw = answers.get(str(number), answers.get(number))
+        if raw is None:
+            continue
+        if number in reverse:
+            sc = items[number].get("scale", definition["scale"])
+            raw = sc["min"] + sc["max"] - raw
+        values.append(float(raw))
+    return sum(values) / len(values) if values else None
+
+
+def _last_key(row: ScoreRow) -> tuple:
+    """Order of "the latest" rating: time, then session time, then the patient's own rating
+    before a rating entered by someone else, then the later record."""
+    session = row.session_start or row.at
+    return (row.at, session, row.by_patient, row.response_id)
 
 
 @dataclass
@@ -62,6 +100,7 @@ class Cell:
     result: statistics.Correlation | None
     n: int  # patients with both values
     points: list[tuple[str, float, float]] = field(default_factory=list)
+    no_variation: bool = False  # enough patients, but one measure has a single value
 
 
 @dataclass
@@ -76,6 +115,7 @@ class Change:
     label: str
     n: int
     result: statistics.PairedChange | None
+    no_variation: bool = False  # every patient changed by the same amount
 
 
 @dataclass
@@ -104,17 +144,20 @@ class Cohort:
 
 
 def _summary(cell: Cell) -> str:
+    if cell.no_variation:
+        return f"No variation (all {cell.n} values of one measure are equal); r is undefined."
     if cell.result is None:
         return f"Not enough data (n = {cell.n}; at least {statistics.MIN_N} needed)."
     r = cell.result
-    return f"r = {r.r:.2f}, n = {r.n}, p = {_p(r.p)}, 95% CI {r.ci_low:.2f} to {r.ci_high:.2f}"
+    return f"r = {r.r:.2f}, n = {r.n}, {p_text(r.p)}, 95% CI {r.ci_low:.2f} to {r.ci_high:.2f}"
 
 
-def _p(p: float) -> str:
-    return "< .001" if p < 0.001 else f"{p:.3f}".lstrip("0")
+def p_text(p: float) -> str:
+    """APA style with its sign: "p < .001" or "p = .034"."""
+    return "p < .001" if p < 0.001 else "p = " + f"{p:.3f}".lstrip("0")
 
 
-def _nearest(rows: list[ScoreRow], target: datetime.datetime, half_width: int):
+def nearest(rows: list[ScoreRow], target: datetime.datetime, half_width: int):
     window = datetime.timedelta(days=half_width)
     near = [r for r in rows if abs(r.at - target) <= window]
     return min(near, key=lambda r: (abs(r.at - target), r.at)) if near else None
@@ -130,7 +173,7 @@ def patient_measures(
         first[dosing.patient_id] = min(first.get(dosing.patient_id, dosing.at), dosing.at)
         last[dosing.patient_id] = max(last.get(dosing.patient_id, dosing.at), dosing.at)
     by_patient: dict[tuple[int, str, str], list[ScoreRow]] = {}
-    for score in sorted(scores, key=lambda s: s.at):
+    for score in sorted(scores, key=_last_key):
         by_patient.setdefault((score.patient_id, score.code, score.scale), []).append(score)
     measures: dict[int, dict[str, float]] = {}
     for patient_id, first_dosing in first.items():
@@ -144,7 +187,7 @@ def patient_measures(
             if before:
                 values[f"prep_{scale}"] = before[-1].mean
             after = [r for r in ratings if r.at > last_dosing]
-            week = _nearest(
+            week = nearest(
                 after, last_dosing + datetime.timedelta(days=WEEK_AFTER[0]), WEEK_AFTER[1]
             )
             if week is not None:
@@ -155,7 +198,7 @@ def patient_measures(
             if r.value is not None and r.at > last_dosing
         ]
         for key, _, days, half_width in FOLLOW_UPS:
-            hit = _nearest(totals, last_dosing + datetime.timedelta(days=days), half_width)
+            hit = nearest(totals, last_dosing + datetime.timedelta(days=days), half_width)
             if hit is not None:
                 values[key] = hit.value
         for code, key in (("meq-30", "meq_peak"), ("piq", "piq_peak")):
@@ -178,7 +221,8 @@ def _cell(cell_id, row, column, measures, pseudonyms) -> Cell:
         for pid, values in sorted(measures.items(), key=lambda item: pseudonyms[item[0]])
         if row_key in values and column_key in values
     ]
-    result = statistics.pearson([x for _, x, _ in points], [y for _, _, y in points])
+    xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
+    result = statistics.pearson(xs, ys)
     return Cell(
         id=cell_id,
         row_label=row_label,
@@ -186,6 +230,7 @@ def _cell(cell_id, row, column, measures, pseudonyms) -> Cell:
         result=result,
         n=len(points),
         points=points,
+        no_variation=len(points) >= statistics.MIN_N and statistics.no_variation(xs, ys),
     )
 
 
@@ -258,6 +303,8 @@ def cohort(
                 label=label.capitalize(),
                 n=len(pairs),
                 result=statistics.paired_change([a for a, _ in pairs], [b for _, b in pairs]),
+                no_variation=len(pairs) >= statistics.MIN_N
+                and statistics.no_variation([b - a for a, b in pairs]),
             )
         )
     return Cohort(

@@ -77,6 +77,22 @@ class FlagMark:
 
 
 @dataclass(frozen=True)
+class BandMark:
+    """The expected bond band at one of the patient's protocol steps (alliance.trajectories):
+    earlier patients' percentiles, or the published default when too few were rated there."""
+
+    at: datetime.datetime  # the patient's session at this step (local time)
+    label: str
+    n: int
+    p10: float | None
+    p25: float | None
+    p50: float | None
+    is_default: bool
+    patient_bond: float | None = None
+    percentile_rank: float | None = None
+
+
+@dataclass(frozen=True)
 class DashboardFacts:
     responses: list[ResponseRow]
     sessions: list[SessionMark]
@@ -84,6 +100,8 @@ class DashboardFacts:
     bond_threshold: float
     # The newest definition of each instrument in CHARTED, by code.
     definitions: dict[str, dict]
+    bands: list[BandMark] = field(default_factory=list)
+    band_min_patients: int = 20
 
 
 @dataclass
@@ -282,6 +300,7 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
                 hovertemplate="%{text}<extra></extra>",
             )
         )
+    _add_expected_band(figure, chart, facts)
     shapes, notes = _dosing_lines(_dosings(facts))
     shapes.insert(
         0,
@@ -322,6 +341,91 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
     )
     chart.figure = figure.to_plotly_json()
     return chart
+
+
+def _add_expected_band(figure: go.Figure, chart: Chart, facts: DashboardFacts) -> None:
+    """Earlier patients' bond at each of this patient's protocol steps: a shaded band from
+    the 10th to the 25th percentile and a line at the median; steps with too few earlier
+    patients show the published default, labelled, and no band."""
+    if not facts.bands:
+        return
+    clinic = [b for b in facts.bands if not b.is_default]
+    if clinic:
+        x = [_iso(b.at) for b in clinic]
+        hover = [f"{b.label}: earlier patients (n = {b.n})" for b in clinic]
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=[b.p10 for b in clinic],
+                mode="lines",
+                line={"color": "rgba(214, 51, 132, 0.35)", "width": 1},
+                name="Expected bond: 10th percentile",
+                text=hover,
+                hovertemplate="%{text}<br>10th percentile %{y:.2f}<extra></extra>",
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=[b.p25 for b in clinic],
+                mode="lines",
+                fill="tonexty",
+                fillcolor="rgba(214, 51, 132, 0.15)",
+                line={"color": "rgba(214, 51, 132, 0.35)", "width": 1},
+                name="Expected bond: 10th to 25th percentile",
+                text=hover,
+                hovertemplate="%{text}<br>25th percentile %{y:.2f}<extra></extra>",
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=[b.p50 for b in clinic],
+                mode="lines",
+                line={"color": "rgba(214, 51, 132, 0.6)", "width": 1.5, "dash": "dash"},
+                name="Expected bond: median of earlier patients",
+                text=hover,
+                hovertemplate="%{text}<br>median %{y:.2f}<extra></extra>",
+            )
+        )
+    default = [b for b in facts.bands if b.is_default]
+    if default:
+        figure.add_trace(
+            go.Scatter(
+                x=[_iso(b.at) for b in default],
+                y=[b.p10 for b in default],
+                mode="markers",
+                marker={"symbol": "line-ew-open", "size": 18, "color": "#b02a37"},
+                name="Expected bond: published default (too few earlier patients)",
+                text=[f"{b.label}: default {_num(b.p10)}; n = {b.n}" for b in default],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    chart.notes.append(
+        "The pink band is where earlier patients of this protocol rated the bond at the same "
+        "step (10th to 25th percentile, dashed line the median; this patient left out). "
+        f"Steps with fewer than {facts.band_min_patients} earlier patients show the "
+        'published default instead, marked "default".'
+    )
+    chart.tables.append(
+        Table(
+            caption="Bond against earlier patients at the same protocol step",
+            headers=["Step", "Date", "Bond (mean)", "Percentile", "10th", "25th", "Median", "n"],
+            rows=[
+                [
+                    b.label,
+                    _day(b.at),
+                    _num(b.patient_bond),
+                    "—" if b.percentile_rank is None else f"{b.percentile_rank:.0f}",
+                    f"{_num(b.p10)} (default)" if b.is_default else _num(b.p10),
+                    _num(b.p25),
+                    _num(b.p50),
+                    str(b.n),
+                ]
+                for b in facts.bands
+            ],
+        )
+    )
 
 
 def _outcome_rule(facts: DashboardFacts, code: str) -> dict | None:
@@ -596,3 +700,163 @@ def _percent(response: ResponseRow | None, scale: str) -> float | None:
 
 def dashboard_charts(facts: DashboardFacts) -> list[Chart]:
     return [alliance_chart(facts), outcomes_chart(facts), acute_chart(facts)]
+
+
+# --- program report and supervision (alliance.reports, alliance.supervision) ----------------
+
+REPORT_FIGURES = (
+    ("response", "Response", "#0d6efd"),
+    ("remission", "Remission", "#198754"),
+    ("improved", "Reliable improvement", "#6610f2"),
+    ("deteriorated", "Reliable deterioration", "#dc3545"),
+)
+
+
+def report_charts(report) -> list[Chart]:
+    """Per measure: each rate at every time point as a bar with its Wilson 95% interval."""
+    from .reports import pct
+
+    found = []
+    for measure in report.measures:
+        table = Table(
+            caption=f"{measure.label}: rates with Wilson 95% intervals",
+            headers=["Time point", "n", *(label for _, label, _ in REPORT_FIGURES)],
+            rows=[
+                [
+                    row.time_point,
+                    str(row.n),
+                    *(pct(getattr(row, name)) for name, _, _ in REPORT_FIGURES),
+                ]
+                for row in measure.rows
+            ],
+        )
+        chart = Chart(
+            slug=f"report-{measure.code}",
+            title=f"{measure.label}: rates by time point",
+            description=(
+                "Share of patients with a baseline and a score at each time point; the whiskers "
+                "are Wilson 95% intervals. " + measure.rule
+            ),
+            figure=None,
+            tables=[table],
+            empty="No patient has a baseline and a later score yet.",
+        )
+        figure = go.Figure()
+        x = [f"{row.time_point} (n = {row.n})" for row in measure.rows]
+        drawn = False
+        for name, label, colour in REPORT_FIGURES:
+            rates = [getattr(row, name) for row in measure.rows]
+            if all(rate is None for rate in rates):
+                continue
+            drawn = True
+            shares = [None if r is None else 100 * r.share for r in rates]
+            figure.add_trace(
+                go.Bar(
+                    x=x,
+                    y=shares,
+                    name=label,
+                    marker={"color": colour},
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [0 if r is None else 100 * (r.high - r.share) for r in rates],
+                        "arrayminus": [0 if r is None else 100 * (r.share - r.low) for r in rates],
+                    },
+                    hovertemplate=f"{label} %{{y:.1f}}%<extra></extra>",
+                )
+            )
+        if drawn and any(row.n for row in measure.rows):
+            figure.update_layout(
+                **_layout(
+                    height=360,
+                    barmode="group",
+                    yaxis={"range": [0, 100], "title": "% of patients"},
+                )
+            )
+            chart.figure = figure.to_plotly_json()
+        found.append(chart)
+    return found
+
+
+def funnel_chart(page) -> Chart:
+    """Each coach's mean bond against their number of ratings, with 95% and 99.8% control
+    limits around the clinic mean (Spiegelhalter 2005): mean ± z·SD/√n."""
+    table = Table(
+        caption="Mean bond per coach and the control limits at their n",
+        headers=["Coach", "Ratings", "Mean bond", "95% limits", "99.8% limits"],
+    )
+    chart = Chart(
+        slug="funnel",
+        title="Funnel plot: mean bond by number of ratings",
+        description=(
+            "Each point is a coach's mean WAI-SR bond (item mean) against the number of ratings "
+            "behind it. The funnel shows how far from the clinic mean a mean of that size may "
+            "fall by chance alone (95% and 99.8% limits). A point outside is worth a "
+            "conversation, not a verdict; small n means wide limits."
+        ),
+        figure=None,
+        tables=[table],
+        empty="No ratings to plot yet.",
+    )
+    funnel = page.funnel
+    if funnel is None or not funnel.points:
+        return chart
+    figure = go.Figure()
+    for z, name, dash in ((1.96, "95% limits", "dash"), (3.09, "99.8% limits", "dot")):
+        upper = [funnel.mean + z * funnel.sd / n**0.5 for n in funnel.curve_n]
+        lower = [funnel.mean - z * funnel.sd / n**0.5 for n in funnel.curve_n]
+        for values, side in ((upper, "upper"), (lower, "lower")):
+            figure.add_trace(
+                go.Scatter(
+                    x=funnel.curve_n,
+                    y=values,
+                    mode="lines",
+                    name=name,
+                    showlegend=side == "upper",
+                    legendgroup=name,
+                    line={"color": "#6c757d", "dash": dash, "width": 1},
+                    hoverinfo="skip",
+                )
+            )
+    figure.add_trace(
+        go.Scatter(
+            x=[funnel.curve_n[0], funnel.curve_n[-1]],
+            y=[funnel.mean, funnel.mean],
+            mode="lines",
+            name=f"Clinic mean {funnel.mean:.2f}",
+            line={"color": "#212529", "width": 1.5},
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=[p.n for p in funnel.points],
+            y=[p.mean for p in funnel.points],
+            mode="markers+text",
+            text=[p.label for p in funnel.points],
+            textposition="top center",
+            name="Coaches",
+            marker={"size": 11, "color": "#d63384"},
+            hovertemplate="%{text}: mean %{y:.2f} from %{x} ratings<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        **_layout(
+            height=420,
+            xaxis={"title": "Ratings", "rangemode": "tozero"},
+            yaxis={"title": "Mean bond (1-5)"},
+        )
+    )
+    chart.figure = figure.to_plotly_json()
+    for p in funnel.points:
+        half95 = 1.96 * funnel.sd / p.n**0.5
+        half998 = 3.09 * funnel.sd / p.n**0.5
+        table.rows.append(
+            [
+                p.label,
+                str(p.n),
+                _num(p.mean),
+                f"{_num(funnel.mean - half95)} to {_num(funnel.mean + half95)}",
+                f"{_num(funnel.mean - half998)} to {_num(funnel.mean + half998)}",
+            ]
+        )
+    return chart

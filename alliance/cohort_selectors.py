@@ -4,7 +4,7 @@ import datetime
 
 from clinic.access import patients_visible_to
 from clinic.models import Program
-from outcomes.models import Score
+from outcomes.models import InstrumentVersion, Respondent, Score
 from sessions.models import Attendance, Session, SessionKind
 
 from . import analytics
@@ -21,7 +21,10 @@ def cohort_rows(
     end: datetime.date | None = None,
 ) -> tuple[list[analytics.DosingRow], list[analytics.ScoreRow]]:
     """Completed dosings attended in the chosen program, modality and dates, and the scores
-    the analytics need for those patients: two queries, whatever the size of the cohort."""
+    the analytics need for those patients: three queries, whatever the size of the cohort.
+
+    Item means are recomputed exactly from the answers (`analytics.exact_mean`): the stored
+    `Score.mean` is rounded to 2 decimals for display."""
     attended = Attendance.objects.filter(
         patient__in=patients_visible_to(user),
         session__kind=SessionKind.DOSING,
@@ -41,9 +44,8 @@ def cohort_rows(
             "patient_id", "patient__public_id", "session__scheduled_start"
         )
     ]
-    scores = [
-        analytics.ScoreRow(patient_id=pid, code=code, scale=scale, value=value, mean=mean, at=at)
-        for pid, code, scale, value, mean, at in Score.objects.filter(
+    rows = list(
+        Score.objects.filter(
             response__patient__in=attended.values("patient_id"),
             response__version__instrument__code__in=[*analytics.INSTRUMENTS, depression],
             scale__in=[scale for scale, _ in analytics.ALLIANCE_SCALES],
@@ -54,6 +56,44 @@ def cohort_rows(
             "value",
             "mean",
             "response__administered_at",
+            "response_id",
+            "response__session__scheduled_start",
+            "response__respondent",
+            "response__version_id",
+            "response__answers",
         )
+    )
+    definitions = dict(
+        InstrumentVersion.objects.filter(pk__in={row[9] for row in rows}).values_list(
+            "pk", "definition"
+        )
+    )
+    scores = [
+        analytics.ScoreRow(
+            patient_id=pid,
+            code=code,
+            scale=scale,
+            value=value,
+            mean=analytics.exact_mean(definitions[version_id], answers, scale)
+            if mean is not None
+            else None,
+            at=at,
+            response_id=response_id,
+            session_start=session_start,
+            by_patient=respondent == Respondent.PATIENT,
+        )
+        for (
+            pid,
+            code,
+            scale,
+            value,
+            mean,
+            at,
+            response_id,
+            session_start,
+            respondent,
+            version_id,
+            answers,
+        ) in rows
     ]
     return dosings, scores

@@ -9,9 +9,9 @@ from outcomes.models import Response
 from outcomes.selectors import newest_definitions
 from sessions.models import Attendance, Session, SessionKind
 
-from . import charts
-from .flag_inputs import flag_rule_for, session_label
-from .models import Flag, FlagRule
+from . import charts, trajectories
+from .flag_inputs import rule_or_default, session_label
+from .models import Flag
 from .selectors import flag_summary
 
 
@@ -70,14 +70,34 @@ def dashboard_facts(*, patient: Patient) -> charts.DashboardFacts:
         )
         for flag in Flag.objects.filter(patient=patient).order_by("raised_at", "id")
     ]
-    rule = flag_rule_for(patient=patient) or FlagRule()
+    rule = rule_or_default(patient=patient)
     return charts.DashboardFacts(
         responses=rows,
         sessions=sessions,
         flags=flags,
         bond_threshold=rule.weak_bond_below,
         definitions=newest_definitions(charts.CHARTED),
+        bands=bond_bands(patient=patient, rule=rule),
+        band_min_patients=rule.band_min_patients,
     )
+
+
+def bond_bands(*, patient, rule) -> list[charts.BandMark]:
+    """The expected bond at each of the patient's protocol steps where WAI-SR is due."""
+    return [
+        charts.BandMark(
+            at=timezone.localtime(step.session_at),
+            label=step.label,
+            n=step.band.n,
+            p10=step.band.p10,
+            p25=step.band.p25,
+            p50=step.band.p50,
+            is_default=step.band.is_default,
+            patient_bond=step.bond,
+            percentile_rank=step.percentile_rank,
+        )
+        for step in trajectories.patient_steps(patient=patient, min_n=rule.band_min_patients)
+    ]
 
 
 def upcoming_dosings(facts: charts.DashboardFacts) -> list[charts.SessionMark]:

@@ -15,7 +15,7 @@ from clinic.models import Enrolment, Patient
 from outcomes.models import Response
 from sessions.models import Attendance, Session, SessionKind
 
-from . import rules
+from . import rules, trajectories
 from .models import DEFAULTS, Flag, FlagRule, StalePatient
 
 
@@ -23,6 +23,11 @@ def flag_rule_for(*, patient: Patient) -> FlagRule | None:
     program_ids = patient.enrolments.filter(status=Enrolment.Status.ACTIVE).values("program")
     rule = FlagRule.objects.filter(program__in=program_ids).order_by("pk").first()
     return rule or FlagRule.objects.filter(program__isnull=True).first()
+
+
+def rule_or_default(*, patient: Patient) -> FlagRule:
+    """The active program's rule, else the clinic default, else an unsaved default row."""
+    return flag_rule_for(patient=patient) or FlagRule()
 
 
 def patients_under_rule(*, rule: FlagRule) -> list[int]:
@@ -87,13 +92,18 @@ def _resolved_safety_responses(patient: Patient) -> dict[str, set[int]]:
 
 
 def flag_facts(
-    *, patient: Patient, now: datetime.datetime, clinic_bond: tuple[float | None, int]
+    *,
+    patient: Patient,
+    now: datetime.datetime,
+    clinic_bond: tuple[float | None, int],
+    bond_bands=None,
 ) -> rules.Facts:
     """Everything the rules read for one patient; `clinic_bond` is the clinic's percentile
-    of bond means at the patient's program's percentile, and the number of ratings."""
+    of bond means at the patient's program's percentile, and the number of ratings;
+    `bond_bands` the expected-band table as a sweep loaded it once (else read here)."""
     responses = list(
         Response.objects.filter(patient=patient, administered_at__lte=now)
-        .select_related("version__instrument", "session")
+        .select_related("version__instrument", "session__protocol_step")
         .prefetch_related("scores")
         .order_by("administered_at", "id")
     )
@@ -115,6 +125,10 @@ def flag_facts(
                     session_id=response.session_id,
                     session_kind=response.session.kind if response.session else "",
                     session_label=session_label(response.session),
+                    step_id=response.session.protocol_step_id if response.session else None,
+                    step_order=response.session.protocol_step.order
+                    if response.session and response.session.protocol_step
+                    else None,
                 )
             )
         elif code == "srs" and scores.get("total") and scores["total"].value is not None:
@@ -170,6 +184,11 @@ def flag_facts(
         )
     )
     value, count = clinic_bond
+    step_bands = trajectories.bond_bands_for_rules(
+        step_ids=[p.step_id for p in alliance if p.step_id is not None],
+        patient_id=patient.pk,
+        loaded=bond_bands,
+    )
     return rules.Facts(
         now=now,
         alliance=alliance,
@@ -180,6 +199,7 @@ def flag_facts(
         preparations=preparations,
         clinic_bond_percentile=value,
         clinic_bond_ratings=count,
+        step_bands=step_bands,
     )
 
 

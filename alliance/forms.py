@@ -86,6 +86,8 @@ class FlagRuleForm(forms.ModelForm):
             "srs_below",
             "srs_drop",
             "wai_total_below",
+            "off_track_percentile",
+            "band_min_patients",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -149,3 +151,40 @@ class CohortFilterForm(forms.Form):
         if start and end and end < start:
             self.add_error("end", "The end date is before the start date.")
         return data
+
+
+class ReportFilterForm(forms.Form):
+    """A program, modality or enrolment date range; read from the query string."""
+
+    program = forms.ModelChoiceField(
+        queryset=Program.objects.order_by("name"), required=False, empty_label="All programs"
+    )
+    modality = forms.ChoiceField(
+        choices=[("", "All modalities"), *Program.Modality.choices], required=False
+    )
+    start = forms.DateField(
+        label="Enrolled from", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    end = forms.DateField(
+        label="Enrolled until", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end and end < start:
+            self.add_error("end", "The end date is before the start date.")
+        return data
+
+
+class SupervisionFilterForm(forms.Form):
+    """Clinicians and admins may narrow the page to one program or one coach."""
+
+    program = forms.ModelChoiceField(
+        queryset=Program.objects.order_by("name"), required=False, empty_label="All programs"
+    )
+    coach = forms.ModelChoiceField(queryset=None, required=False, empty_label="All coaches")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["coach"].queryset = coaches()

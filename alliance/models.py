@@ -63,6 +63,16 @@ class FlagRule(models.Model):
     wai_total_below = models.FloatField(
         "WAI-SR total mean below", default=DEFAULTS.wai_total_below, validators=_between(1, 5)
     )
+    off_track_percentile = models.PositiveSmallIntegerField(
+        "off track: below this percentile of earlier patients at the same step",
+        default=DEFAULTS.off_track_percentile,
+        validators=_between(1, 50),
+    )
+    band_min_patients = models.PositiveSmallIntegerField(
+        "expected bands: earlier patients needed at a step (else the published default)",
+        default=DEFAULTS.band_min_patients,
+        validators=_between(5, 10000),
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -79,7 +89,9 @@ class FlagRule(models.Model):
                 & Q(srs_below__gte=0, srs_below__lte=40)
                 & Q(srs_drop__gt=0, srs_drop__lte=40)
                 & Q(bond_drop_rci__gt=0, bond_drop_rci__lte=4)
-                & Q(percentile__gte=1, percentile__lte=99),
+                & Q(percentile__gte=1, percentile__lte=99)
+                & Q(off_track_percentile__gte=1, off_track_percentile__lte=50)
+                & Q(band_min_patients__gte=5),
                 name="flagrule_thresholds_in_instrument_range",
             ),
         ]
@@ -108,6 +120,7 @@ class Flag(models.Model):
         LOW_ALLIANCE = rules.Kind.LOW_ALLIANCE, "Low alliance"
         SAFETY = rules.Kind.SAFETY, "Safety"
         SAFETY_UNANSWERED = rules.Kind.SAFETY_UNANSWERED, "Safety item not answered"
+        OFF_TRACK = rules.Kind.OFF_TRACK, "Off track for this step"
 
     class Severity(models.TextChoices):
         LOW = rules.Severity.LOW, "Low"
@@ -220,3 +233,45 @@ class StalePatient(models.Model):
 
     def __str__(self):
         return f"Flags of patient {self.patient_id} stale since {self.since:%Y-%m-%d %H:%M:%S}"
+
+
+class ExpectedBand(models.Model):
+    """Earlier patients' ratings at one protocol step, recomputed nightly (METHODS §1).
+
+    One row per step and measure: the percentiles of every patient's mean at that step, the
+    n behind them, and each patient's value (so a patient is compared with the others, never
+    with themselves). The nightly job replaces the rows in one transaction: if it fails,
+    yesterday's rows stay."""
+
+    class Measure(models.TextChoices):
+        BOND = "bond", "WAI-SR bond (mean)"
+        TOTAL = "total", "WAI-SR total (mean)"
+        SRS = "srs", "SRS total"
+
+    step = models.ForeignKey(
+        "clinic_sessions.ProtocolStep", on_delete=models.CASCADE, related_name="expected_bands"
+    )
+    measure = models.CharField(max_length=10, choices=Measure.choices)
+    n = models.PositiveIntegerField()
+    p10 = models.FloatField()
+    p25 = models.FloatField()
+    p50 = models.FloatField()
+    # [[patient id, the patient's mean at this step], ...]
+    values = models.JSONField(default=list)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["step__protocol", "step__order", "measure"]
+        constraints = [
+            models.UniqueConstraint(fields=["step", "measure"], name="band_one_per_step_measure"),
+            models.CheckConstraint(
+                condition=Q(p10__lte=models.F("p25")) & Q(p25__lte=models.F("p50")),
+                name="band_percentiles_in_order",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_measure_display()} at step {self.step_id} (n = {self.n})"
+
+    def values_without(self, patient_id: int | None) -> tuple[float, ...]:
+        return tuple(value for pid, value in self.values if pid != patient_id)

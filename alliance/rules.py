@@ -9,6 +9,8 @@ import datetime
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from . import bands
+
 
 class Kind(StrEnum):
     WEAK_BOND = "weak_bond"
@@ -17,6 +19,7 @@ class Kind(StrEnum):
     LOW_ALLIANCE = "low_alliance"
     SAFETY = "safety"
     SAFETY_UNANSWERED = "safety_unanswered"
+    OFF_TRACK = "off_track"
 
 
 class Severity(StrEnum):
@@ -37,6 +40,17 @@ class AlliancePoint:
     session_id: int | None = None
     session_kind: str = ""
     session_label: str = ""
+    step_id: int | None = None  # the protocol step of the rating's session
+    step_order: int | None = None
+
+
+@dataclass(frozen=True)
+class StepBand:
+    """Earlier patients' bond means at one protocol step (the patient's own left out)."""
+
+    step_id: int
+    label: str
+    values: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,8 @@ class Thresholds:
     srs_below: float = 36.0
     srs_drop: float = 1.0
     wai_total_below: float = 3.5
+    off_track_percentile: int = 10
+    band_min_patients: int = 20
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,7 @@ class Facts:
     preparations: list[datetime.datetime] = field(default_factory=list)  # completed, start times
     clinic_bond_percentile: float | None = None  # the clinic's Nth percentile of bond means
     clinic_bond_ratings: int = 0
+    step_bands: dict[int, StepBand] = field(default_factory=dict)  # step id -> band
 
 
 @dataclass(frozen=True)
@@ -334,7 +351,83 @@ def safety_unanswered(facts: Facts, t: Thresholds) -> list[Decision]:
     ]
 
 
-RULES = (weak_bond, bond_drop, alliance_missing, low_alliance, safety, safety_unanswered)
+def _step_ratings(facts: Facts) -> list[tuple[int, float, AlliancePoint]]:
+    """(step id, the patient's bond mean at that step, its latest rating) in step order; a
+    patient rated twice at one step is taken at the mean of those ratings."""
+    by_step: dict[int, list[AlliancePoint]] = {}
+    for point in _rated(facts.alliance, "bond"):
+        if point.step_id is not None and point.at <= facts.now:
+            by_step.setdefault(point.step_id, []).append(point)
+    steps = sorted(by_step.values(), key=lambda points: (points[-1].step_order or 0, points[-1].at))
+    return [
+        (points[-1].step_id, round(sum(p.bond for p in points) / len(points), 4), points[-1])
+        for points in steps
+    ]
+
+
+def off_track(facts: Facts, t: Thresholds) -> list[Decision]:
+    """The bond at the patient's latest rated step is below the program's percentile (10th)
+    of earlier patients at that step: only where at least `band_min_patients` were rated
+    there. Severity is high when the previous step was still at or above the 25th."""
+    rated = _step_ratings(facts)
+    if not rated:
+        return []
+    step_id, bond, point = rated[-1]
+    band = facts.step_bands.get(step_id)
+    if band is None or len(band.values) < t.band_min_patients:
+        return []
+    cut = bands.percentile(band.values, t.off_track_percentile)
+    if not bond < cut:
+        return []
+    rank = bands.rank(band.values, bond)
+    fell_from = None
+    if len(rated) >= 2:
+        previous_step, previous_bond, previous_point = rated[-2]
+        previous_band = facts.step_bands.get(previous_step)
+        if (
+            previous_band is not None
+            and len(previous_band.values) >= t.band_min_patients
+            and previous_bond >= bands.percentile(previous_band.values, 25)
+        ):
+            fell_from = {
+                "bond": previous_bond,
+                "step": previous_band.label,
+                "percentile_rank": bands.rank(previous_band.values, previous_bond),
+                "response_id": previous_point.response_id,
+            }
+    dosing = _next_dosing(facts)
+    return [
+        Decision(
+            Kind.OFF_TRACK,
+            Severity.HIGH if fell_from else Severity.MEDIUM,
+            dosing.session_id if dosing else None,
+            {
+                "bond": bond,
+                "step": band.label,
+                "step_id": step_id,
+                "percentile_rank": rank,
+                "n": len(band.values),
+                "percentile": t.off_track_percentile,
+                "cut": round(cut, 4),
+                "band_source": "clinic",
+                "rated_at": _iso(point.at),
+                "response_id": point.response_id,
+                "fell_from": fell_from,
+                "dosing_at": _iso(dosing.start) if dosing else None,
+            },
+        )
+    ]
+
+
+RULES = (
+    weak_bond,
+    bond_drop,
+    alliance_missing,
+    low_alliance,
+    safety,
+    safety_unanswered,
+    off_track,
+)
 
 # A safety flag stays until a person resolves it; the others clear when the condition does
 # (a skipped safety item, once the instrument is answered again).
@@ -345,6 +438,7 @@ AUTO_RESOLVING = frozenset(
         Kind.ALLIANCE_MISSING,
         Kind.LOW_ALLIANCE,
         Kind.SAFETY_UNANSWERED,
+        Kind.OFF_TRACK,
     }
 )
 # Resolving these is final: the person has spoken with the patient. Resolving the others
@@ -364,6 +458,8 @@ def basis(kind: str, evidence: dict) -> tuple:
         return tuple(evidence.get("response_ids", []))
     if kind == Kind.ALLIANCE_MISSING:
         return (evidence.get("last_preparation_at"), evidence.get("dosing_at"))
+    if kind == Kind.OFF_TRACK:
+        return (evidence.get("response_id"), evidence.get("step_id"), evidence.get("dosing_at"))
     if kind == Kind.LOW_ALLIANCE:
         return tuple(sorted((r["measure"], r["response_id"]) for r in evidence.get("reasons", [])))
     entries = evidence.get("hits") or evidence.get("gaps") or []

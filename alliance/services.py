@@ -21,7 +21,7 @@ from clinic.models import AuditEvent, Patient
 from clinic.roles import Role
 from sessions.models import Session
 
-from . import caseload, flag_inputs, rules, selectors
+from . import caseload, flag_inputs, rules, selectors, trajectories
 from .models import DosingSignOff, Flag, FlagRule, StalePatient
 from .queue import enqueue_recompute
 
@@ -35,13 +35,17 @@ def thresholds_for(*, patient: Patient) -> rules.Thresholds:
 
 
 @transaction.atomic
-def recompute_patient(*, patient_id: int, now=None, clinic_bonds=None, kinds=None) -> dict:
+def recompute_patient(
+    *, patient_id: int, now=None, clinic_bonds=None, kinds=None, bond_bands=None
+) -> dict:
     """Bring one patient's flags in line with the rules.
 
     `clinic_bonds` ({percentile: (value, ratings)}) lets a sweep compute the clinic's
     percentiles once for every patient; without it they are read for this patient's rule.
     `kinds` limits the recompute to some rules (the safety rules, run inside the transaction
     that saved the answers); a full recompute also clears the patient from the outbox.
+    `bond_bands` (`trajectories.load_bond_bands`) likewise lets a sweep read the expected
+    bands once.
     """
     started = timezone.now()
     now = now or started
@@ -54,7 +58,9 @@ def recompute_patient(*, patient_id: int, now=None, clinic_bonds=None, kinds=Non
         if clinic_bonds is None or thresholds.percentile not in clinic_bonds:
             clinic_bonds = flag_inputs.clinic_bond_percentiles([thresholds.percentile])
         clinic_bond = clinic_bonds[thresholds.percentile]
-    patient_facts = flag_inputs.flag_facts(patient=patient, now=now, clinic_bond=clinic_bond)
+    patient_facts = flag_inputs.flag_facts(
+        patient=patient, now=now, clinic_bond=clinic_bond, bond_bands=bond_bands
+    )
     decisions = {
         d.key: d
         for d in rules.evaluate(patient_facts, thresholds)
@@ -194,11 +200,14 @@ def recompute_patients(*, patient_ids, now=None) -> tuple[dict[str, int], list[i
     read once. Returns the totals and the ids whose recompute failed (the next sweep retries
     them; nothing is half-written because each patient is one transaction)."""
     clinic_bonds = flag_inputs.clinic_bond_percentiles(flag_inputs.rule_percentiles())
+    bond_bands = trajectories.load_bond_bands()
     totals = {"created": 0, "updated": 0, "cleared": 0}
     failed = []
     for patient_id in patient_ids:
         try:
-            result = recompute_patient(patient_id=patient_id, now=now, clinic_bonds=clinic_bonds)
+            result = recompute_patient(
+                patient_id=patient_id, now=now, clinic_bonds=clinic_bonds, bond_bands=bond_bands
+            )
         except DatabaseError:
             failed.append(patient_id)
             log.exception("Recompute failed for patient id %s; the next sweep retries.", patient_id)

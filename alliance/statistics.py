@@ -1,5 +1,6 @@
 """Cohort statistics for the analytics page: scipy/numpy only, no hand-written formulas
-beyond the Fisher z interval and Cohen's d that scipy does not provide directly.
+beyond the Fisher z interval and Cohen's d_z (with its noncentral-t interval) that scipy does
+not provide directly.
 
 Each function returns None where the sample is too small to report (n < MIN_N); the page
 shows "not enough data" instead of a number.
@@ -30,7 +31,9 @@ class PairedChange:
     mean_change: float
     t: float
     p: float
-    cohens_d: float
+    d_z: float  # Cohen's d for paired samples: mean change / SD of the changes
+    d_z_low: float | None
+    d_z_high: float | None
 
 
 def _stats():
@@ -70,8 +73,45 @@ def pearson(xs, ys, *, confidence: float = 0.95) -> Correlation | None:
     )
 
 
+def no_variation(*series) -> bool:
+    """True when any series (NaNs dropped) has values that are all equal."""
+    for values in series:
+        x = np.asarray(values, dtype=float)
+        x = x[~np.isnan(x)]
+        if len(x) and np.ptp(x) == 0:
+            return True
+    return False
+
+
+def d_z_interval(
+    t: float, n: int, *, confidence: float = 0.95
+) -> tuple[float | None, float | None]:
+    """Confidence interval of d_z = t / sqrt(n) from the noncentral t distribution: the
+    noncentrality parameters under which the observed t sits at the tails, over sqrt(n).
+    (None, None) if scipy cannot place them (the page then says "no interval")."""
+    stats = _stats()
+    from scipy.optimize import brentq
+
+    df = n - 1
+    tail = (1 - confidence) / 2
+    # Wide enough to hold the interval (about t ± 1.96·sqrt(1 + t²/2df)), narrow enough that
+    # scipy's noncentral t stays finite at the ends.
+    span = 3 * math.sqrt(1 + t * t / (2 * df)) + 1
+
+    def ncp_where(probability: float) -> float:
+        return brentq(lambda ncp: stats.nct.cdf(t, df, ncp) - probability, t - span, t + span)
+
+    root_n = math.sqrt(n)
+    try:
+        return ncp_where(1 - tail) / root_n, ncp_where(tail) / root_n
+    except ValueError:
+        return None, None
+
+
 def paired_change(before, after) -> PairedChange | None:
-    """Paired t-test of after - before, with Cohen's d for paired samples (d_z)."""
+    """Paired t-test of after - before, with Cohen's d for paired samples (d_z) and its
+    noncentral-t interval. None when too few pairs or the changes do not vary (see
+    `no_variation`)."""
     x, y = _pairs(before, after)
     n = len(x)
     if n < MIN_N:
@@ -81,6 +121,7 @@ def paired_change(before, after) -> PairedChange | None:
     if sd == 0:
         return None
     result = _stats().ttest_rel(y, x)
+    low, high = d_z_interval(float(result.statistic), n)
     return PairedChange(
         n=n,
         mean_before=float(np.mean(x)),
@@ -88,5 +129,7 @@ def paired_change(before, after) -> PairedChange | None:
         mean_change=float(np.mean(diff)),
         t=float(result.statistic),
         p=float(result.pvalue),
-        cohens_d=float(np.mean(diff)) / sd,
+        d_z=float(np.mean(diff)) / sd,
+        d_z_low=low,
+        d_z_high=high,
     )

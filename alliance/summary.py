@@ -21,6 +21,13 @@ def _at(label: str) -> str:
     return f" at {label}" if label else ""
 
 
+def ordinal(value: float) -> str:
+    """8 -> "8th", 21.4 -> "21st", 12 -> "12th" (rounded to a whole percentile)."""
+    n = round(value)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _num(value) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value)
 
@@ -71,6 +78,20 @@ def summarise(kind: str, evidence: dict) -> str:
                     f"below {_num(reason['threshold'])}"
                 )
         return "; ".join(parts) + dosing
+    if kind == Kind.OFF_TRACK:
+        text = (
+            f"Bond {evidence['bond']:.1f} at {evidence['step'].lower()}: "
+            f"{ordinal(evidence['percentile_rank'])} percentile of {evidence['n']} earlier "
+            f"patients at this step (below their {ordinal(evidence['percentile'])}, "
+            f"{evidence['cut']:.2f})"
+        )
+        fell = evidence.get("fell_from")
+        if fell:
+            text += (
+                f"; down from {fell['bond']:.1f} at {fell['step'].lower()} "
+                f"({ordinal(fell['percentile_rank'])} percentile)"
+            )
+        return text + dosing
     if kind == Kind.SAFETY:
         hits = [
             f"{h['instrument'].upper()} item {h['item']} answered {_num(h['value'])} on "

@@ -5,7 +5,7 @@ from django.db import InterfaceError, OperationalError
 
 from clinic.locks import advisory_lock
 
-from . import flag_inputs, services
+from . import flag_inputs, services, trajectories
 
 # Sweeps may outlast the broker's visibility timeout; a redelivered copy finds the lock taken
 # and stops, so a long task never runs twice at once.
@@ -62,3 +62,13 @@ def sweep_all() -> int | None:
     """Nightly: every patient in care and anyone with a flag still open, so a lost message
     is a late flag, never a missing one."""
     return _sweep("alliance.sweep_all", flag_inputs.patients_to_sweep_ids)
+
+
+@shared_task(name="alliance.recompute_expected_bands", **_LONG)
+def recompute_expected_bands() -> dict | None:
+    """Nightly, before the sweep: the expected-trajectory band table. One transaction, so a
+    failure leaves yesterday's bands; a lock, so two copies never race."""
+    with advisory_lock("alliance.recompute_expected_bands") as mine:
+        if not mine:
+            return None
+        return trajectories.recompute_expected_bands()

@@ -22,5 +22,7 @@ urlpatterns = [
     path("thresholds/", views.flag_rule_edit, name="flag_rule_default"),
     path("exports/", views.export, name="export"),
     path("analytics/", views.cohort_analytics, name="cohort_analytics"),
+    path("reports/program/", views.program_report, name="program_report"),
+    path("supervision/", views.supervision_page, name="supervision"),
     path("thresholds/<int:program_id>/", views.flag_rule_edit, name="flag_rule_program"),
 ]

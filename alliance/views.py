@@ -15,13 +15,28 @@ from clinic.pages import form_page
 from clinic.services import record_patient_view
 from sessions.selectors import get_session_for
 
-from . import analytics, caseload, charts, cohort_selectors, dashboard, exports, selectors, services
+from . import (
+    analytics,
+    caseload,
+    charts,
+    cohort_selectors,
+    dashboard,
+    exports,
+    flag_inputs,
+    reports,
+    selectors,
+    services,
+    supervision,
+    trajectories,
+)
 from .forms import (
     CohortFilterForm,
     ExportForm,
     FlagRuleForm,
+    ReportFilterForm,
     ResolveForm,
     SignOffForm,
+    SupervisionFilterForm,
     WorklistFilterForm,
 )
 
@@ -102,11 +117,22 @@ def patient_flags(request, public_id):
     patient = access.get_patient_for(request.user, public_id)
     record_patient_view(actor=request.user, patient=patient)
     series = selectors.trajectories(patient=patient)
+    rule = flag_inputs.rule_or_default(patient=patient)
     return render(
         request,
         "alliance/patient_flags.html",
         {
             "patient": patient,
+            "step_tables": [
+                (
+                    label,
+                    trajectories.patient_steps(
+                        patient=patient, min_n=rule.band_min_patients, measure=measure
+                    ),
+                )
+                for measure, label in trajectories.ExpectedBand.Measure.choices
+            ],
+            "band_min_patients": rule.band_min_patients,
             "flags": selectors.flag_history(patient=patient),
             "series": series,
             "before_dosing": selectors.latest_before_dosing(patient=patient, series=series),
@@ -242,5 +268,72 @@ def cohort_analytics(request):
             "cohort": cohort,
             "scatter": cohort.scatter_data() if cohort else {},
             "min_n": analytics.statistics.MIN_N,
+        },
+    )
+
+
+@login_required
+def program_report(request):
+    """Clinicians and admins: a program's outcomes as a printable page, CSV or PDF."""
+    if not access.can_use_analytics(request.user):
+        raise PermissionDenied
+    form = ReportFilterForm(request.GET or None)
+    report = None
+    if not form.is_bound or form.is_valid():
+        filters = form.cleaned_data if form.is_bound else {}
+        report = reports.program_report(
+            user=request.user,
+            program=filters.get("program"),
+            modality=filters.get("modality", ""),
+            start=filters.get("start"),
+            end=filters.get("end"),
+        )
+        wanted = request.GET.get("download", "")
+        name = f"rapport-program-report-{timezone.localdate():%Y%m%d}"
+        if wanted == "csv":
+            response = HttpResponse(reports.report_csv(report), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+            return response
+        if wanted == "pdf":
+            from .report_pdf import report_pdf
+
+            response = HttpResponse(report_pdf(report), content_type="application/pdf")
+            response["Content-Disposition"] = f'attachment; filename="{name}.pdf"'
+            return response
+    query = request.GET.copy()
+    query.pop("download", None)
+    return render(
+        request,
+        "alliance/program_report.html",
+        {
+            "form": form,
+            "report": report,
+            "charts": charts.report_charts(report) if report else [],
+            "query": query.urlencode(),
+            "min_n": reports.MIN_N,
+        },
+    )
+
+
+@login_required
+def supervision_page(request):
+    """Alliance and outcomes by coach. Clinicians and admins see every coach; a coach sees
+    their own numbers only; anyone else is refused."""
+    if access.role_of(request.user) is None:
+        raise PermissionDenied
+    sees_all = access.sees_all_patients(request.user)
+    form = SupervisionFilterForm(request.GET or None) if sees_all else None
+    filters = form.cleaned_data if form is not None and form.is_valid() else {}
+    page = supervision.supervision_for(
+        user=request.user, program=filters.get("program"), coach=filters.get("coach")
+    )
+    return render(
+        request,
+        "alliance/supervision.html",
+        {
+            "form": form,
+            "page": page,
+            "funnel": charts.funnel_chart(page),
+            "sees_all": sees_all,
         },
     )

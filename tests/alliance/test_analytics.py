@@ -112,7 +112,68 @@ def test_alliance_change_from_preparation_to_one_week_after_is_a_paired_t_test()
     assert bond.n == 6
     assert bond.result.t == pytest.approx(expected.statistic)
     assert bond.result.p == pytest.approx(expected.pvalue)
-    assert bond.result.cohens_d == pytest.approx(diff.mean() / diff.std(ddof=1))
+    assert bond.result.d_z == pytest.approx(diff.mean() / diff.std(ddof=1))
     assert bond.result.mean_change == pytest.approx(diff.mean())
     total = next(change for change in cohort.changes if change.label == "Total")
     assert (total.n, total.result) == (0, None)
+
+
+def test_d_z_has_a_noncentral_t_interval_that_contains_it():
+    before = [3.0, 3.25, 3.5, 3.75, 4.0, 4.25]
+    after = [3.5, 3.5, 4.0, 3.75, 4.5, 4.75]
+    bond = next(
+        c for c in _cohort_of(before, [10] * 6, week_bonds=after).changes if c.label == "Bond"
+    )
+    result = bond.result
+    assert result.d_z_low < result.d_z < result.d_z_high
+    # At the interval's ends the observed t sits at the 97.5th and 2.5th percentiles.
+    root_n = math.sqrt(6)
+    assert stats.nct.cdf(result.t, 5, result.d_z_low * root_n) == pytest.approx(0.975)
+    assert stats.nct.cdf(result.t, 5, result.d_z_high * root_n) == pytest.approx(0.025)
+
+
+def test_zero_variance_says_no_variation_not_not_enough_data():
+    cohort = _cohort_of([3.0, 3.5, 4.0, 4.5, 2.5], [12] * 5, week_bonds=[3.5, 4.0, 4.5, 5.0, 3.0])
+    cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
+    assert (cell.n, cell.result, cell.no_variation) == (5, None, True)
+    assert cohort.scatter_data()[cell.id]["summary"].startswith("No variation (all 5 values")
+    bond = next(c for c in cohort.changes if c.label == "Bond")
+    assert (bond.result, bond.no_variation) == (None, True)
+
+
+def test_a_tiny_p_reads_p_less_than_without_an_equals_sign():
+    bonds = [2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 2.2, 3.3, 4.4]
+    cohort = _cohort_of(bonds, [30 - 5 * b for b in bonds])
+    cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
+    summary = cohort.scatter_data()[cell.id]["summary"]
+    assert "p < .001" in summary and "p = <" not in summary
+
+
+def test_exact_means_come_from_the_answers_not_the_rounded_display_value():
+    from outcomes.scoring import get_definition
+
+    meq = get_definition("meq-30")
+    answers = {str(n): (5 if n % 3 == 0 else 4) for n in range(1, 31)}
+    # 10 items of 5 and 20 of 4: 130 / 30 = 4.3333..., stored for display as 4.33.
+    assert analytics.exact_mean(meq, answers, "total") == pytest.approx(130 / 30, abs=1e-12)
+    wai = get_definition("wai-sr")
+    partial = {"3": 4, "5": 5, "7": None, "9": 4}
+    assert analytics.exact_mean(wai, partial, "bond") == pytest.approx(13 / 3, abs=1e-12)
+
+
+def test_last_preparation_breaks_a_tie_by_session_then_the_patients_own_rating_then_id():
+    dosings = [_dosing(1, 20)]
+    same = _at(15)
+    rows = [
+        analytics.ScoreRow(1, "wai-sr", "bond", 16, 4.0, same, 30, _at(14), True),
+        analytics.ScoreRow(1, "wai-sr", "bond", 12, 3.0, same, 31, _at(14), False),
+        analytics.ScoreRow(1, "wai-sr", "bond", 14, 3.5, same, 10, _at(14), True),
+    ]
+    for order in (rows, rows[::-1], [rows[1], rows[0], rows[2]]):
+        [values] = analytics.patient_measures(dosings, order, depression="phq-9").values()
+        assert values["prep_bond"] == 4.0  # the patient's own, then the higher id
+    later_session = analytics.ScoreRow(1, "wai-sr", "bond", 8, 2.0, same, 1, _at(14.5), False)
+    [values] = analytics.patient_measures(
+        dosings, [*rows, later_session], depression="phq-9"
+    ).values()
+    assert values["prep_bond"] == 2.0

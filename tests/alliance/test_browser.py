@@ -230,3 +230,42 @@ def test_choosing_an_analytics_cell_draws_its_scatter_plot(browser, live_server,
     expect(page.locator("#scatter-summary")).to_contain_text("Peak PIQ against")
     _screenshot(page, request)
     assert page.problems == []
+
+
+def test_the_supervision_funnel_and_the_report_charts_draw_under_the_csp(
+    browser, live_server, people, clinic_of_coaches, request
+):
+    page = _page(browser, viewport={"width": 1280, "height": 900})
+    _sign_in(page, live_server, people.clinician)
+    page.goto(live_server.url + reverse("supervision"))
+    expect(page.get_by_role("heading", name="Read this first")).to_be_visible()
+    funnel = page.locator(".js-chart")
+    expect(funnel).to_have_count(1)
+    expect(funnel).to_have_attribute("data-rendered", "true", timeout=15_000)
+    assert funnel.locator(".scatterlayer .point").count() >= 3  # Ana, Ben, Cat (not Dee)
+    _screenshot(page, request, "supervision")
+    page.goto(live_server.url + reverse("program_report"))
+    expect(page.get_by_role("heading", name="Program outcome report")).to_be_visible()
+    expect(page.get_by_role("link", name="Download PDF")).to_be_visible()
+    _screenshot(page, request, "report")
+    assert page.problems == []
+
+
+def test_the_dashboard_draws_the_expected_band(
+    browser, live_server, people, program_with_history, request
+):
+    from alliance import trajectories
+
+    from .conftest import preparations, rate_at
+
+    enrolment, _ = program_with_history
+    rate_at(people, people.patient, preparations(enrolment)[0], 3.5)
+    trajectories.recompute_expected_bands()
+    page = _page(browser, viewport={"width": 1280, "height": 900})
+    _sign_in(page, live_server, people.coach)
+    page.goto(live_server.url + reverse("patient_dashboard", args=[people.patient.public_id]))
+    alliance = page.locator(".js-chart").first
+    expect(alliance).to_have_attribute("data-rendered", "true", timeout=15_000)
+    expect(alliance.locator(".legendtext", has_text="10th to 25th percentile")).to_have_count(1)
+    _screenshot(page, request)
+    assert page.problems == []

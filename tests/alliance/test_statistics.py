@@ -33,7 +33,7 @@ def test_paired_change_t_p_and_cohens_d():
     result = paired_change(before, after)
     assert result.n == 6
     assert result.mean_change == pytest.approx(0.3833, abs=1e-4)
-    assert result.cohens_d == pytest.approx(1.794, abs=1e-3)
+    assert result.d_z == pytest.approx(1.794, abs=1e-3)
     assert result.t == pytest.approx(4.394, abs=1e-3)
     assert result.p == pytest.approx(0.00707, abs=2e-4)
 

@@ -62,6 +62,29 @@ CASES = {
         "low_alliance",
     ),
     "wai_total_below": ({"alliance": [_point(1, 4.0, 1, total=3.6)]}, 3.75, "low_alliance"),
+    # Twenty earlier patients at step 7 rated 3.0 ... 4.9; this patient's 3.25 is their 15th
+    # percentile: inside the default 10th, below a 20th.
+    "off_track_percentile": (
+        {
+            "alliance": [dataclasses.replace(_point(1, 3.75, 1), bond=3.25, step_id=7)],
+            "step_bands": {
+                7: rules.StepBand(7, "Preparation 2", tuple(3.0 + 0.1 * i for i in range(20)))
+            },
+        },
+        20,
+        "off_track",
+    ),
+    # The same twenty patients but this patient at 3.0: off track once 20 are enough.
+    "band_min_patients": (
+        {
+            "alliance": [dataclasses.replace(_point(1, 3.75, 1), bond=3.0, step_id=7)],
+            "step_bands": {
+                7: rules.StepBand(7, "Preparation 2", tuple(3.0 + 0.1 * i for i in range(20)))
+            },
+        },
+        21,
+        "off_track",
+    ),
 }
 
 

@@ -75,6 +75,8 @@ def test_threshold_outside_the_range_is_refused_in_the_form(client, people):
         "srs_below": 36,
         "srs_drop": 1,
         "wai_total_below": 3.5,
+        "off_track_percentile": 10,
+        "band_min_patients": 20,
     }
     response = client.post(url, data)
     assert "Ensure this value is less than or equal to 5" in response.content.decode()
@@ -131,6 +133,8 @@ def test_admin_sets_thresholds_for_one_program(client, people):
         "srs_below": 36,
         "srs_drop": 1,
         "wai_total_below": 3.5,
+        "off_track_percentile": 10,
+        "band_min_patients": 20,
     }
     client.post(url, data)
     rule = FlagRule.objects.get(program=people.enrolment.program)

@@ -22,6 +22,7 @@ from alliance.services import (
     recompute_patients,
     recomputes_held,
 )
+from alliance.trajectories import recompute_expected_bands
 from clinic import services
 from clinic.devservices import DEMO_PASSWORD
 from clinic.models import CoachAssignment, Enrolment, Patient, Program
@@ -129,7 +130,8 @@ class Command(BaseCommand):
         for patient in Patient.objects.filter(record_number__startswith="DEMO-").order_by("pk"):
             responses += seed_responses(patient=patient, actor=admin, seed=seed)
         self._finish_alumni(admin=admin)
-        # Flags as the nightly sweep would compute them (patients still in care).
+        # The expected-trajectory bands, then flags, as the nightly jobs would compute them.
+        recompute_expected_bands()
         recompute_patients(patient_ids=patients_to_sweep_ids())
         self._resolved_but_still_weak(admin=admin, staff=staff, programs=programs)
         self.stdout.write(f"Seeded {responses} questionnaire response(s).")
