@@ -115,4 +115,3 @@ def test_the_layer_check_sees_imports_hidden_in_functions(tmp_path):
     for app in LAYERS[1:]:
         (tmp_path / app).mkdir()
     assert upward_imports(tmp_path) == ["clinic/services.py:2 imports sessions.services"]
-
