@@ -101,6 +101,7 @@ class Flag(models.Model):
         LOW_ALLIANCE = rules.Kind.LOW_ALLIANCE, "Low alliance"
         SAFETY = rules.Kind.SAFETY, "Safety"
         SAFETY_UNANSWERED = rules.Kind.SAFETY_UNANSWERED, "Safety item not answered"
+        ADVERSE_EVENT = rules.Kind.ADVERSE_EVENT, "Serious adverse event"
 
     class Severity(models.TextChoices):
         LOW = rules.Severity.LOW, "Low"

@@ -17,6 +17,7 @@ class Kind(StrEnum):
     LOW_ALLIANCE = "low_alliance"
     SAFETY = "safety"
     SAFETY_UNANSWERED = "safety_unanswered"
+    ADVERSE_EVENT = "serious_adverse_event"
 
 
 class Severity(StrEnum):
@@ -70,6 +71,19 @@ class SafetyGap:
 
 
 @dataclass(frozen=True)
+class SeriousEvent:
+    """A serious adverse event not yet closed (no resolution date)."""
+
+    event_id: int
+    public_id: str
+    onset_at: datetime.datetime
+    grade: str
+    description: str
+    criteria: tuple[str, ...]
+    dosing_session_id: int | None = None
+
+
+@dataclass(frozen=True)
 class Dosing:
     session_id: int
     start: datetime.datetime
@@ -102,6 +116,7 @@ class Facts:
     preparations: list[datetime.datetime] = field(default_factory=list)  # completed, start times
     clinic_bond_percentile: float | None = None  # the clinic's Nth percentile of bond means
     clinic_bond_ratings: int = 0
+    serious_events: list[SeriousEvent] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -334,7 +349,44 @@ def safety_unanswered(facts: Facts, t: Thresholds) -> list[Decision]:
     ]
 
 
-RULES = (weak_bond, bond_drop, alliance_missing, low_alliance, safety, safety_unanswered)
+def serious_adverse_event(facts: Facts, t: Thresholds) -> list[Decision]:
+    """A serious adverse event stays on the clinicians' worklist until it is closed; one
+    flag per dosing it happened at (or one for events between sessions)."""
+    by_dosing: dict[int | None, list[SeriousEvent]] = {}
+    for event in sorted(facts.serious_events, key=lambda e: (e.onset_at, e.event_id)):
+        by_dosing.setdefault(event.dosing_session_id, []).append(event)
+    return [
+        Decision(
+            Kind.ADVERSE_EVENT,
+            Severity.URGENT,
+            dosing_id,
+            {
+                "events": [
+                    {
+                        "event_id": e.event_id,
+                        "public_id": e.public_id,
+                        "onset_at": _iso(e.onset_at),
+                        "grade": e.grade,
+                        "description": e.description,
+                        "criteria": list(e.criteria),
+                    }
+                    for e in events
+                ]
+            },
+        )
+        for dosing_id, events in by_dosing.items()
+    ]
+
+
+RULES = (
+    weak_bond,
+    bond_drop,
+    alliance_missing,
+    low_alliance,
+    safety,
+    safety_unanswered,
+    serious_adverse_event,
+)
 
 # A safety flag stays until a person resolves it; the others clear when the condition does
 # (a skipped safety item, once the instrument is answered again).
@@ -345,6 +397,7 @@ AUTO_RESOLVING = frozenset(
         Kind.ALLIANCE_MISSING,
         Kind.LOW_ALLIANCE,
         Kind.SAFETY_UNANSWERED,
+        Kind.ADVERSE_EVENT,  # clears when the event is closed
     }
 )
 # Resolving these is final: the person has spoken with the patient. Resolving the others
@@ -366,6 +419,8 @@ def basis(kind: str, evidence: dict) -> tuple:
         return (evidence.get("last_preparation_at"), evidence.get("dosing_at"))
     if kind == Kind.LOW_ALLIANCE:
         return tuple(sorted((r["measure"], r["response_id"]) for r in evidence.get("reasons", [])))
+    if kind == Kind.ADVERSE_EVENT:
+        return tuple(sorted(e["event_id"] for e in evidence.get("events", [])))
     entries = evidence.get("hits") or evidence.get("gaps") or []
     return tuple(sorted({e["response_id"] for e in entries}))
 
