@@ -17,7 +17,7 @@ from outcomes.selectors import due_for_session, overdue_counts, responses_for
 from sessions import selectors as session_selectors
 from sessions.services import record_session_view
 
-from . import caseload
+from . import caseload, dosing_day
 from .models import Flag
 
 
@@ -74,6 +74,7 @@ def session_detail(request, public_id):
             "can_log": session_selectors.can_log(request.user, session),
             "can_schedule": access.can_manage_programs(request.user),
             "readiness": caseload.readiness_of(session) if session.status == "scheduled" else None,
+            "day": dosing_day.dosing_day(session=session) if session.is_dosing else None,
         },
     )
 

@@ -504,3 +504,8 @@ def adverse_event_for(*, user, public_id) -> AdverseEvent:
         )
     except (AdverseEvent.DoesNotExist, ValueError) as exc:
         raise Http404("No such adverse event.") from exc
+
+
+def adverse_event_history(*, event: AdverseEvent) -> list:
+    """Every saved version of the event, newest first, with who changed it and why."""
+    return list(event.history.select_related("history_user").order_by("-history_date"))

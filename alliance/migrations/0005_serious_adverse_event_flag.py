@@ -4,15 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('alliance', '0004_outbox_and_drain'),
+        ("alliance", "0004_outbox_and_drain"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='flag',
-            name='kind',
-            field=models.CharField(choices=[('weak_bond', 'Weak bond before dosing'), ('bond_drop', 'Bond dropped'), ('alliance_missing', 'No alliance rating before dosing'), ('low_alliance', 'Low alliance'), ('safety', 'Safety'), ('safety_unanswered', 'Safety item not answered'), ('serious_adverse_event', 'Serious adverse event')], max_length=32),
+            model_name="flag",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("weak_bond", "Weak bond before dosing"),
+                    ("bond_drop", "Bond dropped"),
+                    ("alliance_missing", "No alliance rating before dosing"),
+                    ("low_alliance", "Low alliance"),
+                    ("safety", "Safety"),
+                    ("safety_unanswered", "Safety item not answered"),
+                    ("serious_adverse_event", "Serious adverse event"),
+                ],
+                max_length=32,
+            ),
         ),
     ]
