@@ -17,7 +17,7 @@ from outcomes.selectors import due_for_session, overdue_counts, responses_for
 from sessions import selectors as session_selectors
 from sessions.services import record_session_view
 
-from . import caseload, dosing_day
+from . import caseload, dosing_day, selectors
 from .models import Flag
 
 
@@ -98,6 +98,7 @@ def program_sessions(request, program_id):
             "program": program,
             "members": members,
             "upcoming": session_selectors.program_upcoming(program=program),
+            "event_rates": selectors.adverse_event_rates(program=program),
             **overview,
         },
     )
