@@ -11,6 +11,7 @@ from sessions.models import Session
 SEDATION = "moaa-s"
 DISSOCIATION = "cadss"
 ROOM_SCALES = (SEDATION, DISSOCIATION)
+NAMES = {SEDATION: "MOAA/S sedation", DISSOCIATION: "CADSS dissociation"}
 ALERT = 5  # MOAA/S 5: responds readily to name spoken in a normal tone
 
 
@@ -33,7 +34,7 @@ def dosing_day(*, session: Session) -> session_selectors.DosingDay:
             session_selectors.TimelineEntry(
                 response.administered_at,
                 "scale",
-                response.version.instrument.short_name,
+                NAMES[response.version.instrument.code],
                 shown,
                 [],
                 response.patient_id,
