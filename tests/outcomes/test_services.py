@@ -28,9 +28,9 @@ def _record(people, answers=WAI_LOW_BOND, **extra):
 
 
 def test_instruments_are_loaded_by_migration_and_loading_again_changes_nothing():
-    assert InstrumentVersion.objects.count() == 9
+    assert InstrumentVersion.objects.count() == 11
     services.load_instruments()
-    assert InstrumentVersion.objects.count() == 9
+    assert InstrumentVersion.objects.count() == 11
 
 
 def test_a_changed_definition_under_the_same_version_is_refused():
