@@ -16,9 +16,8 @@ from clinic.services import record_patient_view
 from sessions import monitoring
 from sessions import services as session_services
 from sessions.forms import DischargeForm
-from sessions.selectors import can_log, get_session_for
+from sessions.selectors import attendee_choices, can_log, chosen_patient, get_session_for
 from sessions.services import record_session_view
-from sessions.views import attendee_choices, chosen_patient
 
 from . import (
     analytics,

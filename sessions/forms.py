@@ -181,10 +181,17 @@ class VitalsForm(forms.Form):
     spo2 = _number("SpO₂ (%)")
     respiratory_rate = _number("Respiratory rate (/min)", required=False)
     temperature_c = _number("Temperature (°C)", required=False, decimal=True)
+    taken_by = forms.ModelChoiceField(
+        queryset=get_user_model().objects.none(),
+        label="Taken by",
+        required=False,
+        empty_label="Me",
+    )
     note = forms.CharField(max_length=200, required=False)
 
-    def __init__(self, *args, schedule, recorded=(), patients=(), **kwargs):
+    def __init__(self, *args, schedule, staff, recorded=(), patients=(), **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["taken_by"].queryset = staff
         self.fields["point"].choices = [("", "Not at a set point")] + [
             (p.code, f"{p.label}{' (recorded)' if p.code in recorded else ''}")
             for p in schedule.points

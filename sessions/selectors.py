@@ -5,6 +5,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -509,3 +510,26 @@ def adverse_event_for(*, user, public_id) -> AdverseEvent:
 def adverse_event_history(*, event: AdverseEvent) -> list:
     """Every saved version of the event, newest first, with who changed it and why."""
     return list(event.history.select_related("history_user").order_by("-history_date"))
+
+
+def attendee_choices(session: Session) -> list:
+    """(patient, name) for a group session's form; empty for an individual one."""
+    if not session.is_group:
+        return []
+    return [
+        (a.patient, getattr(a, "shown_name", "Another participant"))
+        for a in session.attendances.all()
+    ]
+
+
+def chosen_patient(session: Session, data: dict):
+    if not session.is_group:
+        return None
+    wanted = str(data.get("patient", ""))
+    return next((a.patient for a in session.attendances.all() if str(a.patient_id) == wanted), None)
+
+
+def room_staff(session: Session, *, user) -> QuerySet:
+    """Who may have taken a reading: the session's facilitators and the person entering it."""
+    ids = [f.pk for f in session.facilitators.all()] + [user.pk]
+    return get_user_model().objects.filter(pk__in=ids, is_active=True).order_by("display_name")

@@ -295,23 +295,6 @@ def _dosing_session(request, public_id):
     return session
 
 
-def attendee_choices(session: Session) -> list:
-    """(patient, name) for a group session's form; empty for an individual one."""
-    if not session.is_group:
-        return []
-    return [
-        (a.patient, getattr(a, "shown_name", "Another participant"))
-        for a in session.attendances.all()
-    ]
-
-
-def chosen_patient(session: Session, data: dict):
-    if not session.is_group:
-        return None
-    wanted = str(data.get("patient", ""))
-    return next((a.patient for a in session.attendances.all() if str(a.patient_id) == wanted), None)
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def session_vitals(request, public_id):
@@ -323,12 +306,14 @@ def session_vitals(request, public_id):
     form = VitalsForm(
         request.POST or None,
         schedule=schedule,
+        staff=selectors.room_staff(session, user=request.user),
         recorded=recorded,
-        patients=attendee_choices(session),
+        patients=selectors.attendee_choices(session),
         initial={
             "token": uuid.uuid4(),
             "point": next_point,
             "measured_at": timezone.localtime().replace(second=0, microsecond=0),
+            "taken_by": request.user,
         },
     )
     return form_page(
@@ -347,7 +332,8 @@ def session_vitals(request, public_id):
             respiratory_rate=data["respiratory_rate"],
             temperature_c=data["temperature_c"],
             note=data["note"],
-            patient=chosen_patient(session, data),
+            taken_by=data["taken_by"] or request.user,
+            patient=selectors.chosen_patient(session, data),
         ),
         success=lambda reading: "Vital signs saved.",
         warning=lambda reading: (
@@ -399,7 +385,7 @@ def adverse_event_new(request, public_id):
     session = _dosing_session(request, public_id)
     form = AdverseEventForm(
         request.POST or None,
-        patients=attendee_choices(session),
+        patients=selectors.attendee_choices(session),
         initial={"token": uuid.uuid4(), "onset_at": _now_minute()},
     )
     return form_page(
@@ -407,7 +393,7 @@ def adverse_event_new(request, public_id):
         form,
         save=lambda data: services.adverse_event_record(
             actor=request.user,
-            patient=chosen_patient(session, data) or session.enrolment.patient,
+            patient=selectors.chosen_patient(session, data) or session.enrolment.patient,
             session=session,
             token=data["token"],
             **_event_values(data),
