@@ -941,6 +941,8 @@ def vitals_record(
     `entered_at` is now; `measured_at` is when it was taken (late entry keeps it)."""
     existing = VitalSigns.objects.filter(token=token).first()
     if existing is not None:
+        if existing.session_id != session.pk:
+            raise ValidationError("This form was already used for another session: reload it.")
         return existing
     session = Session.objects.select_for_update().get(pk=session.pk)
     if not session.is_dosing:
@@ -1070,6 +1072,8 @@ def adverse_event_record(
     clinicians' flag is raised with it."""
     existing = AdverseEvent.objects.filter(token=token).first()
     if existing is not None:
+        if existing.patient_id != patient.pk:
+            raise ValidationError("This form was already used for another patient: reload it.")
         return existing
     values = {
         "description": description,
@@ -1237,6 +1241,8 @@ def discharge_record(
     session = Session.objects.select_for_update().get(pk=session.pk)
     if not session.is_dosing:
         raise ValidationError("A discharge belongs to a dosing session.")
+    if session.status in (Session.Status.CANCELLED, Session.Status.NO_SHOW):
+        raise ValidationError(f"This dosing is {session.get_status_display().lower()}.")
     who = _patient_of(session, patient)
     existing = Discharge.objects.filter(session=session, patient=who).first()
     if existing is not None:

@@ -366,3 +366,27 @@ def test_an_adverse_event_between_sessions_is_listed_on_the_patients_sessions_pa
     assert response.status_code == 302
     page = client.get(response.url).content.decode()
     assert "Headache the evening after" in page and "between sessions" in page
+
+
+def test_a_form_token_used_at_one_dosing_is_refused_at_another(people, ketamine_dosing):
+    first = ketamine_dosing(50)
+    token = uuid.uuid4()
+    _vitals(people, first, token=token)
+    second = ketamine_dosing(400)
+    with pytest.raises(ValidationError):
+        _vitals(people, second, token=token)
+    assert VitalSigns.objects.filter(session=second).count() == 0
+
+
+def test_a_cancelled_dosing_takes_no_discharge(people, ketamine_dosing):
+    dosing = ketamine_dosing(130)
+    Session.objects.filter(pk=dosing.pk).update(status=Session.Status.CANCELLED)
+    with pytest.raises(ValidationError):
+        services.discharge_record(
+            actor=people.clinician,
+            session=dosing,
+            escort="Taxi",
+            sedation_resolved=True,
+            override_note="n/a",
+        )
+    assert not Discharge.objects.exists()
