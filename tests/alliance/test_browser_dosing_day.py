@@ -82,7 +82,7 @@ def test_a_ketamine_dosing_day_on_a_tablet(browser, live_server, people, ketamin
     _record_vitals(
         page, point="Before discharge", systolic=128, diastolic=82, heart_rate=72, spo2=98
     )
-    page.get_by_role("link", name="Discharge").click()
+    page.get_by_role("link", name="Discharge", exact=True).click()
     page.get_by_label("Escort or transport home").fill("Partner drives her home")
     page.get_by_role("button", name="Record discharge").click()
     expect(page.get_by_text(re.compile("minimum observation time of 120 minutes"))).to_have_count(
@@ -93,7 +93,7 @@ def test_a_ketamine_dosing_day_on_a_tablet(browser, live_server, people, ketamin
     # An hour and a quarter later: alert again, the check passes, discharged.
     with time_machine.travel(timezone.now() + datetime.timedelta(minutes=80), tick=True):
         _rate_sedation(page, live_server, people, dosing, 5)
-        page.get_by_role("link", name="Discharge").click()
+        page.get_by_role("link", name="Discharge", exact=True).click()
         expect(page.get_by_text("sedation resolved")).to_be_visible()
         page.get_by_label("Escort or transport home").fill("Partner drives her home")
         page.get_by_role("button", name="Record discharge").click()
