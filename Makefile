@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m clinic.devservices demo $(ARGS)
 
+# One pytest worker per core (pytest-xdist); each worker gets its own test database.
 test: $(STAMP)
-	$(PY) -m clinic.devservices test $(ARGS)
+	$(PY) -m clinic.devservices test -n auto --dist worksteal $(ARGS)
 
 # Timings on synthetic data as the clinic grows; prints ratios, never fails on speed.
 bench: $(STAMP)

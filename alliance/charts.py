@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from outcomes import scoring
+from sessions.models import SessionKind
 
 KIND_LABELS = {
     "preparation": "Preparation",
@@ -26,36 +27,17 @@ KIND_SYMBOLS = {
     "integration": "square",
     "follow_up": "triangle-up",
 }
-ALLIANCE_SCALES = [
-    ("total", "Total", "#0d6efd"),
-    ("bond", "Bond", "#d63384"),
-    ("goal", "Goal", "#198754"),
-    ("task", "Task", "#fd7e14"),
-]
+# Which scales each chart draws comes from the instrument's newest definition (its subscales, its
+# response and remission rule); only their colours are chosen here.
+ALLIANCE_COLOURS = {"total": "#0d6efd", "bond": "#d63384", "goal": "#198754", "task": "#fd7e14"}
 DEPRESSION = [
     ("phq-9", "PHQ-9", "#0d6efd"),
     ("qids-sr-16", "QIDS-SR-16", "#6610f2"),
     ("grid-hamd-17", "GRID-HAMD-17", "#052c65"),
 ]
-# PHQ-9's file has no response/remission rule; these are the conventions most trials use.
-EXTRA_OUTCOME_RULES = {
-    "phq-9": {
-        "response_min_drop": 0.5,
-        "remission_max": 4,
-        "source": "Response: at least 50% drop from baseline; remission: below 5 "
-        "(Kroenke et al. 2001; Lowe et al. 2004).",
-    }
-}
-MEQ_SCALES = [
-    ("mystical", "Mystical"),
-    ("positive_mood", "Positive mood"),
-    ("transcendence", "Transcendence of time and space"),
-    ("ineffability", "Ineffability"),
-]
-PIQ_SCALES = [
-    ("avoidance_maladaptive", "Avoidance and maladaptive patterns"),
-    ("goals_adaptive", "Goals and adaptive patterns"),
-]
+MEQ_COLOURS = ["#6f42c1", "#d63384", "#0dcaf0", "#fd7e14"]
+PIQ_COLOURS = ["#198754", "#20c997"]
+CHARTED = ("wai-sr", *(code for code, _, _ in DEPRESSION), "meq-30", "piq", "ebi")
 BAND_COLOURS = ["#d1e7dd", "#fff3cd", "#ffe5d0", "#f8d7da", "#f1aeb5"]
 PLOT_FONT = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 13}
 
@@ -123,6 +105,8 @@ class DashboardFacts:
     sessions: list[SessionMark]
     flags: list[FlagMark]
     bond_threshold: float
+    # The newest definition of each instrument in CHARTED, by code.
+    definitions: dict[str, dict]
     vitals: list[VitalsRow] = field(default_factory=list)
     adverse_events: list[EventRow] = field(default_factory=list)
     # The alert limits of the latest dosing's program (sessions.monitoring.Limits), or None.
@@ -183,6 +167,19 @@ def _shown(primary: scoring.PrimaryScore) -> str:
     return f"{primary.shown} {primary.label}" + (", prorated" if primary.prorated else "")
 
 
+def _subscales(facts: DashboardFacts, code: str) -> list[tuple[str, str]]:
+    """(code, name) of an instrument's subscales, in its definition's order."""
+    definition = facts.definitions.get(code, {})
+    return [(sub["code"], sub["name"]) for sub in definition.get("subscales", [])]
+
+
+def _alliance_scales(facts: DashboardFacts) -> list[tuple[str, str, str]]:
+    # The bond comes first: it is the subscale that carries the signal.
+    subscales = sorted(_subscales(facts, "wai-sr"), key=lambda scale: scale[0] != "bond")
+    scales = [("total", "Total"), *subscales]
+    return [(scale, label, ALLIANCE_COLOURS.get(scale, "#6c757d")) for scale, label in scales]
+
+
 def _layout(**extra) -> dict:
     layout = {
         "font": PLOT_FONT,
@@ -197,7 +194,7 @@ def _layout(**extra) -> dict:
 
 
 def _dosings(facts: DashboardFacts) -> list[SessionMark]:
-    return [s for s in facts.sessions if s.kind == "dosing"]
+    return [s for s in facts.sessions if s.kind == SessionKind.DOSING]
 
 
 def _dosing_lines(dosings: list[SessionMark]) -> tuple[list[dict], list[dict]]:
@@ -234,12 +231,13 @@ def _dosing_lines(dosings: list[SessionMark]) -> tuple[list[dict], list[dict]]:
 def alliance_chart(facts: DashboardFacts) -> Chart:
     """WAI-SR total and subscales (item means), the weak-bond band, sessions, dosings, flags."""
     ratings = [r for r in facts.responses if r.code == "wai-sr"]
+    scales = _alliance_scales(facts)
     table = Table(
         caption="WAI-SR ratings (item means, 1 to 5; higher is a stronger alliance)",
-        headers=["Date", "Session", "Total (mean)", "Bond (mean)", "Goal (mean)", "Task (mean)"],
+        headers=["Date", "Session"] + [f"{label} (mean)" for _, label, _ in scales],
         rows=[
             [_day(r.at), r.session_label or "—"]
-            + [_num(r.scores.get(scale, (None, None, ""))[1]) for scale, _, _ in ALLIANCE_SCALES]
+            + [_num(r.scores.get(scale, (None, None, ""))[1]) for scale, _, _ in scales]
             for r in ratings
         ],
     )
@@ -266,7 +264,7 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
     if not ratings and not facts.flags:
         return chart
     figure = go.Figure()
-    for scale, label, colour in ALLIANCE_SCALES:
+    for scale, label, colour in scales:
         points = [(r, r.scores[scale][1]) for r in ratings if scale in r.scores]
         points = [(r, mean) for r, mean in points if mean is not None]
         figure.add_trace(
@@ -353,12 +351,12 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
     return chart
 
 
-def _outcome_rule(definition: dict) -> dict | None:
-    special = definition.get("special", {})
-    rule = special.get("treatment_outcome") or EXTRA_OUTCOME_RULES.get(definition["code"])
-    if rule is None:
+def _outcome_rule(facts: DashboardFacts, code: str) -> dict | None:
+    """The newest definition of the instrument when it states a response and remission rule."""
+    definition = facts.definitions.get(code)
+    if definition is None or "treatment_outcome" not in definition.get("special", {}):
         return None
-    return {**definition, "special": {**special, "treatment_outcome": rule}}
+    return definition
 
 
 def _outcome_status(definition: dict | None, baseline, value) -> dict:
@@ -406,7 +404,7 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
     definitions_seen = set()
     for row, (label, colour, rows) in enumerate(present, start=1):
         definition = rows[-1].definition
-        rule = _outcome_rule(definition)
+        rule = _outcome_rule(facts, rows[-1].code)
         baseline = rows[0].scores["total"][0]
         axis = "y" if row == 1 else f"y{row}"
         for index, band in enumerate(definition.get("bands", [])):
@@ -505,6 +503,7 @@ def _dosing_for(response: ResponseRow, dosings: list[SessionMark]) -> SessionMar
 def acute_chart(facts: DashboardFacts) -> Chart:
     """MEQ-30 subscales (% of maximum) against the 60% line, PIQ subscales and EBI per dosing."""
     dosings = _dosings(facts)
+    meq_scales, piq_scales = _subscales(facts, "meq-30"), _subscales(facts, "piq")
     acute = [r for r in facts.responses if r.code in ("meq-30", "piq", "ebi")]
     by_dosing: dict[str, dict[str, ResponseRow]] = {}
     order: list[str] = []
@@ -521,9 +520,9 @@ def acute_chart(facts: DashboardFacts) -> Chart:
     table = Table(
         caption="Acute experience per dosing (D1 is the first dosing, D2 the second, ...)",
         headers=["Dosing"]
-        + [f"MEQ-30 {label} (% of max)" for _, label in MEQ_SCALES]
+        + [f"MEQ-30 {label} (% of max)" for _, label in meq_scales]
         + ["Complete mystical experience"]
-        + [f"PIQ {label} (mean 0–5)" for _, label in PIQ_SCALES]
+        + [f"PIQ {label} (mean 0–5)" for _, label in piq_scales]
         + ["EBI (mean 0–100)"],
     )
     for key in order:
@@ -532,9 +531,9 @@ def acute_chart(facts: DashboardFacts) -> Chart:
         complete = meq.extras.get("complete_mystical_experience") if meq else None
         table.rows.append(
             [f"{ticks[key]}: {key}"]
-            + [_num(_percent(meq, scale), 0) if meq else "—" for scale, _ in MEQ_SCALES]
+            + [_num(_percent(meq, scale), 0) if meq else "—" for scale, _ in meq_scales]
             + [{True: "yes", False: "no", None: "—"}[complete]]
-            + [_num(_mean(piq, scale)) if piq else "—" for scale, _ in PIQ_SCALES]
+            + [_num(_mean(piq, scale)) if piq else "—" for scale, _ in piq_scales]
             + [_num(_mean(ebi, "total"), 1) if ebi else "—"]
         )
     chart = Chart(
@@ -557,8 +556,8 @@ def acute_chart(facts: DashboardFacts) -> Chart:
         horizontal_spacing=0.07,
         subplot_titles=["MEQ-30 (% of maximum)", "PIQ (item mean, 0–5)", "EBI (mean, 0–100)"],
     )
-    meq_colours = ["#6f42c1", "#d63384", "#0dcaf0", "#fd7e14"]
-    for (scale, label), colour in zip(MEQ_SCALES, meq_colours, strict=True):
+    for index, (scale, label) in enumerate(meq_scales):
+        colour = MEQ_COLOURS[index % len(MEQ_COLOURS)]
         figure.add_trace(
             go.Bar(
                 x=[ticks[k] for k in order],
@@ -570,7 +569,8 @@ def acute_chart(facts: DashboardFacts) -> Chart:
             row=1,
             col=1,
         )
-    for (scale, label), colour in zip(PIQ_SCALES, ["#198754", "#20c997"], strict=True):
+    for index, (scale, label) in enumerate(piq_scales):
+        colour = PIQ_COLOURS[index % len(PIQ_COLOURS)]
         figure.add_trace(
             go.Bar(
                 x=[ticks[k] for k in order],

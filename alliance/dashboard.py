@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from clinic.models import Patient
 from outcomes.models import Response
+from outcomes.selectors import newest_definitions
 from sessions import selectors as session_selectors
 from sessions.models import AdverseEvent, Attendance, Session, SessionKind, VitalSigns
 
@@ -77,6 +78,7 @@ def dashboard_facts(*, patient: Patient) -> charts.DashboardFacts:
         sessions=sessions,
         flags=flags,
         bond_threshold=rule.weak_bond_below,
+        definitions=newest_definitions(charts.CHARTED),
         vitals=vitals,
         adverse_events=[
             charts.EventRow(

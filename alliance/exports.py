@@ -1,5 +1,9 @@
 """Exports of scores for analysis: CSV in long or wide form, de-identified by default.
 
+CSV streams: rows come from a server-side cursor in chunks and leave as they are written, so
+memory stays flat however large the clinic. Instrument definitions (2-5 kB each) are read once
+per export, not once per score row.
+
 De-identified rows carry a stable pseudonym (an HMAC of the patient's UUID with the secret
 key, so it is the same in every export and cannot be reversed without the key) and days from
 the first enrolment instead of dates. Identified exports are for admins, with a reason.
@@ -10,6 +14,7 @@ import hashlib
 import hmac
 import io
 import json
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -20,7 +25,10 @@ from clinic.access import is_admin
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, Patient
 from outcomes import scoring
-from outcomes.models import Score
+from outcomes.models import InstrumentVersion, Score
+
+CHUNK_ROWS = 2000  # score rows fetched per round trip from the server-side cursor
+FLUSH_BYTES = 64 * 1024  # CSV text handed to the response at a time
 
 
 def pseudonym(patient: Patient) -> str:
@@ -36,9 +44,15 @@ def _scores(patients: QuerySet[Patient]):
     return (
         Score.objects.filter(response__patient__in=patients)
         .select_related("response__patient", "response__version__instrument", "response__session")
+        .defer("response__version__definition")
         .annotate(enrolled_on=Min("response__patient__enrolments__start_date"))
         .order_by("response__patient__record_number", "response__administered_at", "id")
     )
+
+
+def _definitions() -> dict[int, dict]:
+    """Every instrument version's definition by id: a handful of rows, read once."""
+    return dict(InstrumentVersion.objects.values_list("id", "definition"))
 
 
 def _base(score: Score, *, identified: bool) -> dict:
@@ -58,10 +72,9 @@ def _base(score: Score, *, identified: bool) -> dict:
     return row
 
 
-def _primary(score: Score) -> scoring.PrimaryScore:
-    response = score.response
+def _primary(score: Score, definition: dict) -> scoring.PrimaryScore:
     return scoring.primary_score(
-        response.version.definition, {score.scale: score}, response.extras, scale=score.scale
+        definition, {score.scale: score}, score.response.extras, scale=score.scale
     )
 
 
@@ -69,49 +82,95 @@ def _blank(value) -> object:
     return "" if value is None else value
 
 
-def long_rows(*, patients: QuerySet[Patient], identified: bool = False) -> list[dict]:
+def _base_columns(identified: bool) -> list[str]:
+    named = ["record_number", "name", "date"] if identified else []
+    return ["patient", *named, "day", "session_kind", "session"]
+
+
+LONG_COLUMNS = [
+    "instrument",
+    "version",
+    "scale",
+    "score",
+    "statistic",
+    "band",
+    "prorated",
+    "sum",
+    "mean",
+]
+
+
+def long_columns(*, identified: bool = False) -> list[str]:
+    return _base_columns(identified) + LONG_COLUMNS
+
+
+def long_rows(*, patients: QuerySet[Patient], identified: bool = False) -> Iterator[dict]:
     """One row per score: the score as clinicians read it (`score`, which `statistic` it is:
     sum, mean or percent_of_max), its band, whether it was prorated, and the sum and item
     mean it comes from."""
-    rows = []
-    for score in _scores(patients):
-        primary = _primary(score)
-        rows.append(
-            _base(score, identified=identified)
-            | {
-                "instrument": score.response.version.instrument.code,
-                "version": score.response.version.version,
-                "scale": score.scale,
-                "score": primary.shown,
-                "statistic": primary.statistic,
-                "band": primary.band,
-                "prorated": int(primary.prorated),
-                "sum": _blank(score.value),
-                "mean": _blank(score.mean),
-            }
-        )
-    return rows
+    definitions = _definitions()
+    for score in _scores(patients).iterator(chunk_size=CHUNK_ROWS):
+        primary = _primary(score, definitions[score.response.version_id])
+        yield _base(score, identified=identified) | {
+            "instrument": score.response.version.instrument.code,
+            "version": score.response.version.version,
+            "scale": score.scale,
+            "score": primary.shown,
+            "statistic": primary.statistic,
+            "band": primary.band,
+            "prorated": int(primary.prorated),
+            "sum": _blank(score.value),
+            "mean": _blank(score.mean),
+        }
 
 
-def wide_rows(*, patients: QuerySet[Patient], identified: bool = False) -> list[dict]:
+def wide_columns(*, patients: QuerySet[Patient], identified: bool = False) -> list[str]:
+    """The wide export's columns, known before the first row: one per instrument and scale
+    present (named by its statistic), the headline scale's band (where it has bands) and
+    whether it was prorated."""
+    definitions = _definitions()
+    present = (
+        Score.objects.filter(response__patient__in=patients)
+        .values_list("response__version_id", "scale")
+        .distinct()
+    )
+    columns = []
+    for version_id, scale in sorted(
+        present, key=lambda pair: (definitions[pair[0]]["code"], pair[1] != "total", pair[1])
+    ):
+        definition = definitions[version_id]
+        code, statistic = definition["code"], definition["primary"]["statistic"]
+        named = [f"{code}_{scale}_{statistic}"]
+        if scale == definition["primary"]["scale"]:
+            named += [f"{code}_{scale}_band"] if definition["bands"] else []
+            named += [f"{code}_{scale}_prorated"]
+        columns += [c for c in named if c not in columns]
+    return _base_columns(identified) + columns
+
+
+def wide_rows(*, patients: QuerySet[Patient], identified: bool = False) -> Iterator[dict]:
     """One row per patient and time point (a session, or a day without a session). Columns
     name the statistic (`phq-9_total_sum`, `wai-sr_bond_mean`, `meq-30_total_percent_of_max`);
     each instrument's headline scale adds its band (where it has bands) and whether it was
-    prorated."""
+    prorated. Scores arrive patient by patient, so only one patient's rows are held."""
+    definitions = _definitions()
     rows: dict[tuple, dict] = {}
-    for score in _scores(patients):
+    for score in _scores(patients).iterator(chunk_size=CHUNK_ROWS):
         base = _base(score, identified=identified)
+        if rows and next(iter(rows))[0] != base["patient"]:
+            yield from rows.values()
+            rows = {}
         key = (base["patient"], base["session"] or f"day {base['day']}")
         row = rows.setdefault(key, base)
-        definition = score.response.version.definition
-        code = score.response.version.instrument.code
-        primary = _primary(score)
+        definition = definitions[score.response.version_id]
+        code = definition["code"]
+        primary = _primary(score, definition)
         row[f"{code}_{score.scale}_{primary.statistic}"] = primary.shown
         if score.scale == definition["primary"]["scale"]:
             if definition["bands"]:
                 row[f"{code}_{score.scale}_band"] = primary.band
             row[f"{code}_{score.scale}_prorated"] = int(primary.prorated)
-    return list(rows.values())
+    yield from rows.values()
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
@@ -126,17 +185,26 @@ def neutralise(value):
     return value
 
 
+def csv_chunks(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
+    """The CSV text in pieces of about FLUSH_BYTES, header first, as the rows arrive."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[neutralise(c) for c in columns], restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({neutralise(key): neutralise(value) for key, value in row.items()})
+        if out.tell() >= FLUSH_BYTES:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    if out.tell():
+        yield out.getvalue()
+
+
 def to_csv(rows: list[dict]) -> str:
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[neutralise(c) for c in columns], restval="")
-    writer.writeheader()
-    writer.writerows(
-        {neutralise(key): neutralise(value) for key, value in row.items()} for row in rows
-    )
-    return out.getvalue()
+    return "".join(csv_chunks(columns, rows))
 
 
 def _check_identified(*, actor, identified: bool, reason: str) -> None:
@@ -147,13 +215,13 @@ def _check_identified(*, actor, identified: bool, reason: str) -> None:
             raise ValidationError({"reason": "Say why identified data is needed."})
 
 
-def _audit(*, actor, kind: str, identified: bool, reason: str, count: int) -> None:
+def _audit(*, actor, kind: str, identified: bool, reason: str, **counts) -> None:
     audit_record(
         actor=actor,
         action=AuditEvent.Action.EXPORT,
         object_type="export",
         object_id=kind,
-        detail={"identified": identified, "reason": reason.strip(), "rows": count},
+        detail={"identified": identified, "reason": reason.strip(), **counts},
     )
 
 
@@ -164,15 +232,24 @@ def export_fhir(*, actor, patients, identified: bool = False, reason: str = "") 
 
     _check_identified(actor=actor, identified=identified, reason=reason)
     data = bundle(patients=patients, identified=identified)
-    _audit(actor=actor, kind="fhir", identified=identified, reason=reason, count=len(data["entry"]))
+    _audit(actor=actor, kind="fhir", identified=identified, reason=reason, rows=len(data["entry"]))
     return json.dumps(data, indent=1)
 
 
-def export_csv(*, actor, patients, form: str, identified: bool = False, reason: str = "") -> str:
-    """The export itself, audited. Identified exports need an admin and a stated reason."""
+def export_csv(
+    *, actor, patients, form: str, identified: bool = False, reason: str = ""
+) -> Iterator[str]:
+    """The export, audited before the first byte leaves (with the number of scores it
+    holds); the CSV text follows in pieces. Identified exports need an admin and a reason."""
     _check_identified(actor=actor, identified=identified, reason=reason)
     if form not in ("long", "wide"):
         raise ValidationError({"form": "Choose long or wide."})
-    rows = (long_rows if form == "long" else wide_rows)(patients=patients, identified=identified)
-    _audit(actor=actor, kind=f"csv-{form}", identified=identified, reason=reason, count=len(rows))
-    return to_csv(rows)
+    count = Score.objects.filter(response__patient__in=patients).count()
+    _audit(actor=actor, kind=f"csv-{form}", identified=identified, reason=reason, scores=count)
+    if form == "long":
+        columns = long_columns(identified=identified)
+        rows = long_rows(patients=patients, identified=identified)
+    else:
+        columns = wide_columns(patients=patients, identified=identified)
+        rows = wide_rows(patients=patients, identified=identified)
+    return csv_chunks(columns, rows)

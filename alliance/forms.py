@@ -4,6 +4,7 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
 
+from clinic.forms import DateInput
 from clinic.models import Program
 from clinic.selectors import coaches
 
@@ -130,12 +131,8 @@ class CohortFilterForm(forms.Form):
     modality = forms.ChoiceField(
         choices=[("", "All modalities"), *Program.Modality.choices], required=False
     )
-    start = forms.DateField(
-        label="Dosing from", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
-    end = forms.DateField(
-        label="Dosing until", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
+    start = forms.DateField(label="Dosing from", required=False, widget=DateInput())
+    end = forms.DateField(label="Dosing until", required=False, widget=DateInput())
     depression = forms.ChoiceField(
         label="Depression measure",
         choices=analytics.DEPRESSION_MEASURES,

@@ -93,6 +93,13 @@ class FlagRule(models.Model):
         return rules.Thresholds(**{name: getattr(self, name) for name in self.FIELDS})
 
 
+class FlagStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+    AUTO_RESOLVED = "auto_resolved", "Cleared automatically"
+
+
 class Flag(models.Model):
     class Kind(models.TextChoices):
         WEAK_BOND = rules.Kind.WEAK_BOND, "Weak bond before dosing"
@@ -109,11 +116,7 @@ class Flag(models.Model):
         HIGH = rules.Severity.HIGH, "High"
         URGENT = rules.Severity.URGENT, "Urgent"
 
-    class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        ACKNOWLEDGED = "acknowledged", "Acknowledged"
-        RESOLVED = "resolved", "Resolved"
-        AUTO_RESOLVED = "auto_resolved", "Cleared automatically"
+    Status = FlagStatus
 
     UNRESOLVED = (Status.OPEN, Status.ACKNOWLEDGED)
     SEVERITY_RANK = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
@@ -153,12 +156,12 @@ class Flag(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["patient", "kind", "dosing_session"],
-                condition=Q(status__in=["open", "acknowledged"]),
+                condition=Q(status__in=[FlagStatus.OPEN, FlagStatus.ACKNOWLEDGED]),
                 nulls_distinct=False,
                 name="flag_one_open_per_patient_kind_dosing",
             ),
             models.CheckConstraint(
-                condition=~Q(status="resolved") | ~Q(resolution_note=""),
+                condition=~Q(status=FlagStatus.RESOLVED) | ~Q(resolution_note=""),
                 name="flag_resolved_has_note",
             ),
         ]

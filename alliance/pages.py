@@ -15,6 +15,7 @@ from clinic.services import record_patient_view, record_patients_view
 from outcomes.models import Instrument
 from outcomes.selectors import due_for_session, overdue_counts, responses_for
 from sessions import selectors as session_selectors
+from sessions.models import Session
 from sessions.services import record_session_view
 
 from . import caseload, dosing_day, selectors
@@ -73,7 +74,9 @@ def session_detail(request, public_id):
             "due": due_for_session(session, user=request.user),
             "can_log": session_selectors.can_log(request.user, session),
             "can_schedule": access.can_manage_programs(request.user),
-            "readiness": caseload.readiness_of(session) if session.status == "scheduled" else None,
+            "readiness": caseload.readiness_of(session)
+            if session.status == Session.Status.SCHEDULED
+            else None,
             "day": dosing_day.dosing_day(session=session) if session.is_dosing else None,
         },
     )

@@ -4,6 +4,8 @@
 the database, so running it twice, or out of order, leaves the same rows.
 """
 
+import contextlib
+import contextvars
 import logging
 
 from django.conf import settings
@@ -127,6 +129,20 @@ SAFETY_KINDS = frozenset({rules.Kind.SAFETY, rules.Kind.SAFETY_UNANSWERED})
 ADVERSE_EVENT_KINDS = frozenset({rules.Kind.ADVERSE_EVENT})
 
 
+_publishing = contextvars.ContextVar("publish_recomputes", default=True)
+
+
+@contextlib.contextmanager
+def recomputes_held():
+    """Inside, stale marks are recorded but no worker is asked: for bulk writers (the demo's
+    seeding) that recompute in one pass at the end. Marks left over go to the drain."""
+    token = _publishing.set(False)
+    try:
+        yield
+    finally:
+        _publishing.reset(token)
+
+
 def mark_stale(*, patient_ids) -> None:
     """Record, in the caller's transaction, that these patients' flags need a recompute, and
     once committed ask a worker to do it now. If the broker is down the drain does it."""
@@ -138,7 +154,7 @@ def mark_stale(*, patient_ids) -> None:
     StalePatient.objects.bulk_create(
         [StalePatient(patient_id=pk, since=since) for pk in ids], ignore_conflicts=True
     )
-    if len(ids) <= PUBLISH_AT_ONCE:
+    if len(ids) <= PUBLISH_AT_ONCE and _publishing.get():
         transaction.on_commit(lambda: enqueue_recompute(patient_ids=ids), robust=True)
 
 
@@ -279,7 +295,7 @@ def flag_acknowledge(*, actor, flag: Flag) -> Flag:
         action=AuditEvent.Action.UPDATE,
         target=flag,
         patient=flag.patient,
-        detail={"flag": "acknowledged"},
+        detail={"flag": Flag.Status.ACKNOWLEDGED},
     )
     return flag
 
@@ -314,7 +330,7 @@ def flag_resolve(*, actor, flag: Flag, note: str) -> Flag:
         action=AuditEvent.Action.UPDATE,
         target=flag,
         patient=flag.patient,
-        detail={"flag": "resolved"},
+        detail={"flag": Flag.Status.RESOLVED},
     )
     return flag
 

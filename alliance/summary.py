@@ -7,6 +7,8 @@ import datetime
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
+from .rules import Kind
+
 
 def _day(iso: str | None) -> str:
     if not iso:
@@ -25,7 +27,7 @@ def _num(value) -> str:
 
 def summarise(kind: str, evidence: dict) -> str:
     dosing = f"; dosing on {_day(evidence['dosing_at'])}" if evidence.get("dosing_at") else ""
-    if kind == "weak_bond":
+    if kind == Kind.WEAK_BOND:
         limit = f"below {_num(evidence['threshold'])}"
         if evidence.get("clinic_percentile") is not None:
             limit += (
@@ -36,7 +38,7 @@ def summarise(kind: str, evidence: dict) -> str:
             f"Bond mean {_num(evidence['bond'])}{_at(evidence.get('session_label', ''))} on "
             f"{_day(evidence['rated_at'])}, {limit}{dosing}"
         )
-    if kind == "bond_drop":
+    if kind == Kind.BOND_DROP:
         return (
             f"Bond mean fell from {_num(evidence['bond_before'])} "
             f"({_day(evidence['before_at'])}) to "
@@ -44,14 +46,14 @@ def summarise(kind: str, evidence: dict) -> str:
             f"{_num(evidence['fall'])}, more than the reliable change of "
             f"{_num(evidence['rci'])}{dosing}"
         )
-    if kind == "alliance_missing":
+    if kind == Kind.ALLIANCE_MISSING:
         since = (
             f"since the last preparation session on {_day(evidence['last_preparation_at'])}"
             if evidence.get("last_preparation_at")
             else "at all"
         )
         return f"No alliance rating {since}; dosing on {_day(evidence['dosing_at'])}"
-    if kind == "low_alliance":
+    if kind == Kind.LOW_ALLIANCE:
         parts = []
         for reason in evidence.get("reasons", []):
             when = f"{_at(reason.get('session_label', ''))} on {_day(reason['rated_at'])}"
@@ -69,14 +71,14 @@ def summarise(kind: str, evidence: dict) -> str:
                     f"below {_num(reason['threshold'])}"
                 )
         return "; ".join(parts) + dosing
-    if kind == "safety":
+    if kind == Kind.SAFETY:
         hits = [
             f"{h['instrument'].upper()} item {h['item']} answered {_num(h['value'])} on "
             f"{_day(h['at'])}"
             for h in evidence.get("hits", [])
         ]
         return "Safety item: " + "; ".join(hits) + ". Contact the patient today."
-    if kind == "safety_unanswered":
+    if kind == Kind.SAFETY_UNANSWERED:
         gaps = [
             f"{g['instrument'].upper()} item {g['item']} left unanswered on {_day(g['at'])}"
             + (" (a prorated total was still given)" if g.get("total_given") else "")

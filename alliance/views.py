@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -221,7 +221,8 @@ def export(request):
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
-            response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+            response_class = HttpResponse if isinstance(body, str) else StreamingHttpResponse
+            response = response_class(body, content_type=f"{content_type}; charset=utf-8")
             name = f"rapport-scores-{data['form']}-{timezone.localdate():%Y%m%d}.{suffix}"
             response["Content-Disposition"] = f'attachment; filename="{name}"'
             return response

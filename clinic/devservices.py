@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,17 +108,34 @@ def _spawn(args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
 
 
-def _manage(*args: str, env: dict) -> None:
-    subprocess.run([_python(), "manage.py", *args], cwd=ROOT, env=env, check=True)
+def _manage(*args: str, env: dict) -> str:
+    """Run a management command, echo what it prints, and return that."""
+    done = subprocess.run(
+        [_python(), "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    print(done.stdout, end="", flush=True)
+    return done.stdout
 
 
 def run_demo(argv: list[str]) -> int:
     os.environ["DJANGO_SETTINGS_MODULE"] = "clinic.settings.dev"
     with services(name="demo"):
         env = dict(os.environ)
+        # The demo's e-mails (flags, questionnaire links) are files, so the console keeps
+        # the logins in view; EMAIL_URL set by hand still wins.
+        mail = DEVDATA / "mail"
+        mail.mkdir(parents=True, exist_ok=True)
+        if "EMAIL_URL" not in env:
+            env.update(EMAIL_URL="filemail://", EMAIL_FILE_PATH=str(mail))
         _manage("migrate", "--noinput", env=env)
         _manage("load_instruments", env=env)
-        _manage("seed_demo", *argv, env=env)
+        seeded = _manage("seed_demo", *argv, env=env)
+        logins = seeded[seeded.find("Demo logins") :] if "Demo logins" in seeded else ""
         beat_schedule = DEVDATA / "celerybeat.pid"
         beat_schedule.unlink(missing_ok=True)
         children = [
@@ -140,7 +158,25 @@ def run_demo(argv: list[str]) -> int:
             ),
         ]  # fmt: skip
         log("web on http://127.0.0.1:8000 with a Celery worker and beat. Ctrl-C stops all.")
+        try:
+            _wait_for_web("http://127.0.0.1:8000/healthz", children)
+        except KeyboardInterrupt:
+            _stop(children)
+            raise
+        # Last, below the web's and the workers' start-up banners.
+        print(logins, end="", flush=True)
+        if env["EMAIL_URL"].startswith("filemail://"):
+            log(f"e-mails the demo sends are files in {mail}")
         return _supervise(children)
+
+
+def _wait_for_web(url: str, children: list[subprocess.Popen], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and all(c.poll() is None for c in children):
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
+            time.sleep(1.5)  # let the workers finish their banners too
+            return
+        time.sleep(0.5)
 
 
 def _supervise(children: list[subprocess.Popen]) -> int:

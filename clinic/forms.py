@@ -13,7 +13,13 @@ from .selectors import SEARCH_MAX_LENGTH
 
 
 class DateInput(forms.DateInput):
+    """A browser date picker. Its value must be ISO (yyyy-mm-dd): browsers drop a value in the
+    clinic's display format (27/11/2026), so an edit form would blank the date it shows."""
+
     input_type = "date"
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%Y-%m-%d", **kwargs)
 
 
 def _helper(submit_label: str) -> FormHelper:

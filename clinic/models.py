@@ -78,15 +78,18 @@ class User(AbstractBaseUser, PermissionsMixin):
         return None
 
 
+class PatientStatus(models.TextChoices):
+    REFERRED = "referred", "Referred"
+    SCREENING = "screening", "Screening"
+    ENROLLED = "enrolled", "Enrolled"
+    IN_TREATMENT = "in_treatment", "In treatment"
+    FOLLOW_UP = "follow_up", "Follow-up"
+    COMPLETED = "completed", "Completed"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
 class Patient(models.Model):
-    class Status(models.TextChoices):
-        REFERRED = "referred", "Referred"
-        SCREENING = "screening", "Screening"
-        ENROLLED = "enrolled", "Enrolled"
-        IN_TREATMENT = "in_treatment", "In treatment"
-        FOLLOW_UP = "follow_up", "Follow-up"
-        COMPLETED = "completed", "Completed"
-        WITHDRAWN = "withdrawn", "Withdrawn"
+    Status = PatientStatus
 
     # The lifecycle moves forward one step at a time; withdrawal is possible until completion.
     TRANSITIONS = {
@@ -132,7 +135,7 @@ class Patient(models.Model):
         ordering = ["last_name", "first_name"]
         constraints = [
             models.CheckConstraint(
-                condition=~Q(status="withdrawn") | ~Q(withdrawal_reason=""),
+                condition=~Q(status=PatientStatus.WITHDRAWN) | ~Q(withdrawal_reason=""),
                 name="patient_withdrawn_has_reason",
                 violation_error_message="A withdrawal needs a reason.",
             ),
@@ -176,11 +179,14 @@ class PatientStatusChange(models.Model):
         return f"{self.patient_id}: {self.from_status or '—'} → {self.to_status}"
 
 
+class ProgramKind(models.TextChoices):
+    SINGLE = "single", "Single session"
+    PACKAGE = "package", "Multi-session package"
+    GROUP = "group", "Group program"
+
+
 class Program(models.Model):
-    class Kind(models.TextChoices):
-        SINGLE = "single", "Single session"
-        PACKAGE = "package", "Multi-session package"
-        GROUP = "group", "Group program"
+    Kind = ProgramKind
 
     class Modality(models.TextChoices):
         PSILOCYBIN = "psilocybin", "Psilocybin"
@@ -211,7 +217,7 @@ class Program(models.Model):
         ordering = ["-start_date", "name"]
         constraints = [
             models.CheckConstraint(
-                condition=~Q(kind="group") | Q(capacity__isnull=False, capacity__gt=0),
+                condition=~Q(kind=ProgramKind.GROUP) | Q(capacity__isnull=False, capacity__gt=0),
                 name="program_group_has_capacity",
                 violation_error_message="A group program needs a capacity.",
             ),
@@ -225,11 +231,14 @@ class Program(models.Model):
         return self.kind == self.Kind.GROUP
 
 
+class EnrolmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
 class Enrolment(models.Model):
-    class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        COMPLETED = "completed", "Completed"
-        WITHDRAWN = "withdrawn", "Withdrawn"
+    Status = EnrolmentStatus
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="enrolments")
     program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="enrolments")
@@ -246,7 +255,7 @@ class Enrolment(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["patient", "program"],
-                condition=Q(status="active"),
+                condition=Q(status=EnrolmentStatus.ACTIVE),
                 name="enrolment_one_active_per_patient_program",
                 violation_error_message="The patient is already enrolled in this program.",
             ),
@@ -264,12 +273,15 @@ class Enrolment(models.Model):
         return self.status == self.Status.ACTIVE
 
 
+class AssignmentRole(models.TextChoices):
+    LEAD = "lead", "Lead coach"
+    PREPARATION = "preparation", "Preparation"
+    DOSING = "dosing", "Dosing facilitator"
+    INTEGRATION = "integration", "Integration"
+
+
 class CoachAssignment(models.Model):
-    class Role(models.TextChoices):
-        LEAD = "lead", "Lead coach"
-        PREPARATION = "preparation", "Preparation"
-        DOSING = "dosing", "Dosing facilitator"
-        INTEGRATION = "integration", "Integration"
+    Role = AssignmentRole
 
     enrolment = models.ForeignKey(Enrolment, on_delete=models.PROTECT, related_name="assignments")
     coach = models.ForeignKey(
@@ -289,7 +301,7 @@ class CoachAssignment(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["enrolment"],
-                condition=Q(role="lead", end_date__isnull=True),
+                condition=Q(role=AssignmentRole.LEAD, end_date__isnull=True),
                 name="assignment_one_active_lead",
                 violation_error_message="This enrolment already has an active lead coach.",
             ),

@@ -14,7 +14,7 @@ import random
 
 from django.utils import timezone
 
-from sessions.models import Attendance, Session
+from sessions.models import Attendance, Session, SessionKind
 
 from . import services
 from .models import Response
@@ -148,12 +148,12 @@ def seed_responses(*, patient, actor, seed: int = 0) -> int:
         # Draw every answer whether or not it is stored, so the story stays the same.
         drawn = {code: ANSWERS[code](story) for code in due}
         returned = {code: story.rng.random() >= UNRETURNED for code in due}
-        if session.kind == "dosing":
+        if session.kind == SessionKind.DOSING:
             story.after_dosing()
         if session.pk in answered_sessions:
             continue
         when = session.scheduled_end + datetime.timedelta(minutes=10)
-        if session.kind == "dosing":
+        if session.kind == SessionKind.DOSING:
             when = session.scheduled_end + datetime.timedelta(hours=18)  # the day after
         if when > now:
             continue

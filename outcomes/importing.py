@@ -6,6 +6,11 @@ the response is filed under the patient's latest session of that kind up to that
 item_1 … item_n. Every row is checked first and every bad row reported with its line; only a
 file with no bad row is written, in one transaction. Each row carries a key derived from its
 content, so importing the same file twice adds nothing the second time.
+
+Other systems name things their own way ("baseline" for a preparation visit, "phq9" for
+PHQ-9): a mapping translates session kinds and instrument codes first. A session kind that
+still names no kind of ours (or is mapped to nothing) does not refuse the file: the row is
+imported without a session and the report says so.
 """
 
 import csv
@@ -81,6 +86,23 @@ def _version(code: str, version: str) -> InstrumentVersion:
 class ImportResult:
     created: list[Response]
     already_present: int
+    # Rows imported without a session: their session kind named no kind of ours.
+    warnings: list[RowError]
+
+
+def parse_mapping(pairs) -> dict[str, str]:
+    """`from=to` pairs (from `--map` or the lines of a mapping file; blank lines and `#`
+    comments skipped) as a mapping of lower-case names. `to` may be empty: "map to nothing"."""
+    mapping = {}
+    for number, pair in enumerate(pairs, 1):
+        pair = pair.split("#", 1)[0].strip()
+        if not pair:
+            continue
+        source, sep, target = pair.partition("=")
+        if not sep or not source.strip():
+            raise ValueError(f"mapping {number}: {pair!r} is not of the form from=to")
+        mapping[source.strip().lower()] = target.strip().lower()
+    return mapping
 
 
 NOT_TEXT = (
@@ -119,15 +141,19 @@ def _read(lines) -> tuple[list[str], list[tuple[int, dict]]]:
     return header, rows
 
 
-def import_responses(*, actor, lines) -> ImportResult:
+def import_responses(*, actor, lines, mapping: dict[str, str] | None = None) -> ImportResult:
     """Check every row first; import only when all are good, in one transaction."""
     _, rows = _read(lines)
-    planned, errors = [], []
+    planned, errors, warnings = [], [], []
     for line, row in rows:
         try:
-            planned.append((line, _plan(row)))
+            plan, warning = _plan(row, mapping or {})
         except ValidationError as exc:
             errors.append(RowError(line, "; ".join(exc.messages)))
+        else:
+            planned.append((line, plan))
+            if warning:
+                warnings.append(RowError(line, warning))
     if errors:
         raise ImportRefused(errors)
     if not planned:
@@ -152,17 +178,25 @@ def import_responses(*, actor, lines) -> ImportResult:
             services.announce_saved(created, created=True)
     if errors:
         raise ImportRefused(errors)
-    return ImportResult(created=created, already_present=len(planned) - len(created))
+    return ImportResult(
+        created=created, already_present=len(planned) - len(created), warnings=warnings
+    )
 
 
-def _plan(row: dict) -> dict:
-    """Everything needed to record the row, or a ValidationError naming every problem found."""
-    problems = []
+def _mapped(value: str, mapping: dict[str, str]) -> str:
+    value = value.strip().lower()
+    return mapping.get(value, value)
+
+
+def _plan(row: dict, mapping: dict[str, str]) -> tuple[dict, str]:
+    """Everything needed to record the row and a warning (or ""), or a ValidationError naming
+    every problem found."""
+    problems, warning = [], ""
     record_number = (row.get("record_number") or "").strip()
     patient = Patient.objects.filter(record_number__iexact=record_number).first()
     if patient is None:
         problems.append(f"unknown record number {record_number!r}")
-    code = (row.get("instrument") or "").strip().lower()
+    code = _mapped(row.get("instrument") or "", mapping)
     wanted = (row.get("version") or "").strip()
     version = None
     try:
@@ -204,10 +238,16 @@ def _plan(row: dict) -> dict:
                     f"{', '.join(map(str, missing))})"
                 )
     session = None
-    kind = (row.get("session_kind") or "").strip()
-    if kind and kind not in SessionKind.values:
-        problems.append(f"session_kind {kind!r} is not one of {', '.join(SessionKind.values)}")
-    elif kind and patient is not None and administered_at is not None:
+    given = (row.get("session_kind") or "").strip()
+    kind = _mapped(given, mapping)
+    if given and kind not in SessionKind.values:
+        warning = (
+            f"session_kind {given!r} is not one of {', '.join(SessionKind.values)}"
+            + (f" (mapped to {kind!r})" if kind and kind != given.lower() else "")
+            + ": imported without a session"
+        )
+        kind = ""
+    if kind and patient is not None and administered_at is not None:
         session = (
             Session.objects.filter(attendances__patient=patient, kind=kind)
             .filter(scheduled_start__lte=administered_at)
@@ -230,4 +270,4 @@ def _plan(row: dict) -> dict:
         "source": Response.Source.IMPORT,
         "session": session,
         "submission_key": uuid.uuid5(IMPORT_NAMESPACE, content),
-    }
+    }, warning

@@ -32,10 +32,10 @@ from django.utils.crypto import salted_hmac
 
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, Patient
-from sessions.models import Attendance, Session
+from sessions.models import Attendance, Session, SessionKind
 
 from . import services
-from .models import Instrument, LinkGuess, Response, SelfReportLink
+from .models import Instrument, LinkGuess, Respondent, Response, SelfReportLink
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ GUESS_WINDOW = datetime.timedelta(minutes=10)
 # How much of a guessed token keys the limit, with the address (see the module docstring).
 GUESS_PREFIX = 8
 # Questionnaires about a dosing day (MEQ-30, PIQ, EBI) are asked the day after, not that night.
-SEND_DELAY = {"dosing": datetime.timedelta(hours=18)}
+SEND_DELAY = {SessionKind.DOSING: datetime.timedelta(hours=18)}
 # A session's questionnaires are mailed only while they are fresh.
 SEND_WINDOW = datetime.timedelta(days=3)
 # Answers sent shortly after the link expired are still taken: the patient opened the page
@@ -270,7 +270,7 @@ def due_by_email(*, now=None) -> list[tuple[Session, Patient, list[str]]]:
     came, has an address and agreed to e-mail, and no e-mailed link exists for that session."""
     now = now or timezone.now()
     patient_rated = set(
-        Instrument.objects.filter(respondent="patient").values_list("code", flat=True)
+        Instrument.objects.filter(respondent=Respondent.PATIENT).values_list("code", flat=True)
     )
     longest = max(SEND_DELAY.values(), default=datetime.timedelta(0))
     sessions = (

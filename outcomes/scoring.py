@@ -221,7 +221,7 @@ def load_all() -> list[dict]:
         if key in seen:
             raise DefinitionError(f"duplicate definition {key}")
         seen.add(key)
-    return sorted(defs, key=lambda d: (d["code"], _version_key(d["version"])))
+    return sorted(defs, key=lambda d: (d["code"], version_key(d["version"])))
 
 
 def get_definition(code: str, version: str | None = None) -> dict:
@@ -231,10 +231,10 @@ def get_definition(code: str, version: str | None = None) -> dict:
         matches = [d for d in matches if d["version"] == str(version)]
     if not matches:
         raise DefinitionError(f"no definition for {code!r} version {version!r}")
-    return max(matches, key=lambda d: _version_key(d["version"]))
+    return max(matches, key=lambda d: version_key(d["version"]))
 
 
-def _version_key(version: str) -> tuple:
+def version_key(version: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
 
 

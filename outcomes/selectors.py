@@ -17,7 +17,8 @@ from django.utils import timezone
 from clinic.access import patients_visible_to
 from sessions.models import Attendance, Session
 
-from .models import Instrument, InstrumentVersion, Response
+from . import scoring
+from .models import Instrument, InstrumentVersion, Respondent, Response
 
 
 def item_answer(number: int) -> Cast:
@@ -68,6 +69,25 @@ def coaches_of(patient) -> QuerySet:
         .distinct()
         .order_by("display_name")
     )
+
+
+def newest_definitions(codes) -> dict[str, dict]:
+    """The newest definition of each instrument named, by code.
+
+    What belongs to the instrument rather than to one version's wording (its subscales, its
+    response and remission rule) is read from here: PHQ-9 gained its rule in version 2, and a
+    version-1 response is judged by the same rule.
+    """
+    newest: dict[str, InstrumentVersion] = {}
+    for version in InstrumentVersion.objects.filter(instrument__code__in=codes).select_related(
+        "instrument"
+    ):
+        code = version.instrument.code
+        if code not in newest or scoring.version_key(version.version) > scoring.version_key(
+            newest[code].version
+        ):
+            newest[code] = version
+    return {code: version.definition for code, version in newest.items()}
 
 
 def wording_for(version: InstrumentVersion) -> dict[int, str]:
@@ -153,9 +173,9 @@ def _due_patients(session) -> list:
     """Who owes the session's questionnaires: those who came once it is logged; before that,
     everyone still expected."""
     attendances = session.attendances.all()
-    if session.status == "completed":
+    if session.status == Session.Status.COMPLETED:
         return [a.patient for a in attendances if a.status in Attendance.PRESENT]
-    if session.status == "scheduled":
+    if session.status == Session.Status.SCHEDULED:
         return [a.patient for a in attendances if a.status not in Attendance.NOT_COMING]
     return []
 
@@ -221,7 +241,7 @@ def due_for_session(session, *, user=None) -> list[dict]:
                 "link_codes": [
                     i["code"]
                     for i in items
-                    if i["response"] is None and i["instrument"].respondent == "patient"
+                    if i["response"] is None and i["instrument"].respondent == Respondent.PATIENT
                 ],
             }
         )
@@ -245,7 +265,7 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
     rows = Attendance.objects.filter(
         patient_id__in=patient_ids,
         status__in=Attendance.PRESENT,
-        session__status="completed",
+        session__status=Session.Status.COMPLETED,
         session__scheduled_end__gte=since,
         session__scheduled_end__lte=until,
         session__protocol_step__isnull=False,
@@ -259,7 +279,7 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
     )
     instruments = Instrument.objects.all()
     if patient_rated_only:
-        instruments = instruments.filter(respondent="patient")
+        instruments = instruments.filter(respondent=Respondent.PATIENT)
     wanted = set(instruments.values_list("code", flat=True))
     return [
         (patient_id, session_id, code)

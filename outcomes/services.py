@@ -87,7 +87,7 @@ def latest_version(code: str) -> InstrumentVersion:
     )
     if not versions:
         raise ValidationError({"instrument": f"Unknown instrument {code!r}."})
-    return max(versions, key=lambda v: scoring._version_key(v.version))
+    return max(versions, key=lambda v: scoring.version_key(v.version))
 
 
 def _as_numbers(answers: dict) -> dict[int, float | None]:

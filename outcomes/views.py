@@ -17,7 +17,7 @@ from sessions.selectors import get_session_for
 
 from . import links, selectors, services
 from .forms import CorrectionForm, ItemsForm, LinkForm, ResponseForm
-from .models import Instrument, SelfReportLink
+from .models import Instrument, Respondent, SelfReportLink
 
 
 def _session_of(request):
@@ -141,7 +141,8 @@ def link_new(request, public_id):
     session = _session_of(request)
     record_patient_view(actor=request.user, patient=patient)
     choices = [
-        (i.code, i.name) for i in Instrument.objects.filter(respondent="patient").order_by("code")
+        (i.code, i.name)
+        for i in Instrument.objects.filter(respondent=Respondent.PATIENT).order_by("code")
     ]
     patient_rated = {code for code, _ in choices}
     initial = {}

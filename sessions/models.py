@@ -90,12 +90,15 @@ class TsTzRange(Func):
     output_field = DateTimeRangeField()
 
 
+class SessionStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    NO_SHOW = "no_show", "No-show"
+
+
 class Session(models.Model):
-    class Status(models.TextChoices):
-        SCHEDULED = "scheduled", "Scheduled"
-        COMPLETED = "completed", "Completed"
-        CANCELLED = "cancelled", "Cancelled"
-        NO_SHOW = "no_show", "No-show"
+    Status = SessionStatus
 
     class Route(models.TextChoices):
         ORAL = "oral", "Oral"
@@ -169,7 +172,7 @@ class Session(models.Model):
                     (TsTzRange("scheduled_start", "scheduled_end"), RangeOperators.OVERLAPS),
                     ("room", RangeOperators.EQUAL),
                 ],
-                condition=Q(status="scheduled", room__isnull=False),
+                condition=Q(status=SessionStatus.SCHEDULED, room__isnull=False),
                 violation_error_message="The room is already booked at that time.",
             ),
         ]

@@ -11,7 +11,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from clinic.access import patients_visible_to, sees_all_patients
-from clinic.models import Patient, Program
+from clinic.models import Enrolment, Patient, Program
 
 from . import monitoring
 from .models import (
@@ -230,7 +230,7 @@ def group_program_overview(*, program: Program) -> dict:
         _with_people(program.sessions.filter(is_group=True).order_by("scheduled_start"))
     )
     roster = list(
-        program.enrolments.filter(status="active")
+        program.enrolments.filter(status=Enrolment.Status.ACTIVE)
         .select_related("patient")
         .order_by("patient__last_name", "patient__first_name")
     )
@@ -277,7 +277,7 @@ def program_upcoming(*, program: Program, limit: int = 15) -> list[Session]:
 
 
 def programs() -> QuerySet[Program]:
-    active = Count("enrolments", filter=Q(enrolments__status="active"))
+    active = Count("enrolments", filter=Q(enrolments__status=Enrolment.Status.ACTIVE))
     return Program.objects.select_related("protocol").annotate(members=active).order_by("name")
 
 

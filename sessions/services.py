@@ -476,7 +476,7 @@ def session_cancel(*, actor, session: Session, reason: str) -> Session:
         action=AuditEvent.Action.UPDATE,
         target=session,
         patient=session.enrolment.patient if session.enrolment else None,
-        detail={"status": "cancelled"},
+        detail={"status": Session.Status.CANCELLED},
     )
     if session.is_dosing:
         ids = list(session.attendances.values_list("patient_id", flat=True))
@@ -513,7 +513,11 @@ def cancel_future_sessions_for_patient(*, actor, patient: Patient, reason: str) 
             action=AuditEvent.Action.UPDATE,
             target=session,
             patient=patient,
-            detail={"status": "cancelled", "reason": reason, "why": "patient withdrawn"},
+            detail={
+                "status": Session.Status.CANCELLED,
+                "reason": reason,
+                "why": "patient withdrawn",
+            },
         )
     for place in released:
         audit_record(
@@ -521,7 +525,11 @@ def cancel_future_sessions_for_patient(*, actor, patient: Patient, reason: str) 
             action=AuditEvent.Action.UPDATE,
             target=place.session,
             patient=patient,
-            detail={"attendance": "cancelled", "reason": reason, "why": "patient withdrawn"},
+            detail={
+                "attendance": Attendance.Status.CANCELLED,
+                "reason": reason,
+                "why": "patient withdrawn",
+            },
         )
     _announce([patient.pk])
     return len(individual)

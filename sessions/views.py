@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from clinic import access
 from clinic.forms import apply_service_errors
+from clinic.models import Enrolment
 from clinic.pages import form_page
 from clinic.selectors import coaches
 from clinic.services import record_patient_view
@@ -185,7 +186,9 @@ def patient_timeline(request, public_id):
         {
             "patient": patient,
             "past": [s for s in sessions if s.scheduled_start < now],
-            "enrolments": patient.enrolments.filter(status="active").select_related("program"),
+            "enrolments": patient.enrolments.filter(status=Enrolment.Status.ACTIVE).select_related(
+                "program"
+            ),
             "upcoming": [s for s in sessions if s.scheduled_start >= now],
             "adverse_events": selectors.adverse_events_for(patient=patient),
         },

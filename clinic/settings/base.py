@@ -212,6 +212,10 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="rapport")
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+# The folder of the file backend (EMAIL_URL=filemail://); a filemail URL cannot carry an
+# absolute path, so it has its own variable. `make demo` writes its e-mails there.
+if env.str("EMAIL_FILE_PATH", default=""):
+    EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Rapport <no-reply@rapport.invalid>")
 
 CLINIC_NAME = env.str("CLINIC_NAME", default="Rapport")

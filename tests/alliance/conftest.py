@@ -4,8 +4,8 @@ import pytest
 from django.utils import timezone
 
 from outcomes import services as outcome_services
-from sessions import services as session_services
 from sessions.models import SessionKind
+from tests.helpers import book_session
 from tests.workers import queue, start_worker  # noqa: F401
 
 
@@ -31,14 +31,12 @@ def rate(people):
 @pytest.fixture
 def dosing_in(people):
     def _dosing_in(days):
-        start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=days)
-        return session_services.session_book(
+        return book_session(
+            people.enrolment,
             actor=people.admin,
-            program=people.enrolment.program,
-            enrolment=people.enrolment,
             kind=SessionKind.DOSING,
-            start=start,
-            end=start + datetime.timedelta(hours=6),
+            hours_from_now=24 * days,
+            minutes=6 * 60,
         )
 
     return _dosing_in

@@ -65,6 +65,7 @@ def _facts(responses=(), sessions=(), flags=(), threshold=3.5):
         sessions=list(sessions),
         flags=list(flags),
         bond_threshold=threshold,
+        definitions={code: get_definition(code) for code in charts.CHARTED},
     )
 
 
@@ -154,6 +155,18 @@ def test_depression_shows_bands_and_marks_response_and_remission_against_baselin
     changes = [row[4] for row in chart.tables[0].rows]
     assert changes[:3] == ["baseline", "-55%", "-80%"]
     assert any("PHQ-9" in note and "below 5" in note for note in chart.notes)
+
+
+def test_a_phq9_answered_under_version_1_is_judged_by_the_rule_version_2_added():
+    first = get_definition("phq-9", "1")
+    rows = [
+        charts.ResponseRow(
+            days, _at(days), "phq-9", first, {"total": (value, None, "")}, {}, None, ""
+        )
+        for days, value in ((0, 20), (30, 4))
+    ]
+    chart = charts.outcomes_chart(_facts(rows))
+    assert [row[5] for row in chart.tables[0].rows] == ["—", "response, remission"]
 
 
 def test_the_depression_table_shows_sums_whole_and_marks_a_prorated_one():

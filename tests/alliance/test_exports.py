@@ -6,10 +6,12 @@ import zoneinfo
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from alliance.exports import pseudonym
 from clinic.models import AuditEvent
 from outcomes import services as outcome_services
+from tests.factories import EnrolmentFactory
 
 LONDON = zoneinfo.ZoneInfo("Europe/London")
 
@@ -19,6 +21,13 @@ pytestmark = pytest.mark.django_db
 def _rows(body: bytes | str) -> list[dict]:
     text = body.decode() if isinstance(body, bytes) else body
     return list(csv.DictReader(io.StringIO(text)))
+
+
+def _body(response) -> bytes:
+    """A CSV export streams; a FHIR bundle arrives whole."""
+    if response.streaming:
+        return b"".join(response.streaming_content)
+    return response.content
 
 
 @pytest.fixture
@@ -31,8 +40,8 @@ def rated(people, rate):
 def test_long_export_is_de_identified_by_default_and_audited(client, rated):
     client.force_login(rated.clinician)
     response = client.post(reverse("export"), {"form": "long"})
-    assert response["Content-Type"].startswith("text/csv")
-    body = response.content.decode()
+    assert response["Content-Type"].startswith("text/csv") and response.streaming
+    body = _body(response).decode()
     rows = _rows(body)
     assert len(rows) == 2 * 4  # two WAI-SR responses x total, bond, goal, task
     assert {r["patient"] for r in rows} == {pseudonym(rated.patient)}
@@ -56,17 +65,16 @@ def test_a_rating_just_after_midnight_is_dated_by_the_clinics_calendar(client, p
         administered_at=datetime.datetime(2026, 10, 25, 0, 30, tzinfo=LONDON),
     )
     client.force_login(people.admin)
-    rows = _rows(
-        client.post(
-            reverse("export"), {"form": "long", "identified": "on", "reason": "Audit"}
-        ).content
+    response = client.post(
+        reverse("export"), {"form": "long", "identified": "on", "reason": "Audit"}
     )
+    rows = _rows(_body(response))
     assert {(r["date"], r["day"]) for r in rows} == {("2026-10-25", "7")}
 
 
 def test_wide_export_has_one_row_per_time_point(client, rated):
     client.force_login(rated.clinician)
-    rows = _rows(client.post(reverse("export"), {"form": "wide"}).content)
+    rows = _rows(_body(client.post(reverse("export"), {"form": "wide"})))
     assert len(rows) == 2
     assert [float(r["wai-sr_bond_mean"]) for r in rows] == [2.0, 4.0]
 
@@ -80,7 +88,7 @@ def depression(people, rate):
 
 def test_wide_export_columns_say_sum_or_mean_and_carry_the_primary_score(client, depression):
     client.force_login(depression.clinician)
-    body = client.post(reverse("export"), {"form": "wide"}).content.decode()
+    body = _body(client.post(reverse("export"), {"form": "wide"})).decode()
     header = body.splitlines()[0].split(",")
     assert "phq-9_total_sum" in header and "srs_total_sum" in header
     assert not [c for c in header if c in ("phq-9_total", "srs_total")]
@@ -94,7 +102,7 @@ def test_wide_export_columns_say_sum_or_mean_and_carry_the_primary_score(client,
 def test_long_export_says_which_statistic_each_score_is(client, depression, rate):
     rate(bond=3)
     client.force_login(depression.clinician)
-    rows = _rows(client.post(reverse("export"), {"form": "long"}).content)
+    rows = _rows(_body(client.post(reverse("export"), {"form": "long"})))
     by_scale = {(r["instrument"], r["scale"]): r for r in rows}
     phq = by_scale[("phq-9", "total")]
     assert (phq["score"], phq["statistic"], phq["band"]) == ("16", "sum", "Moderately severe")
@@ -108,7 +116,7 @@ def test_a_prorated_phq9_is_exported_whole_and_marked(client, people, rate):
     answers = {1: 2, 2: 2, 3: 2, 4: 2, 5: 1, 6: 1, 7: 1, 8: None, 9: None}  # 11/7 x 9 -> 14
     rate(bond=None, code="phq-9", answers=answers)
     client.force_login(people.clinician)
-    rows = _rows(client.post(reverse("export"), {"form": "wide"}).content)
+    rows = _rows(_body(client.post(reverse("export"), {"form": "wide"})))
     assert (rows[0]["phq-9_total_sum"], rows[0]["phq-9_total_prorated"]) == ("14", "1")
 
 
@@ -146,7 +154,7 @@ def test_identified_export_is_for_admins_with_a_reason(client, rated):
     ok = client.post(
         reverse("export"), {"form": "long", "identified": "on", "reason": "Audit request 12"}
     )
-    rows = _rows(ok.content)
+    rows = _rows(_body(ok))
     assert rows[0]["record_number"] == rated.patient.record_number
     assert AuditEvent.objects.get(action="export").detail["reason"] == "Audit request 12"
 
@@ -210,11 +218,12 @@ def test_the_exports_page_runs_a_constant_number_of_queries(
     client.force_login(rated.clinician)
     for form in ("long", "wide", "fhir"):
         with CaptureQueriesContext(connection) as small:
-            client.post(reverse("export"), {"form": form})
+            _body(client.post(reverse("export"), {"form": form}))
         for days_ago in range(3, 13):
             rate(bond=3, days_ago=days_ago)
         with django_assert_max_num_queries(len(small.captured_queries)):
-            assert client.post(reverse("export"), {"form": form}).status_code == 200
+            response = client.post(reverse("export"), {"form": form})
+            assert response.status_code == 200 and _body(response)
 
 
 def test_identified_csv_cells_cannot_run_as_spreadsheet_formulas(client, rated):
@@ -225,9 +234,11 @@ def test_identified_csv_cells_cannot_run_as_spreadsheet_formulas(client, rated):
     rated.patient.record_number = "+RP-1"
     rated.patient.save()
     client.force_login(rated.admin)
-    body = client.post(
-        reverse("export"), {"form": "long", "identified": "on", "reason": "Audit request 13"}
-    ).content.decode()
+    body = _body(
+        client.post(
+            reverse("export"), {"form": "long", "identified": "on", "reason": "Audit request 13"}
+        )
+    ).decode()
     rows = _rows(body)
     assert rows[0]["name"] == """'=HYPERLINK("http://evil.test","x") @SUM(1+1)"""
     assert rows[0]["record_number"] == "'+RP-1"
@@ -236,3 +247,44 @@ def test_identified_csv_cells_cannot_run_as_spreadsheet_formulas(client, rated):
         assert not any(row[c].startswith(("=", "+", "-", "@")) for c in text_columns)
     # Numbers stay numbers: a day before enrolment is still -3, not text.
     assert to_csv([{"day": -3, "label": "-3", "note": "\tx"}]).splitlines()[1] == "-3,'-3,'\tx"
+
+
+def test_csv_streams_in_pieces_and_says_the_same_as_one_piece(client, rated, rate, monkeypatch):
+    from alliance import exports
+
+    for days_ago in range(3, 9):
+        rate(bond=3, days_ago=days_ago)
+    client.force_login(rated.clinician)
+    whole = _body(client.post(reverse("export"), {"form": "long"}))
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(exports, "FLUSH_BYTES", 200)
+    response = client.post(reverse("export"), {"form": "long"})
+    pieces = list(response.streaming_content)
+    assert len(pieces) > 5 and b"".join(pieces) == whole
+    assert len(_rows(whole)) == 8 * 4
+
+
+def test_wide_columns_cover_every_patient_before_the_first_row(client, rated, people):
+    other = EnrolmentFactory().patient
+    outcome_services.response_record(
+        actor=people.admin,
+        patient=other,
+        version=outcome_services.latest_version("phq-9"),
+        answers={n: 1 for n in range(1, 10)},
+        administered_at=timezone.now() - datetime.timedelta(days=3),
+    )
+    client.force_login(rated.clinician)
+    rows = _rows(_body(client.post(reverse("export"), {"form": "wide"})))
+    by_patient = {}
+    for row in rows:
+        by_patient.setdefault(row["patient"], []).append(row)
+    assert (
+        len(by_patient[pseudonym(other)]) == 1 and len(by_patient[pseudonym(people.patient)]) == 2
+    )
+    phq = by_patient[pseudonym(other)][0]
+    assert (phq["phq-9_total_sum"], phq["phq-9_total_band"], phq["wai-sr_bond_mean"]) == (
+        "9",
+        "Mild",
+        "",
+    )
+    assert all(row["phq-9_total_sum"] == "" for row in by_patient[pseudonym(people.patient)])

@@ -4,9 +4,9 @@ from django.urls import reverse
 from alliance import services
 from alliance.models import Flag
 from tests.factories import CoachAssignmentFactory, EnrolmentFactory
+from tests.helpers import assert_role_answer, matrix_cases
 
 pytestmark = pytest.mark.django_db
-PERSONAS = ["anonymous", "coach", "other_coach", "clinician", "admin"]
 
 
 @pytest.fixture
@@ -24,18 +24,14 @@ MATRIX = {
 }
 
 
-@pytest.mark.parametrize("page", sorted(MATRIX))
-@pytest.mark.parametrize("persona", PERSONAS)
-def test_role_matrix(client, people, flag, page, persona):
-    expected = MATRIX[page][PERSONAS.index(persona)]
-    if persona != "anonymous":
-        client.force_login(getattr(people, persona))
+@pytest.mark.parametrize(("page", "persona", "expected"), matrix_cases(MATRIX))
+def test_role_matrix(client, people, flag, page, persona, expected):
     args = {
         "flag_detail": [flag.public_id],
         "patient_flags": [people.patient.public_id],
         "flag_rule_default": [],
     }[page]
-    assert client.get(reverse(page, args=args)).status_code == expected
+    assert_role_answer(client, people, persona, reverse(page, args=args), expected)
 
 
 def test_flag_page_says_the_evidence_in_words(client, people, flag):

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from sessions import services as session_services
 from tests.factories import EnrolmentFactory
+from tests.helpers import book_session
 
 
 @pytest.fixture
@@ -17,15 +18,13 @@ def clash(people):
         start = session_services.local_datetime(
             timezone.localdate() + datetime.timedelta(days=day), datetime.time(10, 0)
         )
-        return session_services.session_book(
+        return book_session(
+            enrolment,
             actor=people.admin,
-            program=enrolment.program,
-            enrolment=enrolment,
-            kind="preparation",
             label=label,
             start=start,
-            end=start + datetime.timedelta(hours=2),
-            facilitators=list(facilitators),
+            minutes=120,
+            facilitators=facilitators,
         )
 
     other_patient = EnrolmentFactory(program=people.enrolment.program, enrolled_by=people.admin)

@@ -35,6 +35,29 @@ def test_seed_demo_builds_a_clinic_and_a_second_run_adds_nothing():
     ) == counts
 
 
+def test_seeding_asks_no_worker_for_recomputes_and_leaves_its_marks_to_the_drain(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    from alliance import services as alliance_services
+    from alliance.models import StalePatient
+
+    asked = []
+    monkeypatch.setattr(
+        alliance_services, "enqueue_recompute", lambda *, patient_ids: asked.append(patient_ids)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", patients=4, alumni=1, seed=3, stdout=io.StringIO())
+    assert asked == []
+    # Patients in care were recomputed at the end; the rest wait for the drain, not a task.
+    in_care = Patient.objects.filter(status__in=["enrolled", "in_treatment"])
+    assert not StalePatient.objects.filter(patient__in=in_care).exists()
+
+    # Outside the seed, a write still asks a worker at once.
+    with django_capture_on_commit_callbacks(execute=True):
+        alliance_services.mark_stale(patient_ids=[in_care.first().pk])
+    assert asked == [[in_care.first().pk]]
+
+
 def test_the_demo_shows_a_dosing_at_risk_although_its_flag_was_resolved(client):
     call_command("seed_demo", patients=4, alumni=0, seed=3, stdout=io.StringIO())
     robin = Patient.objects.get(record_number="DEMO-R001")

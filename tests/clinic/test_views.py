@@ -7,10 +7,10 @@ from django.utils import timezone
 
 from clinic.models import AuditEvent, CoachAssignment, Enrolment, Patient
 from tests.factories import EnrolmentFactory, PatientFactory, ProgramFactory
+from tests.helpers import assert_role_answer, matrix_cases
 
 pytestmark = pytest.mark.django_db
 
-PERSONAS = ["anonymous", "coach", "other_coach", "clinician", "admin"]
 
 # page -> expected status per persona (302 for anonymous is a redirect to the login page).
 MATRIX = {
@@ -47,16 +47,9 @@ def _url(name, people):
     return reverse(name, kwargs=kwargs)
 
 
-@pytest.mark.parametrize("page", sorted(MATRIX))
-@pytest.mark.parametrize("persona", PERSONAS)
-def test_role_matrix(client, people, page, persona):
-    expected = MATRIX[page][PERSONAS.index(persona)]
-    if persona != "anonymous":
-        client.force_login(getattr(people, persona))
-    response = client.get(_url(page, people))
-    assert response.status_code == expected
-    if expected == 302:
-        assert response.url.startswith(reverse("login"))
+@pytest.mark.parametrize(("page", "persona", "expected"), matrix_cases(MATRIX))
+def test_role_matrix(client, people, page, persona, expected):
+    assert_role_answer(client, people, persona, _url(page, people), expected)
 
 
 def test_unknown_patient_and_other_coachs_patient_look_the_same(client_for, people):
@@ -184,6 +177,16 @@ def test_edit_patient_keeps_typed_values_on_error(client_for, people):
     assert 'value="Changed"' in response.content.decode()
     people.patient.refresh_from_db()
     assert people.patient.first_name == "Pat"
+
+
+def test_date_pickers_show_their_dates_as_browsers_read_them(client_for, people):
+    """A date input with any value but yyyy-mm-dd shows empty, so an edit would blank it."""
+    client = client_for(people.admin)
+    edit = client.get(reverse("patient_edit", args=[people.patient.public_id])).content.decode()
+    assert 'type="date" name="date_of_birth" value="1985-06-01"' in edit
+    enrol = client.get(reverse("patient_enrol", args=[people.patient.public_id])).content.decode()
+    today = timezone.localdate().isoformat()
+    assert f'type="date" name="start_date" value="{today}"' in enrol
 
 
 def test_impossible_status_is_not_offered_and_refused_if_forced(client_for, people):

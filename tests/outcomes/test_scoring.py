@@ -672,7 +672,17 @@ def test_hamd_outcome_rejects_scores_outside_0_to_52():
 
 def test_treatment_outcome_needs_a_rule():
     with pytest.raises(DefinitionError):
-        scoring.treatment_outcome(defn("phq-9"), 20, 5)
+        scoring.treatment_outcome(scoring.get_definition("phq-9", "1"), 20, 5)
+
+
+def test_phq9_version_2_adds_only_the_response_and_remission_rule():
+    first, second = scoring.get_definition("phq-9", "1"), scoring.get_definition("phq-9", "2")
+    assert scoring.treatment_outcome(second, 20, 10)["response"] is True  # exactly half
+    assert scoring.treatment_outcome(second, 20, 11)["response"] is False
+    assert scoring.treatment_outcome(second, 20, 4)["remission"] is True
+    assert scoring.treatment_outcome(second, 20, 5)["remission"] is False
+    unchanged = ("items", "scale", "scoring", "missing", "bands", "rci", "safety_items", "primary")
+    assert {key: first[key] for key in unchanged} == {key: second[key] for key in unchanged}
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from sessions import services
 from sessions.models import Room, Session, SessionKind
+from tests.helpers import book_session
 
 
 @pytest.fixture
@@ -16,15 +16,13 @@ def book(people):
     now = timezone.now().replace(microsecond=0)
 
     def _book(hours=24, minutes=60, *, facilitators=(), room=None, kind=SessionKind.PREPARATION):
-        start = now + datetime.timedelta(hours=hours)
-        return services.session_book(
+        return book_session(
+            people.enrolment,
             actor=people.admin,
-            program=people.enrolment.program,
-            enrolment=people.enrolment,
             kind=kind,
-            start=start,
-            end=start + datetime.timedelta(minutes=minutes),
-            facilitators=list(facilitators),
+            start=now + datetime.timedelta(hours=hours),
+            minutes=minutes,
+            facilitators=facilitators,
             room=room,
         )
 
@@ -39,14 +37,7 @@ def room(db):
 @pytest.fixture
 def past_session(people):
     """A preparation session two hours ago, facilitated by the persona coach."""
-    start = timezone.now().replace(microsecond=0) - datetime.timedelta(hours=2)
-    session = services.session_book(
-        actor=people.admin,
-        program=people.enrolment.program,
-        enrolment=people.enrolment,
-        kind=SessionKind.PREPARATION,
-        start=start,
-        end=start + datetime.timedelta(minutes=60),
-        facilitators=[people.coach],
+    session = book_session(
+        people.enrolment, actor=people.admin, hours_from_now=-2, facilitators=[people.coach]
     )
     return Session.objects.get(pk=session.pk)

@@ -9,9 +9,9 @@ from django.utils import timezone
 from sessions import services
 from sessions.models import CalendarFeed, Session, SessionKind
 from tests.factories import EnrolmentFactory, ProgramFactory, protocol_named
+from tests.helpers import PERSONAS, assert_role_answer, matrix_cases
 
 pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
-PERSONAS = ["anonymous", "coach", "other_coach", "clinician", "admin"]
 
 MATRIX = {
     "session_detail": [302, 200, 404, 200, 200],
@@ -55,16 +55,9 @@ def _url(page, people, dosing):
 
 
 @pytest.mark.real_clock(reason="who may use a page does not depend on the hour")
-@pytest.mark.parametrize("page", sorted(MATRIX))
-@pytest.mark.parametrize("persona", PERSONAS)
-def test_role_matrix(client, people, dosing, page, persona):
-    expected = MATRIX[page][PERSONAS.index(persona)]
-    if persona != "anonymous":
-        client.force_login(getattr(people, persona))
-    response = client.get(_url(page, people, dosing))
-    assert response.status_code == expected
-    if expected == 302:
-        assert response.url.startswith(reverse("login"))
+@pytest.mark.parametrize(("page", "persona", "expected"), matrix_cases(MATRIX))
+def test_role_matrix(client, people, dosing, page, persona, expected):
+    assert_role_answer(client, people, persona, _url(page, people, dosing), expected)
 
 
 def test_a_coach_who_sees_the_patient_but_did_not_facilitate_cannot_log(client, people, dosing):

@@ -32,5 +32,5 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         with open(out, "w", encoding="utf-8", newline="") as handle:
-            handle.write(body)
+            handle.writelines([body] if isinstance(body, str) else body)
         self.stdout.write(self.style.SUCCESS(f"Wrote {out}."))

@@ -16,16 +16,21 @@ from faker import Faker
 
 from alliance.flag_inputs import patients_to_sweep_ids
 from alliance.models import Flag
-from alliance.services import flag_resolve, recompute_patient, recompute_patients
+from alliance.services import (
+    flag_resolve,
+    recompute_patient,
+    recompute_patients,
+    recomputes_held,
+)
 from clinic import services
 from clinic.devservices import DEMO_PASSWORD
-from clinic.models import CoachAssignment, Patient, Program
+from clinic.models import CoachAssignment, Enrolment, Patient, Program
 from clinic.roles import Role
 from outcomes import services as outcome_services
 from outcomes.demo import seed_responses
 from outcomes.models import Response
 from sessions import services as session_services
-from sessions.models import Protocol, Session
+from sessions.models import Attendance, Protocol, Session, SessionKind
 from sessions.services import load_protocols
 
 STAFF = [
@@ -79,8 +84,12 @@ class Command(BaseCommand):
             "follow-up, so cohort analytics has numbers.",
         )
 
-    @transaction.atomic
-    def handle(self, *args, patients: int, seed: int, alumni: int, **options):
+    def handle(self, *args, **options):
+        # One recompute pass at the end, not a worker task per write (thousands at scale).
+        with recomputes_held(), transaction.atomic():
+            self._seed(**options)
+
+    def _seed(self, *, patients: int, seed: int, alumni: int, **options):
         rng = random.Random(seed)
         fake = Faker("en_GB")
         fake.seed_instance(seed)
@@ -191,11 +200,15 @@ class Command(BaseCommand):
         services.patient_change_status(
             actor=admin, patient=patient, to_status=Patient.Status.IN_TREATMENT
         )
-        for session in enrolment.sessions.filter(kind="preparation").order_by("scheduled_start"):
+        for session in enrolment.sessions.filter(kind=SessionKind.PREPARATION).order_by(
+            "scheduled_start"
+        ):
             session_services.session_log(
-                actor=coach, session=session, status="completed", duration_minutes=60
+                actor=coach, session=session, status=Session.Status.COMPLETED, duration_minutes=60
             )
-        dosing = enrolment.sessions.filter(kind="dosing").order_by("scheduled_start").first()
+        dosing = (
+            enrolment.sessions.filter(kind=SessionKind.DOSING).order_by("scheduled_start").first()
+        )
         dosing.facilitators.add(coach)
         session_services.dosing_record(
             actor=clinician,
@@ -205,7 +218,7 @@ class Command(BaseCommand):
             route=Session.Route.INTRANASAL,
         )
         seed_responses(patient=patient, actor=coach, seed=0)
-        last_preparation = enrolment.sessions.filter(kind="preparation").last()
+        last_preparation = enrolment.sessions.filter(kind=SessionKind.PREPARATION).last()
         wai = Response.objects.filter(
             patient=patient, session=last_preparation, version__instrument__code="wai-sr"
         ).first()
@@ -225,7 +238,9 @@ class Command(BaseCommand):
                 actor=coach, response=wai, answers=bond_2_5, reason="Demo: a weak bond"
             )
         recompute_patient(patient_id=patient.pk)
-        for flag in Flag.objects.filter(patient=patient, kind="weak_bond", status="open"):
+        for flag in Flag.objects.filter(
+            patient=patient, kind=Flag.Kind.WEAK_BOND, status=Flag.Status.OPEN
+        ):
             flag_resolve(
                 actor=clinician,
                 flag=flag,
@@ -296,7 +311,9 @@ class Command(BaseCommand):
         roll = rng.random()
         if roll < 0.08:
             return  # a few referrals not yet enrolled
-        group_has_room = group.enrolments.filter(status="active").count() < group.capacity
+        group_has_room = (
+            group.enrolments.filter(status=Enrolment.Status.ACTIVE).count() < group.capacity
+        )
         if number % 4 == 1 and group_has_room:  # every fourth patient joins the group
             program = group
         else:
@@ -349,7 +366,9 @@ class Command(BaseCommand):
         attendance = None
         if session.is_group:
             attendance = {
-                a.patient_id: "absent" if rng.random() < 0.1 else "attended"
+                a.patient_id: Attendance.Status.ABSENT
+                if rng.random() < 0.1
+                else Attendance.Status.ATTENDED
                 for a in session.attendances.all()
             }
         if session.is_dosing and not no_show:
