@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m clinic.devservices demo $(ARGS)
 
-# One pytest worker per core (pytest-xdist); each worker gets its own test database.
+# One pytest worker per core (pytest-xdist); each worker gets its own test database. `load`
+# hands each worker its tests in collection order, so the live-server tests (which empty the
+# database when they finish) still run after the others, as pytest-django orders them.
 test: $(STAMP)
-	$(PY) -m clinic.devservices test -n auto --dist worksteal $(ARGS)
+	$(PY) -m clinic.devservices test -n auto --dist load $(ARGS)
 
 # Timings on synthetic data as the clinic grows; prints ratios, never fails on speed.
 bench: $(STAMP)

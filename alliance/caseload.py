@@ -18,7 +18,7 @@ from clinic.models import Patient
 from clinic.selectors import search_patients, with_current_care
 from outcomes.models import Instrument, Response, Score
 from sessions.models import Attendance, Session, SessionKind
-from sessions.selectors import next_session_prefetch, to_log_prefetch
+from sessions.selectors import latest_pre_dose_vitals, next_session_prefetch, to_log_prefetch
 
 from . import readiness
 from .flag_inputs import clinic_bond_percentiles
@@ -216,6 +216,7 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
         )
     )
     names = dict(Instrument.objects.values_list("code", "name"))
+    pre_dose = latest_pre_dose_vitals(dosing_ids=[d.pk for d in dosings])
 
     result = {}
     for dosing in dosings:
@@ -275,6 +276,15 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
             )
             if latest
             else None,
+            pre_dose_vitals=(
+                (
+                    pre_dose[dosing.pk][0].pk,
+                    timezone.localtime(pre_dose[dosing.pk][0].measured_at),
+                    pre_dose[dosing.pk][1],
+                )
+                if dosing.pk in pre_dose
+                else None
+            ),
         )
         result[dosing.pk] = readiness.assess(facts)
     return result

@@ -93,6 +93,29 @@ class BandMark:
 
 
 @dataclass(frozen=True)
+class VitalsRow:
+    at: datetime.datetime  # local wall-clock time, when measured
+    session_label: str
+    point: str
+    systolic: int
+    diastolic: int
+    heart_rate: int
+    spo2: int
+    alerts: list[str]
+
+
+@dataclass(frozen=True)
+class EventRow:
+    onset: datetime.datetime
+    session_label: str
+    description: str
+    grade: str
+    serious: str  # "No" or "Yes: criteria"
+    relatedness: str
+    outcome: str
+
+
+@dataclass(frozen=True)
 class DashboardFacts:
     responses: list[ResponseRow]
     sessions: list[SessionMark]
@@ -102,6 +125,10 @@ class DashboardFacts:
     definitions: dict[str, dict]
     bands: list[BandMark] = field(default_factory=list)
     band_min_patients: int = 20
+    vitals: list[VitalsRow] = field(default_factory=list)
+    adverse_events: list[EventRow] = field(default_factory=list)
+    # The alert limits of the latest dosing's program (sessions.monitoring.Limits), or None.
+    vital_limits: object = None
 
 
 @dataclass
@@ -698,8 +725,139 @@ def _percent(response: ResponseRow | None, scale: str) -> float | None:
     return _primary(response, scale).value
 
 
+def vitals_chart(facts: DashboardFacts) -> Chart:
+    """Blood pressure, heart rate and SpO2 at every dosing, against the program's alert
+    limits; adverse events in a table beneath."""
+    limits = facts.vital_limits
+    readings = Table(
+        caption="Vital signs on dosing days",
+        headers=[
+            "Measured",
+            "Dosing",
+            "Point",
+            "BP (mmHg)",
+            "HR (/min)",
+            "SpO₂ (%)",
+            "Out of range",
+        ],
+        rows=[
+            [
+                f"{_day(v.at)} {v.at:%H:%M}",
+                v.session_label,
+                v.point or "—",
+                f"{v.systolic}/{v.diastolic}",
+                str(v.heart_rate),
+                str(v.spo2),
+                "; ".join(v.alerts) or "—",
+            ]
+            for v in facts.vitals
+        ],
+    )
+    events = Table(
+        caption="Adverse events",
+        headers=["Onset", "Session", "Event", "Grade", "Serious", "Related", "Outcome"],
+        rows=[
+            [
+                f"{_day(e.onset)} {e.onset:%H:%M}",
+                e.session_label or "between sessions",
+                e.description,
+                e.grade,
+                e.serious,
+                e.relatedness,
+                e.outcome,
+            ]
+            for e in facts.adverse_events
+        ],
+    )
+    notes = []
+    if limits is not None:
+        notes.append(
+            f"Alert limits: before the dose above {limits.pre_dose_systolic_above}/"
+            f"{limits.pre_dose_diastolic_above} mmHg; afterwards above {limits.systolic_above}/"
+            f"{limits.diastolic_above} mmHg, heart rate outside {limits.heart_rate_below}–"
+            f"{limits.heart_rate_above}/min, SpO₂ below {limits.spo2_below}%."
+        )
+    if facts.adverse_events:
+        notes.append(f"{len(facts.adverse_events)} adverse event(s) recorded; see the table.")
+    chart = Chart(
+        slug="vitals",
+        title="Vital signs and adverse events",
+        description=(
+            "Blood pressure, heart rate and SpO₂ measured on dosing days, with the program's "
+            "alert limits as dashed lines; adverse events are listed beneath."
+        ),
+        figure=None,
+        tables=[readings, events],
+        empty="No vital signs recorded yet; they are taken in the room on dosing days.",
+        notes=notes,
+    )
+    if not facts.vitals:
+        return chart
+    x = [_iso(v.at) for v in facts.vitals]
+    figure = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.12,
+        subplot_titles=["Blood pressure (mmHg) and heart rate (/min)", "SpO₂ (%)"],
+    )
+    for name, values, colour in (
+        ("Systolic", [v.systolic for v in facts.vitals], "#dc3545"),
+        ("Diastolic", [v.diastolic for v in facts.vitals], "#0d6efd"),
+        ("Heart rate", [v.heart_rate for v in facts.vitals], "#198754"),
+    ):
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=values,
+                name=name,
+                mode="lines+markers",
+                marker_color=colour,
+                hovertemplate=f"{name} %{{y}}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=[v.spo2 for v in facts.vitals],
+            name="SpO₂",
+            mode="lines+markers",
+            marker_color="#6f42c1",
+            hovertemplate="SpO₂ %{y}%<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    if limits is not None:
+        for value, label, colour, row in (
+            (limits.systolic_above, f"systolic {limits.systolic_above}", "#dc3545", 1),
+            (
+                limits.pre_dose_systolic_above,
+                f"pre-dose {limits.pre_dose_systolic_above}",
+                "#fd7e14",
+                1,
+            ),
+            (limits.diastolic_above, f"diastolic {limits.diastolic_above}", "#0d6efd", 1),
+            (limits.spo2_below, f"SpO₂ {limits.spo2_below}%", "#6f42c1", 2),
+        ):
+            figure.add_hline(
+                y=value,
+                row=row,
+                col=1,
+                line={"color": colour, "dash": "dash", "width": 1},
+                annotation_text=label,
+                annotation_position="top left",
+            )
+    figure.update_yaxes(range=[85, 101], row=2, col=1)
+    figure.update_layout(**_layout(height=480))
+    chart.figure = figure.to_plotly_json()
+    return chart
+
+
 def dashboard_charts(facts: DashboardFacts) -> list[Chart]:
-    return [alliance_chart(facts), outcomes_chart(facts), acute_chart(facts)]
+    return [alliance_chart(facts), outcomes_chart(facts), acute_chart(facts), vitals_chart(facts)]
 
 
 # --- program report and supervision (alliance.reports, alliance.supervision) ----------------

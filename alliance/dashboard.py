@@ -7,7 +7,8 @@ from django.utils import timezone
 from clinic.models import Patient
 from outcomes.models import Response
 from outcomes.selectors import newest_definitions
-from sessions.models import Attendance, Session, SessionKind
+from sessions import selectors as session_selectors
+from sessions.models import AdverseEvent, Attendance, Session, SessionKind, VitalSigns
 
 from . import charts, trajectories
 from .flag_inputs import rule_or_default, session_label
@@ -71,6 +72,7 @@ def dashboard_facts(*, patient: Patient) -> charts.DashboardFacts:
         for flag in Flag.objects.filter(patient=patient).order_by("raised_at", "id")
     ]
     rule = rule_or_default(patient=patient)
+    vitals, limits = _vitals(patient)
     return charts.DashboardFacts(
         responses=rows,
         sessions=sessions,
@@ -79,6 +81,23 @@ def dashboard_facts(*, patient: Patient) -> charts.DashboardFacts:
         definitions=newest_definitions(charts.CHARTED),
         bands=bond_bands(patient=patient, rule=rule),
         band_min_patients=rule.band_min_patients,
+        vitals=vitals,
+        adverse_events=[
+            charts.EventRow(
+                onset=timezone.localtime(e.onset_at),
+                session_label=session_label(e.session),
+                description=e.description,
+                grade=e.get_grade_display(),
+                serious=("Yes: " + ", ".join(e.criteria_display())) if e.serious else "No",
+                relatedness=e.get_relatedness_display(),
+                outcome=e.get_outcome_display()
+                + (f", {e.resolved_on:%-d %b %Y}" if e.resolved_on else ""),
+            )
+            for e in AdverseEvent.objects.filter(patient=patient)
+            .select_related("session")
+            .order_by("onset_at", "id")
+        ],
+        vital_limits=limits,
     )
 
 
@@ -98,6 +117,40 @@ def bond_bands(*, patient, rule) -> list[charts.BandMark]:
         )
         for step in trajectories.patient_steps(patient=patient, min_n=rule.band_min_patients)
     ]
+
+
+def _vitals(patient: Patient) -> tuple[list[charts.VitalsRow], object]:
+    """Every reading with its alerts in words, and the latest dosing's program limits; a
+    fixed number of queries (limits once per program)."""
+    readings = list(
+        VitalSigns.objects.filter(patient=patient)
+        .select_related("session__program", "session__protocol_step")
+        .order_by("measured_at", "id")
+    )
+    limits_of: dict[int, object] = {}
+    rows = []
+    for v in readings:
+        session = v.session
+        if session.program_id not in limits_of:
+            limits_of[session.program_id] = session_selectors.limits_for(session.program)
+        schedule = session_selectors.dosing_schedule(session)
+        point = schedule.point(v.point)
+        rows.append(
+            charts.VitalsRow(
+                at=timezone.localtime(v.measured_at),
+                session_label=session_label(session),
+                point=point.label if point else "",
+                systolic=v.systolic,
+                diastolic=v.diastolic,
+                heart_rate=v.heart_rate,
+                spo2=v.spo2,
+                alerts=session_selectors.vitals_alerts(
+                    v, session, schedule, limits_of[session.program_id]
+                ),
+            )
+        )
+    latest = limits_of.get(readings[-1].session.program_id) if readings else None
+    return rows, latest
 
 
 def upcoming_dosings(facts: charts.DashboardFacts) -> list[charts.SessionMark]:

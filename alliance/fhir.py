@@ -1,5 +1,5 @@
-"""FHIR R4 (R4B models) Questionnaire, QuestionnaireResponse and score Observation resources
-as a Bundle.
+"""FHIR R4 (R4B models) Questionnaire, QuestionnaireResponse and score Observation resources,
+and the dosing days' vital signs as Observations with LOINC codes, as a Bundle.
 
 Validated with fhir.resources before it leaves the clinic, so a malformed export is an error
 here rather than a surprise in someone else's system. De-identified by default: the subject is
@@ -10,6 +10,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from outcomes import scoring
 from outcomes.models import InstrumentVersion, Response
+from sessions.models import VitalSigns
 
 from .exports import pseudonym
 
@@ -131,6 +132,88 @@ def score_observation(response: Response, *, identified: bool) -> dict | None:
     return resource
 
 
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+# (LOINC code, display, field, UCUM unit); blood pressure is one panel with two components.
+VITAL_CODES = [
+    ("8867-4", "Heart rate", "heart_rate", "/min"),
+    ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "spo2", "%"),
+    ("9279-1", "Respiratory rate", "respiratory_rate", "/min"),
+    ("8310-5", "Body temperature", "temperature_c", "Cel"),
+]
+BP_PANEL = ("85354-9", "Blood pressure panel with all children optional")
+BP_PARTS = [
+    ("8480-6", "Systolic blood pressure", "systolic"),
+    ("8462-4", "Diastolic blood pressure", "diastolic"),
+]
+
+
+def _loinc(code: str, display: str) -> dict:
+    return {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display}
+
+
+def _quantity(value, unit: str) -> dict:
+    return {"value": float(value), "unit": unit, "system": UCUM, "code": unit}
+
+
+def _vitals_subject(vitals: VitalSigns, *, identified: bool) -> dict:
+    if identified:
+        return {"display": vitals.patient.record_number}
+    return {"identifier": {"system": f"{BASE}/pseudonym", "value": pseudonym(vitals.patient)}}
+
+
+def vital_sign_observations(vitals: VitalSigns, *, identified: bool) -> list[dict]:
+    """One reading as FHIR vital-signs Observations: a blood-pressure panel (systolic and
+    diastolic components), heart rate, SpO2 and, when taken, respiratory rate and
+    temperature. De-identified: pseudonymous subject and no dates."""
+    common = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": OBSERVATION_CATEGORY,
+                        "code": "vital-signs",
+                        "display": "Vital Signs",
+                    }
+                ]
+            }
+        ],
+        "subject": _vitals_subject(vitals, identified=identified),
+    }
+    if identified:
+        common["effectiveDateTime"] = vitals.measured_at.isoformat()
+        common["issued"] = vitals.entered_at.isoformat()
+    observations = [
+        {
+            **common,
+            "id": f"{vitals.public_id}-bp",
+            "code": _loinc(*BP_PANEL),
+            "component": [
+                {
+                    "code": _loinc(code, display),
+                    "valueQuantity": _quantity(getattr(vitals, name), "mm[Hg]"),
+                }
+                for code, display, name in BP_PARTS
+            ],
+        }
+    ]
+    for code, display, name, unit in VITAL_CODES:
+        value = getattr(vitals, name)
+        if value is None:
+            continue
+        observations.append(
+            {
+                **common,
+                "id": f"{vitals.public_id}-{code}",
+                "code": _loinc(code, display),
+                "valueQuantity": _quantity(value, unit),
+            }
+        )
+    return observations
+
+
 def bundle(*, patients, identified: bool = False) -> dict:
     responses = list(
         Response.objects.filter(patient__in=patients)
@@ -145,6 +228,15 @@ def bundle(*, patients, identified: bool = False) -> dict:
         observation = score_observation(response, identified=identified)
         if observation is not None:
             entries.append({"resource": observation})
+    for vitals in (
+        VitalSigns.objects.filter(patient__in=patients)
+        .select_related("patient")
+        .order_by("measured_at", "id")
+    ):
+        entries.extend(
+            {"resource": observation}
+            for observation in vital_sign_observations(vitals, identified=identified)
+        )
     data = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     Bundle.model_validate(data)  # raises on anything FHIR R4 would not accept
     return data

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from clinic.models import Enrolment, Patient
 from outcomes.models import Response
-from sessions.models import Attendance, Session, SessionKind
+from sessions.models import AdverseEvent, Attendance, Session, SessionKind
 
 from . import rules, trajectories
 from .models import DEFAULTS, Flag, FlagRule, StalePatient
@@ -183,6 +183,20 @@ def flag_facts(
             "scheduled_start", flat=True
         )
     )
+    serious_events = [
+        rules.SeriousEvent(
+            event_id=e.pk,
+            public_id=str(e.public_id),
+            onset_at=e.onset_at,
+            grade=e.grade,
+            description=e.description[:200],
+            criteria=tuple(e.serious_criteria),
+            dosing_session_id=e.session_id if e.session and e.session.is_dosing else None,
+        )
+        for e in AdverseEvent.objects.filter(
+            patient=patient, serious=True, resolved_on__isnull=True
+        ).select_related("session")
+    ]
     value, count = clinic_bond
     step_bands = trajectories.bond_bands_for_rules(
         step_ids=[p.step_id for p in alliance if p.step_id is not None],
@@ -200,6 +214,7 @@ def flag_facts(
         clinic_bond_percentile=value,
         clinic_bond_ratings=count,
         step_bands=step_bands,
+        serious_events=serious_events,
     )
 
 

@@ -121,6 +121,7 @@ class Flag(models.Model):
         SAFETY = rules.Kind.SAFETY, "Safety"
         SAFETY_UNANSWERED = rules.Kind.SAFETY_UNANSWERED, "Safety item not answered"
         OFF_TRACK = rules.Kind.OFF_TRACK, "Off track for this step"
+        ADVERSE_EVENT = rules.Kind.ADVERSE_EVENT, "Serious adverse event"
 
     class Severity(models.TextChoices):
         LOW = rules.Severity.LOW, "Low"

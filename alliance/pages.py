@@ -18,7 +18,7 @@ from sessions import selectors as session_selectors
 from sessions.models import Session
 from sessions.services import record_session_view
 
-from . import caseload
+from . import caseload, dosing_day, selectors
 from .models import Flag
 
 
@@ -77,6 +77,7 @@ def session_detail(request, public_id):
             "readiness": caseload.readiness_of(session)
             if session.status == Session.Status.SCHEDULED
             else None,
+            "day": dosing_day.dosing_day(session=session) if session.is_dosing else None,
         },
     )
 
@@ -100,6 +101,7 @@ def program_sessions(request, program_id):
             "program": program,
             "members": members,
             "upcoming": session_selectors.program_upcoming(program=program),
+            "event_rates": selectors.adverse_event_rates(program=program),
             **overview,
         },
     )

@@ -65,6 +65,9 @@ class DosingFacts:
     dose_recorded: bool = False
     logistics_due: bool = True  # facilitator and dose are expected from this point on
     sign_off: SignOff | None = None
+    # The latest pre-dose vital signs, when out of the program's limits: (reading id,
+    # when measured, what is out of range in words).
+    pre_dose_vitals: tuple[int, datetime.datetime, list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,14 @@ def risks(facts: DosingFacts) -> list[Risk]:
                 f"Not answered after {facts.last_preparation_label}: "
                 + ", ".join(facts.unanswered_after_preparation)
                 + ".",
+            )
+        )
+    if facts.pre_dose_vitals is not None and facts.pre_dose_vitals[2]:
+        reading_id, measured_at, alerts = facts.pre_dose_vitals
+        found.append(
+            Risk(
+                f"vitals:{reading_id}",
+                f"Pre-dose vital signs at {measured_at:%H:%M}: " + "; ".join(alerts) + ".",
             )
         )
     if facts.logistics_due:

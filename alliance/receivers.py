@@ -3,7 +3,7 @@
 from django.dispatch import receiver
 
 from outcomes.signals import responses_saved
-from sessions.signals import schedule_changed
+from sessions.signals import adverse_event_saved, schedule_changed
 
 from . import services
 
@@ -16,3 +16,8 @@ def on_responses_saved(sender, *, responses, **kwargs):
 @receiver(schedule_changed, dispatch_uid="alliance.schedule_changed")
 def on_schedule_changed(sender, *, patient_ids, **kwargs):
     services.mark_stale(patient_ids=patient_ids)
+
+
+@receiver(adverse_event_saved, dispatch_uid="alliance.adverse_event_saved")
+def on_adverse_event_saved(sender, *, patient_ids, **kwargs):
+    services.adverse_event_saved(patient_ids=patient_ids)

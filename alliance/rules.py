@@ -20,6 +20,7 @@ class Kind(StrEnum):
     SAFETY = "safety"
     SAFETY_UNANSWERED = "safety_unanswered"
     OFF_TRACK = "off_track"
+    ADVERSE_EVENT = "serious_adverse_event"
 
 
 class Severity(StrEnum):
@@ -84,6 +85,19 @@ class SafetyGap:
 
 
 @dataclass(frozen=True)
+class SeriousEvent:
+    """A serious adverse event not yet closed (no resolution date)."""
+
+    event_id: int
+    public_id: str
+    onset_at: datetime.datetime
+    grade: str
+    description: str
+    criteria: tuple[str, ...]
+    dosing_session_id: int | None = None
+
+
+@dataclass(frozen=True)
 class Dosing:
     session_id: int
     start: datetime.datetime
@@ -119,6 +133,7 @@ class Facts:
     clinic_bond_percentile: float | None = None  # the clinic's Nth percentile of bond means
     clinic_bond_ratings: int = 0
     step_bands: dict[int, StepBand] = field(default_factory=dict)  # step id -> band
+    serious_events: list[SeriousEvent] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -419,6 +434,35 @@ def off_track(facts: Facts, t: Thresholds) -> list[Decision]:
     ]
 
 
+def serious_adverse_event(facts: Facts, t: Thresholds) -> list[Decision]:
+    """A serious adverse event stays on the clinicians' worklist until it is closed; one
+    flag per dosing it happened at (or one for events between sessions)."""
+    by_dosing: dict[int | None, list[SeriousEvent]] = {}
+    for event in sorted(facts.serious_events, key=lambda e: (e.onset_at, e.event_id)):
+        by_dosing.setdefault(event.dosing_session_id, []).append(event)
+    return [
+        Decision(
+            Kind.ADVERSE_EVENT,
+            Severity.URGENT,
+            dosing_id,
+            {
+                "events": [
+                    {
+                        "event_id": e.event_id,
+                        "public_id": e.public_id,
+                        "onset_at": _iso(e.onset_at),
+                        "grade": e.grade,
+                        "description": e.description,
+                        "criteria": list(e.criteria),
+                    }
+                    for e in events
+                ]
+            },
+        )
+        for dosing_id, events in by_dosing.items()
+    ]
+
+
 RULES = (
     weak_bond,
     bond_drop,
@@ -427,6 +471,7 @@ RULES = (
     safety,
     safety_unanswered,
     off_track,
+    serious_adverse_event,
 )
 
 # A safety flag stays until a person resolves it; the others clear when the condition does
@@ -439,6 +484,7 @@ AUTO_RESOLVING = frozenset(
         Kind.LOW_ALLIANCE,
         Kind.SAFETY_UNANSWERED,
         Kind.OFF_TRACK,
+        Kind.ADVERSE_EVENT,  # clears when the event is closed
     }
 )
 # Resolving these is final: the person has spoken with the patient. Resolving the others
@@ -462,6 +508,8 @@ def basis(kind: str, evidence: dict) -> tuple:
         return (evidence.get("response_id"), evidence.get("step_id"), evidence.get("dosing_at"))
     if kind == Kind.LOW_ALLIANCE:
         return tuple(sorted((r["measure"], r["response_id"]) for r in evidence.get("reasons", [])))
+    if kind == Kind.ADVERSE_EVENT:
+        return tuple(sorted(e["event_id"] for e in evidence.get("events", [])))
     entries = evidence.get("hits") or evidence.get("gaps") or []
     return tuple(sorted({e["response_id"] for e in entries}))
 

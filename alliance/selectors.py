@@ -21,7 +21,7 @@ from clinic.access import patients_visible_to
 from clinic.models import Enrolment, Patient, Program
 from outcomes import scoring
 from outcomes.models import Response
-from sessions.models import Session, SessionKind
+from sessions.models import AdverseEvent, Attendance, Session, SessionKind
 
 from .flag_inputs import session_label
 from .models import Flag, FlagRule
@@ -209,3 +209,57 @@ def flag_counts(*, user) -> dict[str, int]:
         open=Count("id"),
         safety=Count("id", filter=Q(kind__in=SAFETY_KINDS)),
     )
+
+
+@dataclass(frozen=True)
+class EventRate:
+    label: str
+    dosings_with: int
+    dosings: int
+    percent: float | None
+    low: float | None  # Wilson 95% interval, percent
+    high: float | None
+
+
+def _rate(label: str, k: int, n: int) -> EventRate:
+    from scipy.stats import binomtest
+
+    if not n:
+        return EventRate(label, k, n, None, None, None)
+    interval = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return EventRate(label, k, n, 100 * k / n, 100 * interval.low, 100 * interval.high)
+
+
+def adverse_event_rates(*, program: Program) -> list[EventRate]:
+    """Per completed dosing of the program: the share with any adverse event, with a
+    moderate-or-worse one and with a serious one, each with a Wilson 95% interval."""
+    dosings = Session.objects.filter(
+        program=program, kind=SessionKind.DOSING, status=Session.Status.COMPLETED
+    )
+    places = set(
+        dosings.filter(attendances__status__in=Attendance.PRESENT).values_list(
+            "pk", "attendances__patient_id"
+        )
+    )
+    events = list(
+        AdverseEvent.objects.filter(session__in=dosings).values_list(
+            "session_id", "patient_id", "grade", "serious"
+        )
+    )
+    worse = {
+        AdverseEvent.Grade.MODERATE,
+        AdverseEvent.Grade.SEVERE,
+        AdverseEvent.Grade.LIFE_THREATENING,
+    }
+    n = len(places)
+
+    def count(keep) -> int:
+        return len(
+            {(s, p) for s, p, grade, serious in events if (s, p) in places and keep(grade, serious)}
+        )
+
+    return [
+        _rate("Any adverse event", count(lambda g, s: True), n),
+        _rate("Moderate or worse", count(lambda g, s: g in worse), n),
+        _rate("Serious", count(lambda g, s: s), n),
+    ]

@@ -132,6 +132,7 @@ def recompute_patient(
 # the drain (one task, oldest first) rather than flooding the queue ahead of coaches' saves.
 PUBLISH_AT_ONCE = 20
 SAFETY_KINDS = frozenset({rules.Kind.SAFETY, rules.Kind.SAFETY_UNANSWERED})
+ADVERSE_EVENT_KINDS = frozenset({rules.Kind.ADVERSE_EVENT})
 
 
 _publishing = contextvars.ContextVar("publish_recomputes", default=True)
@@ -173,6 +174,14 @@ def responses_saved(*, responses) -> None:
     mark_stale(patient_ids=[r.patient_id for r in responses])
 
 
+def adverse_event_saved(*, patient_ids) -> None:
+    """Inside the transaction that saved an adverse event: a serious one is flagged (and,
+    once committed, notified exactly once) at once, broker or no broker; closing it clears
+    the flag."""
+    for patient_id in sorted(set(patient_ids)):
+        recompute_patient(patient_id=patient_id, kinds=ADVERSE_EVENT_KINDS)
+
+
 def _audit_automatic(flag: Flag, patient: Patient, change: str, note: str = "") -> None:
     """The flag engine's own changes, by the system (no actor)."""
     audit_record(
@@ -185,6 +194,8 @@ def _audit_automatic(flag: Flag, patient: Patient, change: str, note: str = "") 
 
 
 def _why_cleared(flag: Flag) -> str:
+    if flag.kind == Flag.Kind.ADVERSE_EVENT:
+        return "The adverse event was closed (a resolution date was recorded)."
     dosing = flag.dosing_session
     if dosing is not None and dosing.status == Session.Status.CANCELLED:
         return f"The dosing was cancelled: {dosing.status_reason or 'no reason given'}."

@@ -106,4 +106,10 @@ def summarise(kind: str, evidence: dict) -> str:
             for g in evidence.get("gaps", [])
         ]
         return "Safety item skipped: " + "; ".join(gaps) + ". Ask the patient about it."
+    if kind == "serious_adverse_event":
+        events = [
+            f"{e['grade'].replace('_', '-')} event from {_day(e['onset_at'])}: {e['description']}"
+            for e in evidence.get("events", [])
+        ]
+        return "Serious adverse event, not yet closed: " + "; ".join(events) + "."
     return ""

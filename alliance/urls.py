@@ -18,6 +18,12 @@ urlpatterns = [
         views.patient_dashboard,
         name="patient_dashboard",
     ),
+    path("sessions/<uuid:public_id>/discharge/", views.session_discharge, name="session_discharge"),
+    path(
+        "sessions/<uuid:public_id>/monitoring/",
+        views.session_monitoring_summary,
+        name="session_monitoring_summary",
+    ),
     path("sessions/<uuid:public_id>/ready/", views.dosing_ready, name="session_ready"),
     path("thresholds/", views.flag_rule_edit, name="flag_rule_default"),
     path("exports/", views.export, name="export"),

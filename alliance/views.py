@@ -13,7 +13,11 @@ from clinic.forms import apply_service_errors
 from clinic.models import Program
 from clinic.pages import form_page
 from clinic.services import record_patient_view
-from sessions.selectors import get_session_for
+from sessions import monitoring
+from sessions import services as session_services
+from sessions.forms import DischargeForm
+from sessions.selectors import attendee_choices, can_log, chosen_patient, get_session_for
+from sessions.services import record_session_view
 
 from . import (
     analytics,
@@ -21,6 +25,7 @@ from . import (
     charts,
     cohort_selectors,
     dashboard,
+    dosing_day,
     exports,
     flag_inputs,
     reports,
@@ -335,5 +340,87 @@ def supervision_page(request):
             "page": page,
             "funnel": charts.funnel_chart(page),
             "sees_all": sees_all,
+        },
+    )
+
+
+def _dosing_for_room(request, public_id):
+    """A dosing the user may record in the room (coaches: ones they facilitate)."""
+    session = get_session_for(request.user, public_id)
+    if not session.is_dosing or not can_log(request.user, session):
+        raise Http404("Not a dosing session of yours.")
+    record_session_view(actor=request.user, session=session)
+    return session
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def session_discharge(request, public_id):
+    """May the patient leave? The check as it stands now, and the decision (a clinician may
+    override an unmet check with a note)."""
+    session = _dosing_for_room(request, public_id)
+    patients = attendee_choices(session)
+    form = DischargeForm(request.POST or None, patients=patients)
+    patient = chosen_patient(session, request.POST or {}) or (
+        session.enrolment.patient if session.enrolment else None
+    )
+    sedation = (
+        dosing_day.last_sedation(session=session, patient_id=patient.pk) if patient else (False, "")
+    )
+    check = (
+        monitoring.discharge_problems(
+            session_services.discharge_facts(
+                session=session,
+                patient=patient,
+                sedation_resolved=sedation[0],
+                escort="shown as its own field",
+                last_sedation=sedation[1],
+            )
+        )
+        if patient
+        else []
+    )
+    return form_page(
+        request,
+        form,
+        save=lambda data: session_services.discharge_record(
+            actor=request.user,
+            session=session,
+            patient=patient,
+            escort=data["escort"],
+            sedation_resolved=sedation[0],
+            last_sedation=sedation[1],
+            override_note=data["override_note"],
+        ),
+        success=lambda discharge: (
+            "Discharged despite the check; your note is kept."
+            if discharge.is_override
+            else "Discharge recorded. The dosing can now be logged completed."
+        ),
+        redirect_to=lambda discharge: reverse("session_detail", args=[session.public_id]),
+        template="alliance/discharge.html",
+        context={
+            "session": session,
+            "check": check,
+            "sedation": sedation[1],
+            "discharged": list(session.discharges.select_related("decided_by", "patient")),
+        },
+    )
+
+
+@login_required
+def session_monitoring_summary(request, public_id):
+    """The monitoring record of one dosing, laid out to print for the clinic's files."""
+    session = get_session_for(request.user, public_id)
+    if not session.is_dosing:
+        raise Http404("Not a dosing session.")
+    record_session_view(actor=request.user, session=session)
+    return render(
+        request,
+        "alliance/monitoring_summary.html",
+        {
+            "session": session,
+            "day": dosing_day.dosing_day(session=session),
+            "printed": timezone.now(),
         },
     )

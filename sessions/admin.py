@@ -3,7 +3,9 @@ from django.urls import reverse
 
 from clinic.admin import ReadOnlyInAdmin
 
-from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Session
+from . import services
+from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Session, VitalLimits
+from .selectors import VITAL_LIMIT_FIELDS
 
 
 class ProtocolStepInline(admin.TabularInline):
@@ -19,6 +21,7 @@ class ProtocolStepInline(admin.TabularInline):
         "duration_minutes",
         "is_group",
         "instruments_due",
+        "monitoring",
     ]
 
 
@@ -71,4 +74,32 @@ class CalendarFeedAdmin(admin.ModelAdmin):
     readonly_fields = ["coach", "token_hash", "created_at"]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(VitalLimits)
+class VitalLimitsAdmin(admin.ModelAdmin):
+    """A program's vital-sign alert thresholds; saved through the service (validated,
+    audited). Without a row the program's modality defaults apply (with their source)."""
+
+    list_display = [
+        "program",
+        "pre_dose_systolic_above",
+        "pre_dose_diastolic_above",
+        "systolic_above",
+        "diastolic_above",
+        "spo2_below",
+    ]
+    readonly_fields = ["updated_at", "updated_by"]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        services.vital_limits_update(
+            actor=request.user,
+            program=data["program"],
+            source=data["source"],
+            **{name: data[name] for name in VITAL_LIMIT_FIELDS},
+        )
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -3,7 +3,7 @@ from crispy_forms.layout import Submit
 from django import forms
 from django.contrib.auth import get_user_model
 
-from .models import Attendance, Room, Session, SessionKind
+from .models import AdverseEvent, Attendance, Room, Session, SessionKind
 
 
 class DateTimeInput(forms.DateTimeInput):
@@ -147,3 +147,133 @@ class BookForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["facilitators"].queryset = coaches
         self.helper = _helper("Book session")
+
+
+def _number(label: str, *, required: bool = True, decimal: bool = False):
+    """A number box the tablet opens with its number pad; ranges are checked by the service,
+    which names the plausible range in its message."""
+    attrs = {"inputmode": "decimal" if decimal else "numeric", "autocomplete": "off"}
+    if decimal:
+        return forms.DecimalField(
+            label=label,
+            required=required,
+            max_digits=4,
+            decimal_places=1,
+            widget=forms.NumberInput(attrs={**attrs, "step": "0.1"}),
+        )
+    return forms.IntegerField(label=label, required=required, widget=forms.NumberInput(attrs=attrs))
+
+
+class VitalsForm(forms.Form):
+    """One set of vital signs. The token is made when the form is shown, so a double tap
+    sends the same token twice and records one reading."""
+
+    token = forms.UUIDField(widget=forms.HiddenInput)
+    point = forms.ChoiceField(label="Observation point", required=False)
+    measured_at = forms.DateTimeField(
+        label="Measured at",
+        widget=DateTimeInput(),
+        help_text="Entering it later? Keep the time it was measured.",
+    )
+    systolic = _number("Systolic (mmHg)")
+    diastolic = _number("Diastolic (mmHg)")
+    heart_rate = _number("Heart rate (/min)")
+    spo2 = _number("SpO₂ (%)")
+    respiratory_rate = _number("Respiratory rate (/min)", required=False)
+    temperature_c = _number("Temperature (°C)", required=False, decimal=True)
+    taken_by = forms.ModelChoiceField(
+        queryset=get_user_model().objects.none(),
+        label="Taken by",
+        required=False,
+        empty_label="Me",
+    )
+    note = forms.CharField(max_length=200, required=False)
+
+    def __init__(self, *args, schedule, staff, recorded=(), patients=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["taken_by"].queryset = staff
+        self.fields["point"].choices = [("", "Not at a set point")] + [
+            (p.code, f"{p.label}{' (recorded)' if p.code in recorded else ''}")
+            for p in schedule.points
+        ]
+        if patients:
+            self.fields["patient"] = forms.ChoiceField(
+                choices=[(p.pk, name) for p, name in patients], label="Patient"
+            )
+            self.order_fields(["patient"])
+        self.helper = _helper("Save vital signs")
+
+
+class AdverseEventForm(forms.Form):
+    token = forms.UUIDField(widget=forms.HiddenInput)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+    onset_at = forms.DateTimeField(label="Onset", widget=DateTimeInput())
+    grade = forms.ChoiceField(
+        label="Severity grade", choices=AdverseEvent.Grade.choices, widget=forms.RadioSelect
+    )
+    serious = forms.BooleanField(
+        required=False,
+        label="Serious (meets one of the criteria below)",
+        help_text="A serious event alerts the clinicians at once.",
+    )
+    serious_criteria = forms.MultipleChoiceField(
+        label="Seriousness criteria",
+        required=False,
+        choices=AdverseEvent.Criterion.choices,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    relatedness = forms.ChoiceField(
+        label="Related to the treatment", choices=[("", "—")] + AdverseEvent.Relatedness.choices
+    )
+    action_taken = forms.CharField(
+        label="Action taken", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    outcome = forms.ChoiceField(choices=AdverseEvent.Outcome.choices)
+    resolved_on = forms.DateField(
+        label="Resolution date",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="With recovered, lasting effects or fatal: closes the event.",
+    )
+
+    def __init__(self, *args, submit="Record adverse event", patients=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        if patients:
+            self.fields["patient"] = forms.ChoiceField(
+                choices=[(p.pk, name) for p, name in patients], label="Patient"
+            )
+            self.order_fields(["patient"])
+        self.helper = _helper(submit)
+
+
+class AdverseEventEditForm(AdverseEventForm):
+    reason = forms.CharField(
+        label="Why is the record being changed?", widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, submit="Save changes", **kwargs)
+        del self.fields["token"]
+
+
+class DischargeForm(forms.Form):
+    escort = forms.CharField(
+        label="Escort or transport home",
+        max_length=200,
+        required=False,
+        help_text="Who is taking the patient home, or how they travel (not driving).",
+    )
+    override_note = forms.CharField(
+        label="Discharge despite the check (clinicians): why",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+    def __init__(self, *args, patients=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        if patients:
+            self.fields["patient"] = forms.ChoiceField(
+                choices=[(p.pk, name) for p, name in patients], label="Patient"
+            )
+            self.order_fields(["patient"])
+        self.helper = _helper("Record discharge")

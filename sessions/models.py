@@ -8,6 +8,7 @@ from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
 from django.db import models
 from django.db.models import F, Func, Q
+from simple_history.models import HistoricalRecords
 
 from clinic.models import Enrolment, Patient, Program
 
@@ -56,6 +57,9 @@ class ProtocolStep(models.Model):
     instruments_due = models.JSONField(
         default=list, blank=True, help_text="Instrument codes due after this step."
     )
+    # Dosing steps: the observation points and minimum observation time, from the protocol
+    # file (`sessions.monitoring.schedule_from` reads it; empty means the REMS fallback).
+    monitoring = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["protocol", "order"]
@@ -251,3 +255,218 @@ class CalendarFeed(models.Model):
     @staticmethod
     def hash_token(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _within(name: str) -> Q:
+    from .monitoring import PLAUSIBLE
+
+    low, high, _ = PLAUSIBLE[name]
+    return Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gte": low, f"{name}__lte": high})
+
+
+class VitalLimits(models.Model):
+    """A program's vital-sign alert thresholds (a program setting); without a row the
+    program's modality defaults apply (`sessions.monitoring.DEFAULT_LIMITS`, with sources)."""
+
+    program = models.OneToOneField(Program, on_delete=models.PROTECT, related_name="vital_limits")
+    pre_dose_systolic_above = models.PositiveSmallIntegerField("pre-dose systolic above (mmHg)")
+    pre_dose_diastolic_above = models.PositiveSmallIntegerField("pre-dose diastolic above (mmHg)")
+    systolic_above = models.PositiveSmallIntegerField("systolic above (mmHg)")
+    diastolic_above = models.PositiveSmallIntegerField("diastolic above (mmHg)")
+    heart_rate_above = models.PositiveSmallIntegerField("heart rate above (/min)")
+    heart_rate_below = models.PositiveSmallIntegerField("heart rate below (/min)")
+    spo2_below = models.PositiveSmallIntegerField("SpO₂ below (%)")
+    source = models.TextField(blank=True, help_text="Where these values come from.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "vital limits"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(pre_dose_systolic_above__range=(80, 250))
+                & Q(systolic_above__range=(80, 280))
+                & Q(pre_dose_diastolic_above__range=(40, 180))
+                & Q(diastolic_above__range=(40, 180))
+                & Q(heart_rate_above__range=(60, 250))
+                & Q(heart_rate_below__range=(20, 100))
+                & Q(spo2_below__range=(70, 100)),
+                name="vitallimits_in_range",
+            )
+        ]
+
+    def __str__(self):
+        return f"Vital-sign limits for {self.program}"
+
+
+class VitalSigns(models.Model):
+    """One set of vital signs taken in the room: when measured, by whom, and when and by
+    whom it was entered (a reading typed in late keeps its measured time)."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.PROTECT, related_name="vitals")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="vitals")
+    point = models.CharField("observation point", max_length=32, blank=True)
+    measured_at = models.DateTimeField()
+    taken_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    entered_at = models.DateTimeField()
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    systolic = models.PositiveSmallIntegerField("systolic (mmHg)")
+    diastolic = models.PositiveSmallIntegerField("diastolic (mmHg)")
+    heart_rate = models.PositiveSmallIntegerField("heart rate (/min)")
+    spo2 = models.PositiveSmallIntegerField("SpO₂ (%)")
+    respiratory_rate = models.PositiveSmallIntegerField(
+        "respiratory rate (/min)", null=True, blank=True
+    )
+    temperature_c = models.DecimalField(
+        "temperature (°C)", max_digits=3, decimal_places=1, null=True, blank=True
+    )
+    note = models.CharField(max_length=200, blank=True)
+    # Made by the form when it is shown: a double tap sends the same token twice.
+    token = models.UUIDField(unique=True)
+
+    class Meta:
+        ordering = ["measured_at", "id"]
+        verbose_name_plural = "vital signs"
+        constraints = [
+            models.CheckConstraint(
+                condition=_within("systolic")
+                & _within("diastolic")
+                & _within("heart_rate")
+                & _within("spo2")
+                & _within("respiratory_rate")
+                & _within("temperature_c"),
+                name="vitals_plausible",
+            )
+        ]
+        indexes = [models.Index(fields=["patient", "measured_at"])]
+
+    def __str__(self):
+        return f"{self.systolic}/{self.diastolic} mmHg at {self.measured_at:%Y-%m-%d %H:%M}"
+
+
+class AdverseEvent(models.Model):
+    """An adverse event of a dosing (or between sessions). Edits keep the previous versions
+    (`history`); a serious one is flagged to the clinicians until it is closed."""
+
+    class Grade(models.TextChoices):
+        MILD = "mild", "Mild"
+        MODERATE = "moderate", "Moderate"
+        SEVERE = "severe", "Severe"
+        LIFE_THREATENING = "life_threatening", "Life-threatening"
+
+    class Criterion(models.TextChoices):
+        DEATH = "death", "Resulted in death"
+        LIFE_THREATENING = "life_threatening", "Life-threatening"
+        HOSPITALISATION = "hospitalisation", "Hospitalisation or longer stay"
+        DISABILITY = "disability", "Persistent or significant disability"
+        CONGENITAL = "congenital", "Congenital anomaly"
+        MEDICALLY_IMPORTANT = "medically_important", "Other medically important event"
+
+    class Relatedness(models.TextChoices):
+        NOT_RELATED = "not_related", "Not related"
+        UNLIKELY = "unlikely", "Unlikely"
+        POSSIBLE = "possible", "Possible"
+        PROBABLE = "probable", "Probable"
+        DEFINITE = "definite", "Definite"
+
+    class Outcome(models.TextChoices):
+        ONGOING = "ongoing", "Not yet recovered"
+        RECOVERING = "recovering", "Recovering"
+        RECOVERED = "recovered", "Recovered"
+        SEQUELAE = "sequelae", "Recovered with lasting effects"
+        FATAL = "fatal", "Fatal"
+        UNKNOWN = "unknown", "Unknown"
+
+    CLOSING = (Outcome.RECOVERED, Outcome.SEQUELAE, Outcome.FATAL)
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="adverse_events")
+    session = models.ForeignKey(
+        Session, null=True, blank=True, on_delete=models.PROTECT, related_name="adverse_events"
+    )
+    description = models.TextField()
+    onset_at = models.DateTimeField("onset")
+    grade = models.CharField("severity grade", max_length=20, choices=Grade.choices)
+    serious = models.BooleanField(default=False)
+    serious_criteria = models.JSONField(default=list, blank=True)
+    relatedness = models.CharField(max_length=20, choices=Relatedness.choices)
+    action_taken = models.TextField(blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.ONGOING)
+    resolved_on = models.DateField("resolution date", null=True, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField()
+    token = models.UUIDField(unique=True)
+    history = HistoricalRecords(excluded_fields=["token"])
+
+    class Meta:
+        ordering = ["onset_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(serious=False) | ~Q(serious_criteria=[]),
+                name="adverse_event_serious_has_criteria",
+            ),
+            models.CheckConstraint(
+                condition=Q(resolved_on__isnull=True)
+                | Q(outcome__in=["recovered", "sequelae", "fatal"]),
+                name="adverse_event_resolved_has_outcome",
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "onset_at"])]
+
+    def __str__(self):
+        return f"{self.get_grade_display()} adverse event {self.onset_at:%Y-%m-%d}"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.resolved_on is not None
+
+    def criteria_display(self) -> list[str]:
+        names = dict(self.Criterion.choices)
+        return [names.get(c, c) for c in self.serious_criteria]
+
+
+class Discharge(models.Model):
+    """The decision that a dosed patient may leave: the check as it stood, or a clinician's
+    override with a note. A dosing session is logged completed only after one."""
+
+    session = models.ForeignKey(Session, on_delete=models.PROTECT, related_name="discharges")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="discharges")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField()
+    observed_minutes = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_vitals = models.ForeignKey(
+        VitalSigns, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    sedation_resolved = models.BooleanField(default=False)
+    escort = models.CharField("escort or transport", max_length=200, blank=True)
+    # The check's unmet conditions at the time, when a clinician overrode them.
+    overridden = models.JSONField(default=list, blank=True)
+    override_note = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            # One discharge per patient and dosing: a double submit cannot make two.
+            models.UniqueConstraint(fields=["session", "patient"], name="discharge_once"),
+            models.CheckConstraint(
+                condition=Q(overridden=[]) | ~Q(override_note=""),
+                name="discharge_override_has_note",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Discharge of session {self.session_id} at {self.decided_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_override(self) -> bool:
+        return bool(self.overridden)

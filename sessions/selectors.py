@@ -5,6 +5,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -12,7 +13,16 @@ from django.utils import timezone
 from clinic.access import patients_visible_to, sees_all_patients
 from clinic.models import Enrolment, Patient, Program
 
-from .models import Attendance, CalendarFeed, Session
+from . import monitoring
+from .models import (
+    AdverseEvent,
+    Attendance,
+    CalendarFeed,
+    Discharge,
+    Session,
+    VitalLimits,
+    VitalSigns,
+)
 
 
 def _with_people(qs: QuerySet[Session]) -> QuerySet[Session]:
@@ -269,3 +279,257 @@ def program_upcoming(*, program: Program, limit: int = 15) -> list[Session]:
 def programs() -> QuerySet[Program]:
     active = Count("enrolments", filter=Q(enrolments__status=Enrolment.Status.ACTIVE))
     return Program.objects.select_related("protocol").annotate(members=active).order_by("name")
+
+
+# --- the dosing day ---------------------------------------------------------------------------
+
+
+def limits_for(program: Program) -> monitoring.Limits:
+    """The program's vital-sign limits, or its modality's defaults."""
+    row = VitalLimits.objects.filter(program=program).first()
+    if row is None:
+        return monitoring.DEFAULT_LIMITS.get(program.modality, monitoring.DEFAULT_LIMITS["other"])
+    return monitoring.Limits(
+        **{name: getattr(row, name) for name in VITAL_LIMIT_FIELDS}, source=row.source
+    )
+
+
+VITAL_LIMIT_FIELDS = (
+    "pre_dose_systolic_above",
+    "pre_dose_diastolic_above",
+    "systolic_above",
+    "diastolic_above",
+    "heart_rate_above",
+    "heart_rate_below",
+    "spo2_below",
+)
+
+
+@dataclass
+class TimelineEntry:
+    """One line of a dosing day's timeline: a dose, a reading, a scale, an event."""
+
+    at: datetime.datetime
+    kind: str  # "dose", "vitals", "scale", "event", "discharge"
+    title: str
+    text: str
+    alerts: list[str]
+    patient_id: int | None = None
+    entered_late: str = ""  # "entered 10:55 by …" when typed in well after it was measured
+
+
+@dataclass
+class DueRow:
+    label: str
+    due_at: datetime.datetime | None
+    recorded: bool
+    instruments: tuple[str, ...]
+    discharge: bool
+
+
+@dataclass
+class DosingDay:
+    session: Session
+    schedule: monitoring.Schedule
+    limits: monitoring.Limits
+    vitals: list
+    events: list
+    discharges: list
+    due: list[DueRow]
+    entries: list[TimelineEntry]
+
+
+LATE_AFTER = datetime.timedelta(minutes=15)
+
+
+def _bp(v: VitalSigns) -> str:
+    extra = []
+    if v.respiratory_rate is not None:
+        extra.append(f"RR {v.respiratory_rate}/min")
+    if v.temperature_c is not None:
+        extra.append(f"{v.temperature_c} °C")
+    text = f"BP {v.systolic}/{v.diastolic} mmHg · HR {v.heart_rate}/min · SpO₂ {v.spo2}%"
+    return " · ".join([text, *extra])
+
+
+def is_pre_dose(vitals: VitalSigns, session: Session, schedule: monitoring.Schedule) -> bool:
+    point = schedule.point(vitals.point) if vitals.point else None
+    if point is not None:
+        return point.after_dose_minutes is None and not point.discharge
+    return session.actual_start is not None and vitals.measured_at < session.actual_start
+
+
+def vitals_alerts(
+    vitals: VitalSigns, session: Session, schedule: monitoring.Schedule, limits: monitoring.Limits
+) -> list[str]:
+    reading = monitoring.Reading(
+        measured_at=vitals.measured_at,
+        systolic=vitals.systolic,
+        diastolic=vitals.diastolic,
+        heart_rate=vitals.heart_rate,
+        spo2=vitals.spo2,
+        pre_dose=is_pre_dose(vitals, session, schedule),
+    )
+    return monitoring.alerts(reading, limits)
+
+
+def dosing_schedule(session: Session) -> monitoring.Schedule:
+    return monitoring.schedule_from(
+        session.protocol_step.monitoring if session.protocol_step else None
+    )
+
+
+def dosing_day(*, session: Session) -> DosingDay:
+    """Everything recorded in the room for one dosing, in time order, with what is due when
+    (scales are added by the page above, which reads questionnaires)."""
+    schedule = dosing_schedule(session)
+    limits = limits_for(session.program)
+    vitals = list(
+        VitalSigns.objects.filter(session=session).select_related("taken_by", "entered_by")
+    )
+    events = list(
+        AdverseEvent.objects.filter(session=session).select_related("recorded_by", "patient")
+    )
+    discharges = list(Discharge.objects.filter(session=session).select_related("decided_by"))
+    entries = []
+    if session.actual_start:
+        dose = (
+            f"{session.get_substance_display()} {session.dose_mg} mg, {session.get_route_display()}"
+            if session.dose_mg
+            else "Dose not recorded"
+        )
+        entries.append(TimelineEntry(session.actual_start, "dose", "Dose given", dose, []))
+    for v in vitals:
+        point = schedule.point(v.point)
+        late = ""
+        if v.entered_at - v.measured_at > LATE_AFTER:
+            late = (
+                f"entered {timezone.localtime(v.entered_at):%H:%M} by {v.entered_by.display_name}"
+            )
+        v.alerts = vitals_alerts(v, session, schedule, limits)
+        entries.append(
+            TimelineEntry(
+                v.measured_at,
+                "vitals",
+                f"Vital signs{f' · {point.label}' if point else ''}",
+                f"{_bp(v)} · taken by {v.taken_by.display_name}",
+                v.alerts,
+                v.patient_id,
+                late,
+            )
+        )
+    for e in events:
+        entries.append(
+            TimelineEntry(
+                e.onset_at,
+                "event",
+                f"{'Serious a' if e.serious else 'A'}dverse event · {e.get_grade_display()}",
+                e.description,
+                [],
+                e.patient_id,
+            )
+        )
+    for d in discharges:
+        entries.append(
+            TimelineEntry(
+                d.decided_at,
+                "discharge",
+                "Discharged" + (" (override)" if d.is_override else ""),
+                f"by {d.decided_by.display_name}; escort: {d.escort or 'none'}"
+                + (f"; note: {d.override_note}" if d.override_note else ""),
+                list(d.overridden),
+                d.patient_id,
+            )
+        )
+    entries.sort(key=lambda e: e.at)
+    recorded_points = {v.point for v in vitals}
+    due = []
+    for point in schedule.points:
+        due_at = None
+        if point.after_dose_minutes is not None and session.actual_start:
+            due_at = session.actual_start + datetime.timedelta(minutes=point.after_dose_minutes)
+        due.append(
+            DueRow(
+                label=point.label,
+                due_at=due_at,
+                recorded=point.code in recorded_points,
+                instruments=point.instruments,
+                discharge=point.discharge,
+            )
+        )
+    return DosingDay(
+        session=session,
+        schedule=schedule,
+        limits=limits,
+        vitals=vitals,
+        events=events,
+        discharges=discharges,
+        due=due,
+        entries=entries,
+    )
+
+
+def latest_pre_dose_vitals(*, dosing_ids) -> dict[int, tuple[VitalSigns, list[str]]]:
+    """{dosing id: (its latest pre-dose reading, alerts in words)}, for readiness; a fixed
+    number of queries however many dosings."""
+    sessions = {
+        s.pk: s
+        for s in Session.objects.filter(pk__in=list(dosing_ids)).select_related(
+            "program", "protocol_step"
+        )
+    }
+    result = {}
+    limits_of = {}
+    for v in VitalSigns.objects.filter(session_id__in=list(sessions)).order_by("measured_at", "id"):
+        session = sessions[v.session_id]
+        schedule = dosing_schedule(session)
+        if not is_pre_dose(v, session, schedule):
+            continue
+        if session.program_id not in limits_of:
+            limits_of[session.program_id] = limits_for(session.program)
+        result[v.session_id] = (
+            v,
+            vitals_alerts(v, session, schedule, limits_of[session.program_id]),
+        )
+    return result
+
+
+def adverse_events_for(*, patient: Patient) -> QuerySet[AdverseEvent]:
+    return AdverseEvent.objects.filter(patient=patient).select_related("session", "recorded_by")
+
+
+def adverse_event_for(*, user, public_id) -> AdverseEvent:
+    try:
+        return AdverseEvent.objects.select_related("patient", "session").get(
+            public_id=uuid.UUID(str(public_id)), patient__in=patients_visible_to(user)
+        )
+    except (AdverseEvent.DoesNotExist, ValueError) as exc:
+        raise Http404("No such adverse event.") from exc
+
+
+def adverse_event_history(*, event: AdverseEvent) -> list:
+    """Every saved version of the event, newest first, with who changed it and why."""
+    return list(event.history.select_related("history_user").order_by("-history_date"))
+
+
+def attendee_choices(session: Session) -> list:
+    """(patient, name) for a group session's form; empty for an individual one."""
+    if not session.is_group:
+        return []
+    return [
+        (a.patient, getattr(a, "shown_name", "Another participant"))
+        for a in session.attendances.all()
+    ]
+
+
+def chosen_patient(session: Session, data: dict):
+    if not session.is_group:
+        return None
+    wanted = str(data.get("patient", ""))
+    return next((a.patient for a in session.attendances.all() if str(a.patient_id) == wanted), None)
+
+
+def room_staff(session: Session, *, user) -> QuerySet:
+    """Who may have taken a reading: the session's facilitators and the person entering it."""
+    ids = [f.pk for f in session.facilitators.all()] + [user.pk]
+    return get_user_model().objects.filter(pk__in=ids, is_active=True).order_by("display_name")

@@ -8,6 +8,22 @@ urlpatterns = [
     path("sessions/<uuid:public_id>/move/", views.session_reschedule, name="session_reschedule"),
     path("sessions/<uuid:public_id>/cancel/", views.session_cancel, name="session_cancel"),
     path("sessions/<uuid:public_id>/dosing/", views.session_dosing, name="session_dosing"),
+    path("sessions/<uuid:public_id>/vitals/", views.session_vitals, name="session_vitals"),
+    path(
+        "sessions/<uuid:public_id>/adverse-events/new/",
+        views.adverse_event_new,
+        name="adverse_event_new",
+    ),
+    path(
+        "patients/<uuid:public_id>/adverse-events/new/",
+        views.patient_adverse_event_new,
+        name="patient_adverse_event_new",
+    ),
+    path(
+        "adverse-events/<uuid:public_id>/edit/",
+        views.adverse_event_edit,
+        name="adverse_event_edit",
+    ),
     path("patients/<uuid:public_id>/sessions/", views.patient_timeline, name="patient_timeline"),
     path(
         "patients/<uuid:public_id>/enrolments/<int:enrolment_id>/book/",

@@ -1,3 +1,5 @@
+import uuid
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -16,14 +18,17 @@ from clinic.services import record_patient_view
 
 from . import calendar, selectors, services
 from .forms import (
+    AdverseEventEditForm,
+    AdverseEventForm,
     BookForm,
     CancelForm,
     DosingForm,
     RescheduleForm,
     SessionCorrectionForm,
     SessionLogForm,
+    VitalsForm,
 )
-from .models import Session
+from .models import AdverseEvent, Session
 
 
 def _session(request, public_id):
@@ -185,6 +190,7 @@ def patient_timeline(request, public_id):
                 "program"
             ),
             "upcoming": [s for s in sessions if s.scheduled_start >= now],
+            "adverse_events": selectors.adverse_events_for(patient=patient),
         },
     )
 
@@ -282,4 +288,177 @@ def session_book(request, public_id, enrolment_id):
         request,
         "sessions/book.html",
         {"form": form, "patient": patient, "enrolment": enrolment},
+    )
+
+
+def _dosing_session(request, public_id):
+    session = _loggable_session(request, public_id)
+    if not session.is_dosing:
+        raise Http404("Not a dosing session.")
+    return session
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def session_vitals(request, public_id):
+    """Vital signs in the room, on a tablet: four numbers and the time, in seconds."""
+    session = _dosing_session(request, public_id)
+    schedule = selectors.dosing_schedule(session)
+    recorded = set(session.vitals.values_list("point", flat=True))
+    next_point = next((p.code for p in schedule.points if p.code not in recorded), "")
+    form = VitalsForm(
+        request.POST or None,
+        schedule=schedule,
+        staff=selectors.room_staff(session, user=request.user),
+        recorded=recorded,
+        patients=selectors.attendee_choices(session),
+        initial={
+            "token": uuid.uuid4(),
+            "point": next_point,
+            "measured_at": timezone.localtime().replace(second=0, microsecond=0),
+            "taken_by": request.user,
+        },
+    )
+    return form_page(
+        request,
+        form,
+        save=lambda data: services.vitals_record(
+            actor=request.user,
+            session=session,
+            token=data["token"],
+            point=data["point"],
+            measured_at=data["measured_at"],
+            systolic=data["systolic"],
+            diastolic=data["diastolic"],
+            heart_rate=data["heart_rate"],
+            spo2=data["spo2"],
+            respiratory_rate=data["respiratory_rate"],
+            temperature_c=data["temperature_c"],
+            note=data["note"],
+            taken_by=data["taken_by"] or request.user,
+            patient=selectors.chosen_patient(session, data),
+        ),
+        success=lambda reading: "Vital signs saved.",
+        warning=lambda reading: (
+            "Out of range: " + "; ".join(alerts) + "."
+            if (
+                alerts := selectors.vitals_alerts(
+                    reading, session, schedule, selectors.limits_for(session.program)
+                )
+            )
+            else None
+        ),
+        redirect_to=lambda reading: reverse("session_detail", args=[session.public_id]),
+        template="sessions/form.html",
+        context={"session": session, "title": "Vital signs"},
+    )
+
+
+def _now_minute():
+    return timezone.localtime().replace(second=0, microsecond=0)
+
+
+def _event_values(data: dict) -> dict:
+    return {
+        name: data[name]
+        for name in (
+            "description",
+            "onset_at",
+            "grade",
+            "serious",
+            "serious_criteria",
+            "relatedness",
+            "action_taken",
+            "outcome",
+            "resolved_on",
+        )
+    }
+
+
+def _event_saved(event: AdverseEvent) -> str:
+    if event.serious and not event.is_closed:
+        return "Adverse event recorded. It is serious: the clinicians are alerted now."
+    return "Adverse event recorded."
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def adverse_event_new(request, public_id):
+    """An adverse event at a dosing (from the session page)."""
+    session = _dosing_session(request, public_id)
+    form = AdverseEventForm(
+        request.POST or None,
+        patients=selectors.attendee_choices(session),
+        initial={"token": uuid.uuid4(), "onset_at": _now_minute()},
+    )
+    return form_page(
+        request,
+        form,
+        save=lambda data: services.adverse_event_record(
+            actor=request.user,
+            patient=selectors.chosen_patient(session, data) or session.enrolment.patient,
+            session=session,
+            token=data["token"],
+            **_event_values(data),
+        ),
+        success=_event_saved,
+        redirect_to=lambda event: reverse("session_detail", args=[session.public_id]),
+        template="sessions/form.html",
+        context={"session": session, "title": "Adverse event"},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_adverse_event_new(request, public_id):
+    """An adverse event between sessions (from the patient's sessions page)."""
+    patient = access.get_patient_for(request.user, public_id)
+    record_patient_view(actor=request.user, patient=patient)
+    form = AdverseEventForm(
+        request.POST or None, initial={"token": uuid.uuid4(), "onset_at": _now_minute()}
+    )
+    return form_page(
+        request,
+        form,
+        save=lambda data: services.adverse_event_record(
+            actor=request.user, patient=patient, token=data["token"], **_event_values(data)
+        ),
+        success=_event_saved,
+        redirect_to=lambda event: reverse("patient_timeline", args=[patient.public_id]),
+        template="sessions/adverse_event_form.html",
+        context={"patient": patient, "title": "Adverse event between sessions"},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def adverse_event_edit(request, public_id):
+    """Update an adverse event (its outcome as it resolves); the previous version is kept."""
+    event = selectors.adverse_event_for(user=request.user, public_id=public_id)
+    record_patient_view(actor=request.user, patient=event.patient)
+    initial = {
+        **{name: getattr(event, name) for name in services.AE_FIELDS},
+        "onset_at": timezone.localtime(event.onset_at),
+    }
+    form = AdverseEventEditForm(request.POST or None, initial=initial)
+    back = (
+        reverse("session_detail", args=[event.session.public_id])
+        if event.session
+        else reverse("patient_timeline", args=[event.patient.public_id])
+    )
+    return form_page(
+        request,
+        form,
+        save=lambda data: services.adverse_event_update(
+            actor=request.user, event=event, reason=data["reason"], **_event_values(data)
+        ),
+        success=lambda event: "Adverse event updated. The previous version is kept.",
+        redirect_to=lambda result: back,
+        template="sessions/adverse_event_form.html",
+        context={
+            "patient": event.patient,
+            "event": event,
+            "history": selectors.adverse_event_history(event=event),
+            "title": "Update adverse event",
+        },
     )

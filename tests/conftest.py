@@ -131,3 +131,50 @@ def world(people):
     from .attack.catalogue import build_world
 
     return build_world(people)
+
+
+@pytest.fixture
+def ketamine_dosing(people):
+    """An intranasal ketamine dosing of the persona patient at the ketamine protocol's dosing
+    step (pre-dose, +40 min, +2 h, pre-discharge; at least 120 minutes' observation), with
+    the coach facilitating and the dose given `minutes_ago`. Call it: `ketamine_dosing(50)`."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from clinic.models import Program
+    from sessions import services as session_services
+    from sessions.models import ProtocolStep, Session
+
+    def make(minutes_ago: int = 50):
+        Program.objects.filter(pk=people.enrolment.program_id).update(modality="ketamine")
+        people.enrolment.program.refresh_from_db()
+        dose_at = timezone.now().replace(second=0, microsecond=0) - datetime.timedelta(
+            minutes=minutes_ago
+        )
+        session = session_services.session_book(
+            actor=people.admin,
+            program=people.enrolment.program,
+            enrolment=people.enrolment,
+            kind="dosing",
+            start=dose_at - datetime.timedelta(minutes=15),
+            end=dose_at + datetime.timedelta(hours=3),
+            facilitators=[people.coach],
+        )
+        step = ProtocolStep.objects.get(
+            protocol__name="Ketamine-assisted therapy series", label="Ketamine session 1"
+        )
+        Session.objects.filter(pk=session.pk).update(protocol_step=step)
+        session.refresh_from_db()
+        session_services.dosing_record(
+            actor=people.coach,
+            session=session,
+            substance="ketamine",
+            dose_mg=Decimal("56"),
+            route=Session.Route.INTRANASAL,
+            actual_start=dose_at,
+        )
+        session.refresh_from_db()
+        return session
+
+    return make

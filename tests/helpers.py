@@ -45,6 +45,21 @@ def book_session(
     )
 
 
+def log_dosing_completed(dosing, *, actor, minutes):
+    """Log a dosing completed the way a clinic enters a past one from paper: a clinician's
+    discharge (overriding the room's checks, with a note) first, as the rule requires."""
+    session_services.discharge_record(
+        actor=actor,
+        session=dosing,
+        escort="Partner",
+        sedation_resolved=True,
+        override_note="Entered after the fact from the paper record.",
+    )
+    return session_services.session_log(
+        actor=actor, session=dosing, status="completed", duration_minutes=minutes
+    )
+
+
 def assert_role_answer(client, people, persona: str, url: str, expected: int, *, method="get"):
     """What one persona gets from a page: `expected` as the status, and a signed-out visitor
     is sent to the sign-in page. A refused persona must be told no more than that."""

@@ -13,3 +13,8 @@ document.addEventListener("submit", function (event) {
     button.classList.add("disabled");
   });
 });
+
+// A button marked data-print prints the page (the monitoring summary); no inline script.
+document.addEventListener("click", function (event) {
+  if (event.target.closest("[data-print]")) window.print();
+});

@@ -1,10 +1,12 @@
 """The dashboard's figures and tables, from plain rows (no database)."""
 
+import dataclasses
 import datetime
 import json
 
 from alliance import charts
 from outcomes.scoring import get_definition
+from sessions import monitoring
 
 DAY = datetime.datetime(2026, 3, 2, 10, 0)
 
@@ -212,10 +214,61 @@ def test_acute_experience_groups_each_dosing_and_draws_the_60_percent_line():
     assert row[-1] == "62.5"
 
 
+def _reading(day, systolic, alerts=()):
+    return charts.VitalsRow(
+        at=DOSING.at + datetime.timedelta(minutes=day),
+        session_label="Dosing 1",
+        point="+40 min",
+        systolic=systolic,
+        diastolic=85,
+        heart_rate=80,
+        spo2=97,
+        alerts=list(alerts),
+    )
+
+
+def test_the_vitals_chart_draws_the_limits_and_lists_readings_and_events():
+    facts = dataclasses.replace(
+        _facts([], sessions=[DOSING]),
+        vitals=[
+            _reading(0, 150, ["Blood pressure 150/85 mmHg is above 140/90"]),
+            _reading(40, 130),
+        ],
+        adverse_events=[
+            charts.EventRow(
+                onset=DOSING.at,
+                session_label="Dosing 1",
+                description="Nausea",
+                grade="Mild",
+                serious="No",
+                relatedness="Probable",
+                outcome="Recovered",
+            )
+        ],
+        vital_limits=monitoring.DEFAULT_LIMITS["ketamine"],
+    )
+    chart = charts.vitals_chart(facts)
+    assert _trace(chart.figure, "Systolic")["y"] == [150, 130]
+    lines = sorted(s["y0"] for s in chart.figure["layout"]["shapes"])
+    assert lines == [92, 110, 140, 180]
+    readings, events = chart.tables
+    assert readings.rows[0][3] == "150/85" and "above 140/90" in readings.rows[0][-1]
+    assert events.rows[0][2] == "Nausea"
+    assert "before the dose above 140/90 mmHg" in chart.notes[0]
+
+
+def test_without_readings_the_vitals_chart_says_so_and_still_lists_events():
+    chart = charts.vitals_chart(_facts([], sessions=[DOSING]))
+    assert chart.figure is None and "No vital signs recorded yet" in chart.empty
+
+
 def test_every_figure_is_plain_json():
     facts = _facts(
         [_wai(0, bond=3.0), _total("phq-9", 0, 12), _acute("ebi", 21, {"total": 50})],
         sessions=[DOSING],
+    )
+    facts = dataclasses.replace(
+        facts, vitals=[_reading(0, 128)], vital_limits=monitoring.DEFAULT_LIMITS["ketamine"]
     )
     for chart in charts.dashboard_charts(facts):
         assert json.loads(json.dumps(chart.figure))["data"]

@@ -17,6 +17,7 @@ from outcomes.scoring import get_definition
 from sessions import services as session_services
 from sessions.models import SessionKind
 from tests.factories import EnrolmentFactory
+from tests.helpers import log_dosing_completed
 
 T0 = datetime.datetime(2026, 1, 5, 10, 0, tzinfo=datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -133,9 +134,7 @@ def program_fixture(people):
             start=dosed_at + pid * datetime.timedelta(hours=1),
             end=dosed_at + pid * datetime.timedelta(hours=1) + datetime.timedelta(minutes=50),
         )
-        session_services.session_log(
-            actor=people.admin, session=dosing, status="completed", duration_minutes=50
-        )
+        log_dosing_completed(dosing, actor=people.admin, minutes=50)
         for code, answers, at in (
             ("grid-hamd-17", hamd_answers(hamd_0), dosed_at - 5 * DAY),
             ("grid-hamd-17", hamd_answers(hamd_4), dosed_at + 29 * DAY),

@@ -10,6 +10,7 @@ from django.utils import timezone
 from alliance import supervision
 from alliance.models import Flag
 from tests.factories import UserFactory
+from tests.helpers import log_dosing_completed
 
 from .conftest import RATINGS_PER_PATIENT, TRUTH
 
@@ -142,9 +143,7 @@ def test_dosings_with_an_open_flag_and_response_at_4_weeks_count_the_coachs_led_
             start=start,
             end=start + datetime.timedelta(hours=6),
         )
-        session_services.session_log(
-            actor=people.admin, session=dosing, status="completed", duration_minutes=360
-        )
+        log_dosing_completed(dosing, actor=people.admin, minutes=360)
         for total, at in (
             (baseline, start - datetime.timedelta(days=5)),
             (later, start + datetime.timedelta(days=28)),

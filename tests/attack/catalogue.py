@@ -46,6 +46,7 @@ PUBLIC_ID_OWNERS = {
     "sessions": "session",
     "responses": "response",
     "flags": "flag",
+    "adverse-events": "adverse_event",
 }
 # Pages about a session that has already been logged.
 LOGGED_SESSION_PAGES = {"session_correct"}
@@ -213,6 +214,15 @@ def build_world(people):
     )
     recompute_patient(patient_id=people.patient.pk)
     flag = Flag.objects.get(patient=people.patient, kind=Flag.Kind.WEAK_BOND)
+    adverse_event = session_services.adverse_event_record(
+        actor=people.coach,
+        patient=people.patient,
+        token=uuid.uuid4(),
+        description="Headache",
+        onset_at=timezone.now() - datetime.timedelta(hours=1),
+        grade="mild",
+        relatedness="possible",
+    )
     # Another patient, looked after by the other coach: their enrolment and assignment ids are
     # real, but not the persona patient's.
     other_enrolment = EnrolmentFactory(enrolled_by=people.admin)
@@ -227,6 +237,7 @@ def build_world(people):
         logged_session=Session.objects.get(pk=logged_session.pk),
         response=response,
         flag=flag,
+        adverse_event=adverse_event,
         program=people.enrolment.program,
         assignment=people.enrolment.assignments.get(),
     )

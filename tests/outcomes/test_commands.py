@@ -20,7 +20,7 @@ def test_load_instruments_twice_changes_nothing():
     assert list(InstrumentVersion.objects.values_list("pk", "content_hash").order_by("pk")) == (
         before
     )
-    assert Instrument.objects.count() == 9
+    assert Instrument.objects.count() == 11  # nine + MOAA/S and CADSS
     assert "piq v1 (provisional: check before clinical use)" in out.getvalue()
 
 

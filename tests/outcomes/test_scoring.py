@@ -21,6 +21,8 @@ EXPECTED_CODES = {
     "piq",
     "ebi",
     "grid-hamd-17",
+    "moaa-s",
+    "cadss",
 }
 
 
@@ -750,6 +752,8 @@ def test_every_instrument_names_its_primary_score():
         "meq-30": ("total", "percent_of_max", "% of max"),
         "ebi": ("total", "mean", "mean"),
         "piq": ("total", "mean", "mean (provisional)"),
+        "moaa-s": ("total", "sum", "score"),
+        "cadss": ("total", "sum", "sum"),
     }
 
 

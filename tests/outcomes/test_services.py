@@ -29,7 +29,7 @@ def _record(people, answers=WAI_LOW_BOND, **extra):
 
 
 def test_instruments_are_loaded_by_migration_and_loading_again_changes_nothing():
-    shipped = 10  # nine instruments, PHQ-9 in two versions
+    shipped = 12  # nine instruments (PHQ-9 in two versions), MOAA/S and CADSS
     assert InstrumentVersion.objects.count() == shipped
     services.load_instruments()
     assert InstrumentVersion.objects.count() == shipped

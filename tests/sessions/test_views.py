@@ -290,6 +290,13 @@ def test_caseload_row_has_a_log_button_for_the_coach_who_facilitated(client, peo
     client.force_login(people.admin)  # sees the patient, did not facilitate
     row = re.search(r"<tbody>.*</tbody>", client.get(reverse("home")).content.decode(), re.S)
     assert people.patient.full_name in row.group(0) and log_url not in row.group(0)
+    services.discharge_record(  # a dosing is logged completed once the patient is discharged
+        actor=people.clinician,
+        session=dosing,
+        escort="Partner",
+        sedation_resolved=True,
+        override_note="Recorded on paper; vitals not typed in",
+    )
     services.session_log(
         actor=people.coach, session=dosing, status="completed", duration_minutes=120
     )

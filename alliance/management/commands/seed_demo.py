@@ -373,6 +373,20 @@ class Command(BaseCommand):
                 else Attendance.Status.ATTENDED
                 for a in session.attendances.all()
             }
+        if session.is_dosing and not no_show:
+            # Historical dosings: the paper monitoring form was kept; the discharge is
+            # entered afterwards by a clinician (an override, since no vitals are typed in).
+            for place in session.attendances.all():
+                if attendance and attendance.get(place.patient_id) == "absent":
+                    continue
+                session_services.discharge_record(
+                    actor=admin,
+                    session=session,
+                    patient=place.patient,
+                    escort="Partner drove home",
+                    sedation_resolved=True,
+                    override_note="Entered afterwards from the paper monitoring form (demo data).",
+                )
         session_services.session_log(
             actor=session.facilitators.first() or admin,
             session=session,
