@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinic.models import AuditEvent
-from sessions import monitoring, services
+from sessions import monitoring, selectors, services
 from sessions.models import AdverseEvent, Discharge, Session, VitalSigns
 
 pytestmark = pytest.mark.shifted_clock
@@ -124,11 +124,11 @@ def test_out_of_range_readings_are_said_in_words():
 
 def test_program_limits_replace_the_modality_defaults_and_are_audited(people):
     program = people.enrolment.program
-    assert services.limits_for(program) == monitoring.DEFAULT_LIMITS["psilocybin"]
+    assert selectors.limits_for(program) == monitoring.DEFAULT_LIMITS["psilocybin"]
     services.vital_limits_update(
         actor=people.admin, program=program, pre_dose_systolic_above=150, source="Our protocol"
     )
-    limits = services.limits_for(program)
+    limits = selectors.limits_for(program)
     assert limits.pre_dose_systolic_above == 150 and limits.source == "Our protocol"
     audit = AuditEvent.objects.get(object_type="clinic_sessions.vitallimits")
     assert audit.detail["limits"]["pre_dose_systolic_above"] == {"old": 140, "new": 150}

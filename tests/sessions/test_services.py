@@ -473,7 +473,9 @@ def test_a_withdrawn_members_cancelled_place_does_not_hide_the_others(people):
     conflicts = services.find_conflicts(
         start=circle.scheduled_start, end=circle.scheduled_end, patients=[staying.patient]
     )
-    assert conflicts == [f"The patient already has {services._describe(circle)}."]
+    start = timezone.localtime(circle.scheduled_start)
+    label = circle.label or circle.get_kind_display()
+    assert conflicts == [f"The patient already has {label} on {start:%a %d %b %H:%M}."]
 
 
 def test_joining_a_group_whose_circle_clashes_is_refused_and_writes_nothing(people):
