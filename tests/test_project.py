@@ -122,12 +122,14 @@ def test_the_layer_check_sees_imports_hidden_in_functions(tmp_path):
 
 def test_a_worker_loads_its_tasks_without_plotly():
     """Load the task modules the way a Celery worker does (its Django fix-up sets Django up
-    and runs on this call); the charts and Plotly belong to the web pages only."""
+    and runs on this call); the charts and Plotly belong to the web pages only, and so do
+    the supervision model (statsmodels, pandas) and the report's PDF library (fpdf)."""
+    heavy = "{'plotly', 'pandas', 'statsmodels', 'fpdf'}"
     code = (
         "import sys; from clinic.celery import app; app.loader.import_default_modules(); "
         "print(sorted(m for m in sys.modules if m.endswith('.tasks') and '.' in m "
         "and m.split('.')[0] in {'clinic', 'sessions', 'outcomes', 'alliance'})); "
-        "print([m for m in sys.modules if m.split('.')[0] == 'plotly'])"
+        f"print([m for m in sys.modules if m.split('.')[0] in {heavy}])"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "clinic.settings.test"}
     env.pop("CELERY_SKIP_CHECKS", None)
