@@ -19,8 +19,8 @@ from django.utils import timezone
 from clinic.access import patients_visible_to
 from clinic.models import Enrolment, Program
 from outcomes import scoring
-from outcomes import services as outcome_services
 from outcomes.models import Score
+from outcomes.selectors import newest_definitions
 from sessions.models import Attendance, Session, SessionKind
 
 from . import analytics
@@ -31,11 +31,11 @@ TIME_POINTS = analytics.FOLLOW_UPS  # (key, label, days after the last dosing, h
 MIN_N = 5
 
 
-def outcome_definition(code: str) -> dict:
-    """The instrument definition whose rules decide response, remission and reliable change:
-    the latest loaded version (a PHQ-9 version 2 with its own response rule replaces
-    version 1 here without any change to this module)."""
-    return outcome_services.latest_version(code).definition
+def outcome_definitions(codes) -> dict[str, dict]:
+    """The instrument definitions whose rules decide response, remission and reliable change:
+    each instrument's newest loaded version, as the dashboard reads them (PHQ-9 version 2
+    brings its response rule, and judges version-1 answers by it too). One query."""
+    return newest_definitions(codes)
 
 
 @dataclass(frozen=True)
@@ -349,7 +349,7 @@ def program_report(
         statuses=statuses,
         dosings=dosings,
         totals=totals,
-        definitions={code: outcome_definition(code) for code, _ in MEASURES},
+        definitions=outcome_definitions([code for code, _ in MEASURES]),
         now=timezone.now(),
     )
 

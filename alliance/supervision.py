@@ -321,8 +321,9 @@ def _flag_open_at(flags, start) -> bool:
 def _outcome_measure(totals) -> tuple[str, str, dict] | None:
     """The first depression measure (GRID-HAMD-17, QIDS-SR-16, PHQ-9) whose definition has a
     response rule and for which the clinic has scores."""
+    definitions = reports.outcome_definitions([code for code, _ in reports.MEASURES])
     for code, label in reports.MEASURES:
-        definition = reports.outcome_definition(code)
+        definition = definitions.get(code, {})
         if definition.get("special", {}).get("treatment_outcome") and any(
             t.code == code for t in totals
         ):

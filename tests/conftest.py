@@ -178,3 +178,29 @@ def ketamine_dosing(people):
         return session
 
     return make
+
+
+# --- transactional tests leave the migrations' rows behind them ------------------------------
+#
+# A transactional test ends with a flush, which also empties what the data migrations wrote
+# (roles, instruments, protocols, schedules). Alone, pytest-django runs such tests last, but
+# pytest-xdist's work stealing can hand a worker ordinary tests after its transactional ones;
+# they would find no roles. So the rows are loaded back as soon as a transactional test ends.
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    marker = item.get_closest_marker("django_db")
+    # After the last test the test database is gone with the session: nothing to restore.
+    if nextitem is None or marker is None:
+        return
+    if not (marker.kwargs.get("transaction") or marker.args[:1] == (True,)):
+        return
+    from django.db import connection
+    from pytest_django.plugin import blocking_manager_key
+
+    contents = getattr(connection, "_test_serialized_contents", None)
+    if contents:
+        with item.config.stash[blocking_manager_key].unblock():
+            connection.creation.deserialize_db_from_string(contents)

@@ -1,6 +1,9 @@
 """The shape of the project that operators and newcomers rely on."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -115,3 +118,25 @@ def test_the_layer_check_sees_imports_hidden_in_functions(tmp_path):
     for app in LAYERS[1:]:
         (tmp_path / app).mkdir()
     assert upward_imports(tmp_path) == ["clinic/services.py:2 imports sessions.services"]
+
+
+def test_a_worker_loads_its_tasks_without_plotly():
+    """Load the task modules the way a Celery worker does (its Django fix-up sets Django up
+    and runs on this call); the charts and Plotly belong to the web pages only, and so do
+    the supervision model (statsmodels, pandas) and the report's PDF library (fpdf)."""
+    heavy = "{'plotly', 'pandas', 'statsmodels', 'fpdf'}"
+    code = (
+        "import sys; from clinic.celery import app; app.loader.import_default_modules(); "
+        "print(sorted(m for m in sys.modules if m.endswith('.tasks') and '.' in m "
+        "and m.split('.')[0] in {'clinic', 'sessions', 'outcomes', 'alliance'})); "
+        f"print([m for m in sys.modules if m.split('.')[0] in {heavy}])"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "clinic.settings.test"}
+    env.pop("CELERY_SKIP_CHECKS", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    tasks, plotly = result.stdout.strip().splitlines()[-2:]
+    assert "alliance.tasks" in tasks and "outcomes.tasks" in tasks
+    assert plotly == "[]"

@@ -33,9 +33,9 @@ HAND = {
 }
 # By hand: HAMD response 4/6, remission 2/6, mean change (-14-14-6-11-9+2)/6 = -52/6;
 # GRID-HAMD-17 has no RCI in its definition, so no reliable change is reported for it.
-# PHQ-9 version 1 has no response rule; reliable improvement 3/5, deterioration 1/5, 1 missing.
-# PHQ-9 version 2's rule (a drop of 50% or more; remission 4 or less): response 2/5 (patients 1
-# and 5, whose -50% is exactly half), remission 0/5.
+# PHQ-9 (RCI 6): reliable improvement 3/5, deterioration 1/5, 1 missing. Version 1 has no
+# response rule; version 2's (>= 50% drop; remission 4 or less): response 2/5 (patients 1
+# and 5), remission 0/5.
 
 
 def _rows():
@@ -68,11 +68,14 @@ def test_rates_match_the_hand_calculation():
     assert four.change.low < four.change.mean < four.change.high
     assert [row.n for row in hamd.rows[1:]] == [0, 0, 0]  # nobody at 3, 6 or 12 months
 
-    first = get_definition("phq-9", "1")
-    phq = reports.measure_outcomes("phq-9", "PHQ-9", first, dosings, totals)
+    version_1 = get_definition("phq-9", "1")
+    phq = reports.measure_outcomes("phq-9", "PHQ-9", version_1, dosings, totals)
     four = phq.rows[0]
     assert (four.n, four.missing) == (5, 1)
     assert four.response is None and "defines no response or remission rule" in phq.rule
+    newest = reports.measure_outcomes("phq-9", "PHQ-9", get_definition("phq-9"), dosings, totals)
+    assert (newest.rows[0].response.count, newest.rows[0].response.n) == (2, 5)
+    assert (newest.rows[0].remission.count, newest.rows[0].remission.n) == (0, 5)
     assert (four.improved.count, four.improved.n) == (3, 5)
     assert (four.deteriorated.count, four.deteriorated.n) == (1, 5)
     assert reports.pct(four.improved) == "3/5 = 60.0% (95% CI 23.1 to 88.2)"
@@ -183,6 +186,7 @@ def test_the_report_csv_and_pdf_carry_the_hand_calculated_rates(
     assert "4/6 = 66.7% (95% CI 30.0 to 90.3)" in text
     assert "2/6 = 33.3% (95% CI 9.7 to 70.0)" in text
     assert "3/5 = 60.0% (95% CI 23.1 to 88.2)" in text
+    assert "2/5 = 40.0% (95% CI 11.8 to 76.9)" in text  # PHQ-9 version 2's response
     assert "-8.7 (95% CI" in text
     assert "Enrolled" in text and "Response" in text
 
