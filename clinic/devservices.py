@@ -113,16 +113,25 @@ def _manage(*args: str, env: dict) -> None:
 
 def run_demo(argv: list[str]) -> int:
     os.environ["DJANGO_SETTINGS_MODULE"] = "clinic.settings.dev"
+    port = os.environ.get("PORT") or "8000"
+    if not port.isdigit():
+        log(f"PORT must be a number, not {port!r}")
+        return 2
+    # Links in e-mails (flags, questionnaire links) point at the port the demo listens on.
+    os.environ.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
     with services(name="demo"):
         env = dict(os.environ)
         _manage("migrate", "--noinput", env=env)
         _manage("load_instruments", env=env)
         _manage("seed_demo", *argv, env=env)
+        # Hashed, compressed static files with far-future caching, as production serves them.
+        env["DEMO_SERVE_COLLECTED_STATIC"] = "true"
+        _manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
         beat_schedule = DEVDATA / "celerybeat.pid"
         beat_schedule.unlink(missing_ok=True)
         children = [
             _spawn(
-                [_python(), "manage.py", "runserver", "127.0.0.1:8000", "--noreload"], env
+                [_python(), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"], env
             ),
             _spawn(
                 [
@@ -139,7 +148,7 @@ def run_demo(argv: list[str]) -> int:
                 env,
             ),
         ]  # fmt: skip
-        log("web on http://127.0.0.1:8000 with a Celery worker and beat. Ctrl-C stops all.")
+        log(f"web on http://127.0.0.1:{port} with a Celery worker and beat. Ctrl-C stops all.")
         return _supervise(children)
 
 

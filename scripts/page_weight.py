@@ -54,6 +54,10 @@ def _load(page, url):
         timeout=60_000,
     )
     elapsed = time.perf_counter() - start
+    sizes["server"] = page.evaluate(
+        "performance.getEntriesByType('navigation')[0].responseEnd"
+        " - performance.getEntriesByType('navigation')[0].requestStart"
+    )
     cdp.detach()
     return elapsed, sizes
 
@@ -80,9 +84,11 @@ def main(base, email):
         wire = statistics.median(r[1]["wire"] for r in runs)
         body = statistics.median(r[1]["body"] for r in runs)
         requests = statistics.median(r[1]["requests"] for r in runs)
+        server = statistics.median(r[1]["server"] for r in runs)
         print(
-            f"{name}: {seconds:.2f} s to charts drawn, {wire / 1e6:.2f} MB over the wire, "
-            f"{body / 1e6:.2f} MB decoded, {requests:.0f} requests"
+            f"{name}: {seconds:.2f} s to charts drawn (HTML {server / 1000:.2f} s), "
+            f"{wire / 1e6:.2f} MB over the wire, {body / 1e6:.2f} MB decoded, "
+            f"{requests:.0f} requests"
         )
 
 
