@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 from django.core import mail
-from django.urls import reverse
 from playwright.sync_api import expect
 
 from clinic.models import AuditEvent, Program, User
