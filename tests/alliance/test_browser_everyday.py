@@ -96,6 +96,9 @@ def _main_pages(world):
         (world.admin, "edit patient", reverse("patient_edit", args=[patient])),
         (world.admin, "thresholds", reverse("flag_rule_default")),
         (world.admin, "send a link", reverse("link_new", args=[patient])),
+        (world.admin, "staff", reverse("staff_list")),
+        (world.admin, "invite staff", reverse("staff_invite")),
+        (world.admin, "new program", reverse("program_create")),
     ]
 
 
@@ -153,6 +156,8 @@ def test_main_pages_fit_the_screen_and_pass_axe(browser, live_server, clinic, si
         page.wait_for_load_state("networkidle")
         if _scrolls_sideways(page):
             problems.append(f"{name}: scrolls sideways {_too_wide(page)}")
+        if size is DESK and page.locator("nav.navbar").bounding_box()["height"] > 70:
+            problems.append(f"{name}: the navigation wraps")
         results = axe.run(page, options=AXE_OPTIONS)
         for violation in results.response["violations"]:
             targets = [node["target"] for node in violation["nodes"]][:3]
