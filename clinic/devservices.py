@@ -127,6 +127,8 @@ def run_demo(argv: list[str]) -> int:
         # Hashed, compressed static files with far-future caching, as production serves them.
         env["DEMO_SERVE_COLLECTED_STATIC"] = "true"
         _manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
+        # With DATABASE_URL and REDIS_URL given, no embedded server has made the folder yet.
+        DEVDATA.mkdir(parents=True, exist_ok=True)
         beat_schedule = DEVDATA / "celerybeat.pid"
         beat_schedule.unlink(missing_ok=True)
         children = [
