@@ -128,6 +128,8 @@ def test_the_caseload_fits_the_screen_with_the_log_button_in_view(
     page = _page(browser, **size)
     _sign_in(page, live_server, clinic.coach)
     page.goto(live_server.url + reverse("home"))
+    # The navigation marks the page you are on.
+    assert page.locator("nav a[aria-current=page]").inner_text() == "Caseload"
     log = page.locator("main").get_by_role("link", name="Log session").last
     expect(log).to_be_visible()
     assert not _scrolls_sideways(page)
