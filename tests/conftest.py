@@ -131,28 +131,3 @@ def world(people):
     from .attack.catalogue import build_world
 
     return build_world(people)
-
-
-# --- transactional tests leave the data migrations' rows behind -------------------------------
-#
-# A transactional test (the browser tests) ends by flushing every table, which also empties the
-# rows the migrations wrote (roles, instruments, protocols). pytest-django runs such tests after
-# the others, but `--dist worksteal` can hand a worker ordinary tests after them. Put the rows
-# back after each one (the snapshot Django took when it created the test database).
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item, nextitem):
-    yield
-    marker = item.get_closest_marker("django_db")
-    transactional = marker is not None and (
-        marker.kwargs.get("transaction") or (marker.args and marker.args[0])
-    )
-    if not (transactional or "live_server" in getattr(item, "fixturenames", ())):
-        return
-    from django.db import connections
-    from pytest_django.plugin import blocking_manager_key
-
-    with item.config.stash[blocking_manager_key].unblock():
-        for connection in connections.all():
-            snapshot = getattr(connection, "_test_serialized_contents", None)
-            if snapshot:
-                connection.creation.deserialize_db_from_string(snapshot)
