@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make demo PORT=8001` when port 8000 is taken.
+PORT ?= 8000
 demo: $(STAMP)
-	$(PY) -m clinic.devservices demo $(ARGS)
+	PORT=$(PORT) $(PY) -m clinic.devservices demo $(ARGS)
 
 # One pytest worker per core (pytest-xdist); each worker gets its own test database. `load`
 # hands each worker its tests in collection order, so the live-server tests (which empty the

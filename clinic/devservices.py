@@ -124,6 +124,12 @@ def _manage(*args: str, env: dict) -> str:
 
 def run_demo(argv: list[str]) -> int:
     os.environ["DJANGO_SETTINGS_MODULE"] = "clinic.settings.dev"
+    port = os.environ.get("PORT") or "8000"
+    if not port.isdigit():
+        log(f"PORT must be a number, not {port!r}")
+        return 2
+    # Links in e-mails (flags, questionnaire links) point at the port the demo listens on.
+    os.environ.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
     with services(name="demo"):
         env = dict(os.environ)
         # The demo's e-mails (flags, questionnaire links) are files, so the console keeps
@@ -136,11 +142,16 @@ def run_demo(argv: list[str]) -> int:
         _manage("load_instruments", env=env)
         seeded = _manage("seed_demo", *argv, env=env)
         logins = seeded[seeded.find("Demo logins") :] if "Demo logins" in seeded else ""
+        # Hashed, compressed static files with far-future caching, as production serves them.
+        env["DEMO_SERVE_COLLECTED_STATIC"] = "true"
+        _manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
+        # With DATABASE_URL and REDIS_URL given, no embedded server has made the folder yet.
+        DEVDATA.mkdir(parents=True, exist_ok=True)
         beat_schedule = DEVDATA / "celerybeat.pid"
         beat_schedule.unlink(missing_ok=True)
         children = [
             _spawn(
-                [_python(), "manage.py", "runserver", "127.0.0.1:8000", "--noreload"], env
+                [_python(), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"], env
             ),
             _spawn(
                 [
@@ -157,9 +168,9 @@ def run_demo(argv: list[str]) -> int:
                 env,
             ),
         ]  # fmt: skip
-        log("web on http://127.0.0.1:8000 with a Celery worker and beat. Ctrl-C stops all.")
+        log(f"web on http://127.0.0.1:{port} with a Celery worker and beat. Ctrl-C stops all.")
         try:
-            _wait_for_web("http://127.0.0.1:8000/healthz", children)
+            _wait_for_web(f"http://127.0.0.1:{port}/healthz", children)
         except KeyboardInterrupt:
             _stop(children)
             raise

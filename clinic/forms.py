@@ -9,6 +9,7 @@ from django.utils import timezone
 from . import dates
 from .auth import MAX_USERNAME_LENGTH, normalise_username
 from .models import CoachAssignment, Patient, Program
+from .roles import Role
 from .selectors import SEARCH_MAX_LENGTH
 
 
@@ -193,3 +194,40 @@ def apply_service_errors(form: forms.Form, error) -> None:
             form.add_error(field if field in form.fields else None, messages)
     else:
         form.add_error(None, error.messages)
+
+
+ROLE_CHOICES = [(role.value, role.label) for role in Role]
+
+
+class InviteForm(forms.Form):
+    """An admin invites a member of staff: they choose their own password from the e-mail."""
+
+    display_name = forms.CharField(label="Name", max_length=150)
+    email = forms.EmailField(label="E-mail address")
+    role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES, widget=forms.RadioSelect)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Send the invitation")
+
+
+class StaffForm(forms.Form):
+    display_name = forms.CharField(label="Name", max_length=150)
+    email = forms.EmailField(label="E-mail address")
+    role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES, widget=forms.RadioSelect)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Save")
+
+
+class ProgramForm(forms.ModelForm):
+    class Meta:
+        model = Program
+        fields = ["name", "kind", "modality", "protocol", "capacity", "start_date", "description"]
+        widgets = {"start_date": DateInput(), "description": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, submit_label="Create program", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["start_date"].initial = timezone.localdate
+        self.helper = _helper(submit_label)

@@ -113,3 +113,13 @@ def programs_open_for_enrolment() -> QuerySet[Program]:
 
 def audit_events_for(*, patient: Patient) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(patient=patient).select_related("actor")
+
+
+def staff_for_admin():
+    """Every member of staff but superusers (who are managed on the server), with roles."""
+    return (
+        get_user_model()
+        .objects.filter(is_superuser=False)
+        .prefetch_related("groups")
+        .order_by("-is_active", "display_name")
+    )

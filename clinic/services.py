@@ -7,12 +7,18 @@ against races; a constraint that fires anyway is turned into the same message.
 
 import datetime
 
+from django.conf import settings
 from django.contrib.auth.models import Group
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import dates, signals
@@ -531,3 +537,38 @@ def user_reset_second_factor(*, actor, user) -> int:
         detail={"before": before, "after": {"devices": 0, "confirmed": 0}},
     )
     return removed
+
+
+@transaction.atomic
+def user_invite(*, actor, email: str, display_name: str, role: str) -> User:
+    """A new member of staff with one role and no password: they get an e-mail with a
+    single-use link to choose one (Django's password-reset token, which stops working once
+    the password is set, and expires after PASSWORD_RESET_TIMEOUT). Audited; the e-mail goes
+    once the account is saved."""
+    if role not in Role.values:
+        raise ValidationError({"role": "Choose coach, clinician or admin."})
+    user = user_create(
+        actor=actor, email=email, display_name=display_name, password=None, role=role
+    )
+    link = invite_link(user=user)
+    transaction.on_commit(
+        lambda: send_mail(
+            subject=f"Your {settings.CLINIC_NAME} account",
+            message=(
+                f"Hello {user.display_name},\n\n{actor.display_name} has given you a "
+                f"{Role(role).label.lower()} account at {settings.CLINIC_NAME}. Choose your "
+                f"password here (the link works once, for "
+                f"{settings.PASSWORD_RESET_TIMEOUT // 86400} days):\n\n{link}\n\n"
+                f"Then sign in with this e-mail address.\n"
+            ),
+            from_email=None,
+            recipient_list=[user.email],
+        )
+    )
+    return user
+
+
+def invite_link(*, user) -> str:
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    return settings.SITE_URL + reverse("password_set", args=[uid, token])

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import views
+from . import staff_views, views
 from .forms import LoginForm
 
 urlpatterns = [
@@ -48,6 +48,21 @@ urlpatterns = [
         "accounts/password/done/",
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
+    ),
+    path("staff/", staff_views.staff_list, name="staff_list"),
+    path("staff/invite/", staff_views.staff_invite, name="staff_invite"),
+    path("staff/<int:user_id>/", staff_views.staff_edit, name="staff_edit"),
+    path("staff/<int:user_id>/active/", staff_views.staff_active, name="staff_active"),
+    path(
+        "staff/<int:user_id>/second-factor/",
+        staff_views.staff_reset_second_factor,
+        name="staff_second_factor",
+    ),
+    path("programs/new/", staff_views.program_create, name="program_create"),
+    path(
+        "accounts/set-password/<uidb64>/<token>/",
+        staff_views.SetPasswordView.as_view(),
+        name="password_set",
     ),
     path("admin/", admin.site.urls),
     path("", include("sessions.urls")),

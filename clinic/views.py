@@ -1,8 +1,5 @@
 import base64
-from io import BytesIO
 
-import qrcode
-import qrcode.image.svg
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -30,6 +27,7 @@ from .forms import (
 from .health import health
 from .models import Patient
 from .pages import form_page, paginate
+from .pages import qr_data_uri as qr_image
 
 
 def _require(check, user) -> None:
@@ -244,10 +242,7 @@ def two_factor_setup(request):
             messages.success(request, "Two-factor sign-in is set up.")
             return redirect(_safe_next(request))
         form.add_error("token", "That code did not match. Check the time on your phone and retry.")
-    image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
-    buffer = BytesIO()
-    image.save(buffer)
-    qr_data_uri = "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+    qr_data_uri = qr_image(device.config_url)
     secret = base64.b32encode(device.bin_key).decode()
     return render(
         request,

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from clinic import access
 from clinic.forms import apply_service_errors
+from clinic.pages import qr_data_uri
 from clinic.services import record_patient_view
 from sessions.selectors import get_session_for
 
@@ -166,7 +167,12 @@ def link_new(request, public_id):
             page = render(
                 request,
                 "outcomes/link_created.html",
-                {"patient": patient, "link": link, "url": links.url_for(token)},
+                {
+                    "patient": patient,
+                    "link": link,
+                    "url": links.url_for(token),
+                    "qr": qr_data_uri(links.url_for(token)),
+                },
             )
             page["Cache-Control"] = "no-store"
             return page

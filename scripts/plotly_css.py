@@ -1,4 +1,4 @@
-"""Write static/vendor/plotly/plotly.css from the vendored plotly.min.js.
+"""Write static/vendor/plotly/plotly.css from the vendored plotly-cartesian.min.js.
 
 plotly.js normally injects these rules into a <style> element at run time, which our
 Content-Security-Policy (style-src 'self') refuses. Given a stylesheet <link> with the id
@@ -17,8 +17,8 @@ RULES = re.compile(f"({STRING}):({STRING})")
 
 
 def main() -> None:
-    source = (VENDOR / "plotly.min.js").read_text()
-    version = re.search(r"plotly\.js v([\d.]+)", source).group(1)
+    source = (VENDOR / "plotly-cartesian.min.js").read_text()
+    version = re.search(r"plotly\.js (?:\([a-z -]+\) )?v([\d.]+)", source).group(1)
     start = source.index('{"X,X div"')
     end = source.index("};for(", start)
     pairs = [(key[1:-1], value[1:-1]) for key, value in RULES.findall(source[start : end + 1])]

@@ -8,6 +8,7 @@ from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
 from django.db import models
 from django.db.models import F, Func, Q
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from clinic.models import Enrolment, Patient, Program
@@ -187,6 +188,11 @@ class Session(models.Model):
     @property
     def is_dosing(self) -> bool:
         return self.kind == SessionKind.DOSING
+
+    @property
+    def awaits_log(self) -> bool:
+        """Started, and still marked scheduled: its facilitators have not logged it yet."""
+        return self.status == SessionStatus.SCHEDULED and self.scheduled_start <= timezone.now()
 
     @property
     def dose_mg_per_kg(self):

@@ -10,3 +10,14 @@ os.environ.setdefault(
 )
 
 from .base import *  # noqa: E402,F403
+from .base import STORAGES, env_bool  # noqa: E402
+
+# `make demo` collects the static files first and serves them like production: hashed names,
+# gzip, far-future caching. Plain `runserver` keeps serving the source folders, edits included.
+if env_bool("DEMO_SERVE_COLLECTED_STATIC", False):
+    STORAGES = {
+        **STORAGES,
+        "staticfiles": {"BACKEND": "clinic.staticstorage.HashedStaticFilesStorage"},
+    }
+    WHITENOISE_USE_FINDERS = False
+    WHITENOISE_AUTOREFRESH = False

@@ -95,7 +95,7 @@ def test_dashboard_draws_every_chart_and_lists_the_numbers(client, people):
     bond = next(t for t in figures["alliance"]["data"] if t["name"] == "Bond")
     assert bond["y"] == [2, 3, 4]
     assert response.content.decode().count('class="js-chart chart"') == 3
-    assert b"vendor/plotly/plotly.min.js" in response.content
+    assert b"vendor/plotly/plotly-cartesian.min.js" in response.content
     assert b'id="plotly.js-style-global" class="no-inline-styles"' in response.content
     # The table view: every WAI-SR rating is a row a screen reader can reach.
     assert response.content.count(b'<th scope="row" class="fw-normal">') >= 3 + 3 + 1

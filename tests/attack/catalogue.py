@@ -33,6 +33,7 @@ PUBLIC = {
     "link_open": "patient self-report link: the token is the credential (404 when unknown); "
     "it is traded for a session entry at once",
     "link_answer": "the questionnaire page of a link opened in this browser session (no token)",
+    "password_set": "an invited member of staff's set-password link: the token is the credential",
 }
 
 # Parameters that identify a patient's record (directly or through a session, response, flag,
@@ -128,6 +129,8 @@ def real_values(pattern: Pattern, world) -> dict:
         "program_id": world.program.pk,
         "code": "phq-9",
         "token": "not-a-real-token-0123456789abcdefghijklmno",
+        "user_id": world.staff_member.pk,
+        "uidb64": "MQ",
     }
     if "public_id" in pattern.params:
         owner = PUBLIC_ID_OWNERS.get(pattern.route.split("/", 1)[0])
@@ -175,10 +178,11 @@ def build_world(people):
     session the persona coach facilitates, a questionnaire response and an open flag."""
     from alliance.models import Flag
     from alliance.services import recompute_patient
+    from clinic.roles import Role
     from outcomes import services as outcome_services
     from sessions import services as session_services
     from sessions.models import Session, SessionKind
-    from tests.factories import CoachAssignmentFactory, EnrolmentFactory
+    from tests.factories import CoachAssignmentFactory, EnrolmentFactory, UserFactory
 
     start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=3)
     session = session_services.session_book(
@@ -231,6 +235,8 @@ def build_world(people):
     )
     return SimpleNamespace(
         **vars(people),
+        # A member of staff for the admin's staff pages to change (not one of the personas).
+        staff_member=UserFactory(role=Role.COACH, display_name="Sol Spare"),
         other_enrolment=other_enrolment,
         other_assignment=other_assignment,
         session=Session.objects.get(pk=session.pk),

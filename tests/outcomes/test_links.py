@@ -118,6 +118,10 @@ def test_staff_create_a_link_and_see_it_once(client, people):
     assert SelfReportLink.objects.get().token_hash == SelfReportLink.hash_token(
         url.rstrip("/").rsplit("/", 1)[1]
     )
+    # Nothing is sent: the page says so, and offers a copy button and a QR code of the link.
+    assert "Nothing has been sent yet" in page
+    assert "data-copy=" in page
+    assert 'src="data:image/svg+xml;base64,' in page
     client.force_login(people.other_coach)
     assert client.get(reverse("link_new", args=[people.patient.public_id])).status_code == 404
 

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sessions import services
-from sessions.models import CalendarFeed, Session, SessionKind
+from sessions.models import CalendarFeed, Room, Session, SessionKind
 from tests.factories import EnrolmentFactory, ProgramFactory, protocol_named
 from tests.helpers import PERSONAS, assert_role_answer, matrix_cases
 
@@ -525,3 +525,26 @@ def test_the_feed_escapes_carriage_returns_so_no_line_can_be_injected(client, pe
     assert "SUMMARY:Dosing\\nATTENDEE:mailto:x@evil.test\\nX-A:1\\nX-B:2 (record " in body.replace(
         "\r\n ", ""
     )
+
+
+def test_my_sessions_names_the_patient_and_room_and_offers_a_log_for_a_past_session(
+    people, client_for
+):
+    room = Room.objects.create(name="Garden room")
+    start = timezone.now().replace(microsecond=0) - datetime.timedelta(hours=3)
+    past = services.session_book(
+        actor=people.admin,
+        program=people.enrolment.program,
+        enrolment=people.enrolment,
+        kind=SessionKind.PREPARATION,
+        start=start,
+        end=start + datetime.timedelta(hours=1),
+        room=room,
+        facilitators=[people.coach],
+    )
+    week = timezone.localtime(start).strftime("%G-W%V")
+    html = client_for(people.coach).get(reverse("my_calendar"), {"week": week}).content.decode()
+    grid = html[html.index('id="week-h"') : html.index('id="up-h"')]
+    assert people.patient.full_name in grid
+    assert "Garden room" in grid
+    assert reverse("session_log", args=[past.public_id]) in grid
