@@ -359,20 +359,7 @@ def _now_minute():
 
 
 def _event_values(data: dict) -> dict:
-    return {
-        name: data[name]
-        for name in (
-            "description",
-            "onset_at",
-            "grade",
-            "serious",
-            "serious_criteria",
-            "relatedness",
-            "action_taken",
-            "outcome",
-            "resolved_on",
-        )
-    }
+    return {name: data[name] for name in services.AE_FIELDS}
 
 
 def _event_saved(event: AdverseEvent) -> str:
