@@ -140,6 +140,24 @@ class TotalRow:
     at: datetime.datetime
 
 
+def depression_totals(*, patient_ids) -> list[TotalRow]:
+    """Every depression measure's total for these patients, one query."""
+    return [
+        TotalRow(pid, code, value, at)
+        for pid, code, value, at in Score.objects.filter(
+            response__patient_id__in=patient_ids,
+            response__version__instrument__code__in=[code for code, _ in MEASURES],
+            scale="total",
+            value__isnull=False,
+        ).values_list(
+            "response__patient_id",
+            "response__version__instrument__code",
+            "value",
+            "response__administered_at",
+        )
+    ]
+
+
 def _rule_words(definition: dict) -> str:
     spec = definition.get("special", {}).get("treatment_outcome")
     if spec is None:
@@ -287,20 +305,7 @@ def report_rows(
     ):
         first, _ = dosings.get(patient_id, (at, at))
         dosings[patient_id] = (first, at)
-    totals = [
-        TotalRow(pid, code, value, at)
-        for pid, code, value, at in Score.objects.filter(
-            response__patient_id__in=list(dosings),
-            response__version__instrument__code__in=[code for code, _ in MEASURES],
-            scale="total",
-            value__isnull=False,
-        ).values_list(
-            "response__patient_id",
-            "response__version__instrument__code",
-            "value",
-            "response__administered_at",
-        )
-    ]
+    totals = depression_totals(patient_ids=list(dosings))
     return statuses, dosings, totals
 
 

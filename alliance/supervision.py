@@ -357,20 +357,7 @@ def supervision_for(*, user, program: Program | None = None, coach=None) -> Supe
         kind__in=ALLIANCE_KINDS, patient_id__in={d[0] for d in dosings}
     ).values_list("patient_id", "raised_at", "resolved_at"):
         flags.setdefault(patient_id, []).append((raised, resolved))
-    totals = [
-        reports.TotalRow(pid, code, value, at)
-        for pid, code, value, at in Score.objects.filter(
-            response__patient_id__in=list(span),
-            response__version__instrument__code__in=[c for c, _ in reports.MEASURES],
-            scale="total",
-            value__isnull=False,
-        ).values_list(
-            "response__patient_id",
-            "response__version__instrument__code",
-            "value",
-            "response__administered_at",
-        )
-    ]
+    totals = reports.depression_totals(patient_ids=list(span))
     measure = _outcome_measure(totals)
     last_prep = last_preparation_bonds(ratings, first_dosing)
 
