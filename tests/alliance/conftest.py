@@ -9,7 +9,6 @@ from clinic import services as clinic_services
 from clinic.models import CoachAssignment
 from clinic.roles import Role
 from outcomes import services as outcome_services
-from sessions import services as session_services
 from sessions.models import Session, SessionKind
 from tests.factories import (
     CoachAssignmentFactory,
@@ -138,14 +137,7 @@ def clinic_of_coaches(people):
                 role=CoachAssignment.Role.LEAD,
             )
             start = now - datetime.timedelta(days=30, hours=p)
-            preparation = session_services.session_book(
-                actor=people.admin,
-                program=enrolment.program,
-                enrolment=enrolment,
-                kind=SessionKind.PREPARATION,
-                start=start,
-                end=start + datetime.timedelta(minutes=50),
-            )
+            preparation = book_session(enrolment, actor=people.admin, start=start, minutes=50)
             level = mean + rng.normal(0, 0.3)
             for r in range(RATINGS_PER_PATIENT):
                 last = r == RATINGS_PER_PATIENT - 1

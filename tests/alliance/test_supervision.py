@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from alliance import supervision
 from alliance.models import Flag
+from sessions.models import SessionKind
 from tests.factories import UserFactory
-from tests.helpers import log_dosing_completed
+from tests.helpers import book_session, log_dosing_completed
 
 from .conftest import RATINGS_PER_PATIENT, TRUTH
 
@@ -110,7 +111,6 @@ def test_dosings_with_an_open_flag_and_response_at_4_weeks_count_the_coachs_led_
     from clinic.models import CoachAssignment
     from clinic.roles import Role
     from outcomes import services as outcome_services
-    from sessions import services as session_services
     from tests.factories import CoachAssignmentFactory, EnrolmentFactory
 
     from .test_reports import hamd_answers
@@ -135,13 +135,8 @@ def test_dosings_with_an_open_flag_and_response_at_4_weeks_count_the_coachs_led_
             role=CoachAssignment.Role.LEAD,
         )
         start = now - datetime.timedelta(days=45, hours=index)
-        dosing = session_services.session_book(
-            actor=people.admin,
-            program=enrolment.program,
-            enrolment=enrolment,
-            kind="dosing",
-            start=start,
-            end=start + datetime.timedelta(hours=6),
+        dosing = book_session(
+            enrolment, actor=people.admin, kind=SessionKind.DOSING, start=start, minutes=360
         )
         log_dosing_completed(dosing, actor=people.admin, minutes=360)
         for total, at in (
