@@ -1,11 +1,15 @@
 """Thin Celery tasks: ids in, one service call, retries on database trouble."""
 
+import logging
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from clinic.locks import advisory_lock
 
-from . import flag_inputs, services, trajectories
+from . import fhir_exports, flag_inputs, services, trajectories
+
+log = logging.getLogger(__name__)
 
 # Sweeps may outlast the broker's visibility timeout; a redelivered copy finds the lock taken
 # and stops, so a long task never runs twice at once.
@@ -72,3 +76,30 @@ def recompute_expected_bands() -> dict | None:
         if not mine:
             return None
         return trajectories.recompute_expected_bands()
+
+
+@shared_task(
+    bind=True,
+    name="alliance.build_fhir_export",
+    acks_late=True,
+    soft_time_limit=1500,
+    time_limit=1800,
+    max_retries=fhir_exports.MAX_ATTEMPTS - 1,
+)
+def build_fhir_export(self, export_id: int) -> str:
+    """Build one requested FHIR export; retried with a growing pause, then reported as failed
+    on the exports page."""
+    try:
+        export = fhir_exports.fhir_export_build(export_id=export_id)
+    except Exception as exc:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=30 * 2**self.request.retries) from exc
+        log.exception(
+            "FHIR export %s failed after %s attempts.", export_id, fhir_exports.MAX_ATTEMPTS
+        )
+        fhir_exports.fhir_export_failed(
+            export_id=export_id,
+            error=f"It failed {fhir_exports.MAX_ATTEMPTS} times ({type(exc).__name__}).",
+        )
+        return "failed"
+    return export.status if export else "skipped"

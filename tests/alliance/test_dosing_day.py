@@ -3,6 +3,7 @@ adverse event flagged and notified once, the discharge page reading the MOAA/S, 
 timeline and printable summary, the dashboard, the program's event rates, FHIR."""
 
 import datetime
+import io
 import json
 import uuid
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 
 from alliance import caseload, services
-from alliance.fhir import bundle
+from alliance.fhir import write_bundle
 from alliance.models import Flag
 from alliance.readiness import State
 from clinic.models import Patient
@@ -208,6 +209,12 @@ def test_the_dashboard_draws_vitals_with_thresholds_and_lists_adverse_events(
     figure = json.loads(html.split('id="vitals-figure" type="application/json">')[1].split("<")[0])
     lines = [shape["y0"] for shape in figure["layout"]["shapes"]]
     assert 140 in lines and 180 in lines and 92 in lines
+
+
+def bundle(*, patients, identified=False) -> dict:
+    out = io.BytesIO()
+    write_bundle(out, patients=patients, identified=identified)
+    return json.loads(out.getvalue())
 
 
 def test_the_fhir_export_validates_with_vitals_as_loinc_observations(people, ketamine_dosing):
