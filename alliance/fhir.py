@@ -259,6 +259,10 @@ def resources(*, patients, identified: bool = False) -> Iterator[dict]:
         response.version = versions[response.version_id]
         yield questionnaire_response(response, identified=identified)
         observation = score_observation(response, identified=identified)
+        # Prefetched scores point back at their response: a reference cycle that only the
+        # garbage collector's rare full passes would free, so memory would grow with the
+        # export. Dropping the cache frees each response as soon as it is written.
+        response._prefetched_objects_cache = {}
         if observation is not None:
             yield observation
     vitals_rows = (
