@@ -87,12 +87,14 @@ def program_sessions(request, program_id):
     if not access.can_edit_patients(request.user):  # clinicians and admins
         raise PermissionDenied
     program = get_object_or_404(Program, pk=program_id)
-    overview = session_selectors.group_program_overview(program=program)
-    members = list(
-        caseload.with_flags_and_next_dosing(
-            Patient.objects.filter(pk__in=[e.patient_id for e in overview["roster"]])
-        )
-    )
+    # A package program may have thousands of members: one page of them at a time, in name
+    # order (the enrolment's index), with their flags, readiness and attendance.
+    page = paginate(request, session_selectors.program_roster(program=program))
+    overview = session_selectors.group_program_overview(program=program, roster=page.object_list)
+    members = caseload.with_flags_and_next_dosing(
+        Patient.objects.filter(pk__in=[e.patient_id for e in page.object_list])
+    ).order_by("last_name", "first_name", "pk")
+    members = list(members)
     caseload.attach_readiness(members)
     return render(
         request,
@@ -100,6 +102,7 @@ def program_sessions(request, program_id):
         {
             "program": program,
             "members": members,
+            "page": page,
             "upcoming": session_selectors.program_upcoming(program=program),
             "event_rates": selectors.adverse_event_rates(program=program),
             **overview,
