@@ -28,10 +28,10 @@ def home(request):
     query = search.query()
     patients = caseload.caseload_for(user=request.user, query=query)
     page = paginate(request, patients if search.is_valid() else patients.none())
+    page.object_list = caseload.caseload_rows(user=request.user, patients=page.object_list)
     if query:
         record_patients_view(actor=request.user, patients=page.object_list, via="search")
     overdue = overdue_counts(patient_ids=[p.pk for p in page.object_list])
-    caseload.attach_readiness(page.object_list)
     for patient in page.object_list:
         patient.overdue = overdue.get(patient.pk, 0)
     return render(

@@ -13,13 +13,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import DatabaseError, transaction
+from django.db.models import OuterRef, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, Patient
 from clinic.roles import Role
-from sessions.models import Session
+from sessions.models import Session, SessionKind
 
 from . import caseload, flag_inputs, rules, selectors, trajectories
 from .models import DosingSignOff, Flag, FlagRule, StalePatient
@@ -125,7 +126,41 @@ def recompute_patient(
     if created:
         ids = [f.pk for f in created]
         transaction.on_commit(lambda: enqueue_notifications(flag_ids=ids), robust=True)
+    caseload_order_refresh(patient_ids=[patient.pk], now=now)
     return {"created": created, "updated": updated, "cleared": cleared}
+
+
+def caseload_order_refresh(*, patient_ids=None, now=None) -> int:
+    """Store the caseload's sort keys on each patient (all patients in care when
+    `patient_ids` is None): the rank of the most severe unresolved flag and the next
+    scheduled dosing. One UPDATE however many patients, so a set-based sweep calls it once
+    after it writes flags; the per-patient recompute calls it for its patient. Returns the
+    number of patients updated."""
+    now = now or timezone.now()
+    top_rank = (
+        Flag.objects.filter(patient=OuterRef("pk"), status__in=Flag.UNRESOLVED)
+        .annotate(rank=selectors.SEVERITY_ORDER)
+        .order_by("rank")
+        .values("rank")[:1]
+    )
+    next_dosing = (
+        Session.objects.filter(
+            attendances__patient=OuterRef("pk"),
+            kind=SessionKind.DOSING,
+            status=Session.Status.SCHEDULED,
+            scheduled_start__gte=now,
+        )
+        .order_by("scheduled_start")
+        .values("scheduled_start")[:1]
+    )
+    patients = (
+        Patient.objects.filter(status__in=Patient.ACTIVE_STATUSES)
+        if patient_ids is None
+        else Patient.objects.filter(pk__in=patient_ids)
+    )
+    return patients.update(
+        caseload_flag_rank=Subquery(top_rank), caseload_next_dosing_at=Subquery(next_dosing)
+    )
 
 
 # A coach's save is recomputed at once; a threshold change over a whole program is left to
@@ -341,6 +376,7 @@ def flag_resolve(*, actor, flag: Flag, note: str) -> Flag:
         patient=flag.patient,
         detail={"flag": Flag.Status.RESOLVED},
     )
+    caseload_order_refresh(patient_ids=[flag.patient_id])
     return flag
 
 
