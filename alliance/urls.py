@@ -28,7 +28,7 @@ urlpatterns = [
     path("thresholds/", views.flag_rule_edit, name="flag_rule_default"),
     path("exports/", views.export, name="export"),
     path(
-        "exports/fhir/<uuid:public_id>/",
+        "exports/fhir/<uuid:export_id>/",
         views.fhir_export_download,
         name="fhir_export_download",
     ),

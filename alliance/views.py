@@ -258,12 +258,13 @@ def export(request):
 
 
 @login_required
-def fhir_export_download(request, public_id):
+@require_http_methods(["GET"])
+def fhir_export_download(request, export_id):
     """The finished bundle, for the person who asked for it, until the link expires."""
     if not access.can_use_analytics(request.user):
         raise PermissionDenied
     try:
-        export, handle = fhir_exports.fhir_export_open(actor=request.user, public_id=public_id)
+        export, handle = fhir_exports.fhir_export_open(actor=request.user, public_id=export_id)
     except FhirExport.DoesNotExist as exc:
         raise Http404 from exc
     name = f"rapport-fhir-{timezone.localtime(export.finished_at):%Y%m%d-%H%M}.json"
