@@ -201,6 +201,31 @@ def link_submit(*, link: SelfReportLink, answers: dict[str, dict]) -> list[Respo
     codes = outstanding(link)
     if not codes:
         raise LinkUnusable(ANSWERED)
+    responses = record_patient_answers(
+        patient=link.patient,
+        session=link.session,
+        codes=codes,
+        answers=answers,
+        source=Response.Source.LINK,
+    )
+    link.used_at = timezone.now()
+    link.save(update_fields=["used_at"])
+    audit_record(
+        actor=None,
+        action=AuditEvent.Action.UPDATE,
+        target=link,
+        patient=link.patient,
+        detail={"link": "answered", "instruments": codes},
+    )
+    return responses
+
+
+def record_patient_answers(
+    *, patient, session, codes: list[str], answers: dict[str, dict], source: str, keys=None
+) -> list[Response]:
+    """Record a patient's own answers to several questionnaires, all or none (call it inside
+    the caller's transaction). Errors are keyed "<code>-<field>" (e.g. "srs-item_2") or
+    "<code>"; `keys` maps a code to its submission key where a repeat must find the first."""
     responses, errors = [], {}
     for code in codes:
         version = services.latest_version(code)
@@ -216,12 +241,13 @@ def link_submit(*, link: SelfReportLink, answers: dict[str, dict]) -> list[Respo
             responses.append(
                 services.response_record(
                     actor=None,
-                    patient=link.patient,
+                    patient=patient,
                     version=version,
                     answers=given,
                     administered_at=timezone.now(),
-                    source=Response.Source.LINK,
-                    session=link.session,
+                    source=source,
+                    session=session,
+                    submission_key=(keys or {}).get(code),
                 )
             )
         except ValidationError as exc:
@@ -230,15 +256,6 @@ def link_submit(*, link: SelfReportLink, answers: dict[str, dict]) -> list[Respo
     if errors:
         transaction.set_rollback(True)
         raise ValidationError(errors)
-    link.used_at = timezone.now()
-    link.save(update_fields=["used_at"])
-    audit_record(
-        actor=None,
-        action=AuditEvent.Action.UPDATE,
-        target=link,
-        patient=link.patient,
-        detail={"link": "answered", "instruments": codes},
-    )
     return responses
 
 
