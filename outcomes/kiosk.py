@@ -253,3 +253,13 @@ def kiosk_unlock_by_sign_in(*, kiosk: Kiosk, actor) -> None:
         kiosk.unlocked_at = now
         kiosk.save(update_fields=["unlocked_at"])
         _audit(kiosk, "unlocked", actor=actor, by="sign-in")
+
+
+def end_idle_kiosks() -> int:
+    """Beat job: end the kiosks left idle, so a tablet abandoned in a room is locked in the
+    record (audited) even if nobody touches it again. Returns how many it ended."""
+    cutoff = timezone.now() - IDLE
+    ended = 0
+    for kiosk in Kiosk.objects.filter(ended_at__isnull=True, last_seen_at__lte=cutoff):
+        ended += kiosk_lock_if_idle(kiosk=kiosk)
+    return ended

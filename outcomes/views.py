@@ -16,6 +16,7 @@ from clinic.forms import apply_service_errors
 from clinic.pages import qr_data_uri
 from clinic.services import record_patient_view
 from sessions.selectors import get_session_for
+from sessions.services import record_session_view
 
 from . import kiosk, links, selectors, services
 from .forms import (
@@ -340,6 +341,7 @@ def kiosk_start(request, public_id):
     session = get_session_for(request.user, public_id)
     if not kiosk.may_start(request.user, session=session):
         raise PermissionDenied
+    record_session_view(actor=request.user, session=session)
     due = {
         row["patient"].public_id: (row["patient"], codes)
         for row in selectors.due_for_session(session, user=request.user)

@@ -17,7 +17,6 @@ from clinic.roles import Role
 from outcomes import kiosk, services
 from outcomes.models import Kiosk, Response
 from outcomes.views import KIOSK_SESSION_KEY
-from sessions.models import ProtocolStep, Session
 from tests.factories import (
     CoachAssignmentFactory,
     EnrolmentFactory,
@@ -31,19 +30,6 @@ pytestmark = pytest.mark.django_db
 ANSWER, LOCKED = reverse("kiosk_answer"), reverse("kiosk_locked")
 WAI = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
 SRS = {"srs-item_1": "8.5", "srs-item_2": "9", "srs-item_3": "9.5", "srs-item_4": "9"}
-
-
-@pytest.fixture
-def room(people):
-    """A preparation session that began an hour ago and is not logged yet, facilitated by the
-    coach, with WAI-SR and SRS due after it."""
-    session = book_session(
-        people.enrolment, actor=people.admin, hours_from_now=-1, facilitators=[people.coach]
-    )
-    step = ProtocolStep.objects.filter(instruments_due=["wai-sr", "srs"]).first()
-    Session.objects.filter(pk=session.pk).update(protocol_step=step)
-    session.refresh_from_db()
-    return session
 
 
 def _start(client, people, room, user=None):
@@ -263,3 +249,21 @@ def test_a_forged_token_opens_nothing(client, people, room):
     assert client.get(ANSWER).url == LOCKED
     locked = client.get(LOCKED).content.decode()
     assert 'name="code"' not in locked and Kiosk.objects.get().ended_at is None
+
+
+@pytest.mark.shifted_clock
+def test_beat_ends_a_tablet_left_idle_without_anyone_touching_it(client, people, room):
+    from django_celery_beat.models import PeriodicTask
+
+    from outcomes import tasks
+
+    assert PeriodicTask.objects.filter(task="outcomes.end_idle_kiosks").exists()
+    _start(client, people, room)
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=29), tick=False):
+        assert tasks.end_idle_kiosks.run() == 0
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=31), tick=False):
+        assert tasks.end_idle_kiosks.run() == 1
+        assert tasks.end_idle_kiosks.run() == 0
+    idle = Kiosk.objects.get()
+    assert idle.end_reason == "idle" and _kiosk_events(idle) == ["started", "locked", "ended"]
+    assert client.get(ANSWER).url == LOCKED
