@@ -10,6 +10,7 @@ handful of tries, then only the sign-in). Start, submit, lock, end and unlock ar
 """
 
 import datetime
+import enum
 import secrets
 import uuid
 
@@ -40,6 +41,17 @@ CODE_DIGITS = 6
 _SALT = "outcomes.kiosk"
 
 
+class KioskEvent(enum.StrEnum):
+    """What the audit trail says happened to a kiosk (detail["kiosk"])."""
+
+    STARTED = "started"
+    SUBMITTED = "submitted"
+    LOCKED = "locked"
+    ENDED = "ended"
+    WRONG_CODE = "wrong code"
+    UNLOCKED = "unlocked"
+
+
 class KioskClosed(Exception):
     """The kiosk has ended (answers sent, handed back or left idle): show the locked screen."""
 
@@ -64,13 +76,14 @@ def kiosk_for_token(token: str) -> Kiosk:
         raise Kiosk.DoesNotExist from exc
 
 
-def _audit(kiosk: Kiosk, event: str, *, actor=None, **detail) -> None:
+def _audit(kiosk: Kiosk, event: KioskEvent, *, actor=None, **detail) -> None:
+    started = event == KioskEvent.STARTED
     audit_record(
         actor=actor,
-        action=AuditEvent.Action.CREATE if event == "started" else AuditEvent.Action.UPDATE,
+        action=AuditEvent.Action.CREATE if started else AuditEvent.Action.UPDATE,
         target=kiosk,
         patient=kiosk.patient,
-        detail={"kiosk": event, **detail},
+        detail={"kiosk": str(event), **detail},
     )
 
 
@@ -79,8 +92,8 @@ def _end(kiosk: Kiosk, *, reason: str, at: datetime.datetime) -> None:
     kiosk.ended_at = at
     kiosk.end_reason = reason
     kiosk.save(update_fields=["ended_at", "end_reason"])
-    _audit(kiosk, "locked")
-    _audit(kiosk, "ended", reason=reason)
+    _audit(kiosk, KioskEvent.LOCKED)
+    _audit(kiosk, KioskEvent.ENDED, reason=reason)
 
 
 @transaction.atomic
@@ -118,7 +131,7 @@ def kiosk_start(*, actor, session: Session, patient: Patient) -> tuple[Kiosk, st
         raise ValidationError(
             {"patient": "A kiosk was just started for this patient. Start it again if needed."}
         ) from exc
-    _audit(kiosk, "started", actor=actor, instruments=codes)
+    _audit(kiosk, KioskEvent.STARTED, actor=actor, instruments=codes)
     return kiosk, code
 
 
@@ -184,7 +197,7 @@ def _submit(*, kiosk: Kiosk, answers: dict[str, dict]) -> list[Response]:
     )
     kiosk.submitted_at = now
     kiosk.save(update_fields=["submitted_at"])
-    _audit(kiosk, "submitted", instruments=codes)
+    _audit(kiosk, KioskEvent.SUBMITTED, instruments=codes)
     _end(kiosk, reason=KioskEnd.SUBMITTED, at=now)
     return responses
 
@@ -232,13 +245,13 @@ def kiosk_unlock_with_code(*, kiosk: Kiosk, code: str):
     if not check_password(code.strip(), kiosk.unlock_code_hash):
         kiosk.unlock_attempts += 1
         kiosk.save(update_fields=["unlock_attempts"])
-        _audit(kiosk, "wrong code", attempts=kiosk.unlock_attempts)
+        _audit(kiosk, KioskEvent.WRONG_CODE, attempts=kiosk.unlock_attempts)
         # The count must survive the refusal, so this transaction commits; the caller shows
         # the message.
         return None
     kiosk.unlocked_at = timezone.now()
     kiosk.save(update_fields=["unlocked_at"])
-    _audit(kiosk, "unlocked", actor=kiosk.started_by, by="code")
+    _audit(kiosk, KioskEvent.UNLOCKED, actor=kiosk.started_by, by="code")
     return kiosk.started_by
 
 
@@ -252,7 +265,7 @@ def kiosk_unlock_by_sign_in(*, kiosk: Kiosk, actor) -> None:
     if kiosk.unlocked_at is None:
         kiosk.unlocked_at = now
         kiosk.save(update_fields=["unlocked_at"])
-        _audit(kiosk, "unlocked", actor=actor, by="sign-in")
+        _audit(kiosk, KioskEvent.UNLOCKED, actor=actor, by="sign-in")
 
 
 def end_idle_kiosks() -> int:

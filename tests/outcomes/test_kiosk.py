@@ -267,3 +267,16 @@ def test_beat_ends_a_tablet_left_idle_without_anyone_touching_it(client, people,
     idle = Kiosk.objects.get()
     assert idle.end_reason == "idle" and _kiosk_events(idle) == ["started", "locked", "ended"]
     assert client.get(ANSWER).url == LOCKED
+
+
+@pytest.mark.shifted_clock
+def test_starting_again_for_the_same_patient_locks_the_first_tablet(client, people, room):
+    from django.test import Client
+
+    first_tablet = Client()
+    _start(first_tablet, people, room)
+    _start(client, people, room)
+    first, second = Kiosk.objects.order_by("started_at", "id")
+    assert first.end_reason == "replaced" and second.ended_at is None
+    assert first_tablet.get(ANSWER).url == LOCKED
+    assert client.get(ANSWER).status_code == 200
