@@ -27,8 +27,8 @@ from sessions.models import Session
 from sessions.selectors import can_log
 
 from . import selectors
-from .links import record_patient_answers
 from .models import Kiosk, KioskEnd, Response
+from .services import record_patient_answers
 
 IDLE = datetime.timedelta(minutes=30)
 # The signed token is refused after this long whatever the row says (a stale tab, a copy).

@@ -201,7 +201,7 @@ def link_submit(*, link: SelfReportLink, answers: dict[str, dict]) -> list[Respo
     codes = outstanding(link)
     if not codes:
         raise LinkUnusable(ANSWERED)
-    responses = record_patient_answers(
+    responses = services.record_patient_answers(
         patient=link.patient,
         session=link.session,
         codes=codes,
@@ -217,45 +217,6 @@ def link_submit(*, link: SelfReportLink, answers: dict[str, dict]) -> list[Respo
         patient=link.patient,
         detail={"link": "answered", "instruments": codes},
     )
-    return responses
-
-
-def record_patient_answers(
-    *, patient, session, codes: list[str], answers: dict[str, dict], source: str, keys=None
-) -> list[Response]:
-    """Record a patient's own answers to several questionnaires, all or none (call it inside
-    the caller's transaction). Errors are keyed "<code>-<field>" (e.g. "srs-item_2") or
-    "<code>"; `keys` maps a code to its submission key where a repeat must find the first."""
-    responses, errors = [], {}
-    for code in codes:
-        version = services.latest_version(code)
-        given = answers.get(code, {})
-        missing = services.unscorable_missing(version.definition, given)
-        if missing:
-            errors[code] = [
-                f"Please answer more of these questions (still empty: "
-                f"{', '.join(map(str, missing))})."
-            ]
-            continue
-        try:
-            responses.append(
-                services.response_record(
-                    actor=None,
-                    patient=patient,
-                    version=version,
-                    answers=given,
-                    administered_at=timezone.now(),
-                    source=source,
-                    session=session,
-                    submission_key=(keys or {}).get(code),
-                )
-            )
-        except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
-                errors[code if field == "__all__" else f"{code}-{field}"] = messages
-    if errors:
-        transaction.set_rollback(True)
-        raise ValidationError(errors)
     return responses
 
 
