@@ -280,3 +280,27 @@ def test_starting_again_for_the_same_patient_locks_the_first_tablet(client, peop
     assert first.end_reason == "replaced" and second.ended_at is None
     assert first_tablet.get(ANSWER).url == LOCKED
     assert client.get(ANSWER).status_code == 200
+
+
+@pytest.mark.shifted_clock
+def test_the_coach_signs_in_on_the_locked_tablet_and_lands_on_the_session(client, people, room):
+    from tests.factories import PASSWORD
+
+    _start(client, people, room)
+    client.post(ANSWER, WAI | SRS)
+    locked = client.get(LOCKED).content.decode()
+    sign_in = f"{reverse('login')}?next={LOCKED}"
+    assert sign_in in locked
+
+    landed = client.post(
+        sign_in, {"username": people.coach.email, "password": PASSWORD}, follow=True
+    )
+
+    assert landed.redirect_chain[-1][0] == reverse("session_detail", args=[room.public_id])
+    assert KIOSK_SESSION_KEY not in client.session
+    unlocked = Kiosk.objects.get()
+    assert unlocked.unlocked_at is not None
+    assert _kiosk_events(unlocked)[-1] == "unlocked"
+    assert AuditEvent.objects.filter(
+        object_id=str(unlocked.public_id), detail__kiosk="unlocked", actor=people.coach
+    ).exists()
