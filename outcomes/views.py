@@ -426,7 +426,8 @@ def kiosk_answer(request):
             "first_name": running.patient.first_name,
             "forms": item_forms,
             "has_errors": any(form.errors for _, form in item_forms),
-            # One second past the idle limit, so the locked page finds the kiosk idle.
+            # The tablet's own timer (static/js/kiosk.js): one second past the idle limit,
+            # so the locked page it opens finds the kiosk idle.
             "idle_seconds": int(kiosk.IDLE.total_seconds()) + 1,
         },
     )
