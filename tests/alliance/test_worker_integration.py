@@ -19,7 +19,7 @@ from alliance.models import Flag, StalePatient
 from alliance.queue import enqueue_recompute
 from alliance.services import recompute_patient
 from alliance.tasks import drain_stale
-from clinic.celery import app
+from clinic.celery import app, interactive_queue
 from outcomes import services as outcome_services
 from outcomes.models import Response
 from tests.alliance.conftest import wai_answers
@@ -90,7 +90,9 @@ def test_a_worker_killed_mid_task_has_its_message_redelivered(
         answers=wai_answers(bond=2),
         administered_at=timezone.now(),
     )
+    interactive = interactive_queue(queue)
     _purge(queue)  # exactly one message below, so only redelivery can explain a flag
+    _purge(interactive)
     fast_redelivery = {
         "CELERY_VISIBILITY_TIMEOUT": "3",
         "CELERY_RESTORE_INTERVAL": "1",
@@ -113,7 +115,7 @@ def test_a_worker_killed_mid_task_has_its_message_redelivered(
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
         lock.rollback()
-    assert _queue_length(queue) == 0  # taken, unacknowledged, not waiting in the queue
+    assert _queue_length(interactive) == 0  # taken, unacknowledged, not waiting in the queue
     assert not Flag.objects.exists()
     _, second_log = start_worker("second", **fast_redelivery)
     restarted = time.monotonic()
