@@ -14,7 +14,7 @@ from alliance import flag_inputs, rules, services, trajectories
 from alliance.models import Flag, FlagRule, StalePatient
 from alliance.tasks import drain_stale
 from clinic import services as clinic_services
-from clinic.models import AuditEvent
+from clinic.models import AuditEvent, Patient
 from outcomes import services as outcome_services
 from sessions import services as session_services
 from sessions.models import Session, SessionKind
@@ -66,6 +66,7 @@ def _varied_clinic(people) -> dict[str, int]:
         "falling": [4.5, 3.0],
         "cleared_later": [2.0],
         "resolved_by_a_person": [2.25],
+        "resolved_then_better": [2.25],
         "withdrawn": [2.0],
         "unrated": [],
     }.items():
@@ -160,14 +161,18 @@ def test_a_sweep_raises_updates_and_clears_the_same_flags_as_one_recompute_per_p
     for patient_id in flag_inputs.patients_to_sweep_ids():
         services.recompute_patient(patient_id=patient_id)
     # One weak_bond flag per dosing ahead.
-    for flag in Flag.objects.filter(patient_id=who["resolved_by_a_person"], kind="weak_bond"):
+    for flag in Flag.objects.filter(
+        patient_id__in=[who["resolved_by_a_person"], who["resolved_then_better"]],
+        kind="weak_bond",
+    ):
         services.flag_resolve(actor=people.coach, flag=flag, note="Extra preparation session")
+    _rate(people, Patient.objects.get(pk=who["resolved_then_better"]), bond=4.75, days_ago=0)
     for flag in Flag.objects.filter(patient_id=who["cleared_later"], kind="weak_bond"):
         services.flag_acknowledge(actor=people.coach, flag=flag)
-    _rate(people, flag.patient, bond=4.75, days_ago=0)
+    _rate(people, Patient.objects.get(pk=who["cleared_later"]), bond=4.75, days_ago=0)
     clinic_services.patient_change_status(
         actor=people.admin,
-        patient=Flag.objects.filter(patient_id=who["withdrawn"]).first().patient,
+        patient=Patient.objects.get(pk=who["withdrawn"]),
         to_status="withdrawn",
         reason="Moved away",
     )
@@ -199,6 +204,9 @@ def test_a_sweep_raises_updates_and_clears_the_same_flags_as_one_recompute_per_p
     assert kinds == {kind.value for kind in rules.Kind}
     assert ("weak_bond", "auto_resolved") in {(f[0], f[2]) for f in swept[who["cleared_later"]]}
     assert any(f[2] == "resolved" and f[5] for f in swept[who["resolved_by_a_person"]])
+    assert {(f[0], f[5]) for f in swept[who["resolved_then_better"]] if f[2] == "resolved"} == {
+        ("weak_bond", False)
+    }
     # Withdrawing cancelled the dosings, so their flags cleared; the low rating stands, now
     # with no dosing ahead.
     assert {(f[0], f[1] is None, f[2]) for f in swept[who["withdrawn"]]} == {
