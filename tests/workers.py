@@ -66,11 +66,11 @@ def queue():
 
 @pytest.fixture
 def start_worker(queue, tmp_path):
-    """Start worker processes on this test's own pair of queues (bulk and interactive, as
-    one worker); all are stopped at the end."""
+    """Start worker processes on this test's own pair of queues (bulk and interactive; both,
+    unless `queues` names one); all are stopped at the end."""
     started = []
 
-    def _start(name: str, **env_extra):
+    def _start(name: str, queues: str | None = None, **env_extra):
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "clinic.settings.test",
@@ -82,7 +82,7 @@ def start_worker(queue, tmp_path):
         hostname = f"{name}-{queue}@test"
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "clinic", "worker", "--pool", "solo",
-             "--queues", f"{queue},{interactive_queue(queue)}", "--hostname", hostname,
+             "--queues", queues or f"{queue},{interactive_queue(queue)}", "--hostname", hostname,
              "--loglevel", "INFO"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
