@@ -236,6 +236,9 @@ def _low_bond_clinic(people, patients: int) -> list[int]:
 
 
 @pytest.mark.shifted_clock
+@pytest.mark.real_clock(
+    reason="the outbox and the chunks are under test; the hours are the comparison's"
+)
 def test_a_sweep_past_its_deadline_leaves_the_rest_in_the_outbox_for_the_drain(people):
     ids = _low_bond_clinic(people, 5)
     result = services.recompute_patients(
@@ -254,6 +257,9 @@ def test_a_sweep_past_its_deadline_leaves_the_rest_in_the_outbox_for_the_drain(p
 
 
 @pytest.mark.shifted_clock
+@pytest.mark.real_clock(
+    reason="the outbox and the chunks are under test; the hours are the comparison's"
+)
 def test_a_sweep_interrupted_mid_chunk_writes_nothing_of_that_chunk_and_skips_no_one(
     people, monkeypatch
 ):
@@ -278,6 +284,9 @@ def test_a_sweep_interrupted_mid_chunk_writes_nothing_of_that_chunk_and_skips_no
 
 
 @pytest.mark.shifted_clock
+@pytest.mark.real_clock(
+    reason="the outbox and the chunks are under test; the hours are the comparison's"
+)
 def test_a_chunk_that_fails_is_retried_patient_by_patient(people, monkeypatch):
     from django.db import DatabaseError
 
