@@ -299,3 +299,20 @@ def test_a_chunk_that_fails_is_retried_patient_by_patient(people, monkeypatch):
     result = services.recompute_patients(patient_ids=ids, chunk_size=3)
     assert result.failed == [] and result.done == 3
     assert _weak_bond_patients() == set(ids)
+
+
+@pytest.mark.shifted_clock
+@pytest.mark.real_clock(reason="the command's wiring is under test; the hours are the comparison's")
+def test_recompute_flags_sweeps_everyone_in_care_and_says_what_changed(people):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    ids = _low_bond_clinic(people, 3)
+    out = StringIO()
+    call_command("recompute_flags", stdout=out)
+    raised = Flag.objects.filter(patient_id__in=ids).count()
+    assert _weak_bond_patients() == set(ids)
+    assert f"{raised} flag(s) raised, 0 updated, 0 cleared." in out.getvalue()
+    # Every new flag was e-mailed by the command's notify pass.
+    assert not Flag.objects.filter(notified_at__isnull=True).exists()
