@@ -43,7 +43,9 @@ def test_seeding_asks_no_worker_for_recomputes_and_leaves_its_marks_to_the_drain
 
     asked = []
     monkeypatch.setattr(
-        alliance_services, "enqueue_recompute", lambda *, patient_ids: asked.append(patient_ids)
+        alliance_services,
+        "enqueue_recompute",
+        lambda *, patient_ids, bulk=False: asked.append(patient_ids),
     )
     with django_capture_on_commit_callbacks(execute=True):
         call_command("seed_demo", patients=4, alumni=1, seed=3, stdout=io.StringIO())
