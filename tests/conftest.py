@@ -51,8 +51,9 @@ def client_for(client):
 # clock-change days. Mark the tests whose rule turns on the hour or the date (a window before a
 # dosing, "today", an expiry, a schedule in local days), not whole modules: a role check or a
 # range check run nine times proves nothing more than once, and the suite pays for each run.
-# Where a module is marked, `real_clock(reason=...)` keeps one slow test on the real clock only. Only Python's clock moves; PostgreSQL's now() does not, so
-# the code and the tests read the time from `django.utils.timezone`, never from the database.
+# Where a module is marked, `real_clock(reason=...)` keeps one slow test on the real clock only.
+# Only Python's clock moves; PostgreSQL's now() does not, so the code and the tests read the time
+# from `django.utils.timezone`, never from the database.
 
 SHIFTED_HOURS = ("00:30", "09:59", "10:01", "23:30")
 CLOCK_CHANGE_DAYS = (datetime.date(2026, 3, 29), datetime.date(2026, 10, 25))
