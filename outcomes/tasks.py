@@ -20,3 +20,8 @@ def send_due_links() -> int:
 def send_reminders() -> int:
     links.forget_old_guesses()
     return links.send_reminders()
+
+
+@shared_task(name="outcomes.send_calendar_measures", **_RETRY)
+def send_calendar_measures() -> int:
+    return links.send_calendar_measures()
