@@ -51,7 +51,12 @@ def test_only_the_hash_of_the_token_is_stored_and_creation_is_audited(people):
     link, token = _link(people)
     assert token not in link.token_hash and len(token) >= 40
     assert link.token_hash == SelfReportLink.hash_token(token)
+    # Three reminders a day apart, then a day to answer the last one.
     assert link.expires_at - link.created_at == pytest.approx(
+        datetime.timedelta(hours=96), abs=datetime.timedelta(seconds=5)
+    )
+    quiet, _ = _link(people, reminders=0)
+    assert quiet.expires_at - quiet.created_at == pytest.approx(
         datetime.timedelta(hours=72), abs=datetime.timedelta(seconds=5)
     )
     assert AuditEvent.objects.filter(object_type="outcomes.selfreportlink", action="create")
@@ -327,7 +332,7 @@ def test_use_is_audited_without_an_actor_and_creation_with_one(client, people):
     _answer(client, token, SRS)
     events = AuditEvent.objects.filter(object_type="outcomes.selfreportlink")
     assert events.get(action="create").actor == people.coach
-    used = events.get(action="update")
+    used = events.get(action="update", detail__link="answered")
     assert used.actor is None and used.detail["instruments"] == ["srs"]
     response_event = AuditEvent.objects.get(object_type="outcomes.response")
     assert response_event.actor is None and response_event.detail["source"] == "link"
@@ -393,7 +398,7 @@ def test_a_worker_that_loses_the_race_sends_nothing(people, completed_session, m
     assert len(mail.outbox) == 1
 
 
-def test_a_mail_server_error_leaves_no_link_and_the_next_run_retries(
+def test_a_mail_server_error_is_recorded_on_the_link_and_a_later_run_retries(
     people, completed_session, monkeypatch
 ):
     def refuse(*args, **kwargs):
@@ -401,9 +406,15 @@ def test_a_mail_server_error_leaves_no_link_and_the_next_run_retries(
 
     monkeypatch.setattr(links, "send_mail", refuse)
     assert links.send_due_links() == 0
-    assert SelfReportLink.objects.count() == 0
+    link = SelfReportLink.objects.get()
+    assert link.sent_at is None and link.failed_attempts == 1
+    assert link.last_failure == "ConnectionRefusedError"
     monkeypatch.undo()
-    assert links.send_due_links() == 1
+    assert links.send_due_links() == 0  # not in the same run's minute: the server was down
+    later = timezone.now() + links.UNSENT_RETRY_AFTER
+    assert links.send_due_links(now=later) == 1
+    link.refresh_from_db()
+    assert link.sent_at is not None and len(mail.outbox) == 1
 
 
 def test_dosing_day_questionnaires_are_mailed_the_day_after(people, completed_session):
