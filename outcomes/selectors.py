@@ -267,6 +267,11 @@ def _overdue_window() -> tuple[datetime.datetime, datetime.datetime]:
 def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, str]]:
     """(patient id, session id, code) still unanswered after completed sessions in the
     overdue window. Three queries whatever the number of patients."""
+    return [row[:3] for row in _overdue_rows(patient_ids, patient_rated_only=patient_rated_only)]
+
+
+def _overdue_rows(patient_ids, *, patient_rated_only: bool) -> list[tuple]:
+    """As `_overdue`, each row with the session's end as well."""
     since, until = _overdue_window()
     rows = Attendance.objects.filter(
         patient_id__in=patient_ids,
@@ -275,7 +280,12 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
         session__scheduled_end__gte=since,
         session__scheduled_end__lte=until,
         session__protocol_step__isnull=False,
-    ).values_list("patient_id", "session_id", "session__protocol_step__instruments_due")
+    ).values_list(
+        "patient_id",
+        "session_id",
+        "session__protocol_step__instruments_due",
+        "session__scheduled_end",
+    )
     answered = set(
         Response.objects.filter(
             patient_id__in=patient_ids,
@@ -288,8 +298,8 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
         instruments = instruments.filter(respondent=Respondent.PATIENT)
     wanted = set(instruments.values_list("code", flat=True))
     return [
-        (patient_id, session_id, code)
-        for patient_id, session_id, due in rows
+        (patient_id, session_id, code, ended)
+        for patient_id, session_id, due, ended in rows
         for code in due
         if code in wanted and (patient_id, session_id, code) not in answered
     ]
@@ -371,11 +381,12 @@ class CalendarItem:
         ]
 
 
-def _anchor_dates(enrolments) -> dict[int, dict[str, datetime.date | None]]:
-    """Per enrolment: its start and its first and last dosing booked or held (local dates)."""
+def _anchor_dates(enrolments, *, within) -> dict[int, dict[str, datetime.date | None]]:
+    """Per enrolment: its start and its first and last dosing booked or held (local dates).
+    `within` is the enrolments' queryset, used as a subquery."""
     dosings: dict[int, list[datetime.date]] = {}
     for enrolment_id, start in (
-        Session.objects.filter(kind=SessionKind.DOSING, enrolment__in=enrolments)
+        Session.objects.filter(kind=SessionKind.DOSING, enrolment__in=within)
         .exclude(status__in=[Session.Status.CANCELLED, Session.Status.NO_SHOW])
         .values_list("enrolment_id", "scheduled_start")
     ):
@@ -393,18 +404,18 @@ def _anchor_dates(enrolments) -> dict[int, dict[str, datetime.date | None]]:
 def calendar_items(*, enrolments, today=None, keep=None) -> list[CalendarItem]:
     """Every dated occasion of the enrolments' measurement schedules that `keep(point,
     today)` accepts (all of them by default), with what was answered in each window. Four
-    queries whatever the number of enrolments."""
+    queries whatever the number of enrolments (none skipped when there is nothing to find,
+    so a page's count stays the same)."""
     today = today or timezone.localdate()
-    enrolments = [
+    scheduled = enrolments.filter(program__protocol__isnull=False)
+    listed = [
         e
-        for e in enrolments.select_related("patient", "program__protocol")
-        if e.program.protocol_id and e.program.protocol.measurement_schedule
+        for e in scheduled.select_related("patient", "program__protocol")
+        if e.program.protocol.measurement_schedule
     ]
-    if not enrolments:
-        return []
-    anchors = _anchor_dates(enrolments)
+    anchors = _anchor_dates(listed, within=scheduled)
     found = []
-    for enrolment in enrolments:
+    for enrolment in listed:
         for point in schedules.time_points(
             enrolment.program.protocol.measurement_schedule,
             anchors=anchors[enrolment.pk],
@@ -412,16 +423,12 @@ def calendar_items(*, enrolments, today=None, keep=None) -> list[CalendarItem]:
         ):
             if keep is None or keep(point, today):
                 found.append((enrolment, point))
-    if not found:
-        return []
-    codes = {code for _, point in found for code in point.instruments}
-    instruments = {i.code: i for i in Instrument.objects.filter(code__in=codes)}
+    instruments = {i.code: i for i in Instrument.objects.all()}
     answers: dict[int, list[tuple[str, datetime.date]]] = {}
     for patient_id, code, at in Response.objects.filter(
-        patient_id__in={e.patient_id for e, _ in found},
-        version__instrument__code__in=codes,
-        administered_at__date__gte=min(point.opens_on for _, point in found),
-        administered_at__date__lte=max(point.closes_on for _, point in found),
+        patient_id__in=scheduled.values("patient_id"),
+        administered_at__date__gte=min((point.opens_on for _, point in found), default=today),
+        administered_at__date__lte=max((point.closes_on for _, point in found), default=today),
     ).values_list("patient_id", "version__instrument__code", "administered_at"):
         answers.setdefault(patient_id, []).append((code, timezone.localdate(at)))
     items = []
@@ -483,12 +490,11 @@ def calendar_due_to_send(*, now=None) -> list[CalendarItem]:
 
 def _session_overdue_rows(patient_ids) -> list[tuple[int, datetime.date, str]]:
     """(patient id, overdue since, code) for questionnaires still owed after sessions."""
-    rows = _overdue(patient_ids, patient_rated_only=False)
-    ends = dict(
-        Session.objects.filter(pk__in={s for _, s, _ in rows}).values_list("pk", "scheduled_end")
-    )
     grace = datetime.timedelta(hours=settings.QUESTIONNAIRE_OVERDUE_HOURS)
-    return [(p, timezone.localdate(ends[s] + grace), code) for p, s, code in rows]
+    return [
+        (p, timezone.localdate(ended + grace), code)
+        for p, _s, code, ended in _overdue_rows(patient_ids, patient_rated_only=False)
+    ]
 
 
 def measures_in_words(*, patient_ids: list[int]) -> dict[int, list[str]]:

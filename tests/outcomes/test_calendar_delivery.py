@@ -8,6 +8,7 @@ import zoneinfo
 import pytest
 import time_machine
 from django.core import mail
+from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
 from clinic import services as clinic_services
@@ -195,3 +196,46 @@ def test_an_smtp_failure_is_recorded_in_the_delivery_log_and_retried(people, mon
     # The retried e-mail carries a working token, the only one that was ever delivered.
     token = re.search(r"/q/(\S+)/", mail.outbox[0].body).group(1)
     assert link.token_hash == SelfReportLink.hash_token(token)
+
+
+def _reminders_over_four_days(traveller, created):
+    sent = []
+    for hour in range(1, 4 * 24 + 2):
+        traveller.move_to(created + datetime.timedelta(hours=hour))
+        if links.send_reminders():
+            sent.append(hour)
+    return sent
+
+
+def test_staff_links_get_three_reminders_a_day_apart_unless_staff_opt_out(client, people):
+    people.patient.email_consent = True
+    people.patient.save()
+    url = reverse("link_new", args=[people.patient.public_id])
+    with time_machine.travel(START, tick=False) as traveller:
+        client.force_login(people.coach)
+        page = client.post(url, {"instruments": ["srs"], "reminders": "on"}).content.decode()
+        assert "up to 3 reminders" in page
+        link = SelfReportLink.objects.get()
+        assert link.expires_at == START + datetime.timedelta(days=4)
+        assert _reminders_over_four_days(traveller, START) == [24, 48, 72]
+        assert len(mail.outbox) == 3 and all(m.subject.startswith("Reminder") for m in mail.outbox)
+
+        traveller.move_to(START + datetime.timedelta(days=10))
+        client.force_login(people.coach)
+        page = client.post(url, {"instruments": ["srs"]}).content.decode()  # box unticked
+        assert "No reminders will be sent" in page
+        assert _reminders_over_four_days(traveller, START + datetime.timedelta(days=10)) == []
+    assert len(mail.outbox) == 3
+
+
+def test_a_staff_link_with_a_short_life_spaces_its_reminders_to_fit(client, people):
+    people.patient.email_consent = True
+    people.patient.save()
+    with time_machine.travel(START, tick=False) as traveller:
+        client.force_login(people.coach)
+        client.post(
+            reverse("link_new", args=[people.patient.public_id]),
+            {"instruments": ["srs"], "hours": 48, "reminders": "on"},
+        )
+        # 48 hours hold three reminders 12 hours apart and 12 hours to answer the last.
+        assert _reminders_over_four_days(traveller, START) == [12, 24, 36]

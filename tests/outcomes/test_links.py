@@ -159,30 +159,32 @@ def test_no_mail_without_consent(people, completed_session):
 def test_reminders_come_daily_at_most_three_times_and_stop_once_answered(
     client, people, completed_session
 ):
-    links.send_due_links()
-    link = SelfReportLink.objects.get()
-    now = timezone.now()
-    assert links.send_reminders(now=now) == 0  # not a day yet
-    sent = 0
-    for _day in range(5):
-        SelfReportLink.objects.filter(pk=link.pk).update(
-            last_sent_at=now - datetime.timedelta(hours=25),
-            expires_at=now + datetime.timedelta(days=9),
-        )
-        sent += links.send_reminders(now=now)
-    assert sent == 3 and SelfReportLink.objects.get().reminders_sent == 3
-    # The newest reminder's link works; answering stops everything.
-    url = re.search(r"http\S+/q/\S+/", mail.outbox[-1].body).group(0)
-    path = url.replace("http://127.0.0.1:8000", "")
-    wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
-    client.get(path)
-    answered = client.post(ANSWER, {**wai, **SRS})
-    assert "Thank you" in answered.content.decode()
-    SelfReportLink.objects.filter(pk=link.pk).update(reminders_sent=0)
-    SelfReportLink.objects.filter(pk=link.pk).update(
-        last_sent_at=now - datetime.timedelta(hours=25)
-    )
-    assert links.send_reminders(now=now) == 0
+    import time_machine
+
+    sent_at = timezone.now().replace(microsecond=0)
+    with time_machine.travel(sent_at, tick=False) as traveller:
+        links.send_due_links()
+        link = SelfReportLink.objects.get()
+        assert links.send_reminders() == 0  # not a day yet
+        sent = []
+        # Beat's hourly runs over five days, with the link's real life (no moved expiry).
+        for hour in range(1, 5 * 24):
+            traveller.move_to(sent_at + datetime.timedelta(hours=hour))
+            if links.send_reminders():
+                sent.append(hour)
+        assert sent == [24, 48, 72] and SelfReportLink.objects.get().reminders_sent == 3
+        link.refresh_from_db()
+        assert link.expires_at >= sent_at + datetime.timedelta(hours=72 + 24)
+    # The newest reminder's link works until the link expires; answering stops everything.
+    with time_machine.travel(sent_at + datetime.timedelta(hours=80), tick=False):
+        url = re.search(r"http\S+/q/\S+/", mail.outbox[-1].body).group(0)
+        path = url.replace("http://127.0.0.1:8000", "")
+        wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
+        client.get(path)
+        answered = client.post(ANSWER, {**wai, **SRS})
+        assert "Thank you" in answered.content.decode()
+        SelfReportLink.objects.filter(pk=link.pk).update(reminders_sent=0)
+        assert links.send_reminders() == 0
 
 
 # --- more of the lifecycle -----------------------------------------------------------------
