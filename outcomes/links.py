@@ -262,35 +262,13 @@ def link_submit(*, link: SelfReportLink, answers: dict[str, dict]) -> list[Respo
     codes = outstanding(link)
     if not codes:
         raise LinkUnusable(ANSWERED)
-    responses, errors = [], {}
-    for code in codes:
-        version = services.latest_version(code)
-        given = answers.get(code, {})
-        missing = services.unscorable_missing(version.definition, given)
-        if missing:
-            errors[code] = [
-                f"Please answer more of these questions (still empty: "
-                f"{', '.join(map(str, missing))})."
-            ]
-            continue
-        try:
-            responses.append(
-                services.response_record(
-                    actor=None,
-                    patient=link.patient,
-                    version=version,
-                    answers=given,
-                    administered_at=timezone.now(),
-                    source=Response.Source.LINK,
-                    session=link.session,
-                )
-            )
-        except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
-                errors[code if field == "__all__" else f"{code}-{field}"] = messages
-    if errors:
-        transaction.set_rollback(True)
-        raise ValidationError(errors)
+    responses = services.record_patient_answers(
+        patient=link.patient,
+        session=link.session,
+        codes=codes,
+        answers=answers,
+        source=Response.Source.LINK,
+    )
     link.used_at = timezone.now()
     link.save(update_fields=["used_at"])
     audit_record(

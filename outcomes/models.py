@@ -78,6 +78,7 @@ class Response(models.Model):
         CLINIC = "clinic", "Entered in clinic"
         LINK = "link", "Self-report link"
         IMPORT = "import", "Imported"
+        KIOSK = "kiosk", "Kiosk in the room"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="responses")
@@ -278,3 +279,57 @@ class LinkGuess(models.Model):
 
     def __str__(self):
         return f"guess at {self.at:%Y-%m-%d %H:%M}"
+
+
+class KioskEnd(models.TextChoices):
+    SUBMITTED = "submitted", "Answers sent"
+    IDLE = "idle", "Left idle"
+    HANDED_BACK = "handed_back", "Handed back unanswered"
+    REPLACED = "replaced", "Replaced by a new kiosk"
+
+
+class Kiosk(models.Model):
+    """A tablet handed to a patient in the room to answer the questionnaires due at a session.
+
+    The browser that runs it is signed out of the coach's account; it holds only a signed
+    token naming this row, which opens this patient's due questionnaires and nothing else.
+    Unlocking it again takes the coach's sign-in or the short code shown when it started
+    (only a hash of the code is kept).
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="kiosks")
+    session = models.ForeignKey(
+        "clinic_sessions.Session", on_delete=models.PROTECT, related_name="kiosks"
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    instruments = models.JSONField(help_text="Instrument codes to answer, in order.")
+    unlock_code_hash = models.CharField(max_length=128)
+    unlock_attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField()
+    # The patient's last request: idle time counts from here.
+    last_seen_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=KioskEnd.choices, blank=True)
+    unlocked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            # One tablet per patient and session at a time: a second start ends the first.
+            models.UniqueConstraint(
+                fields=["patient", "session"],
+                condition=Q(ended_at__isnull=True),
+                name="kiosk_one_running_per_patient_session",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | ~Q(end_reason=""),
+                name="kiosk_ended_has_reason",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Kiosk for {self.patient_id} at session {self.session_id}"

@@ -254,6 +254,18 @@ def due_for_session(session, *, user=None) -> list[dict]:
     return rows
 
 
+def due_in_room(*, session, patient) -> list[str]:
+    """The questionnaires a patient answers on the kiosk at a session: the patient-rated ones
+    still due for them there, in the plan's order. The kiosk asks this one function, so when
+    the plan gains other schedules only this changes."""
+    if patient not in _due_patients(session):
+        return []
+    patient_rated = set(
+        Instrument.objects.filter(respondent=Respondent.PATIENT).values_list("code", flat=True)
+    )
+    return [code for code in unanswered_codes(session, patient=patient) if code in patient_rated]
+
+
 def _overdue_window() -> tuple[datetime.datetime, datetime.datetime]:
     """Sessions that ended between these two moments have overdue questionnaires: at least
     QUESTIONNAIRE_OVERDUE_HOURS ago, and not so long ago that the measure is simply missed."""

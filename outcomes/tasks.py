@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from . import links
+from . import kiosk, links
 
 _RETRY = {
     "autoretry_for": (OperationalError, InterfaceError),
@@ -25,3 +25,8 @@ def send_reminders() -> int:
 @shared_task(name="outcomes.send_calendar_measures", **_RETRY)
 def send_calendar_measures() -> int:
     return links.send_calendar_measures()
+
+
+@shared_task(name="outcomes.end_idle_kiosks", **_RETRY)
+def end_idle_kiosks() -> int:
+    return kiosk.end_idle_kiosks()
