@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("clinic", "0004_audit_role_and_second_factor_actions"),
         ("clinic_sessions", "0007_protocol_measurement_schedule"),
-        ("outcomes", "0007_sedation_dissociation"),
+        ("outcomes", "0009_kiosk_idle_schedule"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

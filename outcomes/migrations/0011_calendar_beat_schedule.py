@@ -27,7 +27,7 @@ def remove(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("outcomes", "0008_link_reminders_calendar_delivery_log"),
+        ("outcomes", "0010_link_reminders_calendar_delivery_log"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
