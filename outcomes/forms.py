@@ -146,7 +146,18 @@ class LinkForm(forms.Form):
         widget=forms.CheckboxSelectMultiple, label="Questionnaires to answer"
     )
     hours = forms.IntegerField(
-        label="Link valid for (hours)", min_value=1, max_value=24 * 14, initial=72
+        label="Link valid for (hours)",
+        min_value=1,
+        max_value=24 * 14,
+        required=False,
+        help_text="Leave empty: with reminders, until a day after the last one (4 days); "
+        "without, 72 hours. A shorter life spaces the reminders to fit.",
+    )
+    reminders = forms.BooleanField(
+        label="E-mail the patient reminders (three, a day apart) until answered",
+        required=False,
+        initial=True,
+        help_text="Only to patients who agreed to questionnaires by e-mail.",
     )
 
     def __init__(self, *args, choices, **kwargs):

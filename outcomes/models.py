@@ -191,6 +191,9 @@ class SelfReportLink(models.Model):
     Only the SHA-256 of the token is stored; the token itself is shown or mailed once.
     """
 
+    # A first e-mail the mail server refused is tried again on later runs, this many times.
+    MAX_SEND_ATTEMPTS = 6
+
     token_hash = models.CharField(max_length=64, unique=True)
     # A reminder mails a fresh token (the old one is not stored, so it cannot be repeated);
     # the tokens of earlier e-mails keep working until the link is used or expires.
@@ -212,13 +215,33 @@ class SelfReportLink(models.Model):
     used_at = models.DateTimeField(null=True, blank=True)
     by_email = models.BooleanField(default=False)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # How many reminders the patient gets (0: staff opted out when creating it).
+    reminders = models.PositiveSmallIntegerField(default=3)
     reminders_sent = models.PositiveSmallIntegerField(default=0)
     last_sent_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    # A mail server that refused the e-mail: kept for the delivery log, retried by beat.
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_failure = models.CharField(max_length=200, blank=True)
+    # Links sent by the calendar (a protocol's measurement schedule) rather than after a
+    # session: which occasion ("e12/last_dosing+28"), its name, its date and window.
+    schedule_key = models.CharField(max_length=80, blank=True)
+    time_point = models.CharField(max_length=80, blank=True)
+    due_on = models.DateField(null=True, blank=True)
+    window_days = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(reminders_sent__lte=3), name="link_max_3_reminders"),
+            models.CheckConstraint(condition=Q(reminders__lte=3), name="link_plans_3_reminders"),
+            # The calendar's claim: beat running twice sends one e-mail per due occasion.
+            models.UniqueConstraint(
+                fields=["patient", "schedule_key"],
+                condition=Q(by_email=True) & ~Q(schedule_key=""),
+                name="link_one_email_per_time_point",
+            ),
             # The e-mail job's claim: two workers cannot both mail a session's questionnaires.
             models.UniqueConstraint(
                 fields=["patient", "session"],

@@ -22,6 +22,11 @@ def send_reminders() -> int:
     return links.send_reminders()
 
 
+@shared_task(name="outcomes.send_calendar_measures", **_RETRY)
+def send_calendar_measures() -> int:
+    return links.send_calendar_measures()
+
+
 @shared_task(name="outcomes.end_idle_kiosks", **_RETRY)
 def end_idle_kiosks() -> int:
     return kiosk.end_idle_kiosks()

@@ -168,6 +168,7 @@ def link_new(request, public_id):
                 instruments=form.cleaned_data["instruments"],
                 session=session,
                 hours=form.cleaned_data["hours"],
+                reminders=links.MAX_REMINDERS if form.cleaned_data["reminders"] else 0,
             )
         except ValidationError as exc:
             apply_service_errors(form, exc)

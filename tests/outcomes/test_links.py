@@ -51,7 +51,12 @@ def test_only_the_hash_of_the_token_is_stored_and_creation_is_audited(people):
     link, token = _link(people)
     assert token not in link.token_hash and len(token) >= 40
     assert link.token_hash == SelfReportLink.hash_token(token)
+    # Three reminders a day apart, then a day to answer the last one.
     assert link.expires_at - link.created_at == pytest.approx(
+        datetime.timedelta(hours=96), abs=datetime.timedelta(seconds=5)
+    )
+    quiet, _ = _link(people, reminders=0)
+    assert quiet.expires_at - quiet.created_at == pytest.approx(
         datetime.timedelta(hours=72), abs=datetime.timedelta(seconds=5)
     )
     assert AuditEvent.objects.filter(object_type="outcomes.selfreportlink", action="create")
@@ -157,30 +162,32 @@ def test_no_mail_without_consent(people, completed_session):
 def test_reminders_come_daily_at_most_three_times_and_stop_once_answered(
     client, people, completed_session
 ):
-    links.send_due_links()
-    link = SelfReportLink.objects.get()
-    now = timezone.now()
-    assert links.send_reminders(now=now) == 0  # not a day yet
-    sent = 0
-    for _day in range(5):
-        SelfReportLink.objects.filter(pk=link.pk).update(
-            last_sent_at=now - datetime.timedelta(hours=25),
-            expires_at=now + datetime.timedelta(days=9),
-        )
-        sent += links.send_reminders(now=now)
-    assert sent == 3 and SelfReportLink.objects.get().reminders_sent == 3
-    # The newest reminder's link works; answering stops everything.
-    url = re.search(r"http\S+/q/\S+/", mail.outbox[-1].body).group(0)
-    path = url.replace("http://127.0.0.1:8000", "")
-    wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
-    client.get(path)
-    answered = client.post(ANSWER, {**wai, **SRS})
-    assert "Thank you" in answered.content.decode()
-    SelfReportLink.objects.filter(pk=link.pk).update(reminders_sent=0)
-    SelfReportLink.objects.filter(pk=link.pk).update(
-        last_sent_at=now - datetime.timedelta(hours=25)
-    )
-    assert links.send_reminders(now=now) == 0
+    import time_machine
+
+    sent_at = timezone.now().replace(microsecond=0)
+    with time_machine.travel(sent_at, tick=False) as traveller:
+        links.send_due_links()
+        link = SelfReportLink.objects.get()
+        assert links.send_reminders() == 0  # not a day yet
+        sent = []
+        # Beat's hourly runs over five days, with the link's real life (no moved expiry).
+        for hour in range(1, 5 * 24):
+            traveller.move_to(sent_at + datetime.timedelta(hours=hour))
+            if links.send_reminders():
+                sent.append(hour)
+        assert sent == [24, 48, 72] and SelfReportLink.objects.get().reminders_sent == 3
+        link.refresh_from_db()
+        assert link.expires_at >= sent_at + datetime.timedelta(hours=72 + 24)
+    # The newest reminder's link works until the link expires; answering stops everything.
+    with time_machine.travel(sent_at + datetime.timedelta(hours=80), tick=False):
+        url = re.search(r"http\S+/q/\S+/", mail.outbox[-1].body).group(0)
+        path = url.replace("http://127.0.0.1:8000", "")
+        wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
+        client.get(path)
+        answered = client.post(ANSWER, {**wai, **SRS})
+        assert "Thank you" in answered.content.decode()
+        SelfReportLink.objects.filter(pk=link.pk).update(reminders_sent=0)
+        assert links.send_reminders() == 0
 
 
 # --- more of the lifecycle -----------------------------------------------------------------
@@ -333,7 +340,7 @@ def test_use_is_audited_without_an_actor_and_creation_with_one(client, people):
     _answer(client, token, SRS)
     events = AuditEvent.objects.filter(object_type="outcomes.selfreportlink")
     assert events.get(action="create").actor == people.coach
-    used = events.get(action="update")
+    used = events.get(action="update", detail__link="answered")
     assert used.actor is None and used.detail["instruments"] == ["srs"]
     response_event = AuditEvent.objects.get(object_type="outcomes.response")
     assert response_event.actor is None and response_event.detail["source"] == "link"
@@ -400,7 +407,7 @@ def test_a_worker_that_loses_the_race_sends_nothing(people, completed_session, m
     assert len(mail.outbox) == 1
 
 
-def test_a_mail_server_error_leaves_no_link_and_the_next_run_retries(
+def test_a_mail_server_error_is_recorded_on_the_link_and_a_later_run_retries(
     people, completed_session, monkeypatch
 ):
     def refuse(*args, **kwargs):
@@ -408,9 +415,15 @@ def test_a_mail_server_error_leaves_no_link_and_the_next_run_retries(
 
     monkeypatch.setattr(links, "send_mail", refuse)
     assert links.send_due_links() == 0
-    assert SelfReportLink.objects.count() == 0
+    link = SelfReportLink.objects.get()
+    assert link.sent_at is None and link.failed_attempts == 1
+    assert link.last_failure == "ConnectionRefusedError"
     monkeypatch.undo()
-    assert links.send_due_links() == 1
+    assert links.send_due_links() == 0  # not in the same run's minute: the server was down
+    later = timezone.now() + links.UNSENT_RETRY_AFTER
+    assert links.send_due_links(now=later) == 1
+    link.refresh_from_db()
+    assert link.sent_at is not None and len(mail.outbox) == 1
 
 
 @pytest.mark.shifted_clock
