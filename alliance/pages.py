@@ -13,7 +13,14 @@ from clinic.models import Patient, Program
 from clinic.pages import paginate
 from clinic.services import record_patient_view, record_patients_view
 from outcomes.models import Instrument
-from outcomes.selectors import due_for_session, overdue_counts, responses_for
+from outcomes.selectors import (
+    completion_by_time_point,
+    delivery_log,
+    due_for_session,
+    measures_for,
+    measures_in_words,
+    responses_for,
+)
 from sessions import selectors as session_selectors
 from sessions.models import Session
 from sessions.services import record_session_view
@@ -31,9 +38,9 @@ def home(request):
     page.object_list = caseload.caseload_rows(user=request.user, patients=page.object_list)
     if query:
         record_patients_view(actor=request.user, patients=page.object_list, via="search")
-    overdue = overdue_counts(patient_ids=[p.pk for p in page.object_list])
+    measures = measures_in_words(patient_ids=[p.pk for p in page.object_list])
     for patient in page.object_list:
-        patient.overdue = overdue.get(patient.pk, 0)
+        patient.measures = measures.get(patient.pk, [])
     return render(
         request,
         "alliance/caseload.html",
@@ -56,6 +63,8 @@ def patient_detail(request, public_id):
         {
             "patient": patient,
             "responses": responses_for(patient=patient)[:10],
+            "measures": measures_for(patient=patient),
+            "deliveries": delivery_log(patient=patient),
             "instruments": Instrument.objects.order_by("code"),
             "open_flags": patient.flags.filter(status__in=Flag.UNRESOLVED).order_by("-raised_at"),
         },
@@ -105,6 +114,7 @@ def program_sessions(request, program_id):
             "page": page,
             "upcoming": session_selectors.program_upcoming(program=program),
             "event_rates": selectors.adverse_event_rates(program=program),
+            "completion": completion_by_time_point(program=program),
             **overview,
         },
     )

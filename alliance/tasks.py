@@ -1,6 +1,7 @@
 """Thin Celery tasks: ids in, one service call, retries on database trouble."""
 
 import logging
+import time
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
@@ -37,14 +38,38 @@ def notify_flags(flag_ids: list[int]) -> int:
     return sum(services.notify_flag(flag_id=flag_id) for flag_id in flag_ids)
 
 
+# A sweep stops taking new chunks after this long, well before the soft time limit: the
+# chunk in hand (about a second) and the notifications still fit, and what is left waits
+# in the outbox for the drain.
+SWEEP_BUDGET_SECONDS = 1200
+
+
+def _recompute_and_notify(patient_ids) -> int:
+    result = services.recompute_patients(
+        patient_ids=patient_ids, deadline=time.monotonic() + SWEEP_BUDGET_SECONDS
+    )
+    if result.left:
+        log.warning(
+            "Recompute stopped at its time budget; %s patient(s) wait in the outbox.",
+            len(result.left),
+        )
+    for flag_id in flag_inputs.unnotified_flag_ids():
+        services.notify_flag(flag_id=flag_id)
+    return len(result.failed)
+
+
 def _sweep(name: str, patient_ids) -> int | None:
     with advisory_lock(name) as mine:
         if not mine:
             return None
-        _totals, failed = services.recompute_patients(patient_ids=patient_ids())
-        for flag_id in flag_inputs.unnotified_flag_ids():
-            services.notify_flag(flag_id=flag_id)
-        return len(failed)
+        return _recompute_and_notify(patient_ids())
+
+
+@shared_task(name="alliance.recompute_patients", **_LONG)
+def recompute_patients(patient_ids: list[int]) -> int:
+    """Many patients at once (an import, a threshold change over a program), on the bulk
+    queue: one task for all of them, so a coach's save never queues behind thousands."""
+    return _recompute_and_notify(patient_ids)
 
 
 @shared_task(name="alliance.drain_stale", **_LONG)

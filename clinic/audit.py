@@ -3,6 +3,26 @@ from django.db import models
 from .models import AuditEvent, Patient
 
 
+def _event(
+    *,
+    actor,
+    action: str,
+    target: models.Model | None = None,
+    patient: Patient | None = None,
+    detail: dict | None = None,
+    object_type: str = "",
+    object_id: str = "",
+) -> AuditEvent:
+    return AuditEvent(
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        action=action,
+        object_type=target._meta.label_lower if target is not None else object_type,
+        object_id=str(getattr(target, "public_id", target.pk)) if target is not None else object_id,
+        patient=patient,
+        detail=detail or {},
+    )
+
+
 def audit_record(
     *,
     actor,
@@ -18,11 +38,20 @@ def audit_record(
     `actor` None is the system (a worker's automatic change). Something that is not a row
     (an export) names itself with `object_type` and `object_id` instead of `target`.
     """
-    return AuditEvent.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
+    event = _event(
+        actor=actor,
         action=action,
-        object_type=target._meta.label_lower if target is not None else object_type,
-        object_id=str(getattr(target, "public_id", target.pk)) if target is not None else object_id,
+        target=target,
         patient=patient,
-        detail=detail or {},
+        detail=detail,
+        object_type=object_type,
+        object_id=object_id,
     )
+    event.save()
+    return event
+
+
+def audit_records(entries: list[dict]) -> list[AuditEvent]:
+    """Write many audit rows in one statement (a sweep's automatic changes); each entry takes
+    `audit_record`'s keyword arguments. Call it inside the transaction of the changes."""
+    return AuditEvent.objects.bulk_create([_event(**entry) for entry in entries], batch_size=1000)

@@ -213,7 +213,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": env.int("CELERY_RESTORE_THROTTLE", default=10),
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The bulk queue; a coach's recomputes go to "<this>.interactive" (clinic.celery.route_task).
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="rapport")
+CELERY_TASK_ROUTES = ("clinic.celery.route_task",)
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)

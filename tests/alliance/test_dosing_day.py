@@ -22,8 +22,6 @@ from outcomes import services as outcome_services
 from sessions import services as session_services
 from sessions.models import Discharge, Session
 
-pytestmark = pytest.mark.shifted_clock
-
 
 def _vitals(people, session, *, point, minutes_ago=0, **values):
     return session_services.vitals_record(
@@ -63,6 +61,7 @@ def _serious(people, session, **values):
     )
 
 
+@pytest.mark.shifted_clock
 def test_a_high_pre_dose_blood_pressure_puts_the_dosing_at_risk_in_words(people, ketamine_dosing):
     dosing = ketamine_dosing(-30)  # the dose is due in half an hour
     _vitals(people, dosing, point="pre_dose", systolic=152, diastolic=94)
@@ -82,6 +81,7 @@ def test_a_normal_pre_dose_reading_adds_no_risk(people, ketamine_dosing):
     assert not [r for r in caseload.readiness_of(dosing).risks if r.key.startswith("vitals:")]
 
 
+@pytest.mark.shifted_clock
 def test_a_serious_adverse_event_is_flagged_at_once_notified_once_and_cleared_when_closed(
     people, ketamine_dosing, django_capture_on_commit_callbacks
 ):
@@ -140,6 +140,7 @@ def _client(people):
     return client
 
 
+@pytest.mark.shifted_clock
 def test_the_discharge_page_reads_the_sedation_score(client_for, people, ketamine_dosing):
     dosing = ketamine_dosing(130)
     _vitals(people, dosing, point="pre_discharge")
@@ -157,6 +158,7 @@ def test_the_discharge_page_reads_the_sedation_score(client_for, people, ketamin
     assert not discharge.is_override and discharge.sedation_resolved
 
 
+@pytest.mark.shifted_clock
 def test_the_session_page_shows_the_dosing_day_and_the_summary_prints_it(
     client_for, people, ketamine_dosing
 ):
@@ -192,6 +194,7 @@ def test_the_session_page_shows_the_dosing_day_and_the_summary_prints_it(
     assert "data-print" in html
 
 
+@pytest.mark.shifted_clock
 def test_the_dashboard_draws_vitals_with_thresholds_and_lists_adverse_events(
     client_for, people, ketamine_dosing
 ):

@@ -33,6 +33,10 @@ PUBLIC = {
     "link_open": "patient self-report link: the token is the credential (404 when unknown); "
     "it is traded for a session entry at once",
     "link_answer": "the questionnaire page of a link opened in this browser session (no token)",
+    "kiosk_answer": "the patient's page of a kiosk started in this browser (a signed token in the "
+    "session, no account); without one it shows the locked screen",
+    "kiosk_hand_back": "locks the kiosk started in this browser, if any",
+    "kiosk_locked": "the locked kiosk screen: the coach's code or sign-in reopens it",
     "password_set": "an invited member of staff's set-password link: the token is the credential",
 }
 
