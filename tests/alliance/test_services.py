@@ -168,3 +168,21 @@ def test_automatic_flag_changes_are_audited_as_the_system(people, rate, dosing_i
     services.recompute_patient(patient_id=people.patient.pk)
     cleared = AuditEvent.objects.filter(object_type="alliance.flag", detail__flag="cleared")
     assert cleared.exists() and cleared.first().patient == people.patient
+
+
+@pytest.mark.shifted_clock
+def test_the_set_based_sweep_stores_the_caseload_order(people, rate, dosing_in):
+    from clinic.models import Patient
+
+    dosing = dosing_in(3)
+    rate(bond=2)
+    # Forget what the save's own recompute stored: the sweep alone must put it back.
+    Patient.objects.filter(pk=people.patient.pk).update(
+        caseload_flag_rank=None, caseload_next_dosing_at=None
+    )
+    services.recompute_patients(patient_ids=[people.patient.pk])
+    patient = Patient.objects.get(pk=people.patient.pk)
+    open_flags = Flag.objects.filter(patient=people.patient, status__in=Flag.UNRESOLVED)
+    assert "weak_bond" in {f.kind for f in open_flags}
+    assert patient.caseload_flag_rank == min(Flag.SEVERITY_RANK[f.severity] for f in open_flags)
+    assert patient.caseload_next_dosing_at == dosing.scheduled_start
