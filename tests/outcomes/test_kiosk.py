@@ -83,7 +83,6 @@ def test_who_may_open_the_start_page(client, people, room, persona, expected):
     )
 
 
-@pytest.mark.shifted_clock
 def test_a_coach_of_the_patient_who_is_not_the_sessions_coach_may_not_start_it(
     client, people, room
 ):
@@ -100,7 +99,6 @@ def test_a_coach_of_the_patient_who_is_not_the_sessions_coach_may_not_start_it(
     assert not Kiosk.objects.exists() and "_auth_user_id" in client.session
 
 
-@pytest.mark.shifted_clock
 def test_a_patient_with_nothing_left_to_answer_gets_no_kiosk(client, people, room):
     for code, answers in (("wai-sr", WAI), ("srs", SRS)):
         services.response_record(
@@ -149,7 +147,6 @@ def test_the_patient_sees_only_their_due_questionnaires_and_one_send_makes_one_r
     assert responses.count() == 2
 
 
-@pytest.mark.shifted_clock
 def test_missing_answers_are_shown_again_with_what_was_typed(client, people, room):
     _start(client, people, room)
     page = client.post(ANSWER, WAI | {"srs-item_1": "7.5"})
@@ -217,7 +214,6 @@ def test_thirty_idle_minutes_lock_it_but_activity_keeps_it_open(client, people, 
     assert _kiosk_events(idle) == ["started", "locked", "ended"]
 
 
-@pytest.mark.shifted_clock
 def test_the_kiosk_browser_reaches_no_patients_record(client, people, room):
     other = PatientFactory(first_name="Quinn", last_name="Otherly")
     other_enrolment = EnrolmentFactory(patient=other, enrolled_by=people.admin)
@@ -239,7 +235,6 @@ def test_the_kiosk_browser_reaches_no_patients_record(client, people, room):
     assert "Otherly" not in client.get(ANSWER).content.decode()
 
 
-@pytest.mark.shifted_clock
 def test_a_forged_token_opens_nothing(client, people, room):
     _start(client, people, room)
     started = Kiosk.objects.get()
@@ -269,7 +264,6 @@ def test_beat_ends_a_tablet_left_idle_without_anyone_touching_it(client, people,
     assert client.get(ANSWER).url == LOCKED
 
 
-@pytest.mark.shifted_clock
 def test_starting_again_for_the_same_patient_locks_the_first_tablet(client, people, room):
     from django.test import Client
 
@@ -282,7 +276,6 @@ def test_starting_again_for_the_same_patient_locks_the_first_tablet(client, peop
     assert client.get(ANSWER).status_code == 200
 
 
-@pytest.mark.shifted_clock
 def test_the_coach_signs_in_on_the_locked_tablet_and_lands_on_the_session(client, people, room):
     from tests.factories import PASSWORD
 
