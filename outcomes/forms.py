@@ -8,7 +8,9 @@ from django import forms
 from django.utils import timezone
 from django.utils.html import format_html
 
-from sessions.forms import DateTimeInput
+from clinic.models import Program
+from sessions.forms import DateTimeInput, TimeInput
+from sessions.models import ProtocolStep, SessionKind
 
 # The question each questionnaire's items answer, in our own words (the definition files hold
 # only item labels; licensed wording for the items themselves is imported per version).
@@ -173,3 +175,67 @@ class CorrectionForm(ItemsForm):
             "reason",
         )
         self.helper.add_input(Submit("save", "Save correction"))
+
+
+class ProtocolForm(forms.Form):
+    """A protocol's own settings; its steps are edited one at a time."""
+
+    name = forms.CharField(max_length=200)
+    modality = forms.ChoiceField(choices=Program.Modality.choices)
+    min_preparation_before_dosing = forms.IntegerField(
+        label="Preparation sessions expected before a dosing",
+        min_value=0,
+        max_value=20,
+        initial=2,
+        help_text="A dosing with fewer completed preparations shows a warning.",
+    )
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    is_active = forms.BooleanField(label="Offered for new programs", required=False, initial=True)
+
+    def __init__(self, *args, submit_label="Save protocol", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _protocol_helper(submit_label)
+
+
+class ProtocolStepForm(forms.Form):
+    """One step: when it falls, how long it lasts, and the questionnaires due after it."""
+
+    order = forms.IntegerField(label="Step number", min_value=1, max_value=200)
+    kind = forms.ChoiceField(choices=SessionKind.choices)
+    label = forms.CharField(max_length=80, help_text="What staff see, e.g. Preparation 2.")
+    anchor = forms.ChoiceField(label="Counted from", choices=ProtocolStep.Anchor.choices)
+    day_offset = forms.IntegerField(label="Days", min_value=0, max_value=3650)
+    start_time = forms.TimeField(label="Suggested start (clinic time)", widget=TimeInput())
+    duration_minutes = forms.IntegerField(label="Duration (minutes)", min_value=1, max_value=1440)
+    is_group = forms.BooleanField(
+        label="One session shared by everyone in a group program", required=False
+    )
+    instruments_due = forms.MultipleChoiceField(
+        label="Questionnaires due after this step",
+        choices=[],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args, instruments, kept_order=(), submit_label="Save step", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["instruments_due"].choices = [
+            (instrument.code, f"{instrument.short_name}: {instrument.name}")
+            for instrument in instruments
+        ]
+        self._kept_order = list(kept_order)
+        self.helper = _protocol_helper(submit_label)
+
+    def clean_instruments_due(self):
+        """Codes the step already had keep their place (the order staff are asked in); new
+        ones follow in the order of the list."""
+        chosen = self.cleaned_data["instruments_due"]
+        kept = [code for code in self._kept_order if code in chosen]
+        return kept + [code for code in chosen if code not in kept]
+
+
+def _protocol_helper(label: str) -> FormHelper:
+    helper = FormHelper()
+    helper.form_tag = False
+    helper.add_input(Submit("submit", label))
+    return helper

@@ -306,3 +306,8 @@ def overdue_for(*, patient) -> list[dict]:
     instruments = {i.code: i for i in Instrument.objects.filter(code__in={c for *_, c in rows})}
     found = [{"session": sessions[s], "instrument": instruments[c]} for _, s, c in rows]
     return sorted(found, key=lambda row: row["session"].scheduled_start)
+
+
+def plannable_instruments() -> QuerySet[Instrument]:
+    """The questionnaires a protocol step may ask for, for the protocol pages."""
+    return Instrument.objects.order_by("code")

@@ -19,6 +19,8 @@ from .models import (
     Attendance,
     CalendarFeed,
     Discharge,
+    Protocol,
+    Room,
     Session,
     VitalLimits,
     VitalSigns,
@@ -533,3 +535,23 @@ def room_staff(session: Session, *, user) -> QuerySet:
     """Who may have taken a reading: the session's facilitators and the person entering it."""
     ids = [f.pk for f in session.facilitators.all()] + [user.pk]
     return get_user_model().objects.filter(pk__in=ids, is_active=True).order_by("display_name")
+
+
+# --- rooms and protocols (admin pages) ---------------------------------------------------------
+
+
+def rooms() -> QuerySet[Room]:
+    """Every room, with how many scheduled sessions from now on are booked in it."""
+    upcoming = Count(
+        "sessions",
+        filter=Q(sessions__status=Session.Status.SCHEDULED)
+        & Q(sessions__scheduled_end__gte=timezone.now()),
+    )
+    return Room.objects.annotate(upcoming=upcoming).order_by("-is_active", "name")
+
+
+def protocols() -> QuerySet[Protocol]:
+    """Every protocol with its number of steps and of programs that follow it."""
+    return Protocol.objects.annotate(
+        step_count=Count("steps", distinct=True), program_count=Count("programs", distinct=True)
+    ).order_by("-is_active", "name")
