@@ -23,20 +23,35 @@ class ProtocolStepInline(admin.TabularInline):
         "instruments_due",
         "monitoring",
     ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Protocol)
-class ProtocolAdmin(admin.ModelAdmin):
+class ProtocolAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
     list_display = ["name", "modality", "min_preparation_before_dosing", "is_active"]
     inlines = [ProtocolStepInline]
+    app_link_text = "Edit the protocol and its steps in the app (Programs → Protocols)"
 
-    def has_delete_permission(self, request, obj=None):
-        return False  # switch off with is_active; programs and sessions point at protocols
+    def app_url(self, obj) -> str:
+        return reverse("protocol_edit", args=[obj.pk])
 
 
 @admin.register(Room)
-class RoomAdmin(admin.ModelAdmin):
+class RoomAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
     list_display = ["name", "is_active"]
+    app_link_text = "Rename it or take it out of use in the app (Programs → Rooms)"
+
+    def app_url(self, obj) -> str:
+        return reverse("room_edit", args=[obj.pk])
 
 
 class AttendanceInline(admin.TabularInline):

@@ -109,3 +109,25 @@ def test_a_program_saved_in_the_admin_goes_through_the_audited_service(admin_cli
     program = Program.objects.get(name="Evening circle")
     event = AuditEvent.objects.get(object_type="clinic.program", object_id=str(program.pk))
     assert event.actor == superuser and event.detail["changes"]["name"]["new"] == "Evening circle"
+
+
+def test_rooms_and_protocols_are_read_only_in_the_admin_with_a_link_to_their_pages(
+    admin_client,
+):
+    from sessions.models import Protocol, Room
+
+    room = Room.objects.create(name="Garden room")
+    admin_client.post(_change(Room, room), {"name": "Renamed", "is_active": "on"})
+    room.refresh_from_db()
+    assert room.name == "Garden room"
+    assert (
+        reverse("room_edit", args=[room.pk])
+        in admin_client.get(_change(Room, room)).content.decode()
+    )
+    protocol = Protocol.objects.first()
+    admin_client.post(_change(Protocol, protocol), {"name": "Renamed", "modality": "other"})
+    protocol.refresh_from_db()
+    assert protocol.name != "Renamed"
+    page = admin_client.get(_change(Protocol, protocol)).content.decode()
+    assert reverse("protocol_edit", args=[protocol.pk]) in page
+    assert admin_client.get(_add(Room)).status_code == 403
