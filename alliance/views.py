@@ -16,7 +16,13 @@ from clinic.services import record_patient_view
 from sessions import monitoring
 from sessions import services as session_services
 from sessions.forms import DischargeForm
-from sessions.selectors import attendee_choices, can_log, chosen_patient, get_session_for
+from sessions.selectors import (
+    attendee_choices,
+    can_log,
+    chosen_patient,
+    get_session_for,
+    unlogged_without_facilitator,
+)
 from sessions.services import record_session_view
 
 from . import (
@@ -113,6 +119,7 @@ def flag_worklist(request):
             "form": form,
             "filtered": bool(filters and any(filters.values())),
             "query_string": form.query_string() if form.is_valid() else "",
+            "unfacilitated": unlogged_without_facilitator(user=request.user),
         },
     )
 

@@ -198,6 +198,24 @@ def to_log_for_coach(*, user) -> list[Session]:
     )
 
 
+def unlogged_without_facilitator(*, user, limit: int = 20) -> list[Session]:
+    """Sessions that have started, are still marked scheduled and have no facilitator: nobody
+    has them on their list to log, so clinicians and admins see them on their worklist.
+    Coaches: none (they are not theirs to chase)."""
+    if not sees_all_patients(user):
+        return []
+    return name_attendees(
+        _with_people(
+            Session.objects.filter(
+                status=Session.Status.SCHEDULED,
+                scheduled_start__lte=timezone.now(),
+                facilitators__isnull=True,
+            ).order_by("-scheduled_start")
+        )[:limit],
+        user=user,
+    )
+
+
 def next_session_prefetch() -> Prefetch:
     """Attach `patient.upcoming` (scheduled, not yet over) for caseload rows in one query."""
     upcoming = (

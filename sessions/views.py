@@ -16,7 +16,7 @@ from clinic.pages import form_page
 from clinic.selectors import coaches
 from clinic.services import record_patient_view
 
-from . import calendar, selectors, services
+from . import calendar, selectors, services, weekgrid
 from .forms import (
     AdverseEventEditForm,
     AdverseEventForm,
@@ -198,11 +198,14 @@ def patient_timeline(request, public_id):
 @login_required
 def my_calendar(request):
     week = selectors.calendar_week(request.GET.get("week"))
+    days = selectors.coach_week(user=request.user, monday=week.monday)
     return render(
         request,
         "sessions/calendar.html",
         {
-            "days": selectors.coach_week(user=request.user, monday=week.monday),
+            "days": days,
+            "grid": weekgrid.week_grid(days),
+            "today": timezone.localdate(),
             "monday": week.monday,
             "week": week.label,
             "previous_week": week.previous_label,
