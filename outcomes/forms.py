@@ -151,9 +151,17 @@ class LinkForm(forms.Form):
         label="Link valid for (hours)", min_value=1, max_value=24 * 14, initial=72
     )
 
-    def __init__(self, *args, choices, **kwargs):
+    send_by_email = forms.BooleanField(required=False)
+
+    def __init__(self, *args, choices, email_to: str = "", **kwargs):
+        """`email_to`: the patient's address when they agreed to e-mail; otherwise the link
+        can only be copied or scanned, and the form does not offer e-mail."""
         super().__init__(*args, **kwargs)
         self.fields["instruments"].choices = choices
+        if email_to:
+            self.fields["send_by_email"].label = f"Also e-mail it to them now ({email_to})"
+        else:
+            del self.fields["send_by_email"]
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True

@@ -150,10 +150,13 @@ def link_new(request, public_id):
     if session is not None:
         due = selectors.unanswered_codes(session, patient=patient)
         initial["instruments"] = [code for code in due if code in patient_rated]
-    form = LinkForm(request.POST or None, choices=choices, initial=initial)
+    email_to = patient.email if links.may_email(patient) else ""
+    form = LinkForm(request.POST or None, choices=choices, initial=initial, email_to=email_to)
     if request.method == "POST" and form.is_valid():
+        emailed = form.cleaned_data.get("send_by_email", False)
+        create = links.link_email_now if emailed else links.link_create
         try:
-            link, token = links.link_create(
+            link, token = create(
                 actor=request.user,
                 patient=patient,
                 instruments=form.cleaned_data["instruments"],
@@ -172,6 +175,7 @@ def link_new(request, public_id):
                     "link": link,
                     "url": links.url_for(token),
                     "qr": qr_data_uri(links.url_for(token)),
+                    "emailed_to": email_to if emailed else "",
                 },
             )
             page["Cache-Control"] = "no-store"
