@@ -1,3 +1,4 @@
+import re
 import uuid
 from decimal import Decimal
 
@@ -28,6 +29,28 @@ PROMPTS = {
     "(much more than usual).",
     "grid-hamd-17": "Rate each item from the interview, for the past week.",
 }
+
+
+# What the patient sees above each questionnaire: what it is about, in plain words. Staff pages
+# keep the instrument's full name; a patient has no use for "(version 3)" or "(16 items)".
+PATIENT_TITLES = {
+    "wai-sr": "Working with your care team",
+    "srs": "About today's session",
+    "phq-9": "How you have been feeling",
+    "gad-7": "Worry and anxiety",
+    "qids-sr-16": "Your mood, sleep and energy",
+    "meq-30": "Your experience during the dosing session",
+    "piq": "Insights from your dosing session",
+    "ebi": "Emotions during your dosing session",
+}
+
+
+def patient_title(definition: dict) -> str:
+    """The patient-facing title; an instrument without one shows its name without the
+    bracketed version or item count."""
+    if title := PATIENT_TITLES.get(definition["code"]):
+        return title
+    return re.sub(r"\s*\([^)]*\)\s*$", "", definition["name"])
 
 
 def prompt_for(definition: dict) -> HTML | None:
@@ -84,9 +107,10 @@ class ItemsForm(forms.Form):
     """The items of one questionnaire, built from its definition (radio groups, or a typed
     number with a slider for visual-analogue items)."""
 
-    def __init__(self, *args, definition: dict, wording=None, stacked=False, **kwargs):
+    def __init__(self, *args, definition: dict, wording=None, stacked=False, title=None, **kwargs):
         """`stacked` puts each answer on its own line (phones); otherwise answers sit side by
-        side (staff entry on a desktop or tablet)."""
+        side (staff entry on a desktop or tablet). `title` replaces the instrument's name
+        above the items (the patient's own page)."""
         super().__init__(*args, **kwargs)
         self.definition = definition
         self.item_layout = []
@@ -99,7 +123,9 @@ class ItemsForm(forms.Form):
         self.helper.form_tag = False
         self.helper.disable_csrf = True  # the templates put {% csrf_token %} in the form
         self.prompt = [prompt] if (prompt := prompt_for(definition)) else []
-        self.helper.layout = Layout(Fieldset(definition["name"], *self.prompt, *self.item_layout))
+        self.helper.layout = Layout(
+            Fieldset(title or definition["name"], *self.prompt, *self.item_layout)
+        )
 
     def answers(self) -> dict[int, Decimal | None]:
         return {

@@ -17,7 +17,7 @@ from clinic.services import record_patient_view
 from sessions.selectors import get_session_for
 
 from . import links, selectors, services
-from .forms import CorrectionForm, ItemsForm, LinkForm, ResponseForm
+from .forms import CorrectionForm, ItemsForm, LinkForm, ResponseForm, patient_title
 from .models import Instrument, Respondent, SelfReportLink
 
 
@@ -208,6 +208,7 @@ def _item_forms(request, codes: list[str]) -> list[tuple[str, ItemsForm]]:
                     definition=version.definition,
                     wording=selectors.wording_for(version),
                     stacked=True,
+                    title=patient_title(version.definition),
                 ),
             )
         )
