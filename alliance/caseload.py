@@ -17,6 +17,7 @@ from clinic.access import patients_visible_to
 from clinic.models import Patient
 from clinic.selectors import search_patients, with_current_care
 from outcomes.models import Instrument, Response, Score
+from outcomes.selectors import codes_due
 from sessions.models import Attendance, Session, SessionKind
 from sessions.selectors import latest_pre_dose_vitals, next_session_prefetch, to_log_prefetch
 
@@ -189,6 +190,7 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
             "session__program_id",
             "session__scheduled_start",
             "session__label",
+            "session__kind",
             "session__protocol_step__instruments_due",
         )
     ):
@@ -229,7 +231,9 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
         unanswered = (
             [
                 names[code]
-                for code in last["session__protocol_step__instruments_due"] or []
+                for code in codes_due(
+                    last["session__kind"], last["session__protocol_step__instruments_due"]
+                )
                 if code in names and (patient_id, last["session_id"], code) not in answered
             ]
             if last

@@ -15,7 +15,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from clinic.access import patients_visible_to
-from sessions.models import Attendance, Session
+from sessions.models import Attendance, Session, SessionKind
 
 from . import scoring
 from .models import Instrument, InstrumentVersion, Respondent, Response
@@ -163,10 +163,26 @@ def responses_for(*, patient) -> QuerySet[Response]:
 # --- the measurement plan ----------------------------------------------------------------
 
 
+# A session booked outside the protocol (an extra preparation, an extra integration) asks for
+# what the protocols ask after those kinds: the alliance, so the flags see it (DESIGN §1).
+ADHOC_DUE = {
+    SessionKind.PREPARATION: ("wai-sr", "srs"),
+    SessionKind.INTEGRATION: ("wai-sr", "srs"),
+}
+
+
+def codes_due(kind: str, step_codes: list[str] | None) -> list[str]:
+    """What is due after a session: its protocol step's codes, in the step's order, or for a
+    session with no step (`step_codes` None) what ADHOC_DUE asks after its kind."""
+    if step_codes is not None:
+        return list(step_codes)
+    return list(ADHOC_DUE.get(kind, ()))
+
+
 def planned_codes(session) -> list[str]:
-    """Instrument codes the protocol step puts after this session, in the step's order."""
+    """Instrument codes due after this session (see `codes_due`)."""
     step = session.protocol_step
-    return list(step.instruments_due) if step is not None else []
+    return codes_due(session.kind, step.instruments_due if step is not None else None)
 
 
 def _due_patients(session) -> list:
@@ -268,8 +284,9 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
         session__status=Session.Status.COMPLETED,
         session__scheduled_end__gte=since,
         session__scheduled_end__lte=until,
-        session__protocol_step__isnull=False,
-    ).values_list("patient_id", "session_id", "session__protocol_step__instruments_due")
+    ).values_list(
+        "patient_id", "session_id", "session__kind", "session__protocol_step__instruments_due"
+    )
     answered = set(
         Response.objects.filter(
             patient_id__in=patient_ids,
@@ -283,8 +300,8 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
     wanted = set(instruments.values_list("code", flat=True))
     return [
         (patient_id, session_id, code)
-        for patient_id, session_id, due in rows
-        for code in due
+        for patient_id, session_id, kind, step_codes in rows
+        for code in codes_due(kind, step_codes)
         if code in wanted and (patient_id, session_id, code) not in answered
     ]
 
