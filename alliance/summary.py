@@ -7,7 +7,7 @@ import datetime
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
-from .rules import Kind
+from .rules import Kind, Severity
 
 
 def _day(iso: str | None) -> str:
@@ -113,3 +113,66 @@ def summarise(kind: str, evidence: dict) -> str:
         ]
         return "Serious adverse event, not yet closed: " + "; ".join(events) + "."
     return ""
+
+
+def severity_reason(kind: str, severity: str, evidence: dict) -> str:
+    """Why the flag has its severity, in the words of the rule that set it (alliance/rules.py);
+    the page puts "Why high:" before it."""
+    if kind == Kind.WEAK_BOND:
+        if severity == Severity.HIGH:
+            return (
+                "The bond is more than 0.5 below the threshold of "
+                f"{_num(evidence['threshold'])}, with a dosing coming."
+            )
+        if evidence["bond"] >= evidence["threshold"]:
+            return (
+                "The bond is at or above the threshold, but below the clinic's "
+                f"{ordinal(evidence['percentile'])} percentile."
+            )
+        return (
+            f"The bond is below the threshold of {_num(evidence['threshold'])} by 0.5 "
+            "or less (more than 0.5 below would be high)."
+        )
+    if kind == Kind.BOND_DROP:
+        return "A fall larger than chance, whatever the level the bond fell to."
+    if kind == Kind.ALLIANCE_MISSING:
+        return (
+            f"A dosing within {_num(evidence.get('hours', 72))} hours with nothing to tell "
+            "how the alliance stands."
+        )
+    if kind == Kind.LOW_ALLIANCE:
+        return "A rating below the program's threshold, at any session."
+    if kind == Kind.SAFETY:
+        return "A safety question answered above 0 is acted on the same day."
+    if kind == Kind.SAFETY_UNANSWERED:
+        return "A safety question left blank cannot be taken as a no."
+    if kind == Kind.OFF_TRACK:
+        if severity == Severity.HIGH:
+            return (
+                "The bond was still at or above the 25th percentile at the step before, "
+                "so it fell off track."
+            )
+        return (
+            "Below the clinic's own patients at this step, and not at or above the 25th "
+            "percentile at the step before either (or there was no step before)."
+        )
+    if kind == Kind.ADVERSE_EVENT:
+        return "A serious adverse event is reviewed at once."
+    return ""
+
+
+def response_ids(evidence) -> list[int]:
+    """Every rating the evidence names, in the order it names them."""
+    found: list[int] = []
+    if isinstance(evidence, dict):
+        for key, value in evidence.items():
+            if key == "response_id" and isinstance(value, int):
+                found.append(value)
+            elif key == "response_ids" and isinstance(value, list):
+                found.extend(v for v in value if isinstance(v, int))
+            else:
+                found.extend(response_ids(value))
+    elif isinstance(evidence, list):
+        for value in evidence:
+            found.extend(response_ids(value))
+    return list(dict.fromkeys(found))

@@ -59,7 +59,12 @@ def flag_detail(request, public_id):
     return render(
         request,
         "alliance/flag_detail.html",
-        {"flag": flag, "summary": selectors.flag_summary(flag), "form": ResolveForm()},
+        {
+            "flag": flag,
+            "summary": selectors.flag_summary(flag),
+            "form": ResolveForm(),
+            "more": selectors.flag_page(flag=flag, user=request.user),
+        },
     )
 
 
@@ -93,7 +98,12 @@ def flag_resolve(request, public_id):
     return render(
         request,
         "alliance/flag_detail.html",
-        {"flag": flag, "summary": selectors.flag_summary(flag), "form": form},
+        {
+            "flag": flag,
+            "summary": selectors.flag_summary(flag),
+            "form": form,
+            "more": selectors.flag_page(flag=flag, user=request.user),
+        },
         status=200,
     )
 

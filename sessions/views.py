@@ -28,7 +28,7 @@ from .forms import (
     SessionLogForm,
     VitalsForm,
 )
-from .models import AdverseEvent, Session
+from .models import AdverseEvent, Session, SessionKind
 
 
 def _session(request, public_id):
@@ -267,7 +267,10 @@ def session_book(request, public_id, enrolment_id):
     _require_scheduler(request.user)
     enrolment = get_object_or_404(patient.enrolments.select_related("program"), pk=enrolment_id)
     record_patient_view(actor=request.user, patient=patient)
-    form = BookForm(request.POST or None, coaches=coaches())
+    initial = {}
+    if request.GET.get("kind") == SessionKind.PREPARATION:  # "Book an extra preparation" on a flag
+        initial = {"kind": SessionKind.PREPARATION, "label": "Extra preparation"}
+    form = BookForm(request.POST or None, coaches=coaches(), initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
