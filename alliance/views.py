@@ -290,6 +290,7 @@ def cohort_analytics(request):
             "cohort": cohort,
             "scatter": cohort.scatter_data() if cohort else {},
             "min_n": analytics.statistics.MIN_N,
+            "strength_legend": analytics.STRENGTH_LEGEND,
         },
     )
 

@@ -221,6 +221,11 @@ def test_choosing_an_analytics_cell_draws_its_scatter_plot(browser, live_server,
     )
     points = scatter.locator(".scatterlayer .point")
     assert points.count() >= 5
+    # The points and the least-squares line through them.
+    expect(scatter.locator(".scatterlayer .trace")).to_have_count(2)
+    outline = "(id) => getComputedStyle(document.querySelector(`button[data-cell='${id}']`)"
+    outline += ".closest('td')).outlineStyle"
+    assert page.evaluate(outline, "prep-1-0") == "solid"  # the cell shown is marked
     # A keyboard user reaches another cell and chooses it with Enter.
     cell = page.locator("button[data-cell='acute-0-0']")
     cell.focus()
@@ -228,6 +233,8 @@ def test_choosing_an_analytics_cell_draws_its_scatter_plot(browser, live_server,
     expect(scatter).to_have_attribute("data-shown-cell", "acute-0-0")
     expect(cell).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#scatter-summary")).to_contain_text("Peak PIQ against")
+    assert page.evaluate(outline, "acute-0-0") == "solid"
+    assert page.evaluate(outline, "prep-1-0") == "none"
     _screenshot(page, request)
     assert page.problems == []
 
