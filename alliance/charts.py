@@ -584,6 +584,18 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                     col=1,
                 )
                 definitions_seen.add(name)
+        for band in definition.get("bands", []):
+            # Each band says its name at the right edge, so the colours need no legend.
+            figure.add_annotation(
+                xref="x domain" if row == 1 else f"x{row} domain",
+                yref=axis,
+                x=1,
+                y=(band["min"] + band["max"]) / 2,
+                xanchor="right",
+                text=band["label"],
+                showarrow=False,
+                font={"size": 11, "color": "#495057"},
+            )
         top = definition["bands"][-1]["max"] if definition.get("bands") else None
         figure.update_yaxes(range=[0, top] if top else None, title_text="Total", row=row, col=1)
         if rule:

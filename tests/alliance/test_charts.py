@@ -144,6 +144,15 @@ def test_depression_shows_bands_and_marks_response_and_remission_against_baselin
     figure = _plain(chart)
     bands = [s for s in figure["layout"]["shapes"] if s["type"] == "rect"]
     assert len(bands) == 5 + 5  # PHQ-9 and QIDS-SR-16 each have five bands
+    # Every band is labelled with its name, inside its own plot and at its own height.
+    labels = {
+        (note["yref"], note["text"]): note["y"]
+        for note in figure["layout"]["annotations"]
+        if note.get("xanchor") == "right"
+    }
+    assert labels[("y", "Moderately severe")] == 17  # PHQ-9 15-19
+    assert ("y2", "Severe") in labels and ("y", "Minimal") in labels
+    assert len(labels) == 10
     responses = [t for t in figure["data"] if t["name"] == "Response"]
     remissions = [t for t in figure["data"] if t["name"] == "Remission"]
     assert [t["y"] for t in responses] == [[9, 4]]
