@@ -18,8 +18,25 @@
     return Promise.all(Array.from(root.querySelectorAll(".js-chart")).map(draw));
   }
 
+  // The dashboard's "Show follow-ups" switch: the charts that share a date range move to the
+  // whole of it, or back to the treatment period, together.
+  function showSpan(wholeSpan) {
+    document.querySelectorAll(".js-chart[data-span-all]").forEach(function (element) {
+      if (!element.layout) return;
+      const range = (wholeSpan ? element.dataset.spanAll : element.dataset.spanTreatment).split("|");
+      const update = {};
+      Object.keys(element.layout).filter(function (key) { return key.indexOf("xaxis") === 0; })
+        .forEach(function (key) { update[key + ".range"] = range.slice(); });
+      window.Plotly.relayout(element, update);
+    });
+  }
+
   window.RapportCharts = { draw: draw, drawAll: drawAll, config: config };
   document.addEventListener("DOMContentLoaded", function () {
     drawAll(document);
+    const spanSwitch = document.querySelector("[data-span-switch]");
+    if (spanSwitch) {
+      spanSwitch.addEventListener("change", function () { showSpan(spanSwitch.checked); });
+    }
   });
 })();

@@ -183,6 +183,32 @@ def test_a_clinician_sees_every_dashboard_chart_drawn_without_errors(
     assert page.problems == []
 
 
+def test_the_alliance_and_depression_charts_show_follow_ups_on_request(
+    browser, live_server, people, dashboard_data, request
+):
+    from tests.helpers import book_session
+
+    follow_up = book_session(
+        people.enrolment, actor=people.admin, kind="follow_up", hours_from_now=24 * 90
+    )
+    page = _page(browser, viewport={"width": 1280, "height": 900})
+    _sign_in(page, live_server, people.clinician)
+    page.goto(live_server.url + reverse("patient_dashboard", args=[people.patient.public_id]))
+    shared = page.locator(".js-chart[data-span-all]")
+    expect(shared).to_have_count(2)
+    for index in range(2):
+        expect(shared.nth(index)).to_have_attribute("data-rendered", "true", timeout=15_000)
+    ends = "[...document.querySelectorAll('.js-chart[data-span-all]')]"
+    ends += ".map(e => e.layout.xaxis.range[1].slice(0, 10))"
+    follow_up_day = timezone.localtime(follow_up.scheduled_start).date().isoformat()
+    before = page.evaluate(ends)
+    assert before[0] == before[1] and before[0] < follow_up_day  # the treatment period, alike
+    page.get_by_label(re.compile("Show follow-ups")).check()
+    page.wait_for_function(f"{ends}.every(end => end > '{follow_up_day}')", timeout=5_000)
+    _screenshot(page, request)
+    assert page.problems == []
+
+
 def test_another_coachs_patient_is_not_found(browser, live_server, people, request):
     page = _page(browser, viewport={"width": 1024, "height": 768})
     _sign_in(page, live_server, people.other_coach)
