@@ -4,12 +4,36 @@
   "use strict";
   const config = { responsive: true, displaylogo: false, displayModeBar: false };
 
+  // On a phone a one-row legend wraps at random and squeezes the plot above it: two short
+  // entries a line (long ones one a line) in smaller type, and the figure grows by the
+  // legend's rows instead, so the legend never takes the plot's room.
+  const PHONE_WIDTH = 576;
+  function phoneLayout(element, figure) {
+    if (element.clientWidth >= PHONE_WIDTH) return figure.layout;
+    const names = figure.data.filter(function (trace) {
+      return trace.name && trace.showlegend !== false;
+    }).map(function (trace) { return trace.name; });
+    // Half the width holds about 18 characters at this size; longer names get a whole line.
+    const perRow = names.every(function (name) { return name.length <= 18; }) ? 2 : 1;
+    const rows = Math.ceil(names.length / perRow);
+    return Object.assign({}, figure.layout, {
+      legend: Object.assign({}, figure.layout.legend, {
+        orientation: "h",
+        font: { size: 11 },
+        entrywidth: 1 / perRow,
+        entrywidthmode: "fraction",
+      }),
+      height: (figure.layout.height || 450) + rows * 20,
+    });
+  }
+
   function draw(element) {
     const source = document.getElementById(element.dataset.figure);
     if (!source) return Promise.resolve();
     const figure = JSON.parse(source.textContent);
     element.dataset.rendered = "pending";
-    return window.Plotly.newPlot(element, figure.data, figure.layout, config).then(function () {
+    const layout = phoneLayout(element, figure);
+    return window.Plotly.newPlot(element, figure.data, layout, config).then(function () {
       element.dataset.rendered = "true";
     });
   }

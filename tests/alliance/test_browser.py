@@ -209,6 +209,32 @@ def test_the_alliance_and_depression_charts_show_follow_ups_on_request(
     assert page.problems == []
 
 
+def test_on_a_phone_no_chart_legend_outgrows_its_plot(
+    browser, live_server, people, dashboard_data, request
+):
+    page = _page(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    _sign_in(page, live_server, people.clinician)
+    page.goto(live_server.url + reverse("patient_dashboard", args=[people.patient.public_id]))
+    charts = page.locator(".js-chart")
+    expect(charts).to_have_count(3)
+    for index in range(3):
+        expect(charts.nth(index)).to_have_attribute("data-rendered", "true", timeout=15_000)
+    sizes = page.evaluate(
+        "[...document.querySelectorAll('.js-chart')].map(chart => ({"
+        " legend: chart.querySelector('.legend').getBoundingClientRect().height,"
+        " plot: chart.querySelector('.draglayer .nsewdrag').getBoundingClientRect().height,"
+        " rows: new Set([...chart.querySelectorAll('.legend .traces')]"
+        "   .map(entry => Math.round(entry.getBoundingClientRect().top))).size,"
+        " entries: chart.querySelectorAll('.legend .traces').length }))"
+    )
+    for size in sizes:
+        assert size["legend"] < size["plot"], sizes
+    alliance = sizes[0]
+    assert alliance["rows"] < alliance["entries"], sizes  # short names sit two a line
+    _screenshot(page, request)
+    assert page.problems == []
+
+
 def test_another_coachs_patient_is_not_found(browser, live_server, people, request):
     page = _page(browser, viewport={"width": 1024, "height": 768})
     _sign_in(page, live_server, people.other_coach)
