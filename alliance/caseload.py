@@ -129,8 +129,13 @@ def _flag_fact(flag: Flag) -> readiness.FlagFact:
 
 
 def _concerns(flag: Flag, dosing: Session) -> bool:
-    """Per-dosing flags count for their own dosing; the rest are about the patient."""
-    if flag.kind in (Flag.Kind.WEAK_BOND, Flag.Kind.ALLIANCE_MISSING):
+    """Per-dosing flags count for their own dosing (a weak bond for every dosing its evidence
+    lists: one flag for the series, each dosing's readiness still at risk); the rest are about
+    the patient."""
+    if flag.kind == Flag.Kind.WEAK_BOND:
+        listed = {d.get("session_id") for d in flag.evidence.get("dosings", [])}
+        return flag.dosing_session_id in (None, dosing.pk) or dosing.pk in listed
+    if flag.kind == Flag.Kind.ALLIANCE_MISSING:
         return flag.dosing_session_id in (None, dosing.pk)
     return True
 

@@ -78,6 +78,8 @@ def flag_page(*, flag: Flag, user) -> FlagPage:
     }
     ratings = [found[pk] for pk in ids if pk in found]
     sessions = [flag.dosing_session] if flag.dosing_session else []
+    later = [d["session_id"] for d in flag.evidence.get("dosings", [])[1:]]
+    sessions += list(Session.objects.filter(pk__in=later).order_by("scheduled_start"))
     for rating in ratings:
         if rating.session is not None and rating.session not in sessions:
             sessions.append(rating.session)

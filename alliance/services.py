@@ -70,7 +70,7 @@ def recompute_patient(
     if kinds is not None:
         mine = mine.filter(kind__in=[k.value for k in kinds])
     unresolved = {
-        (f.kind, f.dosing_session_id): f
+        rules.flag_key(f.kind, f.dosing_session_id): f
         for f in mine.select_for_update(of=("self",))
         .select_related("dosing_session")
         .filter(status__in=Flag.UNRESOLVED)
@@ -81,10 +81,16 @@ def recompute_patient(
     for key, decision in decisions.items():
         flag = unresolved.get(key)
         if flag is not None:
-            if flag.evidence != decision.evidence or flag.severity != decision.severity:
+            # A per-patient flag moves on to the next dosing when its nearest one has passed.
+            if (
+                flag.evidence != decision.evidence
+                or flag.severity != decision.severity
+                or flag.dosing_session_id != decision.dosing_session_id
+            ):
                 flag.evidence = decision.evidence
                 flag.severity = decision.severity
-                flag.save(update_fields=["evidence", "severity", "updated_at"])
+                flag.dosing_session_id = decision.dosing_session_id
+                flag.save(update_fields=["evidence", "severity", "dosing_session", "updated_at"])
                 updated.append(flag)
             continue
         same = _resolved_with_same_basis(resolved_by_people, decision)
@@ -229,15 +235,14 @@ def recompute_patients(*, patient_ids, now=None) -> tuple[dict[str, int], list[i
 
 
 def _resolved_with_same_basis(resolved: list[Flag], decision: rules.Decision) -> Flag | None:
-    """The flag a person resolved for this very condition (same kind, dosing and basis).
+    """The flag a person resolved for this very condition (same `flag_key` and basis).
 
     New evidence (a newer rating, another safety answer) is a new basis: a new flag.
     """
     wanted = rules.basis(decision.kind, decision.evidence)
     for flag in resolved:
         if (
-            flag.kind == decision.kind.value
-            and flag.dosing_session_id == decision.dosing_session_id
+            rules.flag_key(flag.kind, flag.dosing_session_id) == decision.key
             and rules.basis(flag.kind, flag.evidence) == wanted
         ):
             return flag

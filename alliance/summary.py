@@ -32,8 +32,15 @@ def _num(value) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
+def _days(moments: list[str]) -> str:
+    days = [_day(moment) for moment in moments]
+    return days[0] if len(days) == 1 else ", ".join(days[:-1]) + " and " + days[-1]
+
+
 def summarise(kind: str, evidence: dict) -> str:
     dosing = f"; dosing on {_day(evidence['dosing_at'])}" if evidence.get("dosing_at") else ""
+    if len(evidence.get("dosings", [])) > 1:
+        dosing = f"; dosings on {_days([d['at'] for d in evidence['dosings']])}"
     if kind == Kind.WEAK_BOND:
         limit = f"below {_num(evidence['threshold'])}"
         if evidence.get("clinic_percentile") is not None:
