@@ -69,12 +69,19 @@ def recompute_patient(
     mine = Flag.objects.filter(patient=patient)
     if kinds is not None:
         mine = mine.filter(kind__in=[k.value for k in kinds])
-    unresolved = {
-        rules.flag_key(f.kind, f.dosing_session_id): f
-        for f in mine.select_for_update(of=("self",))
+    unresolved: dict[tuple, Flag] = {}
+    merged: list[Flag] = []  # raised once per dosing before PER_PATIENT: kept is the oldest
+    for f in (
+        mine.select_for_update(of=("self",))
         .select_related("dosing_session")
         .filter(status__in=Flag.UNRESOLVED)
-    }
+        .order_by("raised_at", "id")
+    ):
+        key = rules.flag_key(f.kind, f.dosing_session_id)
+        if key in unresolved:
+            merged.append(f)
+        else:
+            unresolved[key] = f
     resolved_by_people = list(mine.select_for_update().filter(status=Flag.Status.RESOLVED))
     still_applying: set[int] = set()
     created, updated, cleared = [], [], []
@@ -108,6 +115,12 @@ def recompute_patient(
                 raised_at=now,
             )
         )
+    for flag in merged:
+        flag.status = Flag.Status.AUTO_RESOLVED
+        flag.resolved_at = now
+        flag.resolution_note = "Merged into one flag for the patient's coming dosings."
+        flag.save(update_fields=["status", "resolved_at", "resolution_note", "updated_at"])
+        cleared.append(flag)
     for key, flag in unresolved.items():
         if key not in decisions and rules.Kind(flag.kind) in rules.AUTO_RESOLVING:
             flag.status = Flag.Status.AUTO_RESOLVED

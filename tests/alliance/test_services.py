@@ -98,6 +98,29 @@ def test_one_low_rating_before_two_dosings_is_one_flag_that_moves_on_to_the_next
     assert Flag.objects.filter(kind="weak_bond").count() == 1
 
 
+@pytest.mark.shifted_clock
+def test_flags_raised_once_per_dosing_before_are_merged_into_one(people, rate, dosing_in):
+    """Flags from before the per-patient rule (one per dosing) become one at the next run."""
+    first, second = dosing_in(3), dosing_in(10)
+    rate(bond=2)
+    _recompute(people)
+    kept = Flag.objects.get(kind="weak_bond")
+    Flag.objects.create(
+        patient=people.patient,
+        kind="weak_bond",
+        severity=kept.severity,
+        dosing_session=second,
+        evidence=kept.evidence,
+        raised_at=kept.raised_at,
+    )
+    result = _recompute(people)
+    (merged,) = result["cleared"]
+    assert merged.pk != kept.pk and merged.status == "auto_resolved"
+    assert "Merged into one flag" in merged.resolution_note
+    assert list(Flag.objects.filter(kind="weak_bond", status="open")) == [kept]
+    assert first.pk == kept.dosing_session_id
+
+
 def test_one_open_flag_per_patient_kind_and_dosing_is_a_database_rule(people, rate, dosing_in):
     from django.db import IntegrityError
     from django.utils import timezone
