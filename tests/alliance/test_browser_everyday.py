@@ -40,12 +40,10 @@ AXE_OPTIONS = {
 
 
 @pytest.fixture
-def clinic(people, ketamine_dosing):
+def clinic(people):
     """The persona patient with one of everything, plus a session that ended two hours ago,
-    that the coach facilitated and has not logged yet, and a ketamine dosing in the room now
-    (the dose given 50 minutes ago)."""
+    that the coach facilitated and has not logged yet."""
     world = build_world(people)
-    world.dosing_now = ketamine_dosing(50)
     start = timezone.now().replace(microsecond=0) - datetime.timedelta(hours=3)
     world.unlogged = session_services.session_book(
         actor=people.admin,
@@ -163,8 +161,16 @@ def test_the_caseload_fits_the_screen_with_the_log_button_in_view(
     assert page.problems == []
 
 
+@pytest.fixture
+def clinic_dosing_now(clinic, ketamine_dosing):
+    """`clinic`, and a ketamine dosing in the room now (the dose given 50 minutes ago)."""
+    clinic.dosing_now = ketamine_dosing(50)
+    return clinic
+
+
 @SIZES
-def test_main_pages_fit_the_screen_and_pass_axe(browser, live_server, clinic, size):
+def test_main_pages_fit_the_screen_and_pass_axe(browser, live_server, clinic_dosing_now, size):
+    clinic = clinic_dosing_now
     axe = Axe()
     problems = []
     signed_in = None
