@@ -102,6 +102,42 @@ class Cell:
     points: list[tuple[str, float, float]] = field(default_factory=list)
     no_variation: bool = False  # enough patients, but one measure has a single value
 
+    @property
+    def strength(self) -> str:
+        """The cell's colour on the grid: the sign of r and how strong it is by Cohen's rule of
+        thumb (0.1 small, 0.3 medium, 0.5 large); "" when there is no r or it is below 0.1."""
+        if self.result is None:
+            return ""
+        size = abs(self.result.r)
+        level = next((n for n, cut in ((3, 0.5), (2, 0.3), (1, 0.1)) if size >= cut), 0)
+        if level == 0:
+            return ""
+        return f"{'pos' if self.result.r > 0 else 'neg'}-{level}"
+
+    def fit(self) -> dict | None:
+        """The least-squares line across the range of x, when r is reported."""
+        if self.result is None:
+            return None
+        xs = [x for _, x, _ in self.points]
+        line = statistics.fit_line(xs, [y for _, _, y in self.points])
+        if line is None:
+            return None
+        slope, intercept = line
+        ends = [min(xs), max(xs)]
+        return {"x": ends, "y": [intercept + slope * x for x in ends], "slope": slope}
+
+
+# The legend under each grid: (strength, words), from strong negative to strong positive.
+STRENGTH_LEGEND = [
+    ("neg-3", "r ≤ −0.5"),
+    ("neg-2", "−0.5 < r ≤ −0.3"),
+    ("neg-1", "−0.3 < r ≤ −0.1"),
+    ("", "−0.1 < r < 0.1, or no r"),
+    ("pos-1", "0.1 ≤ r < 0.3"),
+    ("pos-2", "0.3 ≤ r < 0.5"),
+    ("pos-3", "r ≥ 0.5"),
+]
+
 
 @dataclass
 class Grid:
@@ -139,6 +175,7 @@ class Cohort:
                         "xTitle": cell.row_label,
                         "yTitle": cell.column_label,
                         "summary": _summary(cell),
+                        "fit": cell.fit(),
                     }
         return data
 

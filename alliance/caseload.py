@@ -17,6 +17,7 @@ from clinic.access import patients_visible_to
 from clinic.models import Patient
 from clinic.selectors import search_patients, with_current_care
 from outcomes.models import Instrument, Response, Score
+from outcomes.selectors import codes_due
 from sessions.models import Attendance, Session, SessionKind
 from sessions.selectors import latest_pre_dose_vitals, next_session_prefetch, to_log_prefetch
 
@@ -147,8 +148,13 @@ def _flag_fact(flag: Flag) -> readiness.FlagFact:
 
 
 def _concerns(flag: Flag, dosing: Session) -> bool:
-    """Per-dosing flags count for their own dosing; the rest are about the patient."""
-    if flag.kind in (Flag.Kind.WEAK_BOND, Flag.Kind.ALLIANCE_MISSING):
+    """Per-dosing flags count for their own dosing (a weak bond for every dosing its evidence
+    lists: one flag for the series, each dosing's readiness still at risk); the rest are about
+    the patient."""
+    if flag.kind == Flag.Kind.WEAK_BOND:
+        listed = {d.get("session_id") for d in flag.evidence.get("dosings", [])}
+        return flag.dosing_session_id in (None, dosing.pk) or dosing.pk in listed
+    if flag.kind == Flag.Kind.ALLIANCE_MISSING:
         return flag.dosing_session_id in (None, dosing.pk)
     return True
 
@@ -208,6 +214,7 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
             "session__program_id",
             "session__scheduled_start",
             "session__label",
+            "session__kind",
             "session__protocol_step__instruments_due",
         )
     ):
@@ -248,7 +255,9 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
         unanswered = (
             [
                 names[code]
-                for code in last["session__protocol_step__instruments_due"] or []
+                for code in codes_due(
+                    last["session__kind"], last["session__protocol_step__instruments_due"]
+                )
                 if code in names and (patient_id, last["session_id"], code) not in answered
             ]
             if last

@@ -147,6 +147,9 @@ class Chart:
     tables: list[Table]
     empty: str
     notes: list[str] = field(default_factory=list)
+    # The shared date range of the alliance and depression charts (see `shared_span`): the
+    # treatment period, shown first, and everything, for the "Show follow-ups" switch.
+    span: dict | None = None
 
 
 def _iso(moment: datetime.datetime) -> str:
@@ -584,6 +587,18 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                     col=1,
                 )
                 definitions_seen.add(name)
+        for band in definition.get("bands", []):
+            # Each band says its name at the right edge, so the colours need no legend.
+            figure.add_annotation(
+                xref="x domain" if row == 1 else f"x{row} domain",
+                yref=axis,
+                x=1,
+                y=(band["min"] + band["max"]) / 2,
+                xanchor="right",
+                text=band["label"],
+                showarrow=False,
+                font={"size": 11, "color": "#495057"},
+            )
         top = definition["bands"][-1]["max"] if definition.get("bands") else None
         figure.update_yaxes(range=[0, top] if top else None, title_text="Total", row=row, col=1)
         if rule:
@@ -856,8 +871,50 @@ def vitals_chart(facts: DashboardFacts) -> Chart:
     return chart
 
 
+SPAN_MARGIN = datetime.timedelta(days=3)
+# After the last preparation, dosing or integration session: still the treatment period.
+TREATMENT_TAIL = datetime.timedelta(days=7)
+
+
+def shared_span(facts: DashboardFacts) -> dict | None:
+    """One date range for the alliance and depression charts, so their dates line up: from the
+    first session or rating to a week after the last session that is not a follow-up (the
+    treatment period), and to the last date of all (with the follow-ups). None without dates."""
+    codes = {"wai-sr", *(code for code, _, _ in DEPRESSION)}
+    moments = [r.at for r in facts.responses if r.code in codes]
+    moments += [s.at for s in facts.sessions]
+    if not moments:
+        return None
+    start, end = min(moments) - SPAN_MARGIN, max(moments) + SPAN_MARGIN
+    treatment = [s.at for s in facts.sessions if s.kind != SessionKind.FOLLOW_UP]
+    treatment_end = min(max(treatment) + TREATMENT_TAIL, end) if treatment else end
+    return {
+        "treatment": [_iso(start), _iso(treatment_end)],
+        "all": [_iso(start), _iso(end)],
+        "has_follow_ups": treatment_end < end,
+    }
+
+
+def _show_span(chart: Chart, span: dict | None) -> Chart:
+    """Open the chart on the treatment period; every x axis of its subplots alike."""
+    if chart.figure is None or span is None:
+        return chart
+    layout = chart.figure["layout"]
+    for name in [key for key in layout if key.startswith("xaxis")] or ["xaxis"]:
+        layout.setdefault(name, {})["range"] = list(span["treatment"])
+        layout[name]["autorange"] = False
+    chart.span = span
+    return chart
+
+
 def dashboard_charts(facts: DashboardFacts) -> list[Chart]:
-    return [alliance_chart(facts), outcomes_chart(facts), acute_chart(facts), vitals_chart(facts)]
+    span = shared_span(facts)
+    return [
+        _show_span(alliance_chart(facts), span),
+        _show_span(outcomes_chart(facts), span),
+        acute_chart(facts),
+        vitals_chart(facts),
+    ]
 
 
 # --- program report and supervision (alliance.reports, alliance.supervision) ----------------

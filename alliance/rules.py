@@ -147,7 +147,20 @@ class Decision:
 
     @property
     def key(self) -> tuple[str, int | None]:
-        return (self.kind.value, self.dosing_session_id)
+        return flag_key(self.kind, self.dosing_session_id)
+
+
+# Kinds raised once per patient however many dosings are ahead: one low rating before a series
+# of dosings is one flag to handle. Its dosing is the nearest one, and moves on when that has
+# passed; a weak bond's evidence lists every dosing in its window ("dosings"), and each of
+# their readiness still counts it (bond drops and low alliance count for every dosing anyway).
+PER_PATIENT = frozenset({Kind.WEAK_BOND, Kind.BOND_DROP, Kind.LOW_ALLIANCE})
+
+
+def flag_key(kind: str, dosing_session_id: int | None) -> tuple[str, int | None]:
+    """Which open flag a decision is: per kind and dosing, or per kind for PER_PATIENT kinds
+    (so the flag stays the same one when its nearest dosing has passed)."""
+    return (str(kind), None if kind in PER_PATIENT else dosing_session_id)
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
@@ -185,11 +198,15 @@ def weak_bond(facts: Facts, t: Thresholds) -> list[Decision]:
     if not (below_fixed or below_percentile):
         return []
     severity = Severity.HIGH if latest.bond < t.weak_bond_below - 0.5 else Severity.MEDIUM
+    upcoming = _upcoming(facts, window)
+    if not upcoming:
+        return []
+    nearest = upcoming[0]
     return [
         Decision(
             Kind.WEAK_BOND,
             severity,
-            dosing.session_id,
+            nearest.session_id,
             {
                 "bond": latest.bond,
                 "rated_at": _iso(latest.at),
@@ -198,10 +215,10 @@ def weak_bond(facts: Facts, t: Thresholds) -> list[Decision]:
                 "threshold": t.weak_bond_below,
                 "clinic_percentile": facts.clinic_bond_percentile if percentile_applies else None,
                 "percentile": t.percentile,
-                "dosing_at": _iso(dosing.start),
+                "dosing_at": _iso(nearest.start),
+                "dosings": [{"session_id": d.session_id, "at": _iso(d.start)} for d in upcoming],
             },
         )
-        for dosing in _upcoming(facts, window)
     ]
 
 
@@ -499,7 +516,8 @@ def basis(kind: str, evidence: dict) -> tuple:
     dealt with that condition until a newer rating (a new basis) says otherwise.
     """
     if kind == Kind.WEAK_BOND:
-        return (evidence.get("response_id"), evidence.get("dosing_at"))
+        # The rating alone: a person who dealt with it has dealt with it for the whole series.
+        return (evidence.get("response_id"),)
     if kind == Kind.BOND_DROP:
         return tuple(evidence.get("response_ids", []))
     if kind == Kind.ALLIANCE_MISSING:
@@ -515,7 +533,7 @@ def basis(kind: str, evidence: dict) -> tuple:
 
 
 def evaluate(facts: Facts, thresholds: Thresholds) -> list[Decision]:
-    """Every flag that should be open now, at most one per (kind, dosing session)."""
+    """Every flag that should be open now, at most one per `flag_key`."""
     decisions: dict[tuple, Decision] = {}
     for rule in RULES:
         for decision in rule(facts, thresholds):

@@ -17,15 +17,15 @@ from django.db.models import (
 from django.http import Http404
 from django.utils import timezone
 
-from clinic.access import patients_visible_to
-from clinic.models import Enrolment, Patient, Program
+from clinic.access import can_manage_programs, patients_visible_to
+from clinic.models import AssignmentRole, CoachAssignment, Enrolment, Patient, Program
 from outcomes import scoring
 from outcomes.models import Response
 from sessions.models import AdverseEvent, Attendance, Session, SessionKind
 
 from .flag_inputs import session_label
 from .models import FhirExport, Flag, FlagRule
-from .summary import summarise
+from .summary import response_ids, severity_reason, summarise
 
 
 def flag_rule_for_editing(*, program_id: int | None) -> FlagRule:
@@ -52,6 +52,61 @@ def flag_for(*, user, public_id) -> Flag:
 
 def flag_summary(flag: Flag) -> str:
     return summarise(flag.kind, flag.evidence)
+
+
+@dataclass(frozen=True)
+class FlagPage:
+    """What the flag page shows beside the evidence: why this severity, the ratings it names,
+    the sessions involved, and (for admins) the two usual ways to act before the dosing."""
+
+    severity_reason: str
+    ratings: list  # Response rows, in the order the evidence names them
+    sessions: list  # the dosing first, then the sessions the ratings were given at
+    enrolment: Enrolment | None
+    lead: CoachAssignment | None
+    may_act: bool
+
+
+def flag_page(*, flag: Flag, user) -> FlagPage:
+    """`flag` comes from `flag_for`, already scoped to the user."""
+    ids = response_ids(flag.evidence)
+    found = {
+        r.pk: r
+        for r in Response.objects.filter(pk__in=ids, patient=flag.patient).select_related(
+            "version__instrument", "session"
+        )
+    }
+    ratings = [found[pk] for pk in ids if pk in found]
+    sessions = [flag.dosing_session] if flag.dosing_session else []
+    later = [d["session_id"] for d in flag.evidence.get("dosings", [])[1:]]
+    sessions += list(Session.objects.filter(pk__in=later).order_by("scheduled_start"))
+    for rating in ratings:
+        if rating.session is not None and rating.session not in sessions:
+            sessions.append(rating.session)
+    dosing = flag.dosing_session
+    if dosing is not None and dosing.enrolment_id:
+        enrolment = dosing.enrolment
+    else:
+        enrolment = (
+            flag.patient.enrolments.filter(status=Enrolment.Status.ACTIVE)
+            .order_by("-start_date", "-id")
+            .first()
+        )
+    lead = (
+        enrolment.assignments.filter(role=AssignmentRole.LEAD, end_date__isnull=True)
+        .select_related("coach")
+        .first()
+        if enrolment is not None
+        else None
+    )
+    return FlagPage(
+        severity_reason=severity_reason(flag.kind, flag.severity, flag.evidence),
+        ratings=ratings,
+        sessions=sessions,
+        enrolment=enrolment,
+        lead=lead,
+        may_act=can_manage_programs(user) and flag.is_unresolved,
+    )
 
 
 def flag_history(*, patient: Patient) -> list[dict]:

@@ -77,6 +77,7 @@ def recompute_patient(
         mine.select_for_update(of=("self",))
         .select_related("dosing_session")
         .filter(status__in=Flag.UNRESOLVED)
+        .order_by("raised_at", "id")
     )
     resolved_by_people = list(mine.select_for_update().filter(status=Flag.Status.RESOLVED))
     changes = _flag_changes(
@@ -87,12 +88,14 @@ def recompute_patient(
         now=now,
     )
     created, updated, cleared = changes.created, changes.updated, changes.cleared
-    for flag in created:
-        flag.save()
-    for flag in updated:
-        flag.save(update_fields=["evidence", "severity", "updated_at"])
+    # Cleared first, created last: a flag moving on to the next dosing, or a new one, must not
+    # meet an open flag the same change closes (one open flag per patient, kind and dosing).
     for flag in cleared:
         flag.save(update_fields=["status", "resolved_at", "resolution_note", "updated_at"])
+    for flag in updated:
+        flag.save(update_fields=["evidence", "severity", "dosing_session", "updated_at"])
+    for flag in created:
+        flag.save()
     for flag in changes.still_applies:
         flag.save(update_fields=["still_applies", "updated_at"])
 
@@ -159,15 +162,32 @@ def _flag_changes(
 ) -> FlagChanges:
     """Compare the rules' decisions with the patient's flags. Shared by the per-patient
     recompute and the sweep, so both write the same rows; only how they save differs."""
-    unresolved_by_key = {(f.kind, f.dosing_session_id): f for f in unresolved}
-    still_applying: set[int] = set()
+    unresolved_by_key: dict[tuple, Flag] = {}
     changes = FlagChanges()
+    # `unresolved` comes oldest first: flags once raised per dosing for a kind now raised per
+    # patient (rules.PER_PATIENT) merge into the oldest.
+    for flag in unresolved:
+        key = rules.flag_key(flag.kind, flag.dosing_session_id)
+        if key in unresolved_by_key:
+            flag.status = Flag.Status.AUTO_RESOLVED
+            flag.resolved_at = now
+            flag.resolution_note = "Merged into one flag for the patient's coming dosings."
+            changes.cleared.append(flag)
+        else:
+            unresolved_by_key[key] = flag
+    still_applying: set[int] = set()
     for key, decision in decisions.items():
         flag = unresolved_by_key.get(key)
         if flag is not None:
-            if flag.evidence != decision.evidence or flag.severity != decision.severity:
+            # A per-patient flag moves on to the next dosing when its nearest one has passed.
+            if (
+                flag.evidence != decision.evidence
+                or flag.severity != decision.severity
+                or flag.dosing_session_id != decision.dosing_session_id
+            ):
                 flag.evidence = decision.evidence
                 flag.severity = decision.severity
+                flag.dosing_session_id = decision.dosing_session_id
                 changes.updated.append(flag)
             continue
         same = _resolved_with_same_basis(resolved_by_people, decision)
@@ -402,6 +422,7 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str,
         Flag.objects.select_for_update(of=("self",))
         .select_related("dosing_session")
         .filter(patient_id__in=list(patients), status__in=[*Flag.UNRESOLVED, Flag.Status.RESOLVED])
+        .order_by("raised_at", "id")
     ):
         mine = unresolved if flag.status in Flag.UNRESOLVED else resolved
         mine.setdefault(flag.patient_id, []).append(flag)
@@ -417,15 +438,16 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str,
         for name in ("created", "updated", "cleared", "still_applies"):
             getattr(every, name).extend(getattr(changes, name))
     saved_at = timezone.now()
-    Flag.objects.bulk_create(every.created, batch_size=1000)
+    # In the per-patient order: cleared, moved, then created (see recompute_patient).
     for flags, fields in (
-        (every.updated, ["evidence", "severity"]),
         (every.cleared, ["status", "resolved_at", "resolution_note"]),
+        (every.updated, ["evidence", "severity", "dosing_session"]),
         (every.still_applies, ["still_applies"]),
     ):
         for flag in flags:
             flag.updated_at = saved_at
         Flag.objects.bulk_update(flags, [*fields, "updated_at"], batch_size=500)
+    Flag.objects.bulk_create(every.created, batch_size=1000)
     audit_records(
         [_automatic_entry(f, patients[f.patient_id], "raised") for f in every.created]
         + [
@@ -443,15 +465,14 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str,
 
 
 def _resolved_with_same_basis(resolved: list[Flag], decision: rules.Decision) -> Flag | None:
-    """The flag a person resolved for this very condition (same kind, dosing and basis).
+    """The flag a person resolved for this very condition (same `flag_key` and basis).
 
     New evidence (a newer rating, another safety answer) is a new basis: a new flag.
     """
     wanted = rules.basis(decision.kind, decision.evidence)
     for flag in resolved:
         if (
-            flag.kind == decision.kind.value
-            and flag.dosing_session_id == decision.dosing_session_id
+            rules.flag_key(flag.kind, flag.dosing_session_id) == decision.key
             and rules.basis(flag.kind, flag.evidence) == wanted
         ):
             return flag

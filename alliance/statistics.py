@@ -73,6 +73,16 @@ def pearson(xs, ys, *, confidence: float = 0.95) -> Correlation | None:
     )
 
 
+def fit_line(xs, ys) -> tuple[float, float] | None:
+    """Least-squares slope and intercept of y on x, for the line drawn on a scatter plot; None
+    where Pearson r is not reported either."""
+    x, y = _pairs(xs, ys)
+    if len(x) < MIN_N or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    result = _stats().linregress(x, y)
+    return float(result.slope), float(result.intercept)
+
+
 def no_variation(*series) -> bool:
     """True when any series (NaNs dropped) has values that are all equal."""
     for values in series:

@@ -7,7 +7,7 @@ import datetime
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
-from .rules import Kind
+from .rules import Kind, Severity
 
 
 def _day(iso: str | None) -> str:
@@ -32,8 +32,15 @@ def _num(value) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
+def _days(moments: list[str]) -> str:
+    days = [_day(moment) for moment in moments]
+    return days[0] if len(days) == 1 else ", ".join(days[:-1]) + " and " + days[-1]
+
+
 def summarise(kind: str, evidence: dict) -> str:
     dosing = f"; dosing on {_day(evidence['dosing_at'])}" if evidence.get("dosing_at") else ""
+    if len(evidence.get("dosings", [])) > 1:
+        dosing = f"; dosings on {_days([d['at'] for d in evidence['dosings']])}"
     if kind == Kind.WEAK_BOND:
         limit = f"below {_num(evidence['threshold'])}"
         if evidence.get("clinic_percentile") is not None:
@@ -113,3 +120,66 @@ def summarise(kind: str, evidence: dict) -> str:
         ]
         return "Serious adverse event, not yet closed: " + "; ".join(events) + "."
     return ""
+
+
+def severity_reason(kind: str, severity: str, evidence: dict) -> str:
+    """Why the flag has its severity, in the words of the rule that set it (alliance/rules.py);
+    the page puts "Why high:" before it."""
+    if kind == Kind.WEAK_BOND:
+        if severity == Severity.HIGH:
+            return (
+                "The bond is more than 0.5 below the threshold of "
+                f"{_num(evidence['threshold'])}, with a dosing coming."
+            )
+        if evidence["bond"] >= evidence["threshold"]:
+            return (
+                "The bond is at or above the threshold, but below the clinic's "
+                f"{ordinal(evidence['percentile'])} percentile."
+            )
+        return (
+            f"The bond is below the threshold of {_num(evidence['threshold'])} by 0.5 "
+            "or less (more than 0.5 below would be high)."
+        )
+    if kind == Kind.BOND_DROP:
+        return "A fall larger than chance, whatever the level the bond fell to."
+    if kind == Kind.ALLIANCE_MISSING:
+        return (
+            f"A dosing within {_num(evidence.get('hours', 72))} hours with nothing to tell "
+            "how the alliance stands."
+        )
+    if kind == Kind.LOW_ALLIANCE:
+        return "A rating below the program's threshold, at any session."
+    if kind == Kind.SAFETY:
+        return "A safety question answered above 0 is acted on the same day."
+    if kind == Kind.SAFETY_UNANSWERED:
+        return "A safety question left blank cannot be taken as a no."
+    if kind == Kind.OFF_TRACK:
+        if severity == Severity.HIGH:
+            return (
+                "The bond was still at or above the 25th percentile at the step before, "
+                "so it fell off track."
+            )
+        return (
+            "Below the clinic's own patients at this step, and not at or above the 25th "
+            "percentile at the step before either (or there was no step before)."
+        )
+    if kind == Kind.ADVERSE_EVENT:
+        return "A serious adverse event is reviewed at once."
+    return ""
+
+
+def response_ids(evidence) -> list[int]:
+    """Every rating the evidence names, in the order it names them."""
+    found: list[int] = []
+    if isinstance(evidence, dict):
+        for key, value in evidence.items():
+            if key == "response_id" and isinstance(value, int):
+                found.append(value)
+            elif key == "response_ids" and isinstance(value, list):
+                found.extend(v for v in value if isinstance(v, int))
+            else:
+                found.extend(response_ids(value))
+    elif isinstance(evidence, list):
+        for value in evidence:
+            found.extend(response_ids(value))
+    return list(dict.fromkeys(found))

@@ -16,7 +16,13 @@ from clinic.services import record_patient_view
 from sessions import monitoring
 from sessions import services as session_services
 from sessions.forms import DischargeForm
-from sessions.selectors import attendee_choices, can_log, chosen_patient, get_session_for
+from sessions.selectors import (
+    attendee_choices,
+    can_log,
+    chosen_patient,
+    get_session_for,
+    unlogged_without_facilitator,
+)
 from sessions.services import record_session_view
 
 from . import (
@@ -55,7 +61,12 @@ def flag_detail(request, public_id):
     return render(
         request,
         "alliance/flag_detail.html",
-        {"flag": flag, "summary": selectors.flag_summary(flag), "form": ResolveForm()},
+        {
+            "flag": flag,
+            "summary": selectors.flag_summary(flag),
+            "form": ResolveForm(),
+            "more": selectors.flag_page(flag=flag, user=request.user),
+        },
     )
 
 
@@ -89,7 +100,12 @@ def flag_resolve(request, public_id):
     return render(
         request,
         "alliance/flag_detail.html",
-        {"flag": flag, "summary": selectors.flag_summary(flag), "form": form},
+        {
+            "flag": flag,
+            "summary": selectors.flag_summary(flag),
+            "form": form,
+            "more": selectors.flag_page(flag=flag, user=request.user),
+        },
         status=200,
     )
 
@@ -115,6 +131,7 @@ def flag_worklist(request):
             "form": form,
             "filtered": bool(filters and any(filters.values())),
             "query_string": form.query_string() if form.is_valid() else "",
+            "unfacilitated": unlogged_without_facilitator(user=request.user),
         },
     )
 
@@ -300,6 +317,7 @@ def cohort_analytics(request):
             "cohort": cohort,
             "scatter": cohort.scatter_data() if cohort else {},
             "min_n": analytics.statistics.MIN_N,
+            "strength_legend": analytics.STRENGTH_LEGEND,
         },
     )
 

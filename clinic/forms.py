@@ -169,7 +169,16 @@ class LoginForm(NormalisedUsernameMixin, AuthenticationForm):
 
 
 class AdminLoginForm(NormalisedUsernameMixin, AdminAuthenticationForm):
-    pass
+    """The Django admin is for superusers; an admin signs in on the app's own sign-in page."""
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if not user.is_superuser:
+            raise forms.ValidationError(
+                self.error_messages["invalid_login"],
+                code="invalid_login",
+                params={"username": self.username_field.verbose_name},
+            )
 
 
 class TokenForm(forms.Form):

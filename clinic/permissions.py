@@ -7,10 +7,11 @@ ADMIN_APPS = ["clinic", "clinic_sessions", "outcomes", "alliance", "django_celer
 
 
 def grant_admin_permissions(**kwargs) -> None:
-    """After every migrate: the admin role may use the Django admin for the clinic's models.
+    """After every migrate: the admin role holds the model permissions for the clinic's models.
 
-    What the admin pages then allow (no deleting clinical records, a read-only audit log) is
-    decided by the ModelAdmin classes, not here.
+    The Django admin lets in superusers only (clinic/admin_site.py), so these matter only for
+    an admin who is also a superuser. What the admin pages then allow (no deleting clinical
+    records, a read-only audit log) is decided by the ModelAdmin classes, not here.
     """
     group = Group.objects.filter(name=Role.ADMIN).first()
     if group is None:

@@ -464,7 +464,8 @@ def user_create(
 
 @transaction.atomic
 def user_change_role(*, actor, user, role: str) -> User:
-    """Give a member of staff exactly one role (or none); admins may use the Django admin.
+    """Give a member of staff exactly one role (or none). `is_staff` follows the admin role,
+    but the Django admin itself lets in superusers only (clinic/admin_site.py).
 
     Audited with the role before and after. "superuser" is not a role: it cannot be granted.
     """

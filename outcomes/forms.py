@@ -1,3 +1,4 @@
+import re
 import uuid
 from decimal import Decimal
 
@@ -8,7 +9,9 @@ from django import forms
 from django.utils import timezone
 from django.utils.html import format_html
 
-from sessions.forms import DateTimeInput
+from clinic.models import Program
+from sessions.forms import DateTimeInput, TimeInput
+from sessions.models import ProtocolStep, SessionKind
 
 # The question each questionnaire's items answer, in our own words (the definition files hold
 # only item labels; licensed wording for the items themselves is imported per version).
@@ -26,6 +29,28 @@ PROMPTS = {
     "(much more than usual).",
     "grid-hamd-17": "Rate each item from the interview, for the past week.",
 }
+
+
+# What the patient sees above each questionnaire: what it is about, in plain words. Staff pages
+# keep the instrument's full name; a patient has no use for "(version 3)" or "(16 items)".
+PATIENT_TITLES = {
+    "wai-sr": "Working with your care team",
+    "srs": "About today's session",
+    "phq-9": "How you have been feeling",
+    "gad-7": "Worry and anxiety",
+    "qids-sr-16": "Your mood, sleep and energy",
+    "meq-30": "Your experience during the dosing session",
+    "piq": "Insights from your dosing session",
+    "ebi": "Emotions during your dosing session",
+}
+
+
+def patient_title(definition: dict) -> str:
+    """The patient-facing title; an instrument without one shows its name without the
+    bracketed version or item count."""
+    if title := PATIENT_TITLES.get(definition["code"]):
+        return title
+    return re.sub(r"\s*\([^)]*\)\s*$", "", definition["name"])
 
 
 def prompt_for(definition: dict) -> HTML | None:
@@ -82,9 +107,10 @@ class ItemsForm(forms.Form):
     """The items of one questionnaire, built from its definition (radio groups, or a typed
     number with a slider for visual-analogue items)."""
 
-    def __init__(self, *args, definition: dict, wording=None, stacked=False, **kwargs):
+    def __init__(self, *args, definition: dict, wording=None, stacked=False, title=None, **kwargs):
         """`stacked` puts each answer on its own line (phones); otherwise answers sit side by
-        side (staff entry on a desktop or tablet)."""
+        side (staff entry on a desktop or tablet). `title` replaces the instrument's name
+        above the items (the patient's own page)."""
         super().__init__(*args, **kwargs)
         self.definition = definition
         self.item_layout = []
@@ -97,7 +123,9 @@ class ItemsForm(forms.Form):
         self.helper.form_tag = False
         self.helper.disable_csrf = True  # the templates put {% csrf_token %} in the form
         self.prompt = [prompt] if (prompt := prompt_for(definition)) else []
-        self.helper.layout = Layout(Fieldset(definition["name"], *self.prompt, *self.item_layout))
+        self.helper.layout = Layout(
+            Fieldset(title or definition["name"], *self.prompt, *self.item_layout)
+        )
 
     def answers(self) -> dict[int, Decimal | None]:
         return {
@@ -160,9 +188,17 @@ class LinkForm(forms.Form):
         help_text="Only to patients who agreed to questionnaires by e-mail.",
     )
 
-    def __init__(self, *args, choices, **kwargs):
+    send_by_email = forms.BooleanField(required=False)
+
+    def __init__(self, *args, choices, email_to: str = "", **kwargs):
+        """`email_to`: the patient's address when they agreed to e-mail; otherwise the link
+        can only be copied or scanned, and the form does not offer e-mail."""
         super().__init__(*args, **kwargs)
         self.fields["instruments"].choices = choices
+        if email_to:
+            self.fields["send_by_email"].label = f"Also e-mail it to them now ({email_to})"
+        else:
+            del self.fields["send_by_email"]
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True
@@ -215,3 +251,67 @@ class KioskUnlockForm(forms.Form):
         self.helper.form_tag = False
         self.helper.disable_csrf = True
         self.helper.add_input(Submit("unlock", "Unlock", css_class="btn-lg"))
+
+
+class ProtocolForm(forms.Form):
+    """A protocol's own settings; its steps are edited one at a time."""
+
+    name = forms.CharField(max_length=200)
+    modality = forms.ChoiceField(choices=Program.Modality.choices)
+    min_preparation_before_dosing = forms.IntegerField(
+        label="Preparation sessions expected before a dosing",
+        min_value=0,
+        max_value=20,
+        initial=2,
+        help_text="A dosing with fewer completed preparations shows a warning.",
+    )
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    is_active = forms.BooleanField(label="Offered for new programs", required=False, initial=True)
+
+    def __init__(self, *args, submit_label="Save protocol", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _protocol_helper(submit_label)
+
+
+class ProtocolStepForm(forms.Form):
+    """One step: when it falls, how long it lasts, and the questionnaires due after it."""
+
+    order = forms.IntegerField(label="Step number", min_value=1, max_value=200)
+    kind = forms.ChoiceField(choices=SessionKind.choices)
+    label = forms.CharField(max_length=80, help_text="What staff see, e.g. Preparation 2.")
+    anchor = forms.ChoiceField(label="Counted from", choices=ProtocolStep.Anchor.choices)
+    day_offset = forms.IntegerField(label="Days", min_value=0, max_value=3650)
+    start_time = forms.TimeField(label="Suggested start (clinic time)", widget=TimeInput())
+    duration_minutes = forms.IntegerField(label="Duration (minutes)", min_value=1, max_value=1440)
+    is_group = forms.BooleanField(
+        label="One session shared by everyone in a group program", required=False
+    )
+    instruments_due = forms.MultipleChoiceField(
+        label="Questionnaires due after this step",
+        choices=[],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args, instruments, kept_order=(), submit_label="Save step", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["instruments_due"].choices = [
+            (instrument.code, f"{instrument.short_name}: {instrument.name}")
+            for instrument in instruments
+        ]
+        self._kept_order = list(kept_order)
+        self.helper = _protocol_helper(submit_label)
+
+    def clean_instruments_due(self):
+        """Codes the step already had keep their place (the order staff are asked in); new
+        ones follow in the order of the list."""
+        chosen = self.cleaned_data["instruments_due"]
+        kept = [code for code in self._kept_order if code in chosen]
+        return kept + [code for code in chosen if code not in kept]
+
+
+def _protocol_helper(label: str) -> FormHelper:
+    helper = FormHelper()
+    helper.form_tag = False
+    helper.add_input(Submit("submit", label))
+    return helper

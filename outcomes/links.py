@@ -314,6 +314,69 @@ def _live_email_codes(patient_ids, now) -> set[tuple[int, str]]:
     return {(patient_id, code) for patient_id, codes in rows for code in codes}
 
 
+def may_email(patient: Patient) -> bool:
+    """Whether staff may e-mail this patient a link now: an address, their agreement, and
+    still in care (the same rule as the hourly e-mails)."""
+    return _may_mail(patient)
+
+
+@transaction.atomic
+def link_email_now(
+    *,
+    actor,
+    patient: Patient,
+    instruments: list[str],
+    session: Session | None = None,
+    hours: int | None = None,
+) -> tuple[SelfReportLink, str]:
+    """Create a link and e-mail it to the patient at once; audited as created and as e-mailed.
+
+    It counts as the session's e-mailed link, so the daily reminders follow it and the hourly
+    job sends no second one. The mail goes out inside the transaction: if the mail server
+    refuses it, no link is left behind and the form says so.
+    """
+    if not _may_mail(patient):
+        raise ValidationError(
+            {"send_by_email": f"{patient.first_name} has not agreed to e-mail (or has no address)."}
+        )
+    try:
+        with transaction.atomic():
+            link, token = link_create(
+                actor=actor,
+                patient=patient,
+                instruments=instruments,
+                session=session,
+                hours=hours,
+                by_email=True,
+            )
+    except IntegrityError as exc:
+        raise ValidationError(
+            {
+                "send_by_email": "A link for this session was already e-mailed to them (it is "
+                "reminded daily). Untick e-mail to give a new one in the room."
+            }
+        ) from exc
+    now = timezone.now()
+    SelfReportLink.objects.filter(pk=link.pk).update(sent_at=now, last_sent_at=now)
+    try:
+        _send(link, token, reminder=False)
+    except OSError as exc:  # smtplib's errors are OSErrors: the server is down or refused it
+        log.warning("Could not e-mail a questionnaire link (link id %s): %s", link.pk, exc)
+        raise ValidationError(
+            "The e-mail could not be sent, so no link was created. Try again, or untick e-mail "
+            "and give the link in the room."
+        ) from exc
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.UPDATE,
+        target=link,
+        patient=patient,
+        detail={"link": "e-mailed"},
+    )
+    link.refresh_from_db()
+    return link, token
+
+
 def due_by_email(*, now=None) -> list[tuple[Session, Patient, list[str]]]:
     """Patient-rated questionnaires due after completed sessions, ready to mail: the session
     ended at least its send delay ago and not more than SEND_WINDOW before that, the patient

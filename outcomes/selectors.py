@@ -169,10 +169,26 @@ def responses_for(*, patient) -> QuerySet[Response]:
 # --- the measurement plan ----------------------------------------------------------------
 
 
+# A session booked outside the protocol (an extra preparation, an extra integration) asks for
+# what the protocols ask after those kinds: the alliance, so the flags see it (DESIGN §1).
+ADHOC_DUE = {
+    SessionKind.PREPARATION: ("wai-sr", "srs"),
+    SessionKind.INTEGRATION: ("wai-sr", "srs"),
+}
+
+
+def codes_due(kind: str, step_codes: list[str] | None) -> list[str]:
+    """What is due after a session: its protocol step's codes, in the step's order, or for a
+    session with no step (`step_codes` None) what ADHOC_DUE asks after its kind."""
+    if step_codes is not None:
+        return list(step_codes)
+    return list(ADHOC_DUE.get(kind, ()))
+
+
 def planned_codes(session) -> list[str]:
-    """Instrument codes the protocol step puts after this session, in the step's order."""
+    """Instrument codes due after this session (see `codes_due`)."""
     step = session.protocol_step
-    return list(step.instruments_due) if step is not None else []
+    return codes_due(session.kind, step.instruments_due if step is not None else None)
 
 
 def _due_patients(session) -> list:
@@ -291,10 +307,10 @@ def _overdue_rows(patient_ids, *, patient_rated_only: bool) -> list[tuple]:
         session__status=Session.Status.COMPLETED,
         session__scheduled_end__gte=since,
         session__scheduled_end__lte=until,
-        session__protocol_step__isnull=False,
     ).values_list(
         "patient_id",
         "session_id",
+        "session__kind",
         "session__protocol_step__instruments_due",
         "session__scheduled_end",
     )
@@ -311,8 +327,8 @@ def _overdue_rows(patient_ids, *, patient_rated_only: bool) -> list[tuple]:
     wanted = set(instruments.values_list("code", flat=True))
     return [
         (patient_id, session_id, code, ended)
-        for patient_id, session_id, due, ended in rows
-        for code in due
+        for patient_id, session_id, kind, step_codes, ended in rows
+        for code in codes_due(kind, step_codes)
         if code in wanted and (patient_id, session_id, code) not in answered
     ]
 
@@ -670,3 +686,8 @@ def delivery_log(*, patient) -> list[dict]:
 def _when(moment) -> str:
     local = timezone.localtime(moment)
     return f"{local.day} {local:%b %Y, %H:%M}"
+
+
+def plannable_instruments() -> QuerySet[Instrument]:
+    """The questionnaires a protocol step may ask for, for the protocol pages."""
+    return Instrument.objects.order_by("code")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import protocol_views, views
 
 urlpatterns = [
     path(
@@ -18,4 +18,17 @@ urlpatterns = [
     # The token-free page first: a link's token is exchanged for a session entry on /q/<token>/.
     path("q/answer/", views.link_answer, name="link_answer"),
     path("q/<str:token>/", views.link_open, name="link_open"),
+    path("protocols/", protocol_views.protocol_list, name="protocol_list"),
+    path("protocols/new/", protocol_views.protocol_create, name="protocol_create"),
+    path("protocols/<int:protocol_id>/", protocol_views.protocol_edit, name="protocol_edit"),
+    path(
+        "protocols/<int:protocol_id>/steps/new/",
+        protocol_views.protocol_step_create,
+        name="protocol_step_create",
+    ),
+    path(
+        "protocols/<int:protocol_id>/steps/<int:step_id>/",
+        protocol_views.protocol_step_edit,
+        name="protocol_step_edit",
+    ),
 ]

@@ -26,6 +26,7 @@ from .forms import (
     KioskUnlockForm,
     LinkForm,
     ResponseForm,
+    patient_title,
 )
 from .models import Instrument, Kiosk, KioskEnd, Respondent, SelfReportLink
 
@@ -159,10 +160,13 @@ def link_new(request, public_id):
     if session is not None:
         due = selectors.unanswered_codes(session, patient=patient)
         initial["instruments"] = [code for code in due if code in patient_rated]
-    form = LinkForm(request.POST or None, choices=choices, initial=initial)
+    email_to = patient.email if links.may_email(patient) else ""
+    form = LinkForm(request.POST or None, choices=choices, initial=initial, email_to=email_to)
     if request.method == "POST" and form.is_valid():
+        emailed = form.cleaned_data.get("send_by_email", False)
+        create = links.link_email_now if emailed else links.link_create
         try:
-            link, token = links.link_create(
+            link, token = create(
                 actor=request.user,
                 patient=patient,
                 instruments=form.cleaned_data["instruments"],
@@ -182,6 +186,7 @@ def link_new(request, public_id):
                     "link": link,
                     "url": links.url_for(token),
                     "qr": qr_data_uri(links.url_for(token)),
+                    "emailed_to": email_to if emailed else "",
                 },
             )
             page["Cache-Control"] = "no-store"
@@ -214,6 +219,7 @@ def _item_forms(request, codes: list[str]) -> list[tuple[str, ItemsForm]]:
                     definition=version.definition,
                     wording=selectors.wording_for(version),
                     stacked=True,
+                    title=patient_title(version.definition),
                 ),
             )
         )

@@ -1,10 +1,9 @@
-from django import forms
 from django.contrib import admin
 from django.urls import reverse
 
 from clinic.admin import ReadOnlyInAdmin
 
-from . import schedules, services
+from . import services
 from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Session, VitalLimits
 from .selectors import VITAL_LIMIT_FIELDS
 
@@ -24,40 +23,35 @@ class ProtocolStepInline(admin.TabularInline):
         "instruments_due",
         "monitoring",
     ]
+    readonly_fields = fields
 
+    def has_add_permission(self, request, obj=None):
+        return False
 
-class ProtocolForm(forms.ModelForm):
-    class Meta:
-        model = Protocol
-        fields = [
-            "name",
-            "description",
-            "modality",
-            "min_preparation_before_dosing",
-            "is_active",
-            "measurement_schedule",
-        ]
+    def has_change_permission(self, request, obj=None):
+        return False
 
-    def clean_measurement_schedule(self):
-        schedule = self.cleaned_data["measurement_schedule"]
-        if problems := schedules.schedule_errors(schedule):
-            raise forms.ValidationError(problems)
-        return schedule
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Protocol)
-class ProtocolAdmin(admin.ModelAdmin):
-    form = ProtocolForm
+class ProtocolAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
     list_display = ["name", "modality", "min_preparation_before_dosing", "is_active"]
     inlines = [ProtocolStepInline]
+    app_link_text = "Edit the protocol and its steps in the app (Programs → Protocols)"
 
-    def has_delete_permission(self, request, obj=None):
-        return False  # switch off with is_active; programs and sessions point at protocols
+    def app_url(self, obj) -> str:
+        return reverse("protocol_edit", args=[obj.pk])
 
 
 @admin.register(Room)
-class RoomAdmin(admin.ModelAdmin):
+class RoomAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
     list_display = ["name", "is_active"]
+    app_link_text = "Rename it or take it out of use in the app (Programs → Rooms)"
+
+    def app_url(self, obj) -> str:
+        return reverse("room_edit", args=[obj.pk])
 
 
 class AttendanceInline(admin.TabularInline):

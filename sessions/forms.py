@@ -277,3 +277,21 @@ class DischargeForm(forms.Form):
             )
             self.order_fields(["patient"])
         self.helper = _helper("Record discharge")
+
+
+class RoomForm(forms.Form):
+    name = forms.CharField(max_length=80)
+    is_active = forms.BooleanField(
+        label="In use (offered when booking)", required=False, initial=True
+    )
+
+    def __init__(self, *args, submit_label="Save room", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper(submit_label)
+
+
+class TimeInput(forms.TimeInput):
+    input_type = "time"
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%H:%M", **kwargs)

@@ -19,6 +19,8 @@ from .models import (
     Attendance,
     CalendarFeed,
     Discharge,
+    Protocol,
+    Room,
     Session,
     VitalLimits,
     VitalSigns,
@@ -192,6 +194,24 @@ def to_log_for_coach(*, user) -> list[Session]:
                 scheduled_start__lte=timezone.now(),
             ).order_by("-scheduled_start")
         )[:20],
+        user=user,
+    )
+
+
+def unlogged_without_facilitator(*, user, limit: int = 20) -> list[Session]:
+    """Sessions that have started, are still marked scheduled and have no facilitator: nobody
+    has them on their list to log, so clinicians and admins see them on their worklist.
+    Coaches: none (they are not theirs to chase)."""
+    if not sees_all_patients(user):
+        return []
+    return name_attendees(
+        _with_people(
+            Session.objects.filter(
+                status=Session.Status.SCHEDULED,
+                scheduled_start__lte=timezone.now(),
+                facilitators__isnull=True,
+            ).order_by("-scheduled_start")
+        )[:limit],
         user=user,
     )
 
@@ -540,3 +560,23 @@ def room_staff(session: Session, *, user) -> QuerySet:
     """Who may have taken a reading: the session's facilitators and the person entering it."""
     ids = [f.pk for f in session.facilitators.all()] + [user.pk]
     return get_user_model().objects.filter(pk__in=ids, is_active=True).order_by("display_name")
+
+
+# --- rooms and protocols (admin pages) ---------------------------------------------------------
+
+
+def rooms() -> QuerySet[Room]:
+    """Every room, with how many scheduled sessions from now on are booked in it."""
+    upcoming = Count(
+        "sessions",
+        filter=Q(sessions__status=Session.Status.SCHEDULED)
+        & Q(sessions__scheduled_end__gte=timezone.now()),
+    )
+    return Room.objects.annotate(upcoming=upcoming).order_by("-is_active", "name")
+
+
+def protocols() -> QuerySet[Protocol]:
+    """Every protocol with its number of steps and of programs that follow it."""
+    return Protocol.objects.annotate(
+        step_count=Count("steps", distinct=True), program_count=Count("programs", distinct=True)
+    ).order_by("-is_active", "name")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import setup_views, views
 
 urlpatterns = [
     path("sessions/<uuid:public_id>/log/", views.session_log, name="session_log"),
@@ -35,4 +35,7 @@ urlpatterns = [
     path("calendar/link/revoke/", views.calendar_feed_revoke, name="calendar_feed_revoke"),
     path("calendar/<str:token>.ics", views.calendar_feed, name="calendar_feed"),
     path("programs/", views.program_list, name="program_list"),
+    path("rooms/", setup_views.room_list, name="room_list"),
+    path("rooms/new/", setup_views.room_create, name="room_create"),
+    path("rooms/<int:room_id>/", setup_views.room_edit, name="room_edit"),
 ]

@@ -16,7 +16,7 @@ from clinic.pages import form_page
 from clinic.selectors import coaches
 from clinic.services import record_patient_view
 
-from . import calendar, selectors, services
+from . import calendar, selectors, services, weekgrid
 from .forms import (
     AdverseEventEditForm,
     AdverseEventForm,
@@ -28,7 +28,7 @@ from .forms import (
     SessionLogForm,
     VitalsForm,
 )
-from .models import AdverseEvent, Session
+from .models import AdverseEvent, Session, SessionKind
 
 
 def _session(request, public_id):
@@ -198,11 +198,14 @@ def patient_timeline(request, public_id):
 @login_required
 def my_calendar(request):
     week = selectors.calendar_week(request.GET.get("week"))
+    days = selectors.coach_week(user=request.user, monday=week.monday)
     return render(
         request,
         "sessions/calendar.html",
         {
-            "days": selectors.coach_week(user=request.user, monday=week.monday),
+            "days": days,
+            "grid": weekgrid.week_grid(days),
+            "today": timezone.localdate(),
             "monday": week.monday,
             "week": week.label,
             "previous_week": week.previous_label,
@@ -264,7 +267,10 @@ def session_book(request, public_id, enrolment_id):
     _require_scheduler(request.user)
     enrolment = get_object_or_404(patient.enrolments.select_related("program"), pk=enrolment_id)
     record_patient_view(actor=request.user, patient=patient)
-    form = BookForm(request.POST or None, coaches=coaches())
+    initial = {}
+    if request.GET.get("kind") == SessionKind.PREPARATION:  # "Book an extra preparation" on a flag
+        initial = {"kind": SessionKind.PREPARATION, "label": "Extra preparation"}
+    form = BookForm(request.POST or None, coaches=coaches(), initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

@@ -33,6 +33,13 @@ def people(db):
 
 
 @pytest.fixture
+def superuser(db):
+    """Whoever runs the installation: the only one the Django admin lets in. Also an admin by
+    role, since the staff services it calls check the role, not the flag."""
+    return UserFactory(role=Role.ADMIN, display_name="Rhea Root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
 def client_for(client):
     """Log the test client in as a persona: `client_for(people.coach)`."""
 

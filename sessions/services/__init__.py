@@ -7,7 +7,8 @@
 - `dosing_day`: vital signs, adverse events and the discharge check in the room;
 - `facilitators`: who facilitates which session, from a coach assignment;
 - `feeds`: a coach's private calendar feed;
-- `protocols`: protocol templates loaded from data files.
+- `protocols`: protocol templates loaded from data files;
+- `rooms`: rooms and protocol templates changed by admins in the app.
 
 Callers use `from sessions import services` and the names below.
 """
@@ -54,6 +55,13 @@ from .records import (
     session_correct,
     session_log,
 )
+from .rooms import (
+    PROTOCOL_FIELDS,
+    STEP_FIELDS,
+    protocol_save,
+    protocol_step_save,
+    room_save,
+)
 from .scheduling import (
     cancel_future_sessions_for_patient,
     clinic_zone,
@@ -76,7 +84,9 @@ __all__ = [
     "ORAL",
     "PARENTERAL",
     "PROTOCOLS_DIR",
+    "PROTOCOL_FIELDS",
     "ROLE_KINDS",
+    "STEP_FIELDS",
     "adverse_event_record",
     "adverse_event_update",
     "cancel_future_sessions_for_patient",
@@ -91,7 +101,10 @@ __all__ = [
     "find_conflicts",
     "load_protocols",
     "local_datetime",
+    "protocol_save",
+    "protocol_step_save",
     "record_session_view",
+    "room_save",
     "schedule_for_enrolment",
     "session_book",
     "session_cancel",

@@ -177,3 +177,36 @@ def test_last_preparation_breaks_a_tie_by_session_then_the_patients_own_rating_t
         dosings, [*rows, later_session], depression="phq-9"
     ).values()
     assert values["prep_bond"] == 2.0
+
+
+# --- how the grid and the scatter read ------------------------------------------------------
+
+
+def test_the_scatter_draws_the_least_squares_line_across_the_range_of_x():
+    bonds = [2.5, 3.0, 3.25, 3.5, 4.0, 4.25, 4.75]
+    depressions = [20, 17, 18, 12, 10, 11, 4]
+    cohort = _cohort_of(bonds, depressions)
+    cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
+    fit = cohort.scatter_data()[cell.id]["fit"]
+    line = stats.linregress(bonds, depressions)
+    assert fit["x"] == [2.5, 4.75]
+    assert fit["y"] == pytest.approx([line.intercept + line.slope * x for x in (2.5, 4.75)])
+    assert fit["slope"] == pytest.approx(line.slope) and fit["slope"] < 0
+
+
+def test_no_line_where_no_r_is_reported():
+    cohort = _cohort_of([2.5, 3.0, 3.5, 4.0], [20, 15, 12, 6])
+    cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
+    assert cohort.scatter_data()[cell.id]["fit"] is None and cell.strength == ""
+
+
+@pytest.mark.parametrize(
+    ("r", "strength"),
+    [(-0.62, "neg-3"), (-0.5, "neg-3"), (-0.3, "neg-2"), (-0.12, "neg-1"), (0.05, ""),
+     (0.1, "pos-1"), (0.49, "pos-2"), (0.91, "pos-3")],
+)  # fmt: skip
+def test_a_cells_colour_follows_the_sign_and_size_of_r(r, strength):
+    result = analytics.statistics.Correlation(r=r, n=20, p=0.01, ci_low=r - 0.2, ci_high=r + 0.2)
+    cell = analytics.Cell(id="x", row_label="a", column_label="b", result=result, n=20)
+    assert cell.strength == strength
+    assert strength in [key for key, _words in analytics.STRENGTH_LEGEND]

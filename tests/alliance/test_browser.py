@@ -183,6 +183,58 @@ def test_a_clinician_sees_every_dashboard_chart_drawn_without_errors(
     assert page.problems == []
 
 
+def test_the_alliance_and_depression_charts_show_follow_ups_on_request(
+    browser, live_server, people, dashboard_data, request
+):
+    from tests.helpers import book_session
+
+    follow_up = book_session(
+        people.enrolment, actor=people.admin, kind="follow_up", hours_from_now=24 * 90
+    )
+    page = _page(browser, viewport={"width": 1280, "height": 900})
+    _sign_in(page, live_server, people.clinician)
+    page.goto(live_server.url + reverse("patient_dashboard", args=[people.patient.public_id]))
+    shared = page.locator(".js-chart[data-span-all]")
+    expect(shared).to_have_count(2)
+    for index in range(2):
+        expect(shared.nth(index)).to_have_attribute("data-rendered", "true", timeout=15_000)
+    ends = "[...document.querySelectorAll('.js-chart[data-span-all]')]"
+    ends += ".map(e => e.layout.xaxis.range[1].slice(0, 10))"
+    follow_up_day = timezone.localtime(follow_up.scheduled_start).date().isoformat()
+    before = page.evaluate(ends)
+    assert before[0] == before[1] and before[0] < follow_up_day  # the treatment period, alike
+    page.get_by_label(re.compile("Show follow-ups")).check()
+    page.wait_for_function(f"{ends}.every(end => end > '{follow_up_day}')", timeout=5_000)
+    _screenshot(page, request)
+    assert page.problems == []
+
+
+def test_on_a_phone_no_chart_legend_outgrows_its_plot(
+    browser, live_server, people, dashboard_data, request
+):
+    page = _page(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    _sign_in(page, live_server, people.clinician)
+    page.goto(live_server.url + reverse("patient_dashboard", args=[people.patient.public_id]))
+    charts = page.locator(".js-chart")
+    expect(charts).to_have_count(3)
+    for index in range(3):
+        expect(charts.nth(index)).to_have_attribute("data-rendered", "true", timeout=15_000)
+    sizes = page.evaluate(
+        "[...document.querySelectorAll('.js-chart')].map(chart => ({"
+        " legend: chart.querySelector('.legend').getBoundingClientRect().height,"
+        " plot: chart.querySelector('.draglayer .nsewdrag').getBoundingClientRect().height,"
+        " rows: new Set([...chart.querySelectorAll('.legend .traces')]"
+        "   .map(entry => Math.round(entry.getBoundingClientRect().top))).size,"
+        " entries: chart.querySelectorAll('.legend .traces').length }))"
+    )
+    for size in sizes:
+        assert size["legend"] < size["plot"], sizes
+    alliance = sizes[0]
+    assert alliance["rows"] < alliance["entries"], sizes  # short names sit two a line
+    _screenshot(page, request)
+    assert page.problems == []
+
+
 def test_another_coachs_patient_is_not_found(browser, live_server, people, request):
     page = _page(browser, viewport={"width": 1024, "height": 768})
     _sign_in(page, live_server, people.other_coach)
@@ -221,6 +273,11 @@ def test_choosing_an_analytics_cell_draws_its_scatter_plot(browser, live_server,
     )
     points = scatter.locator(".scatterlayer .point")
     assert points.count() >= 5
+    # The points and the least-squares line through them.
+    expect(scatter.locator(".scatterlayer .trace")).to_have_count(2)
+    outline = "(id) => getComputedStyle(document.querySelector(`button[data-cell='${id}']`)"
+    outline += ".closest('td')).outlineStyle"
+    assert page.evaluate(outline, "prep-1-0") == "solid"  # the cell shown is marked
     # A keyboard user reaches another cell and chooses it with Enter.
     cell = page.locator("button[data-cell='acute-0-0']")
     cell.focus()
@@ -228,6 +285,8 @@ def test_choosing_an_analytics_cell_draws_its_scatter_plot(browser, live_server,
     expect(scatter).to_have_attribute("data-shown-cell", "acute-0-0")
     expect(cell).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#scatter-summary")).to_contain_text("Peak PIQ against")
+    assert page.evaluate(outline, "acute-0-0") == "solid"
+    assert page.evaluate(outline, "prep-1-0") == "none"
     _screenshot(page, request)
     assert page.problems == []
 

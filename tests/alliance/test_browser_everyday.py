@@ -74,6 +74,8 @@ def _too_wide(page):
 def _main_pages(world):
     """(persona, page name, URL) for every main page; the list the axe-core check covers."""
     patient = world.patient.public_id
+    dosing = world.dosing_now.public_id
+    step = reverse("protocol_step_edit", args=[world.step.protocol_id, world.step.pk])
     return [
         (world.coach, "caseload", reverse("home")),
         (world.coach, "my sessions", reverse("my_calendar")),
@@ -81,6 +83,10 @@ def _main_pages(world):
         (world.coach, "session", reverse("session_detail", args=[world.session.public_id])),
         (world.coach, "enter WAI-SR", reverse("response_new", args=[patient, "wai-sr"])),
         (world.coach, "log session", reverse("session_log", args=[world.unlogged.public_id])),
+        (world.coach, "dosing day", reverse("session_detail", args=[dosing])),
+        (world.coach, "record vital signs", reverse("session_vitals", args=[dosing])),
+        (world.coach, "discharge", reverse("session_discharge", args=[dosing])),
+        (world.coach, "supervision", reverse("supervision")),
         (world.clinician, "caseload", reverse("home")),
         (world.clinician, "patients", reverse("patient_list")),
         (world.clinician, "dashboard", reverse("patient_dashboard", args=[patient])),
@@ -91,6 +97,14 @@ def _main_pages(world):
         (world.clinician, "response", reverse("response_detail", args=[world.response.public_id])),
         (world.clinician, "analytics", reverse("cohort_analytics")),
         (world.clinician, "exports", reverse("export")),
+        (world.clinician, "supervision", reverse("supervision")),
+        (world.clinician, "program report", reverse("program_report")),
+        (world.clinician, "dosing day", reverse("session_detail", args=[dosing])),
+        (
+            world.clinician,
+            "monitoring summary",
+            reverse("session_monitoring_summary", args=[dosing]),
+        ),
         (world.admin, "programs", reverse("program_list")),
         (world.admin, "program sessions", reverse("program_sessions", args=[world.program.pk])),
         (world.admin, "edit patient", reverse("patient_edit", args=[patient])),
@@ -99,6 +113,11 @@ def _main_pages(world):
         (world.admin, "staff", reverse("staff_list")),
         (world.admin, "invite staff", reverse("staff_invite")),
         (world.admin, "new program", reverse("program_create")),
+        (world.admin, "rooms", reverse("room_list")),
+        (world.admin, "room", reverse("room_edit", args=[world.room.pk])),
+        (world.admin, "protocols", reverse("protocol_list")),
+        (world.admin, "protocol", reverse("protocol_edit", args=[world.step.protocol_id])),
+        (world.admin, "protocol step", step),
     ]
 
 
@@ -142,8 +161,16 @@ def test_the_caseload_fits_the_screen_with_the_log_button_in_view(
     assert page.problems == []
 
 
+@pytest.fixture
+def clinic_dosing_now(clinic, ketamine_dosing):
+    """`clinic`, and a ketamine dosing in the room now (the dose given 50 minutes ago)."""
+    clinic.dosing_now = ketamine_dosing(50)
+    return clinic
+
+
 @SIZES
-def test_main_pages_fit_the_screen_and_pass_axe(browser, live_server, clinic, size):
+def test_main_pages_fit_the_screen_and_pass_axe(browser, live_server, clinic_dosing_now, size):
+    clinic = clinic_dosing_now
     axe = Axe()
     problems = []
     signed_in = None

@@ -144,6 +144,15 @@ def test_depression_shows_bands_and_marks_response_and_remission_against_baselin
     figure = _plain(chart)
     bands = [s for s in figure["layout"]["shapes"] if s["type"] == "rect"]
     assert len(bands) == 5 + 5  # PHQ-9 and QIDS-SR-16 each have five bands
+    # Every band is labelled with its name, inside its own plot and at its own height.
+    labels = {
+        (note["yref"], note["text"]): note["y"]
+        for note in figure["layout"]["annotations"]
+        if note.get("xanchor") == "right"
+    }
+    assert labels[("y", "Moderately severe")] == 17  # PHQ-9 15-19
+    assert ("y2", "Severe") in labels and ("y", "Minimal") in labels
+    assert len(labels) == 10
     responses = [t for t in figure["data"] if t["name"] == "Response"]
     remissions = [t for t in figure["data"] if t["name"] == "Remission"]
     assert [t["y"] for t in responses] == [[9, 4]]
@@ -272,3 +281,37 @@ def test_every_figure_is_plain_json():
     )
     for chart in charts.dashboard_charts(facts):
         assert json.loads(json.dumps(chart.figure))["data"]
+
+
+# --- the shared date range ------------------------------------------------------------------
+
+
+def _session(session_id, days, kind):
+    return charts.SessionMark(session_id=session_id, at=_at(days), kind=kind, label="", status="")
+
+
+def test_alliance_and_depression_open_on_the_same_treatment_period():
+    sessions = [
+        _session(1, 0, "preparation"),
+        _session(2, 10, "dosing"),
+        _session(3, 12, "integration"),
+        _session(4, 100, "follow_up"),
+    ]
+    responses = [_wai(1, bond=3.0), _total("phq-9", -5, 18, "Moderately severe")]
+    responses += [_total("phq-9", 104, 6, "Mild")]
+    alliance, depression, *_ = charts.dashboard_charts(_facts(responses, sessions))
+    treatment = ["2026-02-22 10:00", "2026-03-21 10:00"]  # 3 days before the first PHQ-9 to
+    assert alliance.span["treatment"] == treatment  # a week after the integration session
+    assert alliance.span["all"] == ["2026-02-22 10:00", "2026-06-17 10:00"]
+    assert alliance.span["has_follow_ups"] and depression.span == alliance.span
+    for chart in (alliance, depression):
+        layout = _plain(chart)["layout"]
+        axes = [value for key, value in layout.items() if key.startswith("xaxis")]
+        assert axes and all(axis["range"] == treatment for axis in axes)
+
+
+def test_without_follow_ups_the_treatment_period_is_everything():
+    sessions = [_session(1, 0, "preparation"), _session(2, 10, "dosing")]
+    span = charts.shared_span(_facts([_wai(1, bond=3.0)], sessions))
+    assert span["treatment"] == span["all"] and not span["has_follow_ups"]
+    assert charts.shared_span(_facts()) is None

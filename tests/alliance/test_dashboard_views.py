@@ -168,6 +168,12 @@ def test_analytics_has_numbers_on_the_seeded_clinic(client, seeded):
         .split("</script>")[0]
     )
     assert len(scatter[headline.id]["x"]) == headline.result.n
+    assert scatter[headline.id]["fit"] is not None  # the least-squares line is drawn
+    # The cell is tinted by its r, and the grid says what the tints mean.
+    html = response.content.decode()
+    cell = html.split(f'data-cell="{headline.id}"')[0].rsplit("<td", 1)[1]
+    assert (f"r-{headline.strength}" in cell) if headline.strength else ("r-pos" not in cell)
+    assert 'class="list-inline small r-legend' in html and "r ≥ 0.5" in html
     bond = next(change for change in cohort.changes if change.label == "Bond")
     assert bond.result is not None and bond.result.n >= 5
 

@@ -97,10 +97,13 @@ def test_weak_bond_evidence_and_severity():
     assert decision.evidence["dosing_at"] == (NOW + days(7)).isoformat()
 
 
-def test_one_weak_bond_flag_per_upcoming_dosing():
-    dosings = [Dosing(1, NOW + days(2)), Dosing(2, NOW + days(10))]
+def test_one_weak_bond_flag_for_a_series_of_dosings_naming_them_all():
+    dosings = [Dosing(2, NOW + days(10)), Dosing(1, NOW + days(2)), Dosing(3, NOW + days(20))]
     decisions = evaluate(Facts(now=NOW, alliance=[wai(3.0)], dosings=dosings), T)
-    assert sorted(d.dosing_session_id for d in decisions if d.kind == Kind.WEAK_BOND) == [1, 2]
+    (weak,) = [d for d in decisions if d.kind == Kind.WEAK_BOND]
+    assert weak.dosing_session_id == 1  # the nearest; the 20-day one is outside the window
+    assert [d["session_id"] for d in weak.evidence["dosings"]] == [1, 2]
+    assert weak.key == ("weak_bond", None)  # the same flag whichever dosing is nearest
 
 
 # --- bond_drop -----------------------------------------------------------------------------

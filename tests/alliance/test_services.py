@@ -75,6 +75,56 @@ def test_a_resolved_flag_is_not_raised_again_for_the_same_evidence(people, rate,
     assert Flag.objects.filter(kind="weak_bond", status="open").count() == 1
 
 
+@pytest.mark.shifted_clock
+def test_one_low_rating_before_two_dosings_is_one_flag_that_moves_on_to_the_next(
+    people, rate, dosing_in
+):
+    from sessions.models import Session
+
+    first, second = dosing_in(3), dosing_in(10)
+    rate(bond=2)
+    _recompute(people)
+    flag = Flag.objects.get(kind="weak_bond")
+    assert flag.dosing_session == first
+    assert [d["session_id"] for d in flag.evidence["dosings"]] == [first.pk, second.pk]
+    # Each dosing's readiness still counts it.
+    from alliance.caseload import dosing_readiness
+
+    readiness = dosing_readiness([first, second])
+    for dosing in (first, second):
+        assert any(f"flag:{flag.public_id}" == risk.key for risk in readiness[dosing.pk].risks)
+    # The first dosing is over: the same flag now concerns the second, and nothing new is sent.
+    Session.objects.filter(pk=first.pk).update(status="completed")
+    result = _recompute(people)
+    assert result["created"] == [] and result["cleared"] == []
+    flag.refresh_from_db()
+    assert flag.status == "open" and flag.dosing_session == second
+    assert Flag.objects.filter(kind="weak_bond").count() == 1
+
+
+@pytest.mark.shifted_clock
+def test_flags_raised_once_per_dosing_before_are_merged_into_one(people, rate, dosing_in):
+    """Flags from before the per-patient rule (one per dosing) become one at the next run."""
+    first, second = dosing_in(3), dosing_in(10)
+    rate(bond=2)
+    _recompute(people)
+    kept = Flag.objects.get(kind="weak_bond")
+    Flag.objects.create(
+        patient=people.patient,
+        kind="weak_bond",
+        severity=kept.severity,
+        dosing_session=second,
+        evidence=kept.evidence,
+        raised_at=kept.raised_at,
+    )
+    result = _recompute(people)
+    (merged,) = result["cleared"]
+    assert merged.pk != kept.pk and merged.status == "auto_resolved"
+    assert "Merged into one flag" in merged.resolution_note
+    assert list(Flag.objects.filter(kind="weak_bond", status="open")) == [kept]
+    assert first.pk == kept.dosing_session_id
+
+
 def test_one_open_flag_per_patient_kind_and_dosing_is_a_database_rule(people, rate, dosing_in):
     from django.db import IntegrityError
     from django.utils import timezone

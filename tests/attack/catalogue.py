@@ -18,7 +18,7 @@ from django.utils import timezone
 
 # Patterns the suite does not walk, and why. Keyed by the start of the route.
 EXEMPT_PREFIXES = {
-    "admin/": "Django admin internals: its own permission system (is_staff) and its own tests "
+    "admin/": "Django admin internals: superusers only (clinic/admin_site.py), and its own tests "
     "(tests/outcomes/test_admin.py, tests/clinic/test_security.py)",
     "static/": "static files, served by whitenoise",
 }
@@ -136,6 +136,9 @@ def real_values(pattern: Pattern, world) -> dict:
         "user_id": world.staff_member.pk,
         "uidb64": "MQ",
         "export_id": world.fhir_export.public_id,
+        "room_id": world.room.pk,
+        "protocol_id": world.step.protocol_id,
+        "step_id": world.step.pk,
     }
     if "public_id" in pattern.params:
         owner = PUBLIC_ID_OWNERS.get(pattern.route.split("/", 1)[0])
@@ -186,7 +189,7 @@ def build_world(people):
     from clinic.roles import Role
     from outcomes import services as outcome_services
     from sessions import services as session_services
-    from sessions.models import Session, SessionKind
+    from sessions.models import ProtocolStep, Room, Session, SessionKind
     from tests.factories import CoachAssignmentFactory, EnrolmentFactory, UserFactory
 
     start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=3)
@@ -256,6 +259,9 @@ def build_world(people):
         adverse_event=adverse_event,
         program=people.enrolment.program,
         assignment=people.enrolment.assignments.get(),
+        # For the admin's rooms and protocol pages.
+        room=Room.objects.create(name="Consulting room 1"),
+        step=ProtocolStep.objects.order_by("protocol__name", "order").first(),
     )
 
 

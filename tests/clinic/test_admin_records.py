@@ -13,8 +13,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client(client, people):
-    client.force_login(people.admin)
+def admin_client(client, superuser):
+    client.force_login(superuser)
     return client
 
 
@@ -39,7 +39,9 @@ def test_enrolments_are_not_added_in_the_admin_but_on_the_patient_page(admin_cli
     assert reverse("patient_detail", args=[people.patient.public_id]) in page
 
 
-def test_patient_status_cannot_be_changed_around_the_lifecycle_in_the_admin(admin_client, people):
+def test_patient_status_cannot_be_changed_around_the_lifecycle_in_the_admin(
+    admin_client, people, superuser
+):
     url = _change(Patient, people.patient)
     admin_client.post(url, {"status": "completed", "record_number": "X", "first_name": "Y"})
     people.patient.refresh_from_db()
@@ -48,7 +50,7 @@ def test_patient_status_cannot_be_changed_around_the_lifecycle_in_the_admin(admi
     assert "Open the patient page" in page
     # Opening a patient in the admin is a view of their record.
     assert AuditEvent.objects.filter(
-        patient=people.patient, action="view", actor=people.admin
+        patient=people.patient, action="view", actor=superuser
     ).exists()
 
 
@@ -91,7 +93,7 @@ def test_sessions_and_thresholds_are_read_only_with_a_link_to_their_page(admin_c
     )
 
 
-def test_a_program_saved_in_the_admin_goes_through_the_audited_service(admin_client, people):
+def test_a_program_saved_in_the_admin_goes_through_the_audited_service(admin_client, superuser):
     response = admin_client.post(
         _add(Program),
         {
@@ -106,6 +108,26 @@ def test_a_program_saved_in_the_admin_goes_through_the_audited_service(admin_cli
     assert response.status_code == 302, response.content.decode()[:2000]
     program = Program.objects.get(name="Evening circle")
     event = AuditEvent.objects.get(object_type="clinic.program", object_id=str(program.pk))
+    assert event.actor == superuser and event.detail["changes"]["name"]["new"] == "Evening circle"
+
+
+def test_rooms_and_protocols_are_read_only_in_the_admin_with_a_link_to_their_pages(
+    admin_client,
+):
+    from sessions.models import Protocol, Room
+
+    room = Room.objects.create(name="Garden room")
+    admin_client.post(_change(Room, room), {"name": "Renamed", "is_active": "on"})
+    room.refresh_from_db()
+    assert room.name == "Garden room"
     assert (
-        event.actor == people.admin and event.detail["changes"]["name"]["new"] == "Evening circle"
+        reverse("room_edit", args=[room.pk])
+        in admin_client.get(_change(Room, room)).content.decode()
     )
+    protocol = Protocol.objects.first()
+    admin_client.post(_change(Protocol, protocol), {"name": "Renamed", "modality": "other"})
+    protocol.refresh_from_db()
+    assert protocol.name != "Renamed"
+    page = admin_client.get(_change(Protocol, protocol)).content.decode()
+    assert reverse("protocol_edit", args=[protocol.pk]) in page
+    assert admin_client.get(_add(Room)).status_code == 403

@@ -1,6 +1,8 @@
-"""Staff accounts in the Django admin: no road to superuser, no second-factor secrets."""
+"""The Django admin is the superuser's; staff accounts there: no road to superuser, no
+second-factor secrets."""
 
 import base64
+import re
 
 import pytest
 from django.contrib.auth.models import Group
@@ -12,7 +14,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from clinic import services
 from clinic.models import AuditEvent, User
 from clinic.roles import Role
-from tests.factories import UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -34,8 +36,44 @@ def _change_form(user, **overrides):
     return {**data, **overrides}
 
 
-def test_a_staff_admin_cannot_make_itself_superuser_in_the_admin(client_for, people):
+def test_a_staff_admin_gets_nothing_from_the_django_admin(client_for, people, superuser):
+    """Admins work on the app's own pages; the raw admin is the superuser's."""
     client = client_for(people.admin)
+    for url in (
+        reverse("admin:index"),
+        reverse("admin:clinic_user_change", args=[people.admin.pk]),
+        reverse("admin:clinic_sessions_room_changelist"),
+    ):
+        response = client.get(url)
+        assert response.status_code == 302 and response.url.startswith(reverse("admin:login"))
+    client.post(
+        reverse("admin:clinic_user_change", args=[superuser.pk]),
+        _change_form(superuser, email="mine@clinic.test", display_name="Taken over"),
+    )
+    client.post(
+        reverse("admin:clinic_user_change", args=[people.admin.pk]),
+        _change_form(people.admin, is_superuser="on"),
+    )
+    superuser.refresh_from_db()
+    people.admin.refresh_from_db()
+    assert superuser.email != "mine@clinic.test" and not people.admin.is_superuser
+    # The admin's own sign-in page does not let them in either, with the right password.
+    client.logout()
+    login = client.post(
+        reverse("admin:login"), {"username": people.admin.email, "password": PASSWORD}
+    )
+    assert login.status_code == 200 and "_auth_user_id" not in client.session
+    assert "Admin" not in [a.strip() for a in _nav_links(client_for(people.admin))]
+    assert "Admin" in [a.strip() for a in _nav_links(client_for(superuser))]
+
+
+def _nav_links(client) -> list[str]:
+    page = client.get(reverse("home")).content.decode()
+    return re.findall(r'class="nav-link" href="[^"]*"[^>]*>([^<]+)<', page)
+
+
+def test_the_user_form_cannot_make_a_staff_admin_superuser(client_for, people, superuser):
+    client = client_for(superuser)
     url = reverse("admin:clinic_user_change", args=[people.admin.pk])
     page = client.get(url)
     assert page.status_code == 200
@@ -57,33 +95,18 @@ def test_a_staff_admin_cannot_make_itself_superuser_in_the_admin(client_for, peo
     assert people.admin.role == Role.ADMIN
 
 
-def test_a_staff_admin_cannot_make_someone_else_superuser_either(client_for, people):
-    client = client_for(people.admin)
+def test_the_user_form_cannot_make_a_coach_superuser_either(client_for, people, superuser):
+    client = client_for(superuser)
     url = reverse("admin:clinic_user_change", args=[people.coach.pk])
     client.post(url, _change_form(people.coach, is_superuser="on"))
     people.coach.refresh_from_db()
     assert not people.coach.is_superuser and not people.coach.is_staff
 
 
-def test_a_staff_admin_cannot_touch_a_superusers_account(client_for, people):
-    root = UserFactory(is_superuser=True, is_staff=True)
-    client = client_for(people.admin)
-    change = client.post(
-        reverse("admin:clinic_user_change", args=[root.pk]),
-        _change_form(root, email="mine@clinic.test", display_name="Taken over"),
-    )
-    assert change.status_code in (302, 403)
-    password = client.post(
-        reverse("admin:auth_user_password_change", args=[root.pk]),
-        {"password1": "a new long password 123", "password2": "a new long password 123"},
-    )
-    assert password.status_code == 403
-    root.refresh_from_db()
-    assert root.email != "mine@clinic.test" and root.check_password("correct horse battery staple")
-
-
-def test_a_role_change_in_the_admin_goes_through_the_service_and_is_audited(client_for, people):
-    client = client_for(people.admin)
+def test_a_role_change_in_the_admin_goes_through_the_service_and_is_audited(
+    client_for, people, superuser
+):
+    client = client_for(superuser)
     response = client.post(
         reverse("admin:clinic_user_change", args=[people.coach.pk]),
         _change_form(people.coach, role=Role.CLINICIAN.value),
@@ -92,7 +115,7 @@ def test_a_role_change_in_the_admin_goes_through_the_service_and_is_audited(clie
     people.coach.refresh_from_db()
     assert people.coach.role == Role.CLINICIAN
     event = AuditEvent.objects.get(action=AuditEvent.Action.ROLE)
-    assert event.actor == people.admin
+    assert event.actor == superuser
     assert event.object_id == str(people.coach.pk)
     assert event.detail["before"]["role"] == "coach"
     assert event.detail["after"]["role"] == "clinician"
@@ -108,7 +131,7 @@ def test_the_role_service_cannot_grant_superuser_and_needs_an_admin(people):
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.ROLE).exists()
 
 
-def test_an_admin_made_with_the_service_may_use_the_django_admin(people):
+def test_an_admin_made_with_the_service_is_audited_with_the_staff_flag(people):
     services.user_change_role(actor=people.admin, user=people.clinician, role=Role.ADMIN)
     people.clinician.refresh_from_db()
     assert people.clinician.is_staff and not people.clinician.is_superuser
@@ -119,8 +142,8 @@ def test_an_admin_made_with_the_service_may_use_the_django_admin(people):
     }
 
 
-def test_adding_a_user_in_the_admin_gives_one_role_and_audits_it(client_for, people):
-    client = client_for(people.admin)
+def test_adding_a_user_in_the_admin_gives_one_role_and_audits_it(client_for, superuser):
+    client = client_for(superuser)
     response = client.post(
         reverse("admin:clinic_user_add"),
         {
@@ -177,9 +200,9 @@ def test_the_admin_never_shows_a_second_factor_secret(client_for, people):
     assert device.user == people.clinician and device.key == key
 
 
-def test_a_second_factor_reset_removes_the_devices_and_is_audited(client_for, people):
+def test_a_second_factor_reset_removes_the_devices_and_is_audited(client_for, people, superuser):
     _device(people.clinician)
-    client = client_for(people.admin)
+    client = client_for(superuser)
     response = client.post(
         reverse("admin:clinic_user_changelist"),
         {"action": "reset_second_factor", "_selected_action": [people.clinician.pk]},
@@ -187,7 +210,7 @@ def test_a_second_factor_reset_removes_the_devices_and_is_audited(client_for, pe
     assert response.status_code == 302
     assert not TOTPDevice.objects.filter(user=people.clinician).exists()
     event = AuditEvent.objects.get(action=AuditEvent.Action.SECOND_FACTOR_RESET)
-    assert event.actor == people.admin and event.object_id == str(people.clinician.pk)
+    assert event.actor == superuser and event.object_id == str(people.clinician.pk)
     assert event.detail == {
         "before": {"devices": 1, "confirmed": 1},
         "after": {"devices": 0, "confirmed": 0},
@@ -202,11 +225,13 @@ def test_a_staff_admin_cannot_reset_a_superusers_second_factor(people):
     assert TOTPDevice.objects.filter(user=root).exists()
 
 
-def test_the_admin_form_shows_the_services_refusals_instead_of_failing(client_for, people):
-    client = client_for(people.admin)
+def test_the_admin_form_shows_the_services_refusals_instead_of_failing(
+    client_for, people, superuser
+):
+    client = client_for(superuser)
     own = client.post(
-        reverse("admin:clinic_user_change", args=[people.admin.pk]),
-        _change_form(people.admin, role=Role.COACH.value, is_active=""),
+        reverse("admin:clinic_user_change", args=[superuser.pk]),
+        _change_form(superuser, role=Role.COACH.value, is_active=""),
     )
     assert own.status_code == 200
     errors = own.context["adminform"].form.errors
@@ -216,8 +241,8 @@ def test_the_admin_form_shows_the_services_refusals_instead_of_failing(client_fo
         _change_form(people.coach, email=people.clinician.email.upper()),
     )
     assert taken.status_code == 200 and "email" in taken.context["adminform"].form.errors
-    people.admin.refresh_from_db()
+    superuser.refresh_from_db()
     people.coach.refresh_from_db()
-    assert people.admin.role == Role.ADMIN and people.admin.is_active
+    assert superuser.role == Role.ADMIN and superuser.is_active
     assert people.coach.email != people.clinician.email
     assert not AuditEvent.objects.filter(action__in=["role", "update"]).exists()

@@ -143,10 +143,10 @@ def test_a_malformed_boolean_setting_is_an_error():
     assert "REQUIRE_2FA='maybe' is not a boolean" in result.stderr
 
 
-def test_audit_log_cannot_be_edited_in_the_admin(client_for, people):
+def test_audit_log_cannot_be_edited_in_the_admin(client_for, people, superuser):
     from clinic.models import AuditEvent
 
-    client = client_for(people.admin)
+    client = client_for(superuser)
     client.get(reverse("patient_detail", args=[people.patient.public_id]))
     event = AuditEvent.objects.get(action="view")
     assert client.get(reverse("admin:clinic_auditevent_changelist")).status_code == 200

@@ -53,8 +53,20 @@ def test_an_answer_not_linked_to_the_session_does_not_count(people, completed_se
     assert unanswered_codes(completed_session) == ["wai-sr", "srs"]
 
 
-def test_a_session_without_a_protocol_step_has_nothing_due(people, completed_session):
+def test_an_extra_preparation_outside_the_protocol_asks_for_the_alliance_like_a_protocol_one(
+    people, completed_session
+):
     Session.objects.filter(pk=completed_session.pk).update(protocol_step=None)
+    completed_session.refresh_from_db()
+    assert unanswered_codes(completed_session) == ["wai-sr", "srs"]
+    (row,) = selectors.due_for_session(completed_session)
+    assert [item["code"] for item in row["items"]] == ["wai-sr", "srs"]
+    _age(completed_session, 3)
+    assert selectors.overdue_counts(patient_ids=[people.patient.pk]) == {people.patient.pk: 2}
+
+
+def test_an_extra_follow_up_outside_the_protocol_has_nothing_due(people, completed_session):
+    Session.objects.filter(pk=completed_session.pk).update(protocol_step=None, kind="follow_up")
     completed_session.refresh_from_db()
     assert unanswered_codes(completed_session) == []
     assert selectors.due_for_session(completed_session) == []

@@ -426,9 +426,11 @@ def test_week_calendar_shows_local_times_across_the_clock_change(client, people,
     assert "Mon 26 Oct" in html and "10:00 Integration on the 26th" in html
 
 
-def test_the_django_admin_shows_a_session_read_only_and_links_to_its_page(client, people, dosing):
+def test_the_django_admin_shows_a_session_read_only_and_links_to_its_page(
+    client, superuser, dosing
+):
     url = reverse("admin:clinic_sessions_session_change", args=[dosing.pk])
-    client.force_login(people.admin)
+    client.force_login(superuser)
     page = client.get(url)
     assert page.status_code == 200
     assert reverse("session_detail", args=[dosing.public_id]) in page.content.decode()
