@@ -267,6 +267,14 @@ class ProtocolForm(forms.Form):
     )
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     is_active = forms.BooleanField(label="Offered for new programs", required=False, initial=True)
+    measurement_schedule = forms.JSONField(
+        label="Measurement schedule (follow-ups by date)",
+        required=False,
+        initial=list,
+        widget=forms.Textarea(attrs={"rows": 8, "class": "font-monospace"}),
+        help_text="A list of time points from an anchor (enrolment, first or last dosing) "
+        "with a window, or recurring measures; see sessions/schedules.py. Empty: none.",
+    )
 
     def __init__(self, *args, submit_label="Save protocol", **kwargs):
         super().__init__(*args, **kwargs)

@@ -13,9 +13,17 @@ from clinic import access
 from clinic.audit import audit_record
 from clinic.models import AuditEvent
 
+from .. import schedules
 from ..models import Protocol, ProtocolStep, Room
 
-PROTOCOL_FIELDS = ("name", "description", "modality", "min_preparation_before_dosing", "is_active")
+PROTOCOL_FIELDS = (
+    "name",
+    "description",
+    "modality",
+    "min_preparation_before_dosing",
+    "is_active",
+    "measurement_schedule",
+)
 STEP_FIELDS = (
     "order",
     "kind",
@@ -102,6 +110,10 @@ def protocol_save(*, actor, protocol: Protocol | None = None, **values) -> Proto
     else:
         row = Protocol.objects.select_for_update().get(pk=protocol.pk)
     values["name"] = " ".join((values.get("name", row.name) or "").split())
+    if "measurement_schedule" in values:
+        values["measurement_schedule"] = values["measurement_schedule"] or []
+        if problems := schedules.schedule_errors(values["measurement_schedule"]):
+            raise ValidationError({"measurement_schedule": problems})
     taken = {"name": "Another protocol already has this name."}
     if Protocol.objects.filter(name__iexact=values["name"]).exclude(pk=row.pk).exists():
         raise ValidationError(taken)

@@ -5,9 +5,9 @@ import datetime
 import json
 
 import pytest
+from django.urls import reverse
 
 from sessions import schedules, services
-from sessions.admin import ProtocolForm
 from tests.factories import protocol_named
 
 FOLLOW_UP = ["phq-9", "qids-sr-16", "gad-7", "grid-hamd-17"]
@@ -124,19 +124,22 @@ def test_loading_a_protocol_file_with_a_bad_schedule_changes_nothing(tmp_path):
 
 
 @pytest.mark.django_db
-def test_the_admin_refuses_a_negative_window_and_saves_nothing():
+def test_the_protocol_page_refuses_a_negative_window_and_saves_nothing(client, people):
     protocol = protocol_named("Group psilocybin program")
-    form = ProtocolForm(
-        data={
+    client.force_login(people.admin)
+    bad = json.dumps([_offsets(("4 weeks", 28, -3))])
+    response = client.post(
+        reverse("protocol_edit", args=[protocol.pk]),
+        {
             "name": protocol.name,
             "modality": protocol.modality,
             "min_preparation_before_dosing": 2,
-            "is_active": True,
-            "measurement_schedule": json.dumps([_offsets(("4 weeks", 28, -3))]),
+            "is_active": "on",
+            "measurement_schedule": bad,
         },
-        instance=protocol,
     )
-    assert not form.is_valid()
-    assert "cannot be negative" in str(form.errors["measurement_schedule"])
+    assert response.status_code == 200
+    assert "cannot be negative" in response.content.decode()
+    assert "-3" in response.content.decode()  # what was typed is shown again
     protocol.refresh_from_db()
     assert protocol.measurement_schedule[0]["time_points"][0]["window_days"] == 7
