@@ -328,6 +328,7 @@ def link_email_now(
     instruments: list[str],
     session: Session | None = None,
     hours: int | None = None,
+    reminders: int = MAX_REMINDERS,
 ) -> tuple[SelfReportLink, str]:
     """Create a link and e-mail it to the patient at once; audited as created and as e-mailed.
 
@@ -348,6 +349,7 @@ def link_email_now(
                 session=session,
                 hours=hours,
                 by_email=True,
+                reminders=reminders,
             )
     except IntegrityError as exc:
         raise ValidationError(
