@@ -18,7 +18,32 @@ def audit_record(
     `actor` None is the system (a worker's automatic change). Something that is not a row
     (an export) names itself with `object_type` and `object_id` instead of `target`.
     """
-    return AuditEvent.objects.create(
+    event = audit_event(
+        actor=actor,
+        action=action,
+        target=target,
+        patient=patient,
+        detail=detail,
+        object_type=object_type,
+        object_id=object_id,
+    )
+    event.save()
+    return event
+
+
+def audit_event(
+    *,
+    actor,
+    action: str,
+    target: models.Model | None = None,
+    patient: Patient | None = None,
+    detail: dict | None = None,
+    object_type: str = "",
+    object_id: str = "",
+) -> AuditEvent:
+    """The row `audit_record` writes, unsaved: bulk writers (the demo's seeding) collect them
+    and insert them with their changes, in the same transaction."""
+    return AuditEvent(
         actor=actor if actor is not None and actor.is_authenticated else None,
         action=action,
         object_type=target._meta.label_lower if target is not None else object_type,
