@@ -175,7 +175,7 @@ class BulkClinic:
         enrolment = Enrolment(
             patient=patient, program=program, start_date=start_date, enrolled_by=self.admin
         )
-        enrolment.planned_sessions = []
+        enrolment.planned_sessions, enrolment.planned_assignments = [], []
         self.enrolments.append(enrolment)
         if program.is_group:
             self.group_active += 1
@@ -230,6 +230,7 @@ class BulkClinic:
             assigned_by=self.admin,
         )
         self.assignments.append(assignment)
+        enrolment.planned_assignments.append(assignment)
         kinds = session_services.ROLE_KINDS[CoachAssignment.Role(role)]
         skipped = []
         for planned in enrolment.planned_sessions:
@@ -376,8 +377,8 @@ class BulkClinic:
         self._status_audited(patient, Patient.Status.COMPLETED)
         enrolment.status = Enrolment.Status.COMPLETED
         enrolment.end_date = max(enrolment.start_date, self.today)
-        for assignment in self.assignments:
-            if assignment.enrolment is enrolment and assignment.end_date is None:
+        for assignment in enrolment.planned_assignments:
+            if assignment.end_date is None:
                 assignment.end_date = last_day
                 self._audit(
                     AuditEvent.Action.END_ASSIGNMENT,
