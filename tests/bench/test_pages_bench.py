@@ -47,16 +47,18 @@ def _p95(values):
 def _seed(total: int) -> dict:
     alumni = round(total * ALUMNI_SHARE)
     started = time.perf_counter()
+    out = io.StringIO()
     call_command(
         "seed_demo",
         patients=total - alumni,
         alumni=alumni,
         seed=11,
         bulk="on",
-        stdout=io.StringIO(),
+        stdout=out,
     )
     return {
         "seconds": time.perf_counter() - started,
+        "said": out.getvalue().splitlines()[0],
         "patients": Patient.objects.count(),
         "responses": Response.objects.count(),
     }
@@ -172,15 +174,22 @@ def _print(seeded, results, small, large):
         s = seeded[size]
         print(
             f"seed_demo to {size:,} patients: {s['seconds']:.1f} s "
-            f"({s['patients']:,} patients, {s['responses']:,} responses in the clinic)"
+            f"({s['patients']:,} patients, {s['responses']:,} responses in the clinic)\n"
+            f"  {s['said']}"
         )
     healthz = results[large]["/healthz"]["median"]
     print(
         f"\n{'':<22}{f'{small:,} patients':>22}{f'{large:,} patients':>22}"
         f"{'bytes':>12}{'queries':>9}{'large/small':>12}{'/healthz':>10}"
     )
-    for name, row in results[large].items():
-        before = results[small].get(name)
+    names = list(results[large]) + [name for name in results[small] if name not in results[large]]
+    for name in names:
+        before, row = results[small].get(name), results[large].get(name)
+        if row is None:  # measured on the small clinic only
+            print(
+                f"{name:<22}{before['median']:>12.1f} / {before['p95']:<7.1f}{before['bytes']:>14,}"
+            )
+            continue
         ratio = f"{row['median'] / before['median']:.2f}" if before else "-"
         small_cell = f"{before['median']:.1f} / {before['p95']:.1f}" if before else "not run"
         print(
