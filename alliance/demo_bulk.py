@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from clinic.audit import audit_event
+from clinic.bulk import copy_rows
 from clinic.models import (
     AuditEvent,
     CoachAssignment,
@@ -417,7 +418,7 @@ class BulkClinic:
         CoachAssignment.objects.bulk_create(self.assignments, batch_size=BATCH)
         PatientStatusChange.objects.bulk_create(self.status_changes, batch_size=BATCH)
         Discharge.objects.bulk_create(self.discharges, batch_size=BATCH)
-        AuditEvent.objects.bulk_create(self._audit_rows(), batch_size=BATCH)
+        copy_rows(AuditEvent, self._audit_rows(), fields=outcome_services.AUDIT_FIELDS)
         return self._save_responses(seed=seed)
 
     def _audit_rows(self):

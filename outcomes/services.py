@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from clinic import dates
 from clinic.audit import audit_event, audit_record
+from clinic.bulk import copy_rows
 from clinic.models import AuditEvent, Patient
 
 from . import scoring, signals
@@ -239,6 +240,10 @@ def _response_row(
     )
 
 
+SCORE_FIELDS = ["response_id", "scale", "value", "mean", "band", "prorated", "complete"]
+AUDIT_FIELDS = ["at", "actor_id", "action", "object_type", "object_id", "patient_id", "detail"]
+
+
 @transaction.atomic
 def responses_bulk_record(*, actor, drafts, batch_size: int = 2000) -> int:
     """Record many questionnaires at database speed, for the demo's bulk seeding: each draft
@@ -271,16 +276,18 @@ def responses_bulk_record(*, actor, drafts, batch_size: int = 2000) -> int:
     for first in range(0, len(rows), batch_size):
         batch = rows[first : first + batch_size]
         bulk_create_with_history(batch, Response, batch_size=batch_size, default_user=actor)
-        Score.objects.bulk_create(
-            [
+        copy_rows(
+            Score,
+            (
                 score
                 for response, result in zip(batch, results[first : first + batch_size], strict=True)
                 for score in _score_rows(response, result)
-            ],
-            batch_size=batch_size * 4,
+            ),
+            fields=SCORE_FIELDS,
         )
-        AuditEvent.objects.bulk_create(
-            [
+        copy_rows(
+            AuditEvent,
+            (
                 audit_event(
                     actor=actor,
                     action=AuditEvent.Action.CREATE,
@@ -292,8 +299,8 @@ def responses_bulk_record(*, actor, drafts, batch_size: int = 2000) -> int:
                     },
                 )
                 for response in batch
-            ],
-            batch_size=batch_size,
+            ),
+            fields=AUDIT_FIELDS,
         )
     return len(rows)
 
