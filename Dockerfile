@@ -21,6 +21,8 @@ COPY . .
 RUN DJANGO_SECRET_KEY=collectstatic-only DATABASE_URL=postgres://unused/unused \
     python manage.py collectstatic --noinput
 
+# FHIR exports are written here (a volume shared by web and worker in docker-compose.yml).
+RUN mkdir -p /app/media && chown rapport /app/media
 USER rapport
 EXPOSE 8000
 # Bind, workers and an access log that masks link and calendar tokens: clinic/gunicorn_conf.py.

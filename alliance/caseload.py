@@ -25,19 +25,38 @@ from .flag_inputs import clinic_bond_percentiles
 from .models import Flag, FlagRule
 from .selectors import SEVERITY_ORDER, flag_summary
 
+# The caseload's order: open flags first (most severe), then the nearest dosing, then name.
+# The keys are stored on the patient (`caseload_order_refresh` keeps them) and indexed for
+# patients in care, so a page reads the index in order whatever its number.
+CASELOAD_ORDER = (
+    F("caseload_flag_rank").asc(nulls_last=True),
+    F("caseload_next_dosing_at").asc(nulls_last=True),
+    "last_name",
+    "first_name",
+    "pk",
+)
+
 
 def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
     """Patients in care that the user looks after (a coach) or may see (clinicians, admins),
-    open flags first.
-
-    Each patient carries `upcoming_attendances` (first one = next session) and
-    `to_log_attendances` (sessions this user facilitated and has not logged), prefetched.
-    """
+    open flags first, as bare rows to page through: `caseload_rows` then fills in one page."""
     qs = patients_visible_to(user).filter(status__in=Patient.ACTIVE_STATUSES)
-    qs = with_current_care(search_patients(qs, query)).prefetch_related(
-        next_session_prefetch(), to_log_prefetch(user=user)
+    return search_patients(qs, query).order_by(*CASELOAD_ORDER)
+
+
+def caseload_rows(*, user, patients) -> list[Patient]:
+    """One page of `caseload_for`, in its order, with what the caseload shows beside each
+    patient: each carries `upcoming_attendances` (first one = next session) and
+    `to_log_attendances` (sessions this user facilitated and has not logged), the flags and
+    the next dosing of `with_flags_and_next_dosing`, and its readiness."""
+    qs = with_current_care(Patient.objects.filter(pk__in=[p.pk for p in patients]))
+    rows = list(
+        with_flags_and_next_dosing(
+            qs.prefetch_related(next_session_prefetch(), to_log_prefetch(user=user))
+        ).order_by(*CASELOAD_ORDER)
     )
-    return with_flags_and_next_dosing(qs)
+    attach_readiness(rows)
+    return rows
 
 
 def with_flags_and_next_dosing(patients: QuerySet[Patient]) -> QuerySet[Patient]:

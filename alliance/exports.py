@@ -13,7 +13,6 @@ import csv
 import hashlib
 import hmac
 import io
-import json
 from collections.abc import Iterable, Iterator
 
 from django.conf import settings
@@ -207,7 +206,7 @@ def to_csv(rows: list[dict]) -> str:
     return "".join(csv_chunks(columns, rows))
 
 
-def _check_identified(*, actor, identified: bool, reason: str) -> None:
+def check_identified(*, actor, identified: bool, reason: str) -> None:
     if identified:
         if actor is not None and not is_admin(actor):
             raise PermissionDenied("Only admins export identified data.")
@@ -225,15 +224,17 @@ def _audit(*, actor, kind: str, identified: bool, reason: str, **counts) -> None
     )
 
 
-def export_fhir(*, actor, patients, identified: bool = False, reason: str = "") -> str:
-    """A FHIR R4 Bundle of Questionnaires and QuestionnaireResponses, validated and audited."""
+def export_fhir_to(out, *, actor, patients, identified: bool = False, reason: str = "") -> int:
+    """A FHIR R4 Bundle written to the binary file `out` entry by entry, validated and
+    audited; returns how many entries it holds. The exports page builds it in a worker
+    instead (`alliance.fhir_exports`); the shell command writes it here."""
     # Loaded here: the FHIR models are large and only exports need them.
-    from .fhir import bundle
+    from .fhir import write_bundle
 
-    _check_identified(actor=actor, identified=identified, reason=reason)
-    data = bundle(patients=patients, identified=identified)
-    _audit(actor=actor, kind="fhir", identified=identified, reason=reason, rows=len(data["entry"]))
-    return json.dumps(data, indent=1)
+    check_identified(actor=actor, identified=identified, reason=reason)
+    entries = write_bundle(out, patients=patients, identified=identified)
+    _audit(actor=actor, kind="fhir", identified=identified, reason=reason, rows=entries)
+    return entries
 
 
 def export_csv(
@@ -241,7 +242,7 @@ def export_csv(
 ) -> Iterator[str]:
     """The export, audited before the first byte leaves (with the number of scores it
     holds); the CSV text follows in pieces. Identified exports need an admin and a reason."""
-    _check_identified(actor=actor, identified=identified, reason=reason)
+    check_identified(actor=actor, identified=identified, reason=reason)
     if form not in ("long", "wide"):
         raise ValidationError({"form": "Choose long or wide."})
     count = Score.objects.filter(response__patient__in=patients).count()

@@ -1,12 +1,18 @@
 """FHIR R4 (R4B models) Questionnaire, QuestionnaireResponse and score Observation resources,
 and the dosing days' vital signs as Observations with LOINC codes, as a Bundle.
 
-Validated with fhir.resources before it leaves the clinic, so a malformed export is an error
-here rather than a surprise in someone else's system. De-identified by default: the subject is
+Written entry by entry to a file (a worker builds it: `alliance.fhir_exports`), so memory stays
+flat however large the clinic. Each resource is validated with fhir.resources before it is
+written, so a malformed export is an error here rather than a surprise in someone else's
+system. De-identified by default: the subject is
 the stable pseudonym and responses carry no dates.
 """
 
-from fhir.resources.R4B.bundle import Bundle
+import json
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from fhir.resources.R4B import get_fhir_model_class
 
 from outcomes import scoring
 from outcomes.models import InstrumentVersion, Response
@@ -214,29 +220,78 @@ def vital_sign_observations(vitals: VitalSigns, *, identified: bool) -> list[dic
     return observations
 
 
-def bundle(*, patients, identified: bool = False) -> dict:
-    responses = list(
+# Rows fetched per round trip from the server-side cursor, and entries between two progress
+# reports: memory holds one chunk, whatever the size of the clinic.
+CHUNK_ROWS = 500
+PROGRESS_EVERY = 500
+
+
+def entry_count(*, patients) -> int:
+    """How many entries `write_bundle` will write (for progress): one Questionnaire per
+    version used, a QuestionnaireResponse per response plus its score Observation (an upper
+    bound: an unscorable response has none), and up to five vital-sign Observations each."""
+    responses = Response.objects.filter(patient__in=patients)
+    versions = responses.values("version_id").distinct().count()
+    vitals = VitalSigns.objects.filter(patient__in=patients).count()
+    return versions + 2 * responses.count() + 5 * vitals
+
+
+def resources(*, patients, identified: bool = False) -> Iterator[dict]:
+    """Every resource of the export, one at a time: Questionnaires first, then each response
+    with its score Observation, then vital signs. Instrument definitions (2-5 kB each) are
+    read once, not once per response."""
+    version_ids = Response.objects.filter(patient__in=patients).values("version_id").distinct()
+    versions = {
+        v.pk: v
+        for v in InstrumentVersion.objects.filter(pk__in=version_ids)
+        .select_related("instrument")
+        .order_by("instrument__code", "version")
+    }
+    for version in versions.values():
+        yield questionnaire(version)
+    responses = (
         Response.objects.filter(patient__in=patients)
-        .select_related("patient", "version__instrument")
+        .select_related("patient")
         .prefetch_related("scores")
         .order_by("administered_at", "id")
     )
-    versions = {r.version_id: r.version for r in responses}
-    entries = [{"resource": questionnaire(v)} for v in versions.values()]
-    for response in responses:
-        entries.append({"resource": questionnaire_response(response, identified=identified)})
+    for response in responses.iterator(chunk_size=CHUNK_ROWS):
+        response.version = versions[response.version_id]
+        yield questionnaire_response(response, identified=identified)
         observation = score_observation(response, identified=identified)
+        # Prefetched scores point back at their response: a reference cycle that only the
+        # garbage collector's rare full passes would free, so memory would grow with the
+        # export. Dropping the cache frees each response as soon as it is written.
+        response._prefetched_objects_cache = {}
         if observation is not None:
-            entries.append({"resource": observation})
-    for vitals in (
+            yield observation
+    vitals_rows = (
         VitalSigns.objects.filter(patient__in=patients)
         .select_related("patient")
         .order_by("measured_at", "id")
-    ):
-        entries.extend(
-            {"resource": observation}
-            for observation in vital_sign_observations(vitals, identified=identified)
-        )
-    data = {"resourceType": "Bundle", "type": "collection", "entry": entries}
-    Bundle.model_validate(data)  # raises on anything FHIR R4 would not accept
-    return data
+    )
+    for vitals in vitals_rows.iterator(chunk_size=CHUNK_ROWS):
+        yield from vital_sign_observations(vitals, identified=identified)
+
+
+def validated(resource: dict) -> dict:
+    """The resource, once fhir.resources accepts it as FHIR R4; raises otherwise."""
+    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    return resource
+
+
+def write_bundle(out: BinaryIO, *, patients, identified: bool = False, progress=None) -> int:
+    """Write a FHIR R4 collection Bundle to `out` entry by entry, each resource validated
+    before it is written, and return how many entries it holds. `progress(entries)` is called
+    every PROGRESS_EVERY entries. Nothing but the current chunk is held in memory."""
+    out.write(b'{"resourceType":"Bundle","type":"collection","entry":[')
+    written = 0
+    for resource in resources(patients=patients, identified=identified):
+        if written:
+            out.write(b",\n")
+        out.write(json.dumps({"resource": validated(resource)}).encode())
+        written += 1
+        if progress is not None and written % PROGRESS_EVERY == 0:
+            progress(written)
+    out.write(b"]}\n")
+    return written

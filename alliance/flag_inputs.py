@@ -12,7 +12,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from clinic.models import Enrolment, Patient
-from outcomes.models import Response
+from outcomes.models import Response, Score
 from sessions.models import AdverseEvent, Attendance, Session, SessionKind
 
 from . import rules, trajectories
@@ -169,8 +169,11 @@ def flag_facts(
                 )
                 for item in response.safety_unanswered
             )
-    mine = Session.objects.filter(attendances__patient=patient).exclude(
-        attendances__status=Attendance.Status.CANCELLED
+    # The patient's own place counts: another attendee cancelling leaves this one's session.
+    mine = Session.objects.filter(
+        pk__in=Attendance.objects.filter(patient=patient)
+        .exclude(status=Attendance.Status.CANCELLED)
+        .values("session_id")
     )
     dosings = [
         rules.Dosing(session_id=pk, start=start)
@@ -255,3 +258,253 @@ def patients_to_sweep_ids() -> list[int]:
             Q(status__in=Patient.ACTIVE_STATUSES) | Q(pk__in=with_open_flags)
         ).values_list("pk", flat=True)
     )
+
+
+# --- The same facts for many patients at once (sweeps, imports, `recompute_flags`) ---------
+#
+# A handful of queries per chunk of patients, whatever its size, instead of a dozen per
+# patient. `flag_facts` above stays the per-patient read (a coach's save); a test builds a
+# varied clinic and checks that both give every patient the same flags.
+
+_KIND_LABELS = dict(SessionKind.choices)
+
+
+def thresholds_for_patients(*, patient_ids) -> dict[int, rules.Thresholds]:
+    """Each patient's thresholds, decided as `flag_rule_for` does (the active program's rule
+    with the lowest id, else the clinic default, else DESIGN's defaults), in two queries."""
+    by_program, default = {}, None
+    for rule in FlagRule.objects.order_by("pk"):
+        if rule.program_id is None:
+            default = default or rule
+        else:
+            by_program[rule.program_id] = rule
+    chosen: dict[int, FlagRule] = {}
+    for patient_id, program_id in Enrolment.objects.filter(
+        patient_id__in=patient_ids, status=Enrolment.Status.ACTIVE
+    ).values_list("patient_id", "program_id"):
+        rule = by_program.get(program_id)
+        if rule is not None and (patient_id not in chosen or rule.pk < chosen[patient_id].pk):
+            chosen[patient_id] = rule
+    fallback = default.thresholds() if default else rules.Thresholds()
+    return {pk: chosen[pk].thresholds() if pk in chosen else fallback for pk in patient_ids}
+
+
+def _measurement_points(patient_ids, now) -> tuple[dict, dict]:
+    """WAI-SR and SRS ratings per patient, oldest first: one query for the responses and
+    their sessions, one for the bond and total scores."""
+    wanted = ("wai-sr", "srs")
+    responses = list(
+        Response.objects.filter(
+            patient_id__in=patient_ids,
+            administered_at__lte=now,
+            version__instrument__code__in=wanted,
+        )
+        .order_by("patient_id", "administered_at", "id")
+        .values_list(
+            "pk",
+            "patient_id",
+            "administered_at",
+            "version__instrument__code",
+            "session_id",
+            "session__kind",
+            "session__label",
+            "session__protocol_step_id",
+            "session__protocol_step__order",
+        )
+    )
+    scores: dict[tuple[int, str], tuple[float | None, float | None]] = {
+        (response_id, scale): (mean, value)
+        for response_id, scale, mean, value in Score.objects.filter(
+            response__patient_id__in=patient_ids,
+            response__administered_at__lte=now,
+            response__version__instrument__code__in=wanted,
+            scale__in=("bond", "total"),
+        ).values_list("response_id", "scale", "mean", "value")
+    }
+    alliance: dict[int, list[rules.AlliancePoint]] = {}
+    srs: dict[int, list[rules.SrsPoint]] = {}
+    for pk, patient_id, at, code, session_id, kind, label, step_id, order in responses:
+        label = (label or _KIND_LABELS.get(kind, kind)) if session_id else ""
+        if code == "wai-sr":
+            bond, total = scores.get((pk, "bond")), scores.get((pk, "total"))
+            alliance.setdefault(patient_id, []).append(
+                rules.AlliancePoint(
+                    response_id=pk,
+                    at=at,
+                    bond=bond[0] if bond else None,
+                    total=total[0] if total else None,
+                    session_id=session_id,
+                    session_kind=kind or "",
+                    session_label=label,
+                    step_id=step_id,
+                    step_order=order if step_id else None,
+                )
+            )
+        else:
+            total = scores.get((pk, "total"))
+            if total and total[1] is not None:
+                srs.setdefault(patient_id, []).append(
+                    rules.SrsPoint(
+                        response_id=pk,
+                        at=at,
+                        total=total[1],
+                        session_id=session_id,
+                        session_label=label,
+                    )
+                )
+    return alliance, srs
+
+
+def _safety_facts(patient_ids, now) -> tuple[dict, dict]:
+    """Safety answers and skipped safety items per patient, leaving out what a person has
+    resolved; a skipped item counts only on the latest response to its instrument (one
+    DISTINCT ON query finds those)."""
+    covered: dict[tuple[int, str], set[int]] = {}
+    for patient_id, kind, evidence in Flag.objects.filter(
+        patient_id__in=patient_ids,
+        kind__in=[Flag.Kind.SAFETY, Flag.Kind.SAFETY_UNANSWERED],
+        status=Flag.Status.RESOLVED,
+    ).values_list("patient_id", "kind", "evidence"):
+        covered.setdefault((patient_id, kind), set()).update(rules.basis(kind, evidence))
+    answered = list(
+        Response.objects.filter(patient_id__in=patient_ids, administered_at__lte=now)
+        .filter(Q(has_safety_hit=True) | ~Q(safety_unanswered=[]))
+        .order_by("patient_id", "administered_at", "id")
+        .values_list(
+            "pk",
+            "patient_id",
+            "administered_at",
+            "version__instrument__code",
+            "has_safety_hit",
+            "safety_hits",
+            "safety_unanswered",
+        )
+    )
+    with_gaps = {row[1] for row in answered if row[6]}
+    latest = set(
+        Response.objects.filter(patient_id__in=with_gaps, administered_at__lte=now)
+        .order_by("patient_id", "version__instrument__code", "-administered_at", "-id")
+        .distinct("patient_id", "version__instrument__code")
+        .values_list("pk", flat=True)
+    )
+    totals_given = set(
+        Score.objects.filter(
+            response_id__in=[row[0] for row in answered if row[6]],
+            scale="total",
+            value__isnull=False,
+        ).values_list("response_id", flat=True)
+    )
+    hits: dict[int, list[rules.SafetyHit]] = {}
+    gaps: dict[int, list[rules.SafetyGap]] = {}
+    for pk, patient_id, at, code, has_hit, safety_hits, unanswered in answered:
+        if has_hit and pk not in covered.get((patient_id, Flag.Kind.SAFETY), ()):
+            hits.setdefault(patient_id, []).extend(
+                rules.SafetyHit(
+                    response_id=pk,
+                    at=at,
+                    instrument=code,
+                    item=hit["item"],
+                    value=hit["value"],
+                    urgent=hit["urgent"],
+                )
+                for hit in safety_hits
+            )
+        if (
+            unanswered
+            and pk in latest
+            and pk not in covered.get((patient_id, Flag.Kind.SAFETY_UNANSWERED), ())
+        ):
+            gaps.setdefault(patient_id, []).extend(
+                rules.SafetyGap(
+                    response_id=pk,
+                    at=at,
+                    instrument=code,
+                    item=item,
+                    total_given=pk in totals_given,
+                )
+                for item in unanswered
+            )
+    return hits, gaps
+
+
+def _schedule_facts(patient_ids) -> tuple[dict, dict]:
+    """Scheduled dosings and completed preparations per patient, by the patient's own
+    attendance (one query)."""
+    dosings: dict[int, list[rules.Dosing]] = {}
+    preparations: dict[int, list[datetime.datetime]] = {}
+    for patient_id, session_id, kind, start in (
+        Attendance.objects.filter(patient_id__in=patient_ids)
+        .exclude(status=Attendance.Status.CANCELLED)
+        .filter(
+            Q(session__kind=SessionKind.DOSING, session__status=Session.Status.SCHEDULED)
+            | Q(session__kind=SessionKind.PREPARATION, session__status=Session.Status.COMPLETED)
+        )
+        .order_by("patient_id", "session__scheduled_start", "session_id")
+        .values_list("patient_id", "session_id", "session__kind", "session__scheduled_start")
+    ):
+        if kind == SessionKind.DOSING:
+            dosings.setdefault(patient_id, []).append(
+                rules.Dosing(session_id=session_id, start=start)
+            )
+        else:
+            preparations.setdefault(patient_id, []).append(start)
+    return dosings, preparations
+
+
+def _serious_events(patient_ids) -> dict[int, list[rules.SeriousEvent]]:
+    events: dict[int, list[rules.SeriousEvent]] = {}
+    for e in AdverseEvent.objects.filter(
+        patient_id__in=patient_ids, serious=True, resolved_on__isnull=True
+    ).select_related("session"):
+        events.setdefault(e.patient_id, []).append(
+            rules.SeriousEvent(
+                event_id=e.pk,
+                public_id=str(e.public_id),
+                onset_at=e.onset_at,
+                grade=e.grade,
+                description=e.description[:200],
+                criteria=tuple(e.serious_criteria),
+                dosing_session_id=e.session_id if e.session and e.session.is_dosing else None,
+            )
+        )
+    return events
+
+
+def facts_for_patients(
+    *,
+    patient_ids,
+    now: datetime.datetime,
+    thresholds: dict[int, rules.Thresholds],
+    clinic_bonds: dict[int, tuple[float | None, int]],
+    bond_bands,
+) -> dict[int, rules.Facts]:
+    """`flag_facts` for every patient in `patient_ids` in about eight queries: the clinic's
+    percentiles (`clinic_bond_percentiles`) and the band table (`load_bond_bands`) are read
+    once by the caller for a whole sweep."""
+    patient_ids = list(patient_ids)
+    alliance, srs = _measurement_points(patient_ids, now)
+    hits, gaps = _safety_facts(patient_ids, now)
+    dosings, preparations = _schedule_facts(patient_ids)
+    events = _serious_events(patient_ids)
+    found = {}
+    for pk in patient_ids:
+        points = alliance.get(pk, [])
+        value, count = clinic_bonds[thresholds[pk].percentile]
+        found[pk] = rules.Facts(
+            now=now,
+            alliance=points,
+            srs=srs.get(pk, []),
+            safety=hits.get(pk, []),
+            safety_unanswered=gaps.get(pk, []),
+            dosings=dosings.get(pk, []),
+            preparations=preparations.get(pk, []),
+            clinic_bond_percentile=value,
+            clinic_bond_ratings=count,
+            step_bands=trajectories.bond_bands_for_rules(
+                step_ids=[p.step_id for p in points if p.step_id is not None],
+                patient_id=pk,
+                loaded=bond_bands,
+            ),
+            serious_events=events.get(pk, []),
+        )
+    return found

@@ -103,7 +103,11 @@ class ExportForm(forms.Form):
         choices=[
             ("long", "CSV, long: one row per score"),
             ("wide", "CSV, wide: one row per patient and time point"),
-            ("fhir", "FHIR R4 Bundle (JSON): Questionnaires and QuestionnaireResponses"),
+            (
+                "fhir",
+                "FHIR R4 Bundle (JSON): Questionnaires and QuestionnaireResponses, "
+                "built in the background and offered below when ready",
+            ),
         ],
         widget=forms.RadioSelect,
         initial="long",

@@ -276,3 +276,62 @@ class ExpectedBand(models.Model):
 
     def values_without(self, patient_id: int | None) -> tuple[float, ...]:
         return tuple(value for pid, value in self.values if pid != patient_id)
+
+
+class FhirExport(models.Model):
+    """A FHIR Bundle built by a worker into the default storage, then offered for download
+    until `expires_at`. Building it in a request would outlast the web worker's timeout and
+    hold the whole bundle in its memory.
+
+    A file is named in `file_name` only once it is complete, so a half-written bundle is
+    never offered. At most one export per person and kind (identified or not) is being built
+    at a time: a second request while it runs reuses it (database constraint)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        BUILDING = "building", "Being built"
+        READY = "ready", "Ready to download"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired (file deleted)"
+
+    ACTIVE = (Status.QUEUED, Status.BUILDING)
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    identified = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    entries_total = models.PositiveIntegerField(default=0)
+    entries_written = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    file_name = models.CharField(max_length=255, blank=True)
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["requested_by", "identified"],
+                condition=Q(status__in=["queued", "building"]),
+                name="fhir_export_one_active_per_person_and_kind",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="ready") | (~Q(file_name="") & Q(expires_at__isnull=False)),
+                name="fhir_export_ready_has_file",
+            ),
+        ]
+
+    def __str__(self):
+        return f"FHIR export {self.public_id} ({self.get_status_display()})"
+
+    @property
+    def percent_done(self) -> int:
+        if not self.entries_total:
+            return 0
+        return min(100, round(100 * self.entries_written / self.entries_total))

@@ -13,7 +13,14 @@ from clinic.models import Patient, Program
 from clinic.pages import paginate
 from clinic.services import record_patient_view, record_patients_view
 from outcomes.models import Instrument
-from outcomes.selectors import due_for_session, overdue_counts, responses_for
+from outcomes.selectors import (
+    completion_by_time_point,
+    delivery_log,
+    due_for_session,
+    measures_for,
+    measures_in_words,
+    responses_for,
+)
 from sessions import selectors as session_selectors
 from sessions.models import Session
 from sessions.services import record_session_view
@@ -28,12 +35,12 @@ def home(request):
     query = search.query()
     patients = caseload.caseload_for(user=request.user, query=query)
     page = paginate(request, patients if search.is_valid() else patients.none())
+    page.object_list = caseload.caseload_rows(user=request.user, patients=page.object_list)
     if query:
         record_patients_view(actor=request.user, patients=page.object_list, via="search")
-    overdue = overdue_counts(patient_ids=[p.pk for p in page.object_list])
-    caseload.attach_readiness(page.object_list)
+    measures = measures_in_words(patient_ids=[p.pk for p in page.object_list])
     for patient in page.object_list:
-        patient.overdue = overdue.get(patient.pk, 0)
+        patient.measures = measures.get(patient.pk, [])
     return render(
         request,
         "alliance/caseload.html",
@@ -56,6 +63,8 @@ def patient_detail(request, public_id):
         {
             "patient": patient,
             "responses": responses_for(patient=patient)[:10],
+            "measures": measures_for(patient=patient),
+            "deliveries": delivery_log(patient=patient),
             "instruments": Instrument.objects.order_by("code"),
             "open_flags": patient.flags.filter(status__in=Flag.UNRESOLVED).order_by("-raised_at"),
         },
@@ -87,12 +96,14 @@ def program_sessions(request, program_id):
     if not access.can_edit_patients(request.user):  # clinicians and admins
         raise PermissionDenied
     program = get_object_or_404(Program, pk=program_id)
-    overview = session_selectors.group_program_overview(program=program)
-    members = list(
-        caseload.with_flags_and_next_dosing(
-            Patient.objects.filter(pk__in=[e.patient_id for e in overview["roster"]])
-        )
-    )
+    # A package program may have thousands of members: one page of them at a time, in name
+    # order (the enrolment's index), with their flags, readiness and attendance.
+    page = paginate(request, session_selectors.program_roster(program=program))
+    overview = session_selectors.group_program_overview(program=program, roster=page.object_list)
+    members = caseload.with_flags_and_next_dosing(
+        Patient.objects.filter(pk__in=[e.patient_id for e in page.object_list])
+    ).order_by("last_name", "first_name", "pk")
+    members = list(members)
     caseload.attach_readiness(members)
     return render(
         request,
@@ -100,8 +111,10 @@ def program_sessions(request, program_id):
         {
             "program": program,
             "members": members,
+            "page": page,
             "upcoming": session_selectors.program_upcoming(program=program),
             "event_rates": selectors.adverse_event_rates(program=program),
+            "completion": completion_by_time_point(program=program),
             **overview,
         },
     )

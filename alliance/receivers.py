@@ -16,6 +16,8 @@ def on_responses_saved(sender, *, responses, **kwargs):
 @receiver(schedule_changed, dispatch_uid="alliance.schedule_changed")
 def on_schedule_changed(sender, *, patient_ids, **kwargs):
     services.mark_stale(patient_ids=patient_ids)
+    # The caseload's order follows the new next dosing at once, not at the next recompute.
+    services.caseload_order_refresh(patient_ids=patient_ids)
 
 
 @receiver(adverse_event_saved, dispatch_uid="alliance.adverse_event_saved")

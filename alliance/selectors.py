@@ -24,7 +24,7 @@ from outcomes.models import Response
 from sessions.models import AdverseEvent, Attendance, Session, SessionKind
 
 from .flag_inputs import session_label
-from .models import Flag, FlagRule
+from .models import FhirExport, Flag, FlagRule
 from .summary import summarise
 
 
@@ -263,3 +263,8 @@ def adverse_event_rates(*, program: Program) -> list[EventRate]:
         _rate("Moderate or worse", count(lambda g, s: g in worse), n),
         _rate("Serious", count(lambda g, s: s), n),
     ]
+
+
+def recent_fhir_exports(*, user, limit: int = 5) -> list[FhirExport]:
+    """The person's latest FHIR exports, newest first, for the exports page."""
+    return list(FhirExport.objects.filter(requested_by=user)[:limit])

@@ -7,19 +7,23 @@ the database, so running it twice, or out of order, leaves the same rows.
 import contextlib
 import contextvars
 import logging
+import time
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import DatabaseError, transaction
+from django.db.models import OuterRef, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from clinic.audit import audit_record
+from clinic.audit import audit_record, audit_records
 from clinic.models import AuditEvent, Patient
 from clinic.roles import Role
-from sessions.models import Session
+from outcomes.models import Response
+from sessions.models import Session, SessionKind
 
 from . import caseload, flag_inputs, rules, selectors, trajectories
 from .models import DosingSignOff, Flag, FlagRule, StalePatient
@@ -69,51 +73,28 @@ def recompute_patient(
     mine = Flag.objects.filter(patient=patient)
     if kinds is not None:
         mine = mine.filter(kind__in=[k.value for k in kinds])
-    unresolved = {
-        (f.kind, f.dosing_session_id): f
-        for f in mine.select_for_update(of=("self",))
+    unresolved = list(
+        mine.select_for_update(of=("self",))
         .select_related("dosing_session")
         .filter(status__in=Flag.UNRESOLVED)
-    }
+    )
     resolved_by_people = list(mine.select_for_update().filter(status=Flag.Status.RESOLVED))
-    still_applying: set[int] = set()
-    created, updated, cleared = [], [], []
-    for key, decision in decisions.items():
-        flag = unresolved.get(key)
-        if flag is not None:
-            if flag.evidence != decision.evidence or flag.severity != decision.severity:
-                flag.evidence = decision.evidence
-                flag.severity = decision.severity
-                flag.save(update_fields=["evidence", "severity", "updated_at"])
-                updated.append(flag)
-            continue
-        same = _resolved_with_same_basis(resolved_by_people, decision)
-        if same is not None:
-            # A person dealt with this very condition: no new flag, but it still holds.
-            still_applying.add(same.pk)
-            continue
-        created.append(
-            Flag.objects.create(
-                patient=patient,
-                kind=decision.kind.value,
-                severity=decision.severity.value,
-                dosing_session_id=decision.dosing_session_id,
-                evidence=decision.evidence,
-                raised_at=now,
-            )
-        )
-    for key, flag in unresolved.items():
-        if key not in decisions and rules.Kind(flag.kind) in rules.AUTO_RESOLVING:
-            flag.status = Flag.Status.AUTO_RESOLVED
-            flag.resolved_at = now
-            flag.resolution_note = _why_cleared(flag)
-            flag.save(update_fields=["status", "resolved_at", "resolution_note", "updated_at"])
-            cleared.append(flag)
-    for flag in resolved_by_people:
-        holds = flag.pk in still_applying
-        if flag.still_applies != holds:
-            flag.still_applies = holds
-            flag.save(update_fields=["still_applies", "updated_at"])
+    changes = _flag_changes(
+        patient_id=patient.pk,
+        decisions=decisions,
+        unresolved=unresolved,
+        resolved_by_people=resolved_by_people,
+        now=now,
+    )
+    created, updated, cleared = changes.created, changes.updated, changes.cleared
+    for flag in created:
+        flag.save()
+    for flag in updated:
+        flag.save(update_fields=["evidence", "severity", "updated_at"])
+    for flag in cleared:
+        flag.save(update_fields=["status", "resolved_at", "resolution_note", "updated_at"])
+    for flag in changes.still_applies:
+        flag.save(update_fields=["still_applies", "updated_at"])
 
     for flag in created:
         _audit_automatic(flag, patient, "raised")
@@ -125,11 +106,102 @@ def recompute_patient(
     if created:
         ids = [f.pk for f in created]
         transaction.on_commit(lambda: enqueue_notifications(flag_ids=ids), robust=True)
+    caseload_order_refresh(patient_ids=[patient.pk], now=now)
     return {"created": created, "updated": updated, "cleared": cleared}
 
 
-# A coach's save is recomputed at once; a threshold change over a whole program is left to
-# the drain (one task, oldest first) rather than flooding the queue ahead of coaches' saves.
+def caseload_order_refresh(*, patient_ids=None, now=None) -> int:
+    """Store the caseload's sort keys on each patient (all patients in care when
+    `patient_ids` is None): the rank of the most severe unresolved flag and the next
+    scheduled dosing. One UPDATE however many patients, so a set-based sweep calls it once
+    after it writes flags; the per-patient recompute calls it for its patient. Returns the
+    number of patients updated."""
+    now = now or timezone.now()
+    top_rank = (
+        Flag.objects.filter(patient=OuterRef("pk"), status__in=Flag.UNRESOLVED)
+        .annotate(rank=selectors.SEVERITY_ORDER)
+        .order_by("rank")
+        .values("rank")[:1]
+    )
+    next_dosing = (
+        Session.objects.filter(
+            attendances__patient=OuterRef("pk"),
+            kind=SessionKind.DOSING,
+            status=Session.Status.SCHEDULED,
+            scheduled_start__gte=now,
+        )
+        .order_by("scheduled_start")
+        .values("scheduled_start")[:1]
+    )
+    patients = (
+        Patient.objects.filter(status__in=Patient.ACTIVE_STATUSES)
+        if patient_ids is None
+        else Patient.objects.filter(pk__in=patient_ids)
+    )
+    return patients.update(
+        caseload_flag_rank=Subquery(top_rank), caseload_next_dosing_at=Subquery(next_dosing)
+    )
+
+
+@dataclass
+class FlagChanges:
+    """What one patient's recompute changes: flags to create (unsaved), and existing rows
+    with their new values set, not yet saved."""
+
+    created: list[Flag] = field(default_factory=list)
+    updated: list[Flag] = field(default_factory=list)
+    cleared: list[Flag] = field(default_factory=list)
+    still_applies: list[Flag] = field(default_factory=list)
+
+
+def _flag_changes(
+    *, patient_id: int, decisions: dict, unresolved: list[Flag], resolved_by_people, now
+) -> FlagChanges:
+    """Compare the rules' decisions with the patient's flags. Shared by the per-patient
+    recompute and the sweep, so both write the same rows; only how they save differs."""
+    unresolved_by_key = {(f.kind, f.dosing_session_id): f for f in unresolved}
+    still_applying: set[int] = set()
+    changes = FlagChanges()
+    for key, decision in decisions.items():
+        flag = unresolved_by_key.get(key)
+        if flag is not None:
+            if flag.evidence != decision.evidence or flag.severity != decision.severity:
+                flag.evidence = decision.evidence
+                flag.severity = decision.severity
+                changes.updated.append(flag)
+            continue
+        same = _resolved_with_same_basis(resolved_by_people, decision)
+        if same is not None:
+            # A person dealt with this very condition: no new flag, but it still holds.
+            still_applying.add(same.pk)
+            continue
+        changes.created.append(
+            Flag(
+                patient_id=patient_id,
+                kind=decision.kind.value,
+                severity=decision.severity.value,
+                dosing_session_id=decision.dosing_session_id,
+                evidence=decision.evidence,
+                raised_at=now,
+            )
+        )
+    for key, flag in unresolved_by_key.items():
+        if key not in decisions and rules.Kind(flag.kind) in rules.AUTO_RESOLVING:
+            flag.status = Flag.Status.AUTO_RESOLVED
+            flag.resolved_at = now
+            flag.resolution_note = _why_cleared(flag)
+            changes.cleared.append(flag)
+    for flag in resolved_by_people:
+        holds = flag.pk in still_applying
+        if flag.still_applies != holds:
+            flag.still_applies = holds
+            changes.still_applies.append(flag)
+    return changes
+
+
+# A coach's save (a handful of patients at most) is recomputed at once, one task each on the
+# interactive queue; more at once (an import, a threshold change over a program) make one
+# bulk task, so they never stand in front of a coach's save.
 PUBLISH_AT_ONCE = 20
 SAFETY_KINDS = frozenset({rules.Kind.SAFETY, rules.Kind.SAFETY_UNANSWERED})
 ADVERSE_EVENT_KINDS = frozenset({rules.Kind.ADVERSE_EVENT})
@@ -149,9 +221,11 @@ def recomputes_held():
         _publishing.reset(token)
 
 
-def mark_stale(*, patient_ids) -> None:
+def mark_stale(*, patient_ids, bulk: bool = False) -> None:
     """Record, in the caller's transaction, that these patients' flags need a recompute, and
-    once committed ask a worker to do it now. If the broker is down the drain does it."""
+    once committed ask a worker to do it now: per patient for a coach's save, in one bulk
+    task for a bulk writer (`bulk`, or more than PUBLISH_AT_ONCE patients). If the broker is
+    down the drain does it."""
     ids = sorted(set(patient_ids))
     if not ids:
         return
@@ -160,8 +234,9 @@ def mark_stale(*, patient_ids) -> None:
     StalePatient.objects.bulk_create(
         [StalePatient(patient_id=pk, since=since) for pk in ids], ignore_conflicts=True
     )
-    if len(ids) <= PUBLISH_AT_ONCE and _publishing.get():
-        transaction.on_commit(lambda: enqueue_recompute(patient_ids=ids), robust=True)
+    if _publishing.get():
+        bulk = bulk or len(ids) > PUBLISH_AT_ONCE
+        transaction.on_commit(lambda: enqueue_recompute(patient_ids=ids, bulk=bulk), robust=True)
 
 
 def responses_saved(*, responses) -> None:
@@ -171,7 +246,10 @@ def responses_saved(*, responses) -> None:
         {r.patient_id for r in responses if r.has_safety_hit or r.safety_unanswered}
     ):
         recompute_patient(patient_id=patient_id, kinds=SAFETY_KINDS)
-    mark_stale(patient_ids=[r.patient_id for r in responses])
+    mark_stale(
+        patient_ids=[r.patient_id for r in responses],
+        bulk=any(r.source == Response.Source.IMPORT for r in responses),
+    )
 
 
 def adverse_event_saved(*, patient_ids) -> None:
@@ -182,15 +260,19 @@ def adverse_event_saved(*, patient_ids) -> None:
         recompute_patient(patient_id=patient_id, kinds=ADVERSE_EVENT_KINDS)
 
 
-def _audit_automatic(flag: Flag, patient: Patient, change: str, note: str = "") -> None:
+def _automatic_entry(flag: Flag, patient: Patient, change: str, note: str = "") -> dict:
     """The flag engine's own changes, by the system (no actor)."""
-    audit_record(
-        actor=None,
-        action=AuditEvent.Action.CREATE if change == "raised" else AuditEvent.Action.UPDATE,
-        target=flag,
-        patient=patient,
-        detail={"flag": change, "kind": flag.kind, **({"note": note} if note else {})},
-    )
+    return {
+        "actor": None,
+        "action": AuditEvent.Action.CREATE if change == "raised" else AuditEvent.Action.UPDATE,
+        "target": flag,
+        "patient": patient,
+        "detail": {"flag": change, "kind": flag.kind, **({"note": note} if note else {})},
+    }
+
+
+def _audit_automatic(flag: Flag, patient: Patient, change: str, note: str = "") -> None:
+    audit_record(**_automatic_entry(flag, patient, change, note))
 
 
 def _why_cleared(flag: Flag) -> str:
@@ -206,26 +288,158 @@ def _why_cleared(flag: Flag) -> str:
     return "The condition no longer holds."
 
 
-def recompute_patients(*, patient_ids, now=None) -> tuple[dict[str, int], list[int]]:
-    """Recompute many patients, each in its own transaction, with the clinic's percentiles
-    read once. Returns the totals and the ids whose recompute failed (the next sweep retries
-    them; nothing is half-written because each patient is one transaction)."""
+# Patients per transaction in a sweep: small enough that a chunk takes well under a second
+# or two (a coach's recompute of one of them waits at most that long for its row lock), large
+# enough that the fixed cost of its few queries is shared.
+SWEEP_CHUNK = 250
+
+
+@dataclass
+class SweepResult:
+    """What a many-patient recompute did. `failed` and `left` (not reached before the
+    deadline, or when the sweep was interrupted) are back in the outbox for the drain."""
+
+    totals: dict[str, int] = field(
+        default_factory=lambda: {"created": 0, "updated": 0, "cleared": 0}
+    )
+    done: int = 0
+    failed: list[int] = field(default_factory=list)
+    left: list[int] = field(default_factory=list)
+
+
+def recompute_patients(
+    *, patient_ids, now=None, deadline: float | None = None, chunk_size: int = SWEEP_CHUNK
+) -> SweepResult:
+    """Recompute many patients set-based: per chunk, one transaction that reads every fact
+    in a few queries, evaluates the same rules as `recompute_patient`, and writes the changes
+    and their audit rows in bulk. The clinic's percentiles and the band table are read once.
+
+    `deadline` (a `time.monotonic()` value) stops before a chunk that would start after it;
+    whatever was not reached, or was interrupted (a task's soft time limit), goes back to the
+    outbox, so a sweep cut short makes flags late, never missing. A chunk that fails is
+    retried one patient at a time so one bad record cannot hold back the others."""
+    ids = sorted(set(patient_ids))
     clinic_bonds = flag_inputs.clinic_bond_percentiles(flag_inputs.rule_percentiles())
     bond_bands = trajectories.load_bond_bands()
-    totals = {"created": 0, "updated": 0, "cleared": 0}
-    failed = []
-    for patient_id in patient_ids:
+    result = SweepResult()
+    reached = 0
+    try:
+        for begin in range(0, len(ids), chunk_size):
+            if begin and deadline is not None and time.monotonic() >= deadline:
+                break
+            chunk = ids[begin : begin + chunk_size]
+            try:
+                counts = _recompute_chunk(
+                    chunk, now=now, clinic_bonds=clinic_bonds, bond_bands=bond_bands
+                )
+            except DatabaseError:
+                log.exception("A sweep chunk failed; recomputing its patients one by one.")
+                counts = _recompute_one_by_one(
+                    chunk, now=now, clinic_bonds=clinic_bonds, bond_bands=bond_bands, into=result
+                )
+            for key, count in counts.items():
+                result.totals[key] += count
+            reached = begin + len(chunk)
+            result.done = reached - len(result.failed)
+    finally:
+        result.left = ids[reached:]
+        _back_to_outbox([*result.failed, *result.left])
+    return result
+
+
+def _back_to_outbox(patient_ids) -> None:
+    if patient_ids:
+        since = timezone.now()
+        StalePatient.objects.bulk_create(
+            [StalePatient(patient_id=pk, since=since) for pk in patient_ids],
+            ignore_conflicts=True,
+        )
+
+
+def _recompute_one_by_one(chunk, *, now, clinic_bonds, bond_bands, into: SweepResult) -> dict:
+    counts = {"created": 0, "updated": 0, "cleared": 0}
+    for patient_id in chunk:
         try:
-            result = recompute_patient(
+            changed = recompute_patient(
                 patient_id=patient_id, now=now, clinic_bonds=clinic_bonds, bond_bands=bond_bands
             )
         except DatabaseError:
-            failed.append(patient_id)
-            log.exception("Recompute failed for patient id %s; the next sweep retries.", patient_id)
+            into.failed.append(patient_id)
+            log.exception("Recompute failed for patient id %s; it waits in the outbox.", patient_id)
             continue
-        for key, flags in result.items():
-            totals[key] += len(flags)
-    return totals, failed
+        for key, flags in changed.items():
+            counts[key] += len(flags)
+    return counts
+
+
+@transaction.atomic
+def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str, int]:
+    started = timezone.now()
+    now = now or started
+    # The same row locks as `recompute_patient`, taken in id order so two sweeps never
+    # deadlock; a coach's recompute of one of these patients waits for this chunk.
+    patients = {
+        p.pk: p
+        for p in Patient.objects.select_for_update()
+        .filter(pk__in=patient_ids)
+        .order_by("pk")
+        .only("pk", "public_id")
+    }
+    thresholds = flag_inputs.thresholds_for_patients(patient_ids=list(patients))
+    wanted = {t.percentile for t in thresholds.values()} - set(clinic_bonds)
+    if wanted:  # a rule changed since the sweep began
+        clinic_bonds = {**clinic_bonds, **flag_inputs.clinic_bond_percentiles(wanted)}
+    facts = flag_inputs.facts_for_patients(
+        patient_ids=list(patients),
+        now=now,
+        thresholds=thresholds,
+        clinic_bonds=clinic_bonds,
+        bond_bands=bond_bands,
+    )
+    unresolved: dict[int, list[Flag]] = {}
+    resolved: dict[int, list[Flag]] = {}
+    for flag in (
+        Flag.objects.select_for_update(of=("self",))
+        .select_related("dosing_session")
+        .filter(patient_id__in=list(patients), status__in=[*Flag.UNRESOLVED, Flag.Status.RESOLVED])
+    ):
+        mine = unresolved if flag.status in Flag.UNRESOLVED else resolved
+        mine.setdefault(flag.patient_id, []).append(flag)
+    every = FlagChanges()
+    for patient_id in patients:
+        changes = _flag_changes(
+            patient_id=patient_id,
+            decisions={d.key: d for d in rules.evaluate(facts[patient_id], thresholds[patient_id])},
+            unresolved=unresolved.get(patient_id, []),
+            resolved_by_people=resolved.get(patient_id, []),
+            now=now,
+        )
+        for name in ("created", "updated", "cleared", "still_applies"):
+            getattr(every, name).extend(getattr(changes, name))
+    saved_at = timezone.now()
+    Flag.objects.bulk_create(every.created, batch_size=1000)
+    for flags, fields in (
+        (every.updated, ["evidence", "severity"]),
+        (every.cleared, ["status", "resolved_at", "resolution_note"]),
+        (every.still_applies, ["still_applies"]),
+    ):
+        for flag in flags:
+            flag.updated_at = saved_at
+        Flag.objects.bulk_update(flags, [*fields, "updated_at"], batch_size=500)
+    audit_records(
+        [_automatic_entry(f, patients[f.patient_id], "raised") for f in every.created]
+        + [
+            _automatic_entry(f, patients[f.patient_id], "cleared", note=f.resolution_note)
+            for f in every.cleared
+        ]
+    )
+    StalePatient.objects.filter(patient_id__in=list(patients), since__lte=started).delete()
+    caseload_order_refresh(patient_ids=list(patients))  # one UPDATE for the whole chunk
+    return {
+        "created": len(every.created),
+        "updated": len(every.updated),
+        "cleared": len(every.cleared),
+    }
 
 
 def _resolved_with_same_basis(resolved: list[Flag], decision: rules.Decision) -> Flag | None:
@@ -341,6 +555,7 @@ def flag_resolve(*, actor, flag: Flag, note: str) -> Flag:
         patient=flag.patient,
         detail={"flag": Flag.Status.RESOLVED},
     )
+    caseload_order_refresh(patient_ids=[flag.patient_id])
     return flag
 
 

@@ -1,11 +1,16 @@
 """Thin Celery tasks: ids in, one service call, retries on database trouble."""
 
+import logging
+import time
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from clinic.locks import advisory_lock
 
-from . import flag_inputs, services, trajectories
+from . import fhir_exports, flag_inputs, services, trajectories
+
+log = logging.getLogger(__name__)
 
 # Sweeps may outlast the broker's visibility timeout; a redelivered copy finds the lock taken
 # and stops, so a long task never runs twice at once.
@@ -33,14 +38,38 @@ def notify_flags(flag_ids: list[int]) -> int:
     return sum(services.notify_flag(flag_id=flag_id) for flag_id in flag_ids)
 
 
+# A sweep stops taking new chunks after this long, well before the soft time limit: the
+# chunk in hand (about a second) and the notifications still fit, and what is left waits
+# in the outbox for the drain.
+SWEEP_BUDGET_SECONDS = 1200
+
+
+def _recompute_and_notify(patient_ids) -> int:
+    result = services.recompute_patients(
+        patient_ids=patient_ids, deadline=time.monotonic() + SWEEP_BUDGET_SECONDS
+    )
+    if result.left:
+        log.warning(
+            "Recompute stopped at its time budget; %s patient(s) wait in the outbox.",
+            len(result.left),
+        )
+    for flag_id in flag_inputs.unnotified_flag_ids():
+        services.notify_flag(flag_id=flag_id)
+    return len(result.failed)
+
+
 def _sweep(name: str, patient_ids) -> int | None:
     with advisory_lock(name) as mine:
         if not mine:
             return None
-        _totals, failed = services.recompute_patients(patient_ids=patient_ids())
-        for flag_id in flag_inputs.unnotified_flag_ids():
-            services.notify_flag(flag_id=flag_id)
-        return len(failed)
+        return _recompute_and_notify(patient_ids())
+
+
+@shared_task(name="alliance.recompute_patients", **_LONG)
+def recompute_patients(patient_ids: list[int]) -> int:
+    """Many patients at once (an import, a threshold change over a program), on the bulk
+    queue: one task for all of them, so a coach's save never queues behind thousands."""
+    return _recompute_and_notify(patient_ids)
 
 
 @shared_task(name="alliance.drain_stale", **_LONG)
@@ -72,3 +101,30 @@ def recompute_expected_bands() -> dict | None:
         if not mine:
             return None
         return trajectories.recompute_expected_bands()
+
+
+@shared_task(
+    bind=True,
+    name="alliance.build_fhir_export",
+    acks_late=True,
+    soft_time_limit=1500,
+    time_limit=1800,
+    max_retries=fhir_exports.MAX_ATTEMPTS - 1,
+)
+def build_fhir_export(self, export_id: int) -> str:
+    """Build one requested FHIR export; retried with a growing pause, then reported as failed
+    on the exports page."""
+    try:
+        export = fhir_exports.fhir_export_build(export_id=export_id)
+    except Exception as exc:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=30 * 2**self.request.retries) from exc
+        log.exception(
+            "FHIR export %s failed after %s attempts.", export_id, fhir_exports.MAX_ATTEMPTS
+        )
+        fhir_exports.fhir_export_failed(
+            export_id=export_id,
+            error=f"It failed {fhir_exports.MAX_ATTEMPTS} times ({type(exc).__name__}).",
+        )
+        return "failed"
+    return export.status if export else "skipped"

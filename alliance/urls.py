@@ -27,6 +27,11 @@ urlpatterns = [
     path("sessions/<uuid:public_id>/ready/", views.dosing_ready, name="session_ready"),
     path("thresholds/", views.flag_rule_edit, name="flag_rule_default"),
     path("exports/", views.export, name="export"),
+    path(
+        "exports/fhir/<uuid:export_id>/",
+        views.fhir_export_download,
+        name="fhir_export_download",
+    ),
     path("analytics/", views.cohort_analytics, name="cohort_analytics"),
     path("reports/program/", views.program_report, name="program_report"),
     path("supervision/", views.supervision_page, name="supervision"),

@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -27,6 +27,7 @@ from . import (
     dashboard,
     dosing_day,
     exports,
+    fhir_exports,
     flag_inputs,
     reports,
     selectors,
@@ -44,6 +45,7 @@ from .forms import (
     SupervisionFilterForm,
     WorklistFilterForm,
 )
+from .models import FhirExport
 
 
 @login_required
@@ -215,8 +217,8 @@ def flag_rule_edit(request, program_id=None):
 @login_required
 @require_http_methods(["GET", "POST"])
 def export(request):
-    """Clinicians and admins: every score as CSV or a FHIR Bundle, de-identified unless an
-    admin gives a reason."""
+    """Clinicians and admins: every score as CSV (streamed) or a FHIR Bundle (built by a
+    worker, then downloaded from this page), de-identified unless an admin gives a reason."""
     if not access.can_use_analytics(request.user):
         raise PermissionDenied
     form = ExportForm(request.POST or None, allow_identified=access.is_admin(request.user))
@@ -224,26 +226,51 @@ def export(request):
         data = form.cleaned_data
         options = {
             "actor": request.user,
-            "patients": access.patients_visible_to(request.user),
             "identified": data.get("identified", False),
             "reason": data.get("reason", ""),
         }
         try:
             if data["form"] == "fhir":
-                body = exports.export_fhir(**options)
-                content_type, suffix = "application/fhir+json", "json"
-            else:
-                body = exports.export_csv(form=data["form"], **options)
-                content_type, suffix = "text/csv", "csv"
+                fhir_exports.fhir_export_request(**options)
+                messages.info(
+                    request, "The FHIR export is being built. It appears below when ready."
+                )
+                return redirect("export")
+            body = exports.export_csv(
+                form=data["form"], patients=access.patients_visible_to(request.user), **options
+            )
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
-            response_class = HttpResponse if isinstance(body, str) else StreamingHttpResponse
-            response = response_class(body, content_type=f"{content_type}; charset=utf-8")
-            name = f"rapport-scores-{data['form']}-{timezone.localdate():%Y%m%d}.{suffix}"
+            response = StreamingHttpResponse(body, content_type="text/csv; charset=utf-8")
+            name = f"rapport-scores-{data['form']}-{timezone.localdate():%Y%m%d}.csv"
             response["Content-Disposition"] = f'attachment; filename="{name}"'
             return response
-    return render(request, "alliance/export.html", {"form": form})
+    return render(
+        request,
+        "alliance/export.html",
+        {
+            "form": form,
+            "fhir_exports": selectors.recent_fhir_exports(user=request.user),
+            "now": timezone.now(),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET"])
+def fhir_export_download(request, export_id):
+    """The finished bundle, for the person who asked for it, until the link expires."""
+    if not access.can_use_analytics(request.user):
+        raise PermissionDenied
+    try:
+        export, handle = fhir_exports.fhir_export_open(actor=request.user, public_id=export_id)
+    except FhirExport.DoesNotExist as exc:
+        raise Http404 from exc
+    name = f"rapport-fhir-{timezone.localtime(export.finished_at):%Y%m%d-%H%M}.json"
+    return FileResponse(
+        handle, as_attachment=True, filename=name, content_type="application/fhir+json"
+    )
 
 
 @login_required

@@ -3,6 +3,26 @@ from django.db import models
 from .models import AuditEvent, Patient
 
 
+def _event(
+    *,
+    actor,
+    action: str,
+    target: models.Model | None = None,
+    patient: Patient | None = None,
+    detail: dict | None = None,
+    object_type: str = "",
+    object_id: str = "",
+) -> AuditEvent:
+    return AuditEvent(
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        action=action,
+        object_type=target._meta.label_lower if target is not None else object_type,
+        object_id=str(getattr(target, "public_id", target.pk)) if target is not None else object_id,
+        patient=patient,
+        detail=detail or {},
+    )
+
+
 def audit_record(
     *,
     actor,
@@ -18,7 +38,7 @@ def audit_record(
     `actor` None is the system (a worker's automatic change). Something that is not a row
     (an export) names itself with `object_type` and `object_id` instead of `target`.
     """
-    event = audit_event(
+    event = _event(
         actor=actor,
         action=action,
         target=target,
@@ -31,23 +51,13 @@ def audit_record(
     return event
 
 
-def audit_event(
-    *,
-    actor,
-    action: str,
-    target: models.Model | None = None,
-    patient: Patient | None = None,
-    detail: dict | None = None,
-    object_type: str = "",
-    object_id: str = "",
-) -> AuditEvent:
-    """The row `audit_record` writes, unsaved: bulk writers (the demo's seeding) collect them
-    and insert them with their changes, in the same transaction."""
-    return AuditEvent(
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        action=action,
-        object_type=target._meta.label_lower if target is not None else object_type,
-        object_id=str(getattr(target, "public_id", target.pk)) if target is not None else object_id,
-        patient=patient,
-        detail=detail or {},
-    )
+def audit_records(entries: list[dict]) -> list[AuditEvent]:
+    """Write many audit rows in one statement (a sweep's automatic changes); each entry takes
+    `audit_record`'s keyword arguments. Call it inside the transaction of the changes."""
+    return AuditEvent.objects.bulk_create([_event(**entry) for entry in entries], batch_size=1000)
+
+
+def audit_event(**entry) -> AuditEvent:
+    """The row `audit_record` writes, unsaved (same keyword arguments): for bulk writers that
+    insert many rows at once with COPY (the demo's bulk seeding), in the same transaction."""
+    return _event(**entry)

@@ -1,6 +1,6 @@
 """Run the demo or the test suite with embedded PostgreSQL and Redis when none is configured.
 
-    python -m clinic.devservices demo            # migrate, seed, web + worker + beat
+    python -m clinic.devservices demo            # migrate, seed, web + 2 workers + beat
     python -m clinic.devservices test [ARGS...]  # pytest ARGS on real PostgreSQL
 
 `DATABASE_URL` / `REDIS_URL`, when set, are used as they are and nothing is started for them.
@@ -149,14 +149,26 @@ def run_demo(argv: list[str]) -> int:
         DEVDATA.mkdir(parents=True, exist_ok=True)
         beat_schedule = DEVDATA / "celerybeat.pid"
         beat_schedule.unlink(missing_ok=True)
+        from clinic.celery import interactive_queue
+
+        queue = env.get("CELERY_QUEUE") or "rapport"
         children = [
             _spawn(
                 [_python(), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"], env
             ),
+            # A coach's recomputes have a worker of their own (README "Workers").
             _spawn(
                 [
-                    _python(), "-m", "celery", "-A", "clinic", "worker",
-                    "--loglevel", "INFO", "--concurrency", "2", "--hostname", "demo-worker@%h",
+                    _python(), "-m", "celery", "-A", "clinic", "worker", "--loglevel", "INFO",
+                    "--queues", interactive_queue(queue), "--concurrency", "1",
+                    "--hostname", "demo-interactive@%h",
+                ],
+                env,
+            ),
+            _spawn(
+                [
+                    _python(), "-m", "celery", "-A", "clinic", "worker", "--loglevel", "INFO",
+                    "--queues", queue, "--concurrency", "1", "--hostname", "demo-bulk@%h",
                 ],
                 env,
             ),
@@ -168,7 +180,10 @@ def run_demo(argv: list[str]) -> int:
                 env,
             ),
         ]  # fmt: skip
-        log(f"web on http://127.0.0.1:{port} with a Celery worker and beat. Ctrl-C stops all.")
+        log(
+            f"web on http://127.0.0.1:{port} with Celery workers (interactive, bulk) and beat."
+            " Ctrl-C stops all."
+        )
         try:
             _wait_for_web(f"http://127.0.0.1:{port}/healthz", children)
         except KeyboardInterrupt:

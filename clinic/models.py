@@ -5,7 +5,7 @@ import uuid
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .roles import Role
@@ -130,6 +130,12 @@ class Patient(models.Model):
     withdrawal_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The caseload's sort keys, stored so that its pages read an index in order instead of
+    # ranking every patient in care on each view. Written only by the flag engine
+    # (alliance.services.caseload_order_refresh) after it writes flags or a schedule changes:
+    # the most severe unresolved flag (0 = urgent) and the next scheduled dosing.
+    caseload_flag_rank = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    caseload_next_dosing_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["last_name", "first_name"]
@@ -144,7 +150,28 @@ class Patient(models.Model):
                 name="patient_dob_plausible",
             ),
         ]
-        indexes = [models.Index(fields=["status"]), models.Index(fields=["last_name"])]
+        indexes = [
+            models.Index(fields=["status"]),
+            models.Index(fields=["last_name"]),
+            # The caseload's order, for patients in care only.
+            models.Index(
+                F("caseload_flag_rank").asc(nulls_last=True),
+                F("caseload_next_dosing_at").asc(nulls_last=True),
+                "last_name",
+                "first_name",
+                "id",
+                name="patient_caseload_order",
+                condition=Q(
+                    status__in=[
+                        PatientStatus.REFERRED,
+                        PatientStatus.SCREENING,
+                        PatientStatus.ENROLLED,
+                        PatientStatus.IN_TREATMENT,
+                        PatientStatus.FOLLOW_UP,
+                    ]
+                ),
+            ),
+        ]
 
     def __str__(self):
         return f"{self.full_name} ({self.record_number})"

@@ -146,7 +146,18 @@ class LinkForm(forms.Form):
         widget=forms.CheckboxSelectMultiple, label="Questionnaires to answer"
     )
     hours = forms.IntegerField(
-        label="Link valid for (hours)", min_value=1, max_value=24 * 14, initial=72
+        label="Link valid for (hours)",
+        min_value=1,
+        max_value=24 * 14,
+        required=False,
+        help_text="Leave empty: with reminders, until a day after the last one (4 days); "
+        "without, 72 hours. A shorter life spaces the reminders to fit.",
+    )
+    reminders = forms.BooleanField(
+        label="E-mail the patient reminders (three, a day apart) until answered",
+        required=False,
+        initial=True,
+        help_text="Only to patients who agreed to questionnaires by e-mail.",
     )
 
     def __init__(self, *args, choices, **kwargs):
@@ -173,3 +184,34 @@ class CorrectionForm(ItemsForm):
             "reason",
         )
         self.helper.add_input(Submit("save", "Save correction"))
+
+
+class KioskStartForm(forms.Form):
+    """Which patient of the session gets the tablet (a group session has several)."""
+
+    patient = forms.ChoiceField(widget=forms.RadioSelect, label="Hand the tablet to")
+
+    def __init__(self, *args, choices, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["patient"].choices = choices
+        if len(choices) == 1:
+            self.fields["patient"].initial = choices[0][0]
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+        self.helper.add_input(Submit("start", "Start the kiosk and sign me out here"))
+
+
+class KioskUnlockForm(forms.Form):
+    code = forms.CharField(
+        label="Coach's unlock code",
+        max_length=12,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+        self.helper.add_input(Submit("unlock", "Unlock", css_class="btn-lg"))

@@ -78,6 +78,7 @@ class Response(models.Model):
         CLINIC = "clinic", "Entered in clinic"
         LINK = "link", "Self-report link"
         IMPORT = "import", "Imported"
+        KIOSK = "kiosk", "Kiosk in the room"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="responses")
@@ -190,6 +191,9 @@ class SelfReportLink(models.Model):
     Only the SHA-256 of the token is stored; the token itself is shown or mailed once.
     """
 
+    # A first e-mail the mail server refused is tried again on later runs, this many times.
+    MAX_SEND_ATTEMPTS = 6
+
     token_hash = models.CharField(max_length=64, unique=True)
     # A reminder mails a fresh token (the old one is not stored, so it cannot be repeated);
     # the tokens of earlier e-mails keep working until the link is used or expires.
@@ -211,13 +215,33 @@ class SelfReportLink(models.Model):
     used_at = models.DateTimeField(null=True, blank=True)
     by_email = models.BooleanField(default=False)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # How many reminders the patient gets (0: staff opted out when creating it).
+    reminders = models.PositiveSmallIntegerField(default=3)
     reminders_sent = models.PositiveSmallIntegerField(default=0)
     last_sent_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    # A mail server that refused the e-mail: kept for the delivery log, retried by beat.
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_failure = models.CharField(max_length=200, blank=True)
+    # Links sent by the calendar (a protocol's measurement schedule) rather than after a
+    # session: which occasion ("e12/last_dosing+28"), its name, its date and window.
+    schedule_key = models.CharField(max_length=80, blank=True)
+    time_point = models.CharField(max_length=80, blank=True)
+    due_on = models.DateField(null=True, blank=True)
+    window_days = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(reminders_sent__lte=3), name="link_max_3_reminders"),
+            models.CheckConstraint(condition=Q(reminders__lte=3), name="link_plans_3_reminders"),
+            # The calendar's claim: beat running twice sends one e-mail per due occasion.
+            models.UniqueConstraint(
+                fields=["patient", "schedule_key"],
+                condition=Q(by_email=True) & ~Q(schedule_key=""),
+                name="link_one_email_per_time_point",
+            ),
             # The e-mail job's claim: two workers cannot both mail a session's questionnaires.
             models.UniqueConstraint(
                 fields=["patient", "session"],
@@ -255,3 +279,57 @@ class LinkGuess(models.Model):
 
     def __str__(self):
         return f"guess at {self.at:%Y-%m-%d %H:%M}"
+
+
+class KioskEnd(models.TextChoices):
+    SUBMITTED = "submitted", "Answers sent"
+    IDLE = "idle", "Left idle"
+    HANDED_BACK = "handed_back", "Handed back unanswered"
+    REPLACED = "replaced", "Replaced by a new kiosk"
+
+
+class Kiosk(models.Model):
+    """A tablet handed to a patient in the room to answer the questionnaires due at a session.
+
+    The browser that runs it is signed out of the coach's account; it holds only a signed
+    token naming this row, which opens this patient's due questionnaires and nothing else.
+    Unlocking it again takes the coach's sign-in or the short code shown when it started
+    (only a hash of the code is kept).
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="kiosks")
+    session = models.ForeignKey(
+        "clinic_sessions.Session", on_delete=models.PROTECT, related_name="kiosks"
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    instruments = models.JSONField(help_text="Instrument codes to answer, in order.")
+    unlock_code_hash = models.CharField(max_length=128)
+    unlock_attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField()
+    # The patient's last request: idle time counts from here.
+    last_seen_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=KioskEnd.choices, blank=True)
+    unlocked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            # One tablet per patient and session at a time: a second start ends the first.
+            models.UniqueConstraint(
+                fields=["patient", "session"],
+                condition=Q(ended_at__isnull=True),
+                name="kiosk_one_running_per_patient_session",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | ~Q(end_reason=""),
+                name="kiosk_ended_has_reason",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Kiosk for {self.patient_id} at session {self.session_id}"

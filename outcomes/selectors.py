@@ -6,7 +6,10 @@ instrument codes due after a session generated from that step. A code is answere
 session once a Response for that patient is linked to that session.
 """
 
+import dataclasses
 import datetime
+import math
+from enum import StrEnum
 
 from django.conf import settings
 from django.db.models import F, FloatField, Func, QuerySet, TextField, Value
@@ -15,10 +18,13 @@ from django.http import Http404
 from django.utils import timezone
 
 from clinic.access import patients_visible_to
-from sessions.models import Attendance, Session
+from clinic.models import Enrolment, Patient
+from sessions import schedules
+from sessions.models import Attendance, Session, SessionKind
+from sessions.schedules import ScheduleAnchor
 
 from . import scoring
-from .models import Instrument, InstrumentVersion, Respondent, Response
+from .models import Instrument, InstrumentVersion, Respondent, Response, SelfReportLink
 
 
 def item_answer(number: int) -> Cast:
@@ -248,6 +254,18 @@ def due_for_session(session, *, user=None) -> list[dict]:
     return rows
 
 
+def due_in_room(*, session, patient) -> list[str]:
+    """The questionnaires a patient answers on the kiosk at a session: the patient-rated ones
+    still due for them there, in the plan's order. The kiosk asks this one function, so when
+    the plan gains other schedules only this changes."""
+    if patient not in _due_patients(session):
+        return []
+    patient_rated = set(
+        Instrument.objects.filter(respondent=Respondent.PATIENT).values_list("code", flat=True)
+    )
+    return [code for code in unanswered_codes(session, patient=patient) if code in patient_rated]
+
+
 def _overdue_window() -> tuple[datetime.datetime, datetime.datetime]:
     """Sessions that ended between these two moments have overdue questionnaires: at least
     QUESTIONNAIRE_OVERDUE_HOURS ago, and not so long ago that the measure is simply missed."""
@@ -261,6 +279,11 @@ def _overdue_window() -> tuple[datetime.datetime, datetime.datetime]:
 def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, str]]:
     """(patient id, session id, code) still unanswered after completed sessions in the
     overdue window. Three queries whatever the number of patients."""
+    return [row[:3] for row in _overdue_rows(patient_ids, patient_rated_only=patient_rated_only)]
+
+
+def _overdue_rows(patient_ids, *, patient_rated_only: bool) -> list[tuple]:
+    """As `_overdue`, each row with the session's end as well."""
     since, until = _overdue_window()
     rows = Attendance.objects.filter(
         patient_id__in=patient_ids,
@@ -269,7 +292,12 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
         session__scheduled_end__gte=since,
         session__scheduled_end__lte=until,
         session__protocol_step__isnull=False,
-    ).values_list("patient_id", "session_id", "session__protocol_step__instruments_due")
+    ).values_list(
+        "patient_id",
+        "session_id",
+        "session__protocol_step__instruments_due",
+        "session__scheduled_end",
+    )
     answered = set(
         Response.objects.filter(
             patient_id__in=patient_ids,
@@ -282,8 +310,8 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
         instruments = instruments.filter(respondent=Respondent.PATIENT)
     wanted = set(instruments.values_list("code", flat=True))
     return [
-        (patient_id, session_id, code)
-        for patient_id, session_id, due in rows
+        (patient_id, session_id, code, ended)
+        for patient_id, session_id, due, ended in rows
         for code in due
         if code in wanted and (patient_id, session_id, code) not in answered
     ]
@@ -306,3 +334,339 @@ def overdue_for(*, patient) -> list[dict]:
     instruments = {i.code: i for i in Instrument.objects.filter(code__in={c for *_, c in rows})}
     found = [{"session": sessions[s], "instrument": instruments[c]} for _, s, c in rows]
     return sorted(found, key=lambda row: row["session"].scheduled_start)
+
+
+# --- the calendar: measures due by date (the protocol's measurement schedule) ----------------
+
+
+class MeasureStatus(StrEnum):
+    UPCOMING = "upcoming"
+    DUE = "due"
+    OVERDUE = "overdue"
+    ANSWERED = "answered"
+    MISSED = "missed"
+
+
+# Sent on the due date from this local hour, not at midnight.
+CALENDAR_SEND_HOUR = datetime.time(9, 0)
+
+
+@dataclasses.dataclass
+class CalendarItem:
+    """One dated occasion of a patient's measurement schedule and what was answered for it
+    (any response within its window counts, entered in clinic, by link or imported)."""
+
+    patient: Patient
+    enrolment: Enrolment
+    point: schedules.TimePoint
+    instruments: dict  # code -> Instrument, the loaded ones in the schedule's order
+    answered: set
+    today: datetime.date
+
+    @property
+    def unanswered(self) -> list[str]:
+        return [code for code in self.instruments if code not in self.answered]
+
+    @property
+    def overdue_since(self) -> datetime.date:
+        grace = datetime.timedelta(days=math.ceil(settings.QUESTIONNAIRE_OVERDUE_HOURS / 24))
+        return min(self.point.due_on + grace, self.point.closes_on)
+
+    @property
+    def status(self) -> MeasureStatus:
+        if not self.unanswered:
+            return MeasureStatus.ANSWERED
+        if self.today < self.point.due_on:
+            return MeasureStatus.UPCOMING
+        if self.today > self.point.closes_on:
+            return MeasureStatus.MISSED
+        if self.today >= self.overdue_since:
+            return MeasureStatus.OVERDUE
+        return MeasureStatus.DUE
+
+    @property
+    def to_mail(self) -> list[str]:
+        return [
+            code
+            for code in self.unanswered
+            if self.instruments[code].respondent == Respondent.PATIENT
+        ]
+
+
+def _anchor_dates(enrolments, *, within) -> dict[int, dict[str, datetime.date | None]]:
+    """Per enrolment: its start and its first and last dosing booked or held (local dates).
+    `within` is the enrolments' queryset, used as a subquery."""
+    dosings: dict[int, list[datetime.date]] = {}
+    for enrolment_id, start in (
+        Session.objects.filter(kind=SessionKind.DOSING, enrolment__in=within)
+        .exclude(status__in=[Session.Status.CANCELLED, Session.Status.NO_SHOW])
+        .values_list("enrolment_id", "scheduled_start")
+    ):
+        dosings.setdefault(enrolment_id, []).append(timezone.localdate(start))
+    return {
+        e.pk: {
+            ScheduleAnchor.ENROLMENT: e.start_date,
+            ScheduleAnchor.FIRST_DOSING: min(dosings[e.pk]) if e.pk in dosings else None,
+            ScheduleAnchor.LAST_DOSING: max(dosings[e.pk]) if e.pk in dosings else None,
+        }
+        for e in enrolments
+    }
+
+
+def calendar_items(*, enrolments, today=None, keep=None) -> list[CalendarItem]:
+    """Every dated occasion of the enrolments' measurement schedules that `keep(point,
+    today)` accepts (all of them by default), with what was answered in each window. Four
+    queries whatever the number of enrolments (none skipped when there is nothing to find,
+    so a page's count stays the same)."""
+    today = today or timezone.localdate()
+    scheduled = enrolments.filter(program__protocol__isnull=False)
+    listed = [
+        e
+        for e in scheduled.select_related("patient", "program__protocol")
+        if e.program.protocol.measurement_schedule
+    ]
+    anchors = _anchor_dates(listed, within=scheduled)
+    found = []
+    for enrolment in listed:
+        for point in schedules.time_points(
+            enrolment.program.protocol.measurement_schedule,
+            anchors=anchors[enrolment.pk],
+            prefix=f"e{enrolment.pk}/",
+        ):
+            if keep is None or keep(point, today):
+                found.append((enrolment, point))
+    instruments = {i.code: i for i in Instrument.objects.all()}
+    answers: dict[int, list[tuple[str, datetime.date]]] = {}
+    for patient_id, code, at in Response.objects.filter(
+        patient_id__in=scheduled.values("patient_id"),
+        administered_at__date__gte=min((point.opens_on for _, point in found), default=today),
+        administered_at__date__lte=max((point.closes_on for _, point in found), default=today),
+    ).values_list("patient_id", "version__instrument__code", "administered_at"):
+        answers.setdefault(patient_id, []).append((code, timezone.localdate(at)))
+    items = []
+    for enrolment, point in found:
+        answered = {
+            code
+            for code, on in answers.get(enrolment.patient_id, [])
+            if point.opens_on <= on <= point.closes_on
+        }
+        items.append(
+            CalendarItem(
+                patient=enrolment.patient,
+                enrolment=enrolment,
+                point=point,
+                instruments={c: instruments[c] for c in point.instruments if c in instruments},
+                answered=answered,
+                today=today,
+            )
+        )
+    return items
+
+
+def _open_now(point: schedules.TimePoint, today: datetime.date) -> bool:
+    return point.due_on <= today <= point.closes_on
+
+
+def calendar_due_to_send(*, now=None) -> list[CalendarItem]:
+    """Calendar occasions to e-mail now: due today (from CALENDAR_SEND_HOUR) or since, inside
+    their window, to patients in an active enrolment who have an address and agreed, with
+    patient-rated questionnaires unanswered, and no e-mail sent for the occasion yet."""
+    now = now or timezone.now()
+    local = timezone.localtime(now)
+    today = local.date()
+    enrolments = (
+        Enrolment.objects.filter(
+            status=Enrolment.Status.ACTIVE,
+            patient__email_consent=True,
+            program__protocol__isnull=False,
+        )
+        .exclude(patient__email="")
+        .exclude(patient__status=Patient.Status.WITHDRAWN)
+    )
+    items = calendar_items(enrolments=enrolments, today=today, keep=_open_now)
+    sent_keys = set(
+        SelfReportLink.objects.filter(
+            patient_id__in={i.patient.pk for i in items},
+            by_email=True,
+            schedule_key__in={i.point.key for i in items},
+        ).values_list("patient_id", "schedule_key")
+    )
+    return [
+        item
+        for item in items
+        if (item.patient.pk, item.point.key) not in sent_keys
+        and item.to_mail
+        and (item.point.due_on < today or local.time() >= CALENDAR_SEND_HOUR)
+    ]
+
+
+def _session_overdue_rows(patient_ids) -> list[tuple[int, datetime.date, str]]:
+    """(patient id, overdue since, code) for questionnaires still owed after sessions."""
+    grace = datetime.timedelta(hours=settings.QUESTIONNAIRE_OVERDUE_HOURS)
+    return [
+        (p, timezone.localdate(ended + grace), code)
+        for p, _s, code, ended in _overdue_rows(patient_ids, patient_rated_only=False)
+    ]
+
+
+def measures_in_words(*, patient_ids: list[int]) -> dict[int, list[str]]:
+    """Per patient, what the caseload says about questionnaires: "3 due" and "2 overdue since
+    4 March 2027", after sessions and by the calendar together. Constant queries a page."""
+    due: dict[int, int] = {}
+    overdue: dict[int, list[datetime.date]] = {}
+    for patient_id, since, _code in _session_overdue_rows(patient_ids):
+        overdue.setdefault(patient_id, []).append(since)
+    for item in calendar_items(
+        enrolments=Enrolment.objects.filter(
+            patient_id__in=patient_ids, status=Enrolment.Status.ACTIVE
+        ),
+        keep=_open_now,
+    ):
+        if item.status == MeasureStatus.DUE:
+            due[item.patient.pk] = due.get(item.patient.pk, 0) + len(item.unanswered)
+        elif item.status == MeasureStatus.OVERDUE:
+            overdue.setdefault(item.patient.pk, []).extend(
+                [item.overdue_since] * len(item.unanswered)
+            )
+    words: dict[int, list[str]] = {}
+    for patient_id in patient_ids:
+        said = []
+        if due.get(patient_id):
+            said.append(f"{due[patient_id]} due")
+        if overdue.get(patient_id):
+            since = min(overdue[patient_id])
+            said.append(f"{len(overdue[patient_id])} overdue since {date_words(since)}")
+        if said:
+            words[patient_id] = said
+    return words
+
+
+def date_words(day: datetime.date) -> str:
+    return f"{day.day} {day:%B %Y}"
+
+
+def measures_for(*, patient) -> list[dict]:
+    """The patient page's list of questionnaires owed: after sessions (overdue) and by the
+    calendar (due, overdue, and the next one coming), each with its status in words."""
+    rows = []
+    instruments = {i.code: i for i in Instrument.objects.all()}
+    for row in overdue_for(patient=patient):
+        since = timezone.localdate(
+            row["session"].scheduled_end
+            + datetime.timedelta(hours=settings.QUESTIONNAIRE_OVERDUE_HOURS)
+        )
+        rows.append(
+            {
+                "instrument": row["instrument"],
+                "occasion": row["session"].label or row["session"].get_kind_display(),
+                "status": MeasureStatus.OVERDUE,
+                "words": f"overdue since {date_words(since)}",
+                "sort": since,
+            }
+        )
+    items = calendar_items(
+        enrolments=Enrolment.objects.filter(patient=patient, status=Enrolment.Status.ACTIVE)
+    )
+    upcoming = [i for i in items if i.status == MeasureStatus.UPCOMING][:1]
+    for item in [i for i in items if i.status in (MeasureStatus.DUE, MeasureStatus.OVERDUE)]:
+        for code in item.unanswered:
+            overdue = item.status == MeasureStatus.OVERDUE
+            rows.append(
+                {
+                    "instrument": instruments[code],
+                    "occasion": item.point.label,
+                    "status": item.status,
+                    "words": f"overdue since {date_words(item.overdue_since)}"
+                    if overdue
+                    else f"due (answer by {date_words(item.point.closes_on)})",
+                    "sort": item.point.due_on,
+                }
+            )
+    for item in upcoming:
+        for code in item.unanswered:
+            rows.append(
+                {
+                    "instrument": instruments[code],
+                    "occasion": item.point.label,
+                    "status": item.status,
+                    "words": f"due on {date_words(item.point.due_on)}",
+                    "sort": item.point.due_on,
+                }
+            )
+    return sorted(rows, key=lambda r: r["sort"])
+
+
+def completion_by_time_point(*, program, today=None) -> list[dict]:
+    """The program's follow-up completion: per time point of its schedule (not the recurring
+    measures) and instrument, how many patients were due and how many answered within the
+    window. Clinician-rated instruments count too, although they are not e-mailed. Patients
+    who withdrew are left out of both numbers."""
+    items = calendar_items(
+        enrolments=Enrolment.objects.filter(program=program).exclude(
+            status=Enrolment.Status.WITHDRAWN
+        ),
+        today=today,
+        keep=lambda point, day: not point.recurring and point.due_on <= day,
+    )
+    counts: dict[tuple, list[int]] = {}
+    for item in items:
+        for code, instrument in item.instruments.items():
+            key = (item.point.offset_days, item.point.label, instrument.short_name)
+            tally = counts.setdefault(key, [0, 0])
+            tally[1] += 1
+            tally[0] += code in item.answered
+    return [
+        {"time_point": label, "instrument": name, "answered": answered, "due": due}
+        for (_offset, label, name), (answered, due) in sorted(counts.items())
+    ]
+
+
+def delivery_log(*, patient) -> list[dict]:
+    """Every questionnaire link of the patient with what happened to it, newest first:
+    sent, reminded, opened, answered, expired or bounced."""
+    now = timezone.now()
+    rows = []
+    for link in SelfReportLink.objects.filter(patient=patient).select_related("session"):
+        events = []
+        if link.sent_at:
+            events.append(f"sent {_when(link.sent_at)}")
+        elif link.by_email and link.failed_attempts:
+            events.append(
+                f"bounced {link.failed_attempts} time{'s' if link.failed_attempts > 1 else ''}"
+                f" (last {_when(link.last_failure_at)}: {link.last_failure}); retrying"
+                if link.failed_attempts < SelfReportLink.MAX_SEND_ATTEMPTS
+                else f"bounced {link.failed_attempts} times (last {link.last_failure}); "
+                "given up: please contact the patient"
+            )
+        elif not link.by_email:
+            events.append(f"created by staff {_when(link.created_at)}")
+        else:
+            events.append("waiting to be sent")
+        if link.reminders_sent:
+            events.append(
+                f"reminded {link.reminders_sent} of {link.reminders} "
+                f"(last {_when(link.last_sent_at)})"
+            )
+        if link.opened_at:
+            events.append(f"opened {_when(link.opened_at)}")
+        if link.used_at:
+            events.append(f"answered {_when(link.used_at)}")
+        elif link.expires_at <= now:
+            events.append(f"expired {_when(link.expires_at)}")
+        else:
+            events.append(f"open until {_when(link.expires_at)}")
+        rows.append(
+            {
+                "link": link,
+                "occasion": link.time_point
+                or (str(link.session) if link.session_id else "Staff link"),
+                "instruments": ", ".join(code.upper() for code in link.instruments),
+                "events": events,
+            }
+        )
+    return rows
+
+
+def _when(moment) -> str:
+    local = timezone.localtime(moment)
+    return f"{local.day} {local:%b %Y, %H:%M}"

@@ -455,3 +455,42 @@ def wording_import(*, actor, version: InstrumentVersion, wording: dict) -> int:
         detail={"wording": "imported", "items": len(given)},
     )
     return len(given)
+
+
+@transaction.atomic
+def record_patient_answers(
+    *, patient, session, codes: list[str], answers: dict[str, dict], source: str, keys=None
+) -> list[Response]:
+    """Record a patient's own answers to several questionnaires (a link's, a kiosk's), all or
+    none. Errors are keyed "<code>-<field>" (e.g. "srs-item_2") or
+    "<code>"; `keys` maps a code to its submission key where a repeat must find the first."""
+    responses, errors = [], {}
+    for code in codes:
+        version = latest_version(code)
+        given = answers.get(code, {})
+        missing = unscorable_missing(version.definition, given)
+        if missing:
+            errors[code] = [
+                f"Please answer more of these questions (still empty: "
+                f"{', '.join(map(str, missing))})."
+            ]
+            continue
+        try:
+            responses.append(
+                response_record(
+                    actor=None,
+                    patient=patient,
+                    version=version,
+                    answers=given,
+                    administered_at=timezone.now(),
+                    source=source,
+                    session=session,
+                    submission_key=(keys or {}).get(code),
+                )
+            )
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                errors[code if field == "__all__" else f"{code}-{field}"] = messages
+    if errors:
+        raise ValidationError(errors)  # leaving the transaction undoes the ones recorded
+    return responses

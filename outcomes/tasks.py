@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from . import links
+from . import kiosk, links
 
 _RETRY = {
     "autoretry_for": (OperationalError, InterfaceError),
@@ -20,3 +20,13 @@ def send_due_links() -> int:
 def send_reminders() -> int:
     links.forget_old_guesses()
     return links.send_reminders()
+
+
+@shared_task(name="outcomes.send_calendar_measures", **_RETRY)
+def send_calendar_measures() -> int:
+    return links.send_calendar_measures()
+
+
+@shared_task(name="outcomes.end_idle_kiosks", **_RETRY)
+def end_idle_kiosks() -> int:
+    return kiosk.end_idle_kiosks()

@@ -2,8 +2,9 @@ import datetime
 import functools
 
 from django.contrib import messages
+from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -15,10 +16,18 @@ from clinic.forms import apply_service_errors
 from clinic.pages import qr_data_uri
 from clinic.services import record_patient_view
 from sessions.selectors import get_session_for
+from sessions.services import record_session_view
 
-from . import links, selectors, services
-from .forms import CorrectionForm, ItemsForm, LinkForm, ResponseForm
-from .models import Instrument, Respondent, SelfReportLink
+from . import kiosk, links, selectors, services
+from .forms import (
+    CorrectionForm,
+    ItemsForm,
+    KioskStartForm,
+    KioskUnlockForm,
+    LinkForm,
+    ResponseForm,
+)
+from .models import Instrument, Kiosk, KioskEnd, Respondent, SelfReportLink
 
 
 def _session_of(request):
@@ -159,6 +168,7 @@ def link_new(request, public_id):
                 instruments=form.cleaned_data["instruments"],
                 session=session,
                 hours=form.cleaned_data["hours"],
+                reminders=links.MAX_REMINDERS if form.cleaned_data["reminders"] else 0,
             )
         except ValidationError as exc:
             apply_service_errors(form, exc)
@@ -316,5 +326,156 @@ def link_answer(request):
             "first_name": link.patient.first_name,
             "forms": item_forms,
             "has_errors": any(form.errors for _, form in item_forms),
+        },
+    )
+
+
+# --- kiosk mode ---------------------------------------------------------------------------
+# The server-side session entry of a tablet in kiosk mode: the kiosk's signed token, and
+# nothing of the coach's (their sign-in on this browser ends when the kiosk starts).
+KIOSK_SESSION_KEY = "kiosk"
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def kiosk_start(request, public_id):
+    session = get_session_for(request.user, public_id)
+    if not kiosk.may_start(request.user, session=session):
+        raise PermissionDenied
+    record_session_view(actor=request.user, session=session)
+    due = {
+        row["patient"].public_id: (row["patient"], codes)
+        for row in selectors.due_for_session(session, user=request.user)
+        if (codes := selectors.due_in_room(session=session, patient=row["patient"]))
+    }
+    choices = [
+        (str(public), f"{patient.full_name}: {', '.join(code.upper() for code in codes)}")
+        for public, (patient, codes) in due.items()
+    ]
+    form = KioskStartForm(request.POST or None, choices=choices)
+    if request.GET.get("patient") in dict(choices):
+        form.fields["patient"].initial = request.GET["patient"]
+    if request.method == "POST" and form.is_valid():
+        patient = access.get_patient_for(request.user, form.cleaned_data["patient"])
+        try:
+            started, code = kiosk.kiosk_start(actor=request.user, session=session, patient=patient)
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            # The coach's sign-in ends on this browser: the patient holds it next.
+            logout(request)
+            request.session[KIOSK_SESSION_KEY] = kiosk.token_for(started)
+            page = render(
+                request,
+                "outcomes/kiosk_handover.html",
+                {
+                    "first_name": patient.first_name,
+                    "code": code,
+                    "count": len(started.instruments),
+                    "idle_minutes": int(kiosk.IDLE.total_seconds() // 60),
+                },
+            )
+            page["Cache-Control"] = "no-store"
+            return page
+    return render(
+        request,
+        "outcomes/kiosk_start.html",
+        {"form": form, "session": session, "has_choices": bool(choices)},
+    )
+
+
+def _running_kiosk(request) -> Kiosk | None:
+    token = request.session.get(KIOSK_SESSION_KEY)
+    if not isinstance(token, str):
+        return None
+    try:
+        return kiosk.kiosk_for_token(token)
+    except Kiosk.DoesNotExist:
+        return None
+
+
+@_patient_page("same-origin")
+@require_http_methods(["GET", "POST"])
+def kiosk_answer(request):
+    """The patient's page on the tablet: only the questionnaires due at the session."""
+    running = _running_kiosk(request)
+    if running is None or request.user.is_authenticated:
+        return redirect("kiosk_locked")
+    try:
+        running, codes = kiosk.kiosk_open(kiosk=running)
+    except kiosk.KioskClosed:
+        return redirect("kiosk_locked")
+    if not codes:  # the clinic entered everything meanwhile
+        kiosk.kiosk_hand_back(kiosk=running)
+        return redirect("kiosk_locked")
+    item_forms = _item_forms(request, codes)
+    if request.method == "POST" and all([form.is_valid() for _, form in item_forms]):
+        try:
+            kiosk.kiosk_submit(
+                kiosk=running, answers={code: form.answers() for code, form in item_forms}
+            )
+        except ValidationError as exc:
+            _apply_link_errors(item_forms, exc)
+        except kiosk.KioskClosed:
+            return redirect("kiosk_locked")
+        else:
+            return redirect("kiosk_locked")
+    return render(
+        request,
+        "outcomes/kiosk_answer.html",
+        {
+            "first_name": running.patient.first_name,
+            "forms": item_forms,
+            "has_errors": any(form.errors for _, form in item_forms),
+            # The tablet's own timer (static/js/kiosk.js): one second past the idle limit,
+            # so the locked page it opens finds the kiosk idle.
+            "idle_seconds": int(kiosk.IDLE.total_seconds()) + 1,
+        },
+    )
+
+
+@_patient_page("same-origin")
+@require_http_methods(["POST"])
+def kiosk_hand_back(request):
+    running = _running_kiosk(request)
+    if running is not None and not request.user.is_authenticated:
+        kiosk.kiosk_hand_back(kiosk=running)
+    return redirect("kiosk_locked")
+
+
+@_patient_page("same-origin")
+@require_http_methods(["GET", "POST"])
+def kiosk_locked(request):
+    """The locked tablet. The coach's sign-in (the normal page, coming back here) or their
+    short code ends kiosk mode and returns them to the session."""
+    running = _running_kiosk(request)
+    if request.user.is_authenticated:
+        if running is not None:
+            kiosk.kiosk_unlock_by_sign_in(kiosk=running, actor=request.user)
+            request.session.pop(KIOSK_SESSION_KEY, None)
+            if kiosk.may_start(request.user, session=running.session):
+                return redirect("session_detail", public_id=running.session.public_id)
+        return redirect("home")
+    if running is not None and not kiosk.kiosk_lock_if_idle(kiosk=running):
+        return redirect("kiosk_answer")  # still the patient's turn
+    form = KioskUnlockForm(request.POST or None) if running is not None else None
+    if form is not None and request.method == "POST" and form.is_valid():
+        try:
+            coach = kiosk.kiosk_unlock_with_code(kiosk=running, code=form.cleaned_data["code"])
+        except ValidationError as exc:
+            apply_service_errors(form, exc)
+        else:
+            if coach is None:
+                form.add_error("code", kiosk.WRONG_CODE)
+            else:
+                request.session.pop(KIOSK_SESSION_KEY, None)
+                login(request, coach, backend="django.contrib.auth.backends.ModelBackend")
+                return redirect("session_detail", public_id=running.session.public_id)
+    return render(
+        request,
+        "outcomes/kiosk_locked.html",
+        {
+            "form": form,
+            "answered": running is not None and running.end_reason == KioskEnd.SUBMITTED,
         },
     )

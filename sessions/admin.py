@@ -1,9 +1,10 @@
+from django import forms
 from django.contrib import admin
 from django.urls import reverse
 
 from clinic.admin import ReadOnlyInAdmin
 
-from . import services
+from . import schedules, services
 from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Session, VitalLimits
 from .selectors import VITAL_LIMIT_FIELDS
 
@@ -25,8 +26,28 @@ class ProtocolStepInline(admin.TabularInline):
     ]
 
 
+class ProtocolForm(forms.ModelForm):
+    class Meta:
+        model = Protocol
+        fields = [
+            "name",
+            "description",
+            "modality",
+            "min_preparation_before_dosing",
+            "is_active",
+            "measurement_schedule",
+        ]
+
+    def clean_measurement_schedule(self):
+        schedule = self.cleaned_data["measurement_schedule"]
+        if problems := schedules.schedule_errors(schedule):
+            raise forms.ValidationError(problems)
+        return schedule
+
+
 @admin.register(Protocol)
 class ProtocolAdmin(admin.ModelAdmin):
+    form = ProtocolForm
     list_display = ["name", "modality", "min_preparation_before_dosing", "is_active"]
     inlines = [ProtocolStepInline]
 

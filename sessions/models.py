@@ -31,6 +31,9 @@ class Protocol(models.Model):
         default=2, help_text="Completed preparation sessions expected before any dosing."
     )
     is_active = models.BooleanField(default=True)
+    # Questionnaires due by the calendar rather than after a session (follow-ups at offsets
+    # from the last dosing, recurring measures): see sessions/schedules.py for the format.
+    measurement_schedule = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["name"]

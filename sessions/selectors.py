@@ -225,15 +225,22 @@ def to_log_prefetch(*, user) -> Prefetch:
     return Prefetch("attendances", queryset=waiting, to_attr="to_log_attendances")
 
 
-def group_program_overview(*, program: Program) -> dict:
+def program_roster(*, program: Program) -> QuerySet[Enrolment]:
+    """The program's active members in name order (the order the program page pages in)."""
+    return (
+        program.enrolments.filter(status=Enrolment.Status.ACTIVE)
+        .select_related("patient")
+        .order_by("patient__last_name", "patient__first_name", "patient_id")
+    )
+
+
+def group_program_overview(*, program: Program, roster=None) -> dict:
+    """Group sessions and who attended them. `roster` (default: every active member) names
+    the rows, so a page of a large program's members costs what a small program does."""
     sessions = list(
         _with_people(program.sessions.filter(is_group=True).order_by("scheduled_start"))
     )
-    roster = list(
-        program.enrolments.filter(status=Enrolment.Status.ACTIVE)
-        .select_related("patient")
-        .order_by("patient__last_name", "patient__first_name")
-    )
+    roster = list(program_roster(program=program) if roster is None else roster)
     marks = {(a.session_id, a.patient_id): a for s in sessions for a in s.attendances.all()}
     grid = [
         {

@@ -54,12 +54,15 @@ def client_for(client):
 
 # --- the shifted clock -----------------------------------------------------------------------
 #
-# The suite must pass at any hour and on any date. A module (`pytestmark`) or one test marked
-# `pytest.mark.shifted_clock` runs once on the real clock (id `clock=real`) and once more at each
-# of the instants below, with time ticking on from there: today at the clinic's awkward local
-# hours, and both 2026 UK clock-change days. In such a module, `real_clock(reason=...)` keeps one
-# slow test on the real clock only. Only Python's clock moves; PostgreSQL's now() does not, so
-# the code and the tests read the time from `django.utils.timezone`, never from the database.
+# The suite must pass at any hour and on any date. A test marked `pytest.mark.shifted_clock`
+# runs once on the real clock (id `clock=real`) and once more at each of the instants below,
+# with time ticking on from there: today at the clinic's awkward local hours, and both 2026 UK
+# clock-change days. Mark the tests whose rule turns on the hour or the date (a window before a
+# dosing, "today", an expiry, a schedule in local days), not whole modules: a role check or a
+# range check run nine times proves nothing more than once, and the suite pays for each run.
+# Where a module is marked, `real_clock(reason=...)` keeps one slow test on the real clock only.
+# Only Python's clock moves; PostgreSQL's now() does not, so the code and the tests read the time
+# from `django.utils.timezone`, never from the database.
 
 SHIFTED_HOURS = ("00:30", "09:59", "10:01", "23:30")
 CLOCK_CHANGE_DAYS = (datetime.date(2026, 3, 29), datetime.date(2026, 10, 25))

@@ -22,7 +22,7 @@ def _command(service) -> str:
 
 def test_compose_runs_postgres_redis_web_worker_and_beat():
     services = _compose()["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "web", "worker-interactive", "worker", "beat"}
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["redis"]["image"].startswith("redis:")
 
@@ -40,9 +40,27 @@ def test_worker_and_beat_run_celery_against_the_database_scheduler():
     assert "django_celery_beat.schedulers:DatabaseScheduler" in beat
 
 
+def test_each_queue_has_a_worker_of_its_own():
+    """A coach's recomputes never wait behind a sweep: the interactive queue's worker takes
+    nothing else, and the bulk worker takes the default queue the router leaves the rest on."""
+    from clinic.celery import app, interactive_queue
+
+    services = _compose()["services"]
+    default = app.conf.task_default_queue
+
+    def queues(name):
+        command = services[name]["command"]
+        return command[command.index("--queues") + 1].split(",")
+
+    assert queues("worker-interactive") == [interactive_queue(default)]
+    assert queues("worker") == [default]
+    for name in ("worker-interactive", "worker"):
+        assert _command(services[name]).startswith("celery -A clinic worker")
+
+
 def test_app_services_share_production_settings_and_real_services():
     services = _compose()["services"]
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker-interactive", "worker", "beat"):
         env = services[name]["environment"]
         assert env["DJANGO_SETTINGS_MODULE"] == "clinic.settings.production"
         assert "@postgres:5432/" in env["DATABASE_URL"]

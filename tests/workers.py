@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.db import connection
 
-from clinic.celery import app
+from clinic.celery import app, interactive_queue
 from clinic.models import WorkerHeartbeat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,10 +66,11 @@ def queue():
 
 @pytest.fixture
 def start_worker(queue, tmp_path):
-    """Start worker processes on this test's own queue; all are stopped at the end."""
+    """Start worker processes on this test's own pair of queues (bulk and interactive; both,
+    unless `queues` names one); all are stopped at the end."""
     started = []
 
-    def _start(name: str, **env_extra):
+    def _start(name: str, queues: str | None = None, **env_extra):
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "clinic.settings.test",
@@ -81,7 +82,8 @@ def start_worker(queue, tmp_path):
         hostname = f"{name}-{queue}@test"
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "clinic", "worker", "--pool", "solo",
-             "--queues", queue, "--hostname", hostname, "--loglevel", "INFO"],
+             "--queues", queues or f"{queue},{interactive_queue(queue)}", "--hostname", hostname,
+             "--loglevel", "INFO"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         started.append((process, log))

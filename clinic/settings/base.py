@@ -148,6 +148,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Files the app writes (FHIR exports) go through the default storage. One machine: a folder.
+# Web and workers on several machines need a shared bucket instead: install django-storages
+# and set STORAGES["default"] to "storages.backends.s3.S3Storage" with AWS_STORAGE_BUCKET_NAME,
+# AWS_S3_REGION_NAME (and AWS_S3_ENDPOINT_URL for another S3-compatible service).
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / "media"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -208,7 +213,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": env.int("CELERY_RESTORE_THROTTLE", default=10),
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The bulk queue; a coach's recomputes go to "<this>.interactive" (clinic.celery.route_task).
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="rapport")
+CELERY_TASK_ROUTES = ("clinic.celery.route_task",)
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)

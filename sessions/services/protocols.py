@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from .. import monitoring
+from .. import monitoring, schedules
 from ..models import (
     Protocol,
     ProtocolStep,
@@ -28,14 +28,19 @@ def load_protocols(
     """
     loaded = []
     has_monitoring = any(f.name == "monitoring" for f in ProtocolStep._meta.get_fields())
+    has_schedule = any(f.name == "measurement_schedule" for f in Protocol._meta.get_fields())
     for path in sorted(directory.glob("*.json")):
         data = json.loads(path.read_text())
+        schedule = data.get("measurement_schedule", [])
+        if problems := schedules.schedule_errors(schedule):
+            raise ValueError(f"{path.name}: {'; '.join(problems)}")
         protocol, _ = Protocol.objects.update_or_create(
             name=data["name"],
             defaults={
                 "description": data["description"],
                 "modality": data["modality"],
                 "min_preparation_before_dosing": data["min_preparation_before_dosing"],
+                **({"measurement_schedule": schedule} if has_schedule else {}),
             },
         )
         for step in data["steps"]:

@@ -3,6 +3,7 @@ adverse event flagged and notified once, the discharge page reading the MOAA/S, 
 timeline and printable summary, the dashboard, the program's event rates, FHIR."""
 
 import datetime
+import io
 import json
 import uuid
 
@@ -13,15 +14,13 @@ from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 
 from alliance import caseload, services
-from alliance.fhir import bundle
+from alliance.fhir import write_bundle
 from alliance.models import Flag
 from alliance.readiness import State
 from clinic.models import Patient
 from outcomes import services as outcome_services
 from sessions import services as session_services
 from sessions.models import Discharge, Session
-
-pytestmark = pytest.mark.shifted_clock
 
 
 def _vitals(people, session, *, point, minutes_ago=0, **values):
@@ -62,6 +61,7 @@ def _serious(people, session, **values):
     )
 
 
+@pytest.mark.shifted_clock
 def test_a_high_pre_dose_blood_pressure_puts_the_dosing_at_risk_in_words(people, ketamine_dosing):
     dosing = ketamine_dosing(-30)  # the dose is due in half an hour
     _vitals(people, dosing, point="pre_dose", systolic=152, diastolic=94)
@@ -81,6 +81,7 @@ def test_a_normal_pre_dose_reading_adds_no_risk(people, ketamine_dosing):
     assert not [r for r in caseload.readiness_of(dosing).risks if r.key.startswith("vitals:")]
 
 
+@pytest.mark.shifted_clock
 def test_a_serious_adverse_event_is_flagged_at_once_notified_once_and_cleared_when_closed(
     people, ketamine_dosing, django_capture_on_commit_callbacks
 ):
@@ -139,6 +140,7 @@ def _client(people):
     return client
 
 
+@pytest.mark.shifted_clock
 def test_the_discharge_page_reads_the_sedation_score(client_for, people, ketamine_dosing):
     dosing = ketamine_dosing(130)
     _vitals(people, dosing, point="pre_discharge")
@@ -156,6 +158,7 @@ def test_the_discharge_page_reads_the_sedation_score(client_for, people, ketamin
     assert not discharge.is_override and discharge.sedation_resolved
 
 
+@pytest.mark.shifted_clock
 def test_the_session_page_shows_the_dosing_day_and_the_summary_prints_it(
     client_for, people, ketamine_dosing
 ):
@@ -191,6 +194,7 @@ def test_the_session_page_shows_the_dosing_day_and_the_summary_prints_it(
     assert "data-print" in html
 
 
+@pytest.mark.shifted_clock
 def test_the_dashboard_draws_vitals_with_thresholds_and_lists_adverse_events(
     client_for, people, ketamine_dosing
 ):
@@ -208,6 +212,12 @@ def test_the_dashboard_draws_vitals_with_thresholds_and_lists_adverse_events(
     figure = json.loads(html.split('id="vitals-figure" type="application/json">')[1].split("<")[0])
     lines = [shape["y0"] for shape in figure["layout"]["shapes"]]
     assert 140 in lines and 180 in lines and 92 in lines
+
+
+def bundle(*, patients, identified=False) -> dict:
+    out = io.BytesIO()
+    write_bundle(out, patients=patients, identified=identified)
+    return json.loads(out.getvalue())
 
 
 def test_the_fhir_export_validates_with_vitals_as_loinc_observations(people, ketamine_dosing):

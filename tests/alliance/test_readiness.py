@@ -16,7 +16,7 @@ from sessions import services as session_services
 from sessions.models import SessionKind
 from tests.factories import ProgramFactory, protocol_named
 
-pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
+pytestmark = pytest.mark.django_db
 
 NOW = datetime.datetime(2026, 3, 12, 12, 0, tzinfo=datetime.UTC)
 
@@ -138,6 +138,7 @@ def _readiness(dosing):
     return caseload.readiness_of(dosing)
 
 
+@pytest.mark.shifted_clock
 def test_resolving_a_weak_bond_flag_leaves_the_dosing_at_risk_until_a_better_rating(
     people, rate, dosing_ready_but_for_the_bond, client
 ):
@@ -169,6 +170,7 @@ def test_resolving_a_weak_bond_flag_leaves_the_dosing_at_risk_until_a_better_rat
     assert flag.still_applies is False
 
 
+@pytest.mark.shifted_clock
 def test_program_dashboard_shows_the_same_readiness(people, rate, dosing_in, client):
     program = people.enrolment.program
     dosing_in(3)
@@ -180,6 +182,7 @@ def test_program_dashboard_shows_the_same_readiness(people, rate, dosing_in, cli
     assert "Open flag: Weak bond before dosing" in html
 
 
+@pytest.mark.shifted_clock
 def test_marking_ready_with_risks_needs_a_note_and_records_one_sign_off(people, rate, dosing_in):
     dosing = dosing_in(2)  # no facilitator, no dose
     rate(bond=2)
@@ -222,6 +225,7 @@ def test_a_coach_cannot_mark_ready(people, dosing_in, client):
     assert client.get(reverse("session_ready", args=[dosing.public_id])).status_code == 403
 
 
+@pytest.mark.shifted_clock
 def test_too_few_preparations_and_unanswered_measures_are_risks(people):
     program = ProgramFactory(protocol=protocol_named("Psilocybin for depression, two doses"))
     from clinic import services as clinic_services

@@ -16,8 +16,6 @@ from alliance.rules import (
     evaluate,
 )
 
-pytestmark = pytest.mark.shifted_clock
-
 NOW = datetime.datetime(2026, 3, 12, 12, 0, tzinfo=datetime.UTC)
 T = Thresholds()
 

@@ -8,7 +8,7 @@ from clinic.models import AuditEvent
 from clinic.roles import Role
 from tests.factories import UserFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
+pytestmark = pytest.mark.django_db
 
 
 def _recompute(people):
@@ -22,6 +22,7 @@ def _open(people):
     }
 
 
+@pytest.mark.shifted_clock
 def test_weak_bond_before_dosing_raises_a_flag_with_its_evidence(people, rate, dosing_in):
     dosing = dosing_in(7)
     response = rate(bond=2)  # bond mean 2.0, WAI total (8*4 + 4*2)/12 = 3.33
@@ -42,6 +43,7 @@ def test_running_twice_changes_nothing(people, rate, dosing_in):
     assert list(Flag.objects.order_by("pk").values()) == before
 
 
+@pytest.mark.shifted_clock
 def test_a_better_rating_auto_resolves_the_flag(people, rate, dosing_in):
     dosing_in(7)
     rate(bond=2, days_ago=3)
@@ -52,12 +54,14 @@ def test_a_better_rating_auto_resolves_the_flag(people, rate, dosing_in):
     assert flag.status == "auto_resolved" and flag.resolved_at is not None
 
 
+@pytest.mark.shifted_clock
 def test_without_upcoming_dosing_only_non_dosing_rules_fire(people, rate):
     rate(bond=2, rest=2)  # WAI total mean 2.0: low_alliance, but no dosing for weak_bond
     _recompute(people)
     assert _open(people) == {("low_alliance", None)}
 
 
+@pytest.mark.shifted_clock
 def test_a_resolved_flag_is_not_raised_again_for_the_same_evidence(people, rate, dosing_in):
     dosing_in(7)
     rate(bond=3, days_ago=2)
@@ -164,3 +168,21 @@ def test_automatic_flag_changes_are_audited_as_the_system(people, rate, dosing_i
     services.recompute_patient(patient_id=people.patient.pk)
     cleared = AuditEvent.objects.filter(object_type="alliance.flag", detail__flag="cleared")
     assert cleared.exists() and cleared.first().patient == people.patient
+
+
+@pytest.mark.shifted_clock
+def test_the_set_based_sweep_stores_the_caseload_order(people, rate, dosing_in):
+    from clinic.models import Patient
+
+    dosing = dosing_in(3)
+    rate(bond=2)
+    # Forget what the save's own recompute stored: the sweep alone must put it back.
+    Patient.objects.filter(pk=people.patient.pk).update(
+        caseload_flag_rank=None, caseload_next_dosing_at=None
+    )
+    services.recompute_patients(patient_ids=[people.patient.pk])
+    patient = Patient.objects.get(pk=people.patient.pk)
+    open_flags = Flag.objects.filter(patient=people.patient, status__in=Flag.UNRESOLVED)
+    assert "weak_bond" in {f.kind for f in open_flags}
+    assert patient.caseload_flag_rank == min(Flag.SEVERITY_RANK[f.severity] for f in open_flags)
+    assert patient.caseload_next_dosing_at == dosing.scheduled_start

@@ -18,11 +18,14 @@ from kombu import pools
 from alliance.models import Flag, StalePatient
 from alliance.queue import enqueue_recompute
 from alliance.services import recompute_patient
-from alliance.tasks import drain_stale
-from clinic.celery import app
+from alliance.tasks import drain_stale, sweep_all
+from clinic.celery import app, interactive_queue
 from outcomes import services as outcome_services
 from outcomes.models import Response
+from sessions.models import SessionKind
 from tests.alliance.conftest import wai_answers
+from tests.factories import CoachAssignmentFactory, EnrolmentFactory
+from tests.helpers import book_session
 from tests.workers import _read, _test_database_url, _wait_for, waiting_on_a_lock
 
 # Committed transactions, so the worker process sees the rows; serialized rollback restores
@@ -69,6 +72,50 @@ def test_weak_wai_sr_through_the_web_form_raises_weak_bond_in_a_worker(
     )
 
 
+def test_a_coachs_flag_does_not_wait_for_a_sweep_that_holds_the_bulk_worker(
+    client, people, start_worker, queue
+):
+    """As deployed: one worker per queue. The nightly sweep is stuck (a row it must lock is
+    held) and a coach's weak rating still becomes a flag within seconds."""
+    blocker = EnrolmentFactory(enrolled_by=people.admin).patient
+    # Created after the blocker, so the sweep, which locks in id order, waits before this one.
+    enrolment = EnrolmentFactory(enrolled_by=people.admin)
+    CoachAssignmentFactory(enrolment=enrolment, coach=people.coach, assigned_by=people.admin)
+    book_session(
+        enrolment, actor=people.admin, kind=SessionKind.DOSING, hours_from_now=120, minutes=360
+    )
+    _, bulk_log = start_worker("bulk", queues=queue)
+    _, interactive_log = start_worker("interactive", queues=interactive_queue(queue))
+    url = _test_database_url().replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(url) as lock:
+        lock.execute("SELECT id FROM clinic_patient WHERE id = %s FOR NO KEY UPDATE", [blocker.pk])
+        sweep_all.apply_async()
+        _wait_for(
+            waiting_on_a_lock,
+            seconds=30,
+            what=lambda: "the sweep to start; bulk worker log:\n" + _read(bulk_log),
+        )
+        client.force_login(people.coach)
+        response = client.post(
+            reverse("response_new", args=[enrolment.patient.public_id, "wai-sr"]), _form_data()
+        )
+        assert response.status_code == 302
+        submitted = time.monotonic()
+        _wait_for(
+            lambda: Flag.objects.filter(patient=enrolment.patient, kind="weak_bond").exists(),
+            seconds=20,
+            what=lambda: "the coach's flag; interactive worker log:\n" + _read(interactive_log),
+        )
+        print(f"\nflag {time.monotonic() - submitted:.2f}s after submit, sweep still waiting")
+        assert waiting_on_a_lock()  # the sweep had not got past the held row
+        lock.rollback()
+    _wait_for(
+        lambda: "alliance.sweep_all" in _read(bulk_log) and "succeeded" in _read(bulk_log),
+        seconds=30,
+        what="the sweep to finish",
+    )
+
+
 def _queue_length(queue: str) -> int:
     with app.connection_for_write() as conn:
         return conn.default_channel.client.llen(queue)
@@ -90,7 +137,9 @@ def test_a_worker_killed_mid_task_has_its_message_redelivered(
         answers=wai_answers(bond=2),
         administered_at=timezone.now(),
     )
+    interactive = interactive_queue(queue)
     _purge(queue)  # exactly one message below, so only redelivery can explain a flag
+    _purge(interactive)
     fast_redelivery = {
         "CELERY_VISIBILITY_TIMEOUT": "3",
         "CELERY_RESTORE_INTERVAL": "1",
@@ -113,7 +162,7 @@ def test_a_worker_killed_mid_task_has_its_message_redelivered(
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
         lock.rollback()
-    assert _queue_length(queue) == 0  # taken, unacknowledged, not waiting in the queue
+    assert _queue_length(interactive) == 0  # taken, unacknowledged, not waiting in the queue
     assert not Flag.objects.exists()
     _, second_log = start_worker("second", **fast_redelivery)
     restarted = time.monotonic()

@@ -14,7 +14,7 @@ from outcomes import services as outcome_services
 from sessions import services as session_services
 from tests.factories import CoachAssignmentFactory, EnrolmentFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
+pytestmark = pytest.mark.django_db
 
 
 def _phq9(people, answers, *, days_ago=1, patient=None):
@@ -46,6 +46,7 @@ def test_a_completed_patients_safety_flag_is_on_the_clinicians_worklist(people, 
     assert "1 about safety" in html
 
 
+@pytest.mark.shifted_clock
 def test_worklist_puts_safety_first_then_the_nearest_dosing(people, rate, dosing_in):
     dosing_in(5)
     rate(bond=2)
@@ -84,6 +85,7 @@ def test_a_coach_sees_only_their_own_patients_flags(people, client):
     assert "Pat Example" in client.get(reverse("flag_worklist")).content.decode()
 
 
+@pytest.mark.shifted_clock
 def test_withdrawal_cancels_the_dosing_audits_it_and_clears_its_flags(people, rate, dosing_in):
     dosing = dosing_in(5)
     rate(bond=2)
@@ -112,6 +114,7 @@ def test_withdrawal_marks_the_patients_flags_stale_in_the_same_transaction(peopl
     assert StalePatient.objects.filter(patient=people.patient).exists()
 
 
+@pytest.mark.shifted_clock
 def test_a_cancelled_dosings_flag_clears_with_the_reason(people, rate, dosing_in):
     dosing = dosing_in(5)
     rate(bond=2)

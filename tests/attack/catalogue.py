@@ -33,6 +33,10 @@ PUBLIC = {
     "link_open": "patient self-report link: the token is the credential (404 when unknown); "
     "it is traded for a session entry at once",
     "link_answer": "the questionnaire page of a link opened in this browser session (no token)",
+    "kiosk_answer": "the patient's page of a kiosk started in this browser (a signed token in the "
+    "session, no account); without one it shows the locked screen",
+    "kiosk_hand_back": "locks the kiosk started in this browser, if any",
+    "kiosk_locked": "the locked kiosk screen: the coach's code or sign-in reopens it",
     "password_set": "an invited member of staff's set-password link: the token is the credential",
 }
 
@@ -131,6 +135,7 @@ def real_values(pattern: Pattern, world) -> dict:
         "token": "not-a-real-token-0123456789abcdefghijklmno",
         "user_id": world.staff_member.pk,
         "uidb64": "MQ",
+        "export_id": world.fhir_export.public_id,
     }
     if "public_id" in pattern.params:
         owner = PUBLIC_ID_OWNERS.get(pattern.route.split("/", 1)[0])
@@ -176,7 +181,7 @@ def crossed_values(pattern: Pattern, world) -> dict:
 def build_world(people):
     """The persona patient with one of everything a URL can point at: a scheduled dosing
     session the persona coach facilitates, a questionnaire response and an open flag."""
-    from alliance.models import Flag
+    from alliance.models import FhirExport, Flag
     from alliance.services import recompute_patient
     from clinic.roles import Role
     from outcomes import services as outcome_services
@@ -233,8 +238,13 @@ def build_world(people):
     other_assignment = CoachAssignmentFactory(
         enrolment=other_enrolment, coach=people.other_coach, assigned_by=people.admin
     )
+    # A FHIR export the clinician asked for (still waiting: no file to serve).
+    fhir_export = FhirExport.objects.create(
+        requested_by=people.clinician, requested_at=timezone.now()
+    )
     return SimpleNamespace(
         **vars(people),
+        fhir_export=fhir_export,
         # A member of staff for the admin's staff pages to change (not one of the personas).
         staff_member=UserFactory(role=Role.COACH, display_name="Sol Spare"),
         other_enrolment=other_enrolment,

@@ -43,7 +43,9 @@ def test_seeding_asks_no_worker_for_recomputes_and_leaves_its_marks_to_the_drain
 
     asked = []
     monkeypatch.setattr(
-        alliance_services, "enqueue_recompute", lambda *, patient_ids: asked.append(patient_ids)
+        alliance_services,
+        "enqueue_recompute",
+        lambda *, patient_ids, bulk=False: asked.append(patient_ids),
     )
     with django_capture_on_commit_callbacks(execute=True):
         call_command("seed_demo", patients=4, alumni=1, seed=3, stdout=io.StringIO())
@@ -83,3 +85,35 @@ def test_the_demo_shows_a_dosing_at_risk_although_its_flag_was_resolved(client):
     worklist = client.get(reverse("flag_worklist")).content.decode()
     for flag in Flag.objects.filter(kind="safety", status__in=Flag.UNRESOLVED):
         assert str(flag.public_id) in worklist
+
+
+@pytest.mark.shifted_clock
+def test_every_demo_coach_has_a_session_to_log_and_a_dosing_this_week(client):
+    import datetime
+
+    from django.utils import timezone
+
+    call_command("seed_demo", patients=3, alumni=0, seed=5, stdout=io.StringIO())
+    coaches = User.objects.filter(groups__name="coach").order_by("email")
+    assert coaches.count() == 4
+    week_ahead = timezone.now() + datetime.timedelta(days=7)
+    for coach in coaches:
+        client.force_login(coach)
+        caseload = client.get(reverse("home")).content.decode()
+        to_log = Session.objects.filter(
+            facilitators=coach, status="scheduled", scheduled_start__lte=timezone.now()
+        )
+        assert to_log.exists(), coach.email
+        # The caseload lists it, with the way to log it.
+        assert reverse("session_log", args=[to_log.first().public_id]) in caseload, coach.email
+        dosing = Session.objects.filter(
+            facilitators=coach,
+            kind="dosing",
+            status="scheduled",
+            scheduled_start__gte=timezone.now(),
+            scheduled_start__lte=week_ahead,
+        ).first()
+        assert dosing is not None, coach.email
+        # The dosing's patient is on the coach's caseload.
+        patient = dosing.attendances.get().patient
+        assert client.get(reverse("patient_detail", args=[patient.public_id])).status_code == 200

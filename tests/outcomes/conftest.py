@@ -22,3 +22,16 @@ def completed_session(people):
     )
     session.refresh_from_db()
     return session
+
+
+@pytest.fixture
+def room(people):
+    """A preparation session that began an hour ago and is not logged yet, facilitated by the
+    coach, with WAI-SR and SRS due after it: what a kiosk hands over."""
+    session = book_session(
+        people.enrolment, actor=people.admin, hours_from_now=-1, facilitators=[people.coach]
+    )
+    step = ProtocolStep.objects.filter(instruments_due=["wai-sr", "srs"]).first()
+    Session.objects.filter(pk=session.pk).update(protocol_step=step)
+    session.refresh_from_db()
+    return session

@@ -11,7 +11,7 @@ from clinic.models import AuditEvent
 from outcomes import links
 from outcomes.models import Response, SelfReportLink
 
-pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
+pytestmark = pytest.mark.django_db
 
 SRS = {"srs-item_1": "8.5", "srs-item_2": "9", "srs-item_3": "9.5", "srs-item_4": "9"}
 
@@ -51,7 +51,12 @@ def test_only_the_hash_of_the_token_is_stored_and_creation_is_audited(people):
     link, token = _link(people)
     assert token not in link.token_hash and len(token) >= 40
     assert link.token_hash == SelfReportLink.hash_token(token)
+    # Three reminders a day apart, then a day to answer the last one.
     assert link.expires_at - link.created_at == pytest.approx(
+        datetime.timedelta(hours=96), abs=datetime.timedelta(seconds=5)
+    )
+    quiet, _ = _link(people, reminders=0)
+    assert quiet.expires_at - quiet.created_at == pytest.approx(
         datetime.timedelta(hours=72), abs=datetime.timedelta(seconds=5)
     )
     assert AuditEvent.objects.filter(object_type="outcomes.selfreportlink", action="create")
@@ -92,6 +97,7 @@ def test_bad_answers_keep_the_link_open_and_what_was_typed(client, people):
     assert SelfReportLink.objects.get().used_at is None
 
 
+@pytest.mark.shifted_clock
 def test_an_expired_link_shows_a_clear_page(client, people):
     link, token = _link(people)
     SelfReportLink.objects.filter(pk=link.pk).update(expires_at=timezone.now())
@@ -134,6 +140,7 @@ def test_a_clinician_rated_scale_cannot_go_to_the_patient(people):
 # --- e-mail delivery -----------------------------------------------------------------------
 
 
+@pytest.mark.shifted_clock
 def test_due_measures_are_mailed_once_with_a_working_link(client, people, completed_session):
     assert links.send_due_links() == 1
     assert links.send_due_links() == 0  # a live link exists: nothing more
@@ -151,33 +158,36 @@ def test_no_mail_without_consent(people, completed_session):
     assert links.send_due_links() == 0 and not mail.outbox
 
 
+@pytest.mark.shifted_clock
 def test_reminders_come_daily_at_most_three_times_and_stop_once_answered(
     client, people, completed_session
 ):
-    links.send_due_links()
-    link = SelfReportLink.objects.get()
-    now = timezone.now()
-    assert links.send_reminders(now=now) == 0  # not a day yet
-    sent = 0
-    for _day in range(5):
-        SelfReportLink.objects.filter(pk=link.pk).update(
-            last_sent_at=now - datetime.timedelta(hours=25),
-            expires_at=now + datetime.timedelta(days=9),
-        )
-        sent += links.send_reminders(now=now)
-    assert sent == 3 and SelfReportLink.objects.get().reminders_sent == 3
-    # The newest reminder's link works; answering stops everything.
-    url = re.search(r"http\S+/q/\S+/", mail.outbox[-1].body).group(0)
-    path = url.replace("http://127.0.0.1:8000", "")
-    wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
-    client.get(path)
-    answered = client.post(ANSWER, {**wai, **SRS})
-    assert "Thank you" in answered.content.decode()
-    SelfReportLink.objects.filter(pk=link.pk).update(reminders_sent=0)
-    SelfReportLink.objects.filter(pk=link.pk).update(
-        last_sent_at=now - datetime.timedelta(hours=25)
-    )
-    assert links.send_reminders(now=now) == 0
+    import time_machine
+
+    sent_at = timezone.now().replace(microsecond=0)
+    with time_machine.travel(sent_at, tick=False) as traveller:
+        links.send_due_links()
+        link = SelfReportLink.objects.get()
+        assert links.send_reminders() == 0  # not a day yet
+        sent = []
+        # Beat's hourly runs over five days, with the link's real life (no moved expiry).
+        for hour in range(1, 5 * 24):
+            traveller.move_to(sent_at + datetime.timedelta(hours=hour))
+            if links.send_reminders():
+                sent.append(hour)
+        assert sent == [24, 48, 72] and SelfReportLink.objects.get().reminders_sent == 3
+        link.refresh_from_db()
+        assert link.expires_at >= sent_at + datetime.timedelta(hours=72 + 24)
+    # The newest reminder's link works until the link expires; answering stops everything.
+    with time_machine.travel(sent_at + datetime.timedelta(hours=80), tick=False):
+        url = re.search(r"http\S+/q/\S+/", mail.outbox[-1].body).group(0)
+        path = url.replace("http://127.0.0.1:8000", "")
+        wai = {f"wai-sr-item_{n}": "4" for n in range(1, 13)}
+        client.get(path)
+        answered = client.post(ANSWER, {**wai, **SRS})
+        assert "Thank you" in answered.content.decode()
+        SelfReportLink.objects.filter(pk=link.pk).update(reminders_sent=0)
+        assert links.send_reminders() == 0
 
 
 # --- more of the lifecycle -----------------------------------------------------------------
@@ -196,6 +206,7 @@ def test_guesses_are_counted_in_the_database_by_a_hash_of_the_address(client, pe
     assert client.get(_path("not-a-token"), REMOTE_ADDR="203.0.113.7").status_code == 404
 
 
+@pytest.mark.shifted_clock
 def test_old_guesses_stop_counting_after_the_window(client, people):
     from outcomes.models import LinkGuess
 
@@ -227,6 +238,7 @@ def test_a_used_link_is_refused_before_anything_is_shown(client, people):
     assert page.status_code == 410 and "Hello" not in page.content.decode()
 
 
+@pytest.mark.shifted_clock
 def test_answers_sent_just_after_expiry_are_taken_later_ones_are_not(client, people):
     link, token = _link(people)
     _open(client, token)
@@ -270,6 +282,7 @@ def test_several_questionnaires_are_saved_together_or_not_at_all(client, people)
     ]
 
 
+@pytest.mark.shifted_clock
 def test_a_link_for_a_session_skips_what_the_clinic_entered_meanwhile(
     client, people, completed_session
 ):
@@ -327,7 +340,7 @@ def test_use_is_audited_without_an_actor_and_creation_with_one(client, people):
     _answer(client, token, SRS)
     events = AuditEvent.objects.filter(object_type="outcomes.selfreportlink")
     assert events.get(action="create").actor == people.coach
-    used = events.get(action="update")
+    used = events.get(action="update", detail__link="answered")
     assert used.actor is None and used.detail["instruments"] == ["srs"]
     response_event = AuditEvent.objects.get(object_type="outcomes.response")
     assert response_event.actor is None and response_event.detail["source"] == "link"
@@ -347,6 +360,7 @@ def test_the_created_link_page_is_not_cached(client, people):
 # --- delivery, more ------------------------------------------------------------------------
 
 
+@pytest.mark.shifted_clock
 def test_earlier_emails_keep_working_after_a_reminder(client, people, completed_session):
     links.send_due_links()
     first = re.search(r"http\S+/q/(\S+)/", mail.outbox[0].body).group(1)
@@ -393,7 +407,7 @@ def test_a_worker_that_loses_the_race_sends_nothing(people, completed_session, m
     assert len(mail.outbox) == 1
 
 
-def test_a_mail_server_error_leaves_no_link_and_the_next_run_retries(
+def test_a_mail_server_error_is_recorded_on_the_link_and_a_later_run_retries(
     people, completed_session, monkeypatch
 ):
     def refuse(*args, **kwargs):
@@ -401,11 +415,18 @@ def test_a_mail_server_error_leaves_no_link_and_the_next_run_retries(
 
     monkeypatch.setattr(links, "send_mail", refuse)
     assert links.send_due_links() == 0
-    assert SelfReportLink.objects.count() == 0
+    link = SelfReportLink.objects.get()
+    assert link.sent_at is None and link.failed_attempts == 1
+    assert link.last_failure == "ConnectionRefusedError"
     monkeypatch.undo()
-    assert links.send_due_links() == 1
+    assert links.send_due_links() == 0  # not in the same run's minute: the server was down
+    later = timezone.now() + links.UNSENT_RETRY_AFTER
+    assert links.send_due_links(now=later) == 1
+    link.refresh_from_db()
+    assert link.sent_at is not None and len(mail.outbox) == 1
 
 
+@pytest.mark.shifted_clock
 def test_dosing_day_questionnaires_are_mailed_the_day_after(people, completed_session):
     from sessions.models import ProtocolStep, Session
 
@@ -417,6 +438,7 @@ def test_dosing_day_questionnaires_are_mailed_the_day_after(people, completed_se
     assert set(SelfReportLink.objects.get().instruments) >= {"meq-30"}
 
 
+@pytest.mark.shifted_clock
 def test_late_arrivals_get_the_mail_absent_patients_do_not(people, completed_session):
     from sessions.models import Attendance
 
@@ -434,6 +456,7 @@ def test_only_patient_rated_questionnaires_are_mailed(people, completed_session)
     assert SelfReportLink.objects.get().instruments == ["srs"]
 
 
+@pytest.mark.shifted_clock
 def test_reminders_stop_when_the_clinic_enters_the_answers(people, completed_session):
     from outcomes import services
 
@@ -454,6 +477,7 @@ def test_reminders_stop_when_the_clinic_enters_the_answers(people, completed_ses
     assert links.send_reminders() == 0 and len(mail.outbox) == 1
 
 
+@pytest.mark.shifted_clock
 def test_no_mail_without_an_address_or_for_an_old_session(people, completed_session):
     people.patient.email = ""
     people.patient.save()
@@ -474,6 +498,7 @@ def test_the_beat_jobs_exist_and_the_tasks_call_the_services(people, completed_s
     assert tasks.send_reminders.run() == 0
 
 
+@pytest.mark.shifted_clock
 def test_reminders_stop_when_consent_is_withdrawn_or_the_patient_withdraws(
     people, completed_session
 ):
@@ -531,6 +556,7 @@ def test_the_answer_page_without_an_opened_link_says_to_open_it_again(client, pe
     assert Response.objects.count() == 0
 
 
+@pytest.mark.shifted_clock
 def test_the_opened_link_lapses_from_the_session_after_a_while(client, people):
     from outcomes import views
 
@@ -546,6 +572,7 @@ def test_the_opened_link_lapses_from_the_session_after_a_while(client, people):
     assert "Thank you" in _answer(client, token, SRS).content.decode()  # the link still works
 
 
+@pytest.mark.shifted_clock
 def test_an_expired_link_still_says_expired_after_the_exchange(client, people):
     link, token = _link(people)
     _open(client, token)

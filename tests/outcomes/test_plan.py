@@ -13,7 +13,7 @@ from sessions import services as session_services
 from sessions.models import ProtocolStep, Session
 from tests.factories import CoachAssignmentFactory, EnrolmentFactory, PatientFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
+pytestmark = pytest.mark.django_db
 
 WAI = {n: 4 for n in range(1, 13)}
 SRS = {1: 9, 2: 9, 3: 9, 4: 9}
@@ -38,6 +38,7 @@ def _age(session, days: float):
     )
 
 
+@pytest.mark.shifted_clock
 def test_due_is_the_steps_codes_minus_what_is_answered_for_the_session(people, completed_session):
     assert unanswered_codes(completed_session) == ["wai-sr", "srs"]
     _answer(people, completed_session, "wai-sr", WAI)
@@ -101,6 +102,7 @@ def _group_session(people):
     return session, second.patient, third.patient
 
 
+@pytest.mark.shifted_clock
 def test_a_group_session_is_due_until_everyone_who_came_has_answered(people):
     session, second, _absent = _group_session(people)
     _answer(people, session, "wai-sr", WAI)
@@ -148,6 +150,7 @@ def test_a_link_from_the_session_page_preselects_what_is_still_due(
     assert not re.search(r'<input[^>]*value="srs"[^>]*checked', html)
 
 
+@pytest.mark.shifted_clock
 def test_overdue_counts_wait_for_the_grace_period_and_stop_when_missed(
     people, completed_session, settings
 ):
@@ -167,6 +170,7 @@ def test_no_show_and_cancelled_sessions_owe_nothing(people, completed_session):
     assert selectors.overdue_counts(patient_ids=[people.patient.pk]) == {}
 
 
+@pytest.mark.shifted_clock
 def test_overdue_for_a_patient_lists_each_measure_with_its_session(people, completed_session):
     _age(completed_session, 3)
     overdue = selectors.overdue_for(patient=people.patient)

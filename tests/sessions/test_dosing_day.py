@@ -14,8 +14,6 @@ from clinic.models import AuditEvent
 from sessions import monitoring, selectors, services
 from sessions.models import AdverseEvent, Discharge, Session, VitalSigns
 
-pytestmark = pytest.mark.shifted_clock
-
 
 def _vitals(people, session, *, minutes_ago=0, point="", token=None, **values):
     reading = {"systolic": 128, "diastolic": 82, "heart_rate": 74, "spo2": 98, **values}
@@ -78,6 +76,7 @@ def test_a_double_tap_records_one_reading(people, ketamine_dosing):
     assert VitalSigns.objects.count() == 1
 
 
+@pytest.mark.shifted_clock
 def test_a_reading_entered_late_keeps_its_measured_time_and_says_when_it_was_entered(
     people, ketamine_dosing
 ):
@@ -92,6 +91,7 @@ def test_a_reading_entered_late_keeps_its_measured_time_and_says_when_it_was_ent
     assert entry.entered_late.startswith("entered ")
 
 
+@pytest.mark.shifted_clock
 def test_a_reading_cannot_be_in_the_future_and_only_dosings_take_vitals(people, ketamine_dosing):
     dosing = ketamine_dosing(50)
     with pytest.raises(ValidationError) as refused:
@@ -153,6 +153,7 @@ def _event(people, dosing=None, **values):
     )
 
 
+@pytest.mark.shifted_clock
 def test_an_adverse_event_is_recorded_once_and_its_history_is_kept_on_edit(people, ketamine_dosing):
     dosing = ketamine_dosing(50)
     token = uuid.uuid4()
@@ -176,6 +177,7 @@ def test_an_adverse_event_is_recorded_once_and_its_history_is_kept_on_edit(peopl
     assert audit.detail["before"]["outcome"] == "ongoing"
 
 
+@pytest.mark.shifted_clock
 @pytest.mark.parametrize(
     ("values", "field", "message"),
     [
@@ -213,6 +215,7 @@ def test_a_change_to_an_adverse_event_needs_a_reason(people):
 # --- discharge -------------------------------------------------------------------------------
 
 
+@pytest.mark.shifted_clock
 def test_discharge_is_refused_before_the_minimum_time_and_the_dosing_cannot_be_logged(
     people, ketamine_dosing
 ):
@@ -234,6 +237,7 @@ def test_discharge_is_refused_before_the_minimum_time_and_the_dosing_cannot_be_l
     assert dosing.status == Session.Status.SCHEDULED
 
 
+@pytest.mark.shifted_clock
 def test_discharge_after_the_minimum_time_with_vitals_in_range_then_the_log(
     people, ketamine_dosing
 ):
@@ -302,6 +306,7 @@ def test_only_a_clinician_overrides_the_check_and_the_note_is_kept(people, ketam
 # --- pages -----------------------------------------------------------------------------------
 
 
+@pytest.mark.shifted_clock
 def test_the_vitals_page_refuses_a_typo_with_the_range_and_keeps_what_was_typed(
     client_for, people, ketamine_dosing
 ):
@@ -346,6 +351,7 @@ def test_another_coach_cannot_reach_the_dosing_day_pages(client_for, people, ket
     assert client.get(page).status_code == 404
 
 
+@pytest.mark.shifted_clock
 def test_an_adverse_event_between_sessions_is_listed_on_the_patients_sessions_page(
     client_for, people
 ):

@@ -12,7 +12,7 @@ from sessions import services
 from sessions.models import Attendance, Protocol, Session, SessionKind
 from tests.factories import EnrolmentFactory, PatientFactory, ProgramFactory, protocol_named
 
-pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
+pytestmark = pytest.mark.django_db
 LONDON = zoneinfo.ZoneInfo("Europe/London")
 
 
@@ -43,6 +43,7 @@ def test_shipped_protocols_are_loaded_and_loading_again_changes_nothing():
     assert list(again) == steps
 
 
+@pytest.mark.shifted_clock
 def test_psilocybin_protocol_generates_the_trial_schedule(people):
     program = ProgramFactory(protocol=protocol_named("Psilocybin for depression, two doses"))
     enrolment = _enrol(people, program)
@@ -61,6 +62,7 @@ def test_psilocybin_protocol_generates_the_trial_schedule(people):
     assert sessions[0].protocol_step.instruments_due[-2:] == ["wai-sr", "srs"]
 
 
+@pytest.mark.shifted_clock
 def test_ketamine_protocol_generates_six_dosings_each_followed_by_integration(people):
     program = ProgramFactory(
         modality="ketamine", protocol=protocol_named("Ketamine-assisted therapy series")
@@ -75,6 +77,7 @@ def test_ketamine_protocol_generates_six_dosings_each_followed_by_integration(pe
     assert all(s.substance == "ketamine" for s in sessions if s.kind == "dosing")
 
 
+@pytest.mark.shifted_clock
 def test_group_protocol_shares_circles_and_gives_each_member_their_own_dosing(people):
     program = ProgramFactory(
         kind="group",
@@ -95,6 +98,7 @@ def test_group_protocol_shares_circles_and_gives_each_member_their_own_dosing(pe
     assert sorted(d.enrolment_id for d in dosings) == sorted([first.pk, second.pk])
 
 
+@pytest.mark.shifted_clock
 def test_a_late_joiner_is_not_put_on_circles_held_before_they_joined(people):
     program = ProgramFactory(
         kind="group",
@@ -109,6 +113,7 @@ def test_a_late_joiner_is_not_put_on_circles_held_before_they_joined(people):
     assert attended.count() == 3
 
 
+@pytest.mark.shifted_clock
 def test_weekly_times_stay_at_local_time_across_the_clock_change(people):
     # Clocks go back in London on Sunday 25 October 2026: 10:00 stays 10:00 local, and the
     # UTC time moves from 09:00 to 10:00.
@@ -141,6 +146,7 @@ def test_moving_one_session_leaves_the_others(people):
     assert second.scheduled_start == second_start
 
 
+@pytest.mark.shifted_clock
 def test_moving_with_shift_following_moves_every_later_session(people):
     program = ProgramFactory(protocol=protocol_named("Ketamine-assisted therapy series"))
     enrolment = _enrol(people, program, start=timezone.localdate() + datetime.timedelta(days=3))
@@ -254,6 +260,7 @@ def test_end_before_start_is_refused(people):
 # --- logging, dosing, readiness, withdrawal ------------------------------------------------
 
 
+@pytest.mark.shifted_clock
 def test_coach_logs_a_completed_session(people, past_session):
     services.session_log(
         actor=people.coach,
@@ -276,6 +283,7 @@ def test_a_no_show_needs_a_reason(people, past_session):
     assert past_session.status == "scheduled"
 
 
+@pytest.mark.shifted_clock
 def test_a_future_session_cannot_be_logged(people, book):
     session = book(hours=48)
     with pytest.raises(ValidationError):
@@ -331,6 +339,7 @@ def test_ketamine_dose_per_kg_is_derived(people, book):
     assert session.dose_mg_per_kg == Decimal("0.5")
 
 
+@pytest.mark.shifted_clock
 def test_withdrawal_cancels_future_sessions_and_keeps_them(people):
     program = ProgramFactory(protocol=protocol_named("Ketamine-assisted therapy series"))
     enrolment = _enrol(people, program, start=timezone.localdate() + datetime.timedelta(days=2))
@@ -390,6 +399,7 @@ def test_the_database_refuses_a_double_booked_room_even_without_the_services(peo
     )
 
 
+@pytest.mark.shifted_clock
 @pytest.mark.parametrize("days", [1, -1])
 def test_shifting_a_run_of_sessions_in_one_room_slides_each_into_the_next_slot(
     people, book, room, days
@@ -462,6 +472,7 @@ def test_a_group_session_is_refused_when_a_member_is_busy(people):
     assert not Session.objects.filter(program=member.program).exists()
 
 
+@pytest.mark.shifted_clock
 def test_a_withdrawn_members_cancelled_place_does_not_hide_the_others(people):
     program = _group(start=timezone.localdate() + datetime.timedelta(days=2))
     leaving, staying = _enrol(people, program), _enrol(people, program)
@@ -500,6 +511,7 @@ def test_joining_a_group_whose_circle_clashes_is_refused_and_writes_nothing(peop
     assert not Attendance.objects.filter(patient=newcomer, session__program=program).exists()
 
 
+@pytest.mark.shifted_clock
 def test_a_late_joiner_gets_no_sessions_dated_before_they_joined(people):
     program = _group(start=datetime.date(2026, 3, 2))
     _enrol(people, program)

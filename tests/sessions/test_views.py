@@ -11,7 +11,7 @@ from sessions.models import CalendarFeed, Room, Session, SessionKind
 from tests.factories import EnrolmentFactory, ProgramFactory, protocol_named
 from tests.helpers import PERSONAS, assert_role_answer, matrix_cases
 
-pytestmark = [pytest.mark.django_db, pytest.mark.shifted_clock]
+pytestmark = pytest.mark.django_db
 
 MATRIX = {
     "session_detail": [302, 200, 404, 200, 200],
@@ -54,7 +54,6 @@ def _url(page, people, dosing):
     return reverse(page, args=[dosing.public_id])
 
 
-@pytest.mark.real_clock(reason="who may use a page does not depend on the hour")
 @pytest.mark.parametrize(("page", "persona", "expected"), matrix_cases(MATRIX))
 def test_role_matrix(client, people, dosing, page, persona, expected):
     assert_role_answer(client, people, persona, _url(page, people, dosing), expected)
@@ -137,6 +136,7 @@ def test_over_capacity_group_enrolment_is_refused_from_the_page(client, people):
     assert not Session.objects.filter(attendances__patient=people.patient, program=group).exists()
 
 
+@pytest.mark.shifted_clock
 def test_caseload_shows_the_next_session(client, people):
     start = timezone.now() + datetime.timedelta(days=2)
     services.session_book(
@@ -162,6 +162,7 @@ def _feed_url(client, people, *, show_details=False):
     return re.search(r'value="(http://testserver/calendar/[^"]+\.ics)"', page).group(1)
 
 
+@pytest.mark.shifted_clock
 def test_feed_is_valid_icalendar_with_only_that_coachs_sessions(client, people, dosing):
     other_enrolment = EnrolmentFactory(program=people.enrolment.program)
     start = timezone.now() + datetime.timedelta(days=3)
@@ -230,7 +231,6 @@ def test_admin_books_an_extra_session_and_a_clash_is_refused_on_the_page(client,
     assert not Session.objects.filter(label="Clash").exists()
 
 
-@pytest.mark.real_clock(reason="seeds the demo clinic twice, 20-60 s a run")
 def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, people):
     import io
 
@@ -255,7 +255,6 @@ def test_program_dashboard_shows_members_alliance_flags_and_capacity(client, peo
     assert len(large.captured_queries) == len(small.captured_queries)
 
 
-@pytest.mark.real_clock(reason="who may use a page does not depend on the hour")
 @pytest.mark.parametrize("page", ["calendar_feed_create", "calendar_feed_revoke"])
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_calendar_link_buttons_need_a_login_and_act_on_your_own_link(client, people, page, persona):
@@ -282,6 +281,7 @@ def test_a_feed_link_of_one_coach_cannot_be_revoked_by_another(client, people):
     assert client.get(url).status_code == 200
 
 
+@pytest.mark.shifted_clock
 def test_caseload_row_has_a_log_button_for_the_coach_who_facilitated(client, people, dosing):
     log_url = reverse("session_log", args=[dosing.public_id])
     client.force_login(people.coach)
@@ -326,6 +326,7 @@ def test_a_dose_out_of_range_is_refused_on_the_page_and_keeps_what_was_typed(
     assert "Psilocybin 25.00 mg (0.350 mg/kg), Oral" in ok.content.decode()
 
 
+@pytest.mark.shifted_clock
 def test_a_group_circle_is_logged_with_attendance_per_member(client, people):
     group = ProgramFactory(kind="group", capacity=3)
     members = [EnrolmentFactory(program=group, patient=people.patient)]
@@ -401,6 +402,7 @@ def test_fold_never_splits_a_character_and_keeps_75_octets():
     assert "".join([parts[0], *[p[1:] for p in parts[1:]]]) == line
 
 
+@pytest.mark.shifted_clock
 def test_week_calendar_shows_local_times_across_the_clock_change(client, people, settings):
     settings.TIME_ZONE = "Europe/London"
     london = zoneinfo.ZoneInfo("Europe/London")
@@ -527,6 +529,7 @@ def test_the_feed_escapes_carriage_returns_so_no_line_can_be_injected(client, pe
     )
 
 
+@pytest.mark.shifted_clock
 def test_my_sessions_names_the_patient_and_room_and_offers_a_log_for_a_past_session(
     people, client_for
 ):

@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from alliance.exports import export_csv, export_fhir
+from alliance.exports import check_identified, export_csv, export_fhir_to
 from clinic.models import Patient
 
 
@@ -17,10 +17,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, format, layout, out, identified, reason, **options):
         try:
+            # Refused before the file is opened, so a refusal leaves no empty file behind.
+            check_identified(actor=None, identified=identified, reason=reason)
             if format == "fhir":
-                body = export_fhir(
-                    actor=None, patients=Patient.objects.all(), identified=identified, reason=reason
-                )
+                with open(out, "wb") as handle:
+                    export_fhir_to(
+                        handle,
+                        actor=None,
+                        patients=Patient.objects.all(),
+                        identified=identified,
+                        reason=reason,
+                    )
             else:
                 body = export_csv(
                     actor=None,
@@ -29,8 +36,8 @@ class Command(BaseCommand):
                     identified=identified,
                     reason=reason,
                 )
+                with open(out, "w", encoding="utf-8", newline="") as handle:
+                    handle.writelines(body)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
-        with open(out, "w", encoding="utf-8", newline="") as handle:
-            handle.writelines([body] if isinstance(body, str) else body)
         self.stdout.write(self.style.SUCCESS(f"Wrote {out}."))

@@ -21,7 +21,8 @@ class Command(BaseCommand):
                 raise CommandError(f"No patient with id {patient}.") from exc
         else:
             ids = flag_inputs.patients_to_sweep_ids()
-        totals, failed = services.recompute_patients(patient_ids=ids)
+        result = services.recompute_patients(patient_ids=ids)
+        totals, failed = result.totals, result.failed
         for flag_id in flag_inputs.unnotified_flag_ids():
             services.notify_flag(flag_id=flag_id)
         self.stdout.write(

@@ -11,7 +11,8 @@ import time
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 from faker import Faker
@@ -20,6 +21,7 @@ from alliance.demo_bulk import BulkClinic
 from alliance.flag_inputs import patients_to_sweep_ids
 from alliance.models import Flag
 from alliance.services import (
+    caseload_order_refresh,
     flag_resolve,
     mark_stale,
     recompute_patient,
@@ -36,6 +38,7 @@ from outcomes.demo import seed_responses
 from outcomes.models import Response
 from sessions import services as session_services
 from sessions.models import Attendance, Protocol, Session, SessionKind
+from sessions.selectors import to_log_for_coach
 from sessions.services import load_protocols
 
 STAFF = [
@@ -90,6 +93,115 @@ class Bulk(enum.StrEnum):
     AUTO = "auto"
     ON = "on"
     OFF = "off"
+
+
+# The README's first coach workflow needs, for every coach, a session to log and a dosing
+# ahead. Slots are tried in this order until one clashes with nobody's diary.
+WORKFLOW_PAST_HOURS = (3, 5, 7, 26, 28)  # the session to log started this many hours ago
+WORKFLOW_DOSING_DAYS = (2, 3, 4, 5, 6)  # the dosing is this many days ahead, at 13:00
+
+
+def _has_dosing_this_week(coach) -> bool:
+    now = timezone.now()
+    return Session.objects.filter(
+        facilitators=coach,
+        kind=SessionKind.DOSING,
+        status=Session.Status.SCHEDULED,
+        scheduled_start__gte=now,
+        scheduled_start__lte=now + datetime.timedelta(days=7),
+    ).exists()
+
+
+def _book_first_free(enrolment, *, admin, coach, kind, starts, minutes) -> None:
+    for start in starts:
+        try:
+            session_services.session_book(
+                actor=admin,
+                program=enrolment.program,
+                enrolment=enrolment,
+                kind=kind,
+                start=start,
+                end=start + datetime.timedelta(minutes=minutes),
+                facilitators=[coach],
+            )
+        except ValidationError:
+            continue  # the coach or the patient is busy then: try the next slot
+        return
+    raise CommandError(f"No free slot for a demo {kind} with {coach.email}.")
+
+
+def seed_coach_workflow(*, admin, coaches, programs) -> int:
+    """Every coach gets a session waiting for their log and a dosing within the week.
+
+    A coach who lacks either gets their own demo patient (DEMO-C<n>, single psilocybin session)
+    with a preparation that ended a few hours ago and a dosing a few days ahead, both
+    facilitated by the coach. Coaches who already have both are left alone, so a second run
+    adds nothing. Returns how many patients it created.
+    """
+    program = next(p for p in programs if p.kind == Program.Kind.SINGLE)
+    created = 0
+    for number, coach in enumerate(coaches, start=1):
+        needs_log = not to_log_for_coach(user=coach)
+        needs_dosing = not _has_dosing_this_week(coach)
+        if not (needs_log or needs_dosing):
+            continue
+        record_number = f"DEMO-C{number:03d}"
+        enrolment = Enrolment.objects.filter(
+            patient__record_number=record_number, program=program
+        ).first()
+        if enrolment is None:
+            patient = services.patient_create(
+                actor=admin,
+                record_number=record_number,
+                first_name=["Alex", "Blair", "Drew", "Emery", "Finley", "Harper"][number % 6],
+                last_name=f"Demo{number}",
+                date_of_birth=datetime.date(1985, 1, number % 28 + 1),
+            )
+            enrolment = services.patient_enrol(
+                actor=admin,
+                patient=patient,
+                program=program,
+                start_date=timezone.localdate() - datetime.timedelta(days=2),
+            )
+            services.coach_assign(
+                actor=admin,
+                enrolment=enrolment,
+                coach=coach,
+                role=CoachAssignment.Role.LEAD,
+                start_date=enrolment.start_date,
+            )
+            services.patient_change_status(
+                actor=admin, patient=patient, to_status=Patient.Status.IN_TREATMENT
+            )
+            created += 1
+        now = timezone.now().replace(second=0, microsecond=0)
+        if needs_log:
+            _book_first_free(
+                enrolment,
+                admin=admin,
+                coach=coach,
+                kind=SessionKind.PREPARATION,
+                starts=[now - datetime.timedelta(hours=h) for h in WORKFLOW_PAST_HOURS],
+                minutes=90,
+            )
+        if needs_dosing:
+            today = timezone.localdate()
+            _book_first_free(
+                enrolment,
+                admin=admin,
+                coach=coach,
+                kind=SessionKind.DOSING,
+                starts=[
+                    timezone.make_aware(
+                        datetime.datetime.combine(
+                            today + datetime.timedelta(days=d), datetime.time(13, 0)
+                        )
+                    )
+                    for d in WORKFLOW_DOSING_DAYS
+                ],
+                minutes=6 * 60,
+            )
+    return created
 
 
 class Command(BaseCommand):
@@ -193,6 +305,7 @@ class Command(BaseCommand):
         # Group circles are logged once everyone is enrolled, with attendance per member.
         for session in Session.objects.filter(is_group=True).order_by("scheduled_start"):
             self._log_if_past(session, rng=rng, admin=admin)
+        created += seed_coach_workflow(admin=admin, coaches=coaches, programs=programs)
         responses = 0
         for patient in Patient.objects.filter(record_number__startswith="DEMO-").order_by("pk"):
             responses += seed_responses(patient=patient, actor=admin, seed=seed)
@@ -272,8 +385,13 @@ class Command(BaseCommand):
             last_end = max(p.row.scheduled_end for p in enrolment.planned_sessions)
             clinic.finish(patient, enrolment, last_day=timezone.localdate(last_end))
         responses = clinic.save(seed=seed)
-        mark_stale(patient_ids=[p.pk for p in clinic.stale.values()])
-        return len(clinic.patients), responses
+        # What the flag engine's schedule_changed receiver does for each change, once.
+        stale = [p.pk for p in clinic.stale.values()]
+        mark_stale(patient_ids=stale)
+        caseload_order_refresh(patient_ids=stale)
+        created = len(clinic.patients)
+        created += seed_coach_workflow(admin=admin, coaches=coaches, programs=programs)
+        return created, responses
 
     def _alumni(self, count, *, seed, fake, admin, programs, coaches) -> int:
         """Patients whose whole course (two doses, follow-ups to 12 months) lies in the past."""
