@@ -29,6 +29,9 @@ def _clinic() -> dict:
     """What a person would count in the seeded clinic, kind by kind."""
     return {
         "patients": _per(Patient.objects, "status"),
+        "caseload order": _per(
+            Patient.objects, "record_number", "caseload_flag_rank", "caseload_next_dosing_at"
+        ),
         "status changes": _per(PatientStatusChange.objects, "from_status", "to_status"),
         "assignments": _per(CoachAssignment.objects, "role", "coach__email"),
         "sessions": _per(Session.objects, "kind", "status", "is_group"),
