@@ -55,3 +55,9 @@ def audit_records(entries: list[dict]) -> list[AuditEvent]:
     """Write many audit rows in one statement (a sweep's automatic changes); each entry takes
     `audit_record`'s keyword arguments. Call it inside the transaction of the changes."""
     return AuditEvent.objects.bulk_create([_event(**entry) for entry in entries], batch_size=1000)
+
+
+def audit_event(**entry) -> AuditEvent:
+    """The row `audit_record` writes, unsaved (same keyword arguments): for bulk writers that
+    insert many rows at once with COPY (the demo's bulk seeding), in the same transaction."""
+    return _event(**entry)

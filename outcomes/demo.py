@@ -123,26 +123,11 @@ ANSWERS = {
 }
 
 
-def seed_responses(*, patient, actor, seed: int = 0) -> int:
-    """Answers for every logged session of the patient that had questionnaires due."""
-    story = _Story(random.Random(f"{seed}:{patient.record_number}"))
-    sessions = (
-        Session.objects.filter(
-            attendances__patient=patient,
-            attendances__status__in=Attendance.PRESENT,
-            status=Session.Status.COMPLETED,
-            protocol_step__isnull=False,
-        )
-        .select_related("protocol_step")
-        .order_by("scheduled_start")
-    )
-    answered_sessions = set(
-        Response.objects.filter(patient=patient, session__isnull=False).values_list(
-            "session_id", flat=True
-        )
-    )
-    now = timezone.now()
-    created = 0
+def planned_responses(*, record_number: str, sessions, seed: int, now, answered_sessions=()):
+    """The answers a patient gives, as (session, instrument code, answers, administered at),
+    for `sessions`: their logged sessions with questionnaires due, attended, in time order.
+    Pure, so the service seeding below and the demo's bulk seeding give the same answers."""
+    story = _Story(random.Random(f"{seed}:{record_number}"))
     for session in sessions:
         due = [code for code in session.protocol_step.instruments_due if code in ANSWERS]
         # Draw every answer whether or not it is stored, so the story stays the same.
@@ -160,15 +145,43 @@ def seed_responses(*, patient, actor, seed: int = 0) -> int:
         for code, answers in drawn.items():
             if not returned[code] and now - session.scheduled_end < RECENT:
                 continue  # not returned yet: shows as overdue on the caseload
-            services.response_record(
-                actor=actor,
-                patient=patient,
-                version=services.latest_version(code),
-                answers=answers,
-                administered_at=when,
-                session=session,
-                allow_incomplete=True,
-                announce=False,  # seed_demo recomputes every patient's flags itself
-            )
-            created += 1
+            yield session, code, answers, when
+
+
+def seed_responses(*, patient, actor, seed: int = 0) -> int:
+    """Answers for every logged session of the patient that had questionnaires due."""
+    sessions = (
+        Session.objects.filter(
+            attendances__patient=patient,
+            attendances__status__in=Attendance.PRESENT,
+            status=Session.Status.COMPLETED,
+            protocol_step__isnull=False,
+        )
+        .select_related("protocol_step")
+        .order_by("scheduled_start")
+    )
+    answered_sessions = set(
+        Response.objects.filter(patient=patient, session__isnull=False).values_list(
+            "session_id", flat=True
+        )
+    )
+    created = 0
+    for session, code, answers, when in planned_responses(
+        record_number=patient.record_number,
+        sessions=sessions,
+        seed=seed,
+        now=timezone.now(),
+        answered_sessions=answered_sessions,
+    ):
+        services.response_record(
+            actor=actor,
+            patient=patient,
+            version=services.latest_version(code),
+            answers=answers,
+            administered_at=when,
+            session=session,
+            allow_incomplete=True,
+            announce=False,  # seed_demo recomputes every patient's flags itself
+        )
+        created += 1
     return created

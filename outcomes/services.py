@@ -21,7 +21,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clinic import dates
-from clinic.audit import audit_record
+from clinic.audit import audit_event, audit_record
+from clinic.bulk import copy_rows
 from clinic.models import AuditEvent, Patient
 
 from . import scoring, signals
@@ -171,9 +172,8 @@ def _check_about_coach(about_coach, patient: Patient) -> None:
         raise ValidationError({"about_coach": "Choose one of this patient's coaches."})
 
 
-def _write_scores(response: Response, result: scoring.ScoreResult) -> None:
-    response.scores.all().delete()
-    Score.objects.bulk_create(
+def _score_rows(response: Response, result: scoring.ScoreResult) -> list[Score]:
+    return [
         Score(
             response=response,
             scale=scale.code,
@@ -184,7 +184,12 @@ def _write_scores(response: Response, result: scoring.ScoreResult) -> None:
             complete=scale.complete,
         )
         for scale in result.scales
-    )
+    ]
+
+
+def _write_scores(response: Response, result: scoring.ScoreResult) -> None:
+    response.scores.all().delete()
+    Score.objects.bulk_create(_score_rows(response, result))
 
 
 def _safety(result: scoring.ScoreResult) -> list[dict]:
@@ -201,6 +206,103 @@ def announce_saved(responses: list[Response], *, created: bool) -> None:
 
 def _scores_extras(result: scoring.ScoreResult) -> dict:
     return json.loads(json.dumps(result.extras))  # plain JSON types only
+
+
+def _response_row(
+    *,
+    actor,
+    patient,
+    version,
+    cleaned,
+    result,
+    administered_at,
+    source,
+    session=None,
+    about_coach=None,
+    submission_key=None,
+) -> Response:
+    return Response(
+        patient=patient,
+        version=version,
+        respondent=version.definition["respondent"],
+        entered_by=actor if actor is not None and actor.is_authenticated else None,
+        source=source,
+        administered_at=administered_at,
+        session=session,
+        about_coach=about_coach,
+        submission_key=submission_key,
+        complete=result.complete,
+        safety_hits=_safety(result),
+        has_safety_hit=bool(result.safety_hits),
+        safety_unanswered=result.safety_unanswered,
+        answers={str(k): v for k, v in sorted(cleaned.items())},
+        extras=_scores_extras(result),
+    )
+
+
+SCORE_FIELDS = ["response_id", "scale", "value", "mean", "band", "prorated", "complete"]
+AUDIT_FIELDS = ["at", "actor_id", "action", "object_type", "object_id", "patient_id", "detail"]
+
+
+@transaction.atomic
+def responses_bulk_record(*, actor, drafts, batch_size: int = 2000) -> int:
+    """Record many questionnaires at database speed, for the demo's bulk seeding: each draft
+    is `(patient, version, answers, administered_at, session)`, checked and scored exactly as
+    `response_record(allow_incomplete=True)` does, then inserted in batches with their Score
+    rows, history and audit rows. Nothing is announced: the caller recomputes flags (and so
+    raises safety flags) once at the end. Returns how many were recorded."""
+    from simple_history.utils import bulk_create_with_history
+
+    rows, results = [], []
+    for patient, version, answers, administered_at, session in drafts:
+        # The scoring engine validates the answers (an invalid one raises and the whole
+        # batch rolls back); validating them once more first would double the seed's time.
+        cleaned = _as_numbers(answers)
+        _check_administered_at(administered_at)
+        result = _score(version.definition, cleaned, allow_incomplete=True)
+        rows.append(
+            _response_row(
+                actor=actor,
+                patient=patient,
+                version=version,
+                cleaned=cleaned,
+                result=result,
+                administered_at=administered_at,
+                source=Response.Source.CLINIC,
+                session=session,
+            )
+        )
+        results.append(result)
+    for first in range(0, len(rows), batch_size):
+        batch = rows[first : first + batch_size]
+        bulk_create_with_history(batch, Response, batch_size=batch_size, default_user=actor)
+        copy_rows(
+            Score,
+            (
+                score
+                for response, result in zip(batch, results[first : first + batch_size], strict=True)
+                for score in _score_rows(response, result)
+            ),
+            fields=SCORE_FIELDS,
+        )
+        copy_rows(
+            AuditEvent,
+            (
+                audit_event(
+                    actor=actor,
+                    action=AuditEvent.Action.CREATE,
+                    target=response,
+                    patient=response.patient,
+                    detail={
+                        "instrument": response.version.instrument.code,
+                        "source": Response.Source.CLINIC.value,
+                    },
+                )
+                for response in batch
+            ),
+            fields=AUDIT_FIELDS,
+        )
+    return len(rows)
 
 
 @transaction.atomic
@@ -239,23 +341,19 @@ def response_record(
     result = _score(definition, cleaned, allow_incomplete=allow_incomplete)
     try:
         with transaction.atomic():
-            response = Response.objects.create(
+            response = _response_row(
+                actor=actor,
                 patient=patient,
                 version=version,
-                respondent=definition["respondent"],
-                entered_by=actor if actor is not None and actor.is_authenticated else None,
-                source=source,
+                cleaned=cleaned,
+                result=result,
                 administered_at=administered_at,
+                source=source,
                 session=session,
                 about_coach=about_coach,
                 submission_key=submission_key,
-                complete=result.complete,
-                safety_hits=_safety(result),
-                has_safety_hit=bool(result.safety_hits),
-                safety_unanswered=result.safety_unanswered,
-                answers={str(k): v for k, v in sorted(cleaned.items())},
-                extras=_scores_extras(result),
             )
+            response.save(force_insert=True)
     except IntegrityError:
         # The same form submitted twice at the same moment: the other request won.
         if submission_key is None:

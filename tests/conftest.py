@@ -14,6 +14,15 @@ from clinic.roles import Role
 from .factories import CoachAssignmentFactory, EnrolmentFactory, PatientFactory, UserFactory
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--patients",
+        type=int,
+        default=10_000,
+        help="make bench: patients in the large clinic (the small one has a tenth).",
+    )
+
+
 @pytest.fixture
 def people(db):
     """A patient with a coach, another coach without them, a clinician and an admin."""

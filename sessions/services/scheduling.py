@@ -46,6 +46,29 @@ def _announce(patient_ids) -> None:
     signals.schedule_changed.send(sender=Session, patient_ids=sorted(set(patient_ids)))
 
 
+def planned_schedule(*, program: Program, steps, start_date: datetime.date):
+    """The protocol's sessions for an enrolment starting on `start_date`, as (step, start, end)
+    in step order: group steps date from the program start, `previous dosing` steps from the
+    dosing before them, and a late joiner of a group skips the steps held before they joined.
+    Pure: the service below and the demo's bulk seeding build the same calendar from it."""
+    planned = []
+    last_dosing: datetime.date | None = None
+    for step in steps:
+        if step.anchor == ProtocolStep.Anchor.PREVIOUS_DOSING and last_dosing is not None:
+            day = last_dosing + datetime.timedelta(days=step.day_offset)
+        else:
+            # A group program runs as a cohort: every step dates from the program start.
+            base = program.start_date if program.is_group else start_date
+            day = base + datetime.timedelta(days=step.day_offset)
+        if step.kind == SessionKind.DOSING:
+            last_dosing = day
+        if day < start_date:
+            continue
+        start = local_datetime(day, step.start_time)
+        planned.append((step, start, start + datetime.timedelta(minutes=step.duration_minutes)))
+    return planned
+
+
 @transaction.atomic
 def schedule_for_enrolment(*, actor, enrolment: Enrolment) -> list[Session]:
     """Create the protocol's sessions for a new enrolment (group steps are shared)."""
@@ -56,20 +79,10 @@ def schedule_for_enrolment(*, actor, enrolment: Enrolment) -> list[Session]:
     patient = enrolment.patient
     _lock_people(patients=[patient])
     created = []
-    last_dosing: datetime.date | None = None
-    for step in protocol.steps.order_by("order"):
-        if step.anchor == ProtocolStep.Anchor.PREVIOUS_DOSING and last_dosing is not None:
-            day = last_dosing + datetime.timedelta(days=step.day_offset)
-        else:
-            # A group program runs as a cohort: every step dates from the program start.
-            base = program.start_date if program.is_group else enrolment.start_date
-            day = base + datetime.timedelta(days=step.day_offset)
-        if step.kind == SessionKind.DOSING:
-            last_dosing = day
-        if day < enrolment.start_date:
-            continue  # a late joiner of a group is not put on sessions held before they joined
-        start = local_datetime(day, step.start_time)
-        end = start + datetime.timedelta(minutes=step.duration_minutes)
+    steps = protocol.steps.order_by("order")
+    for step, start, end in planned_schedule(
+        program=program, steps=steps, start_date=enrolment.start_date
+    ):
         session = None
         if step.is_group:
             session = Session.objects.filter(

@@ -1,0 +1,27 @@
+"""Rows straight into PostgreSQL with COPY (psycopg 3), for bulk writers such as the demo's
+bulk seeding: several times faster than `bulk_create` for rows nobody needs the ids of."""
+
+from django.db import connection
+
+
+def copy_rows(model, rows, *, fields: list[str]) -> int:
+    """Insert unsaved `rows` of `model` (only `fields`, by attribute name: `response_id`, not
+    `response`) in the caller's transaction. Values are prepared as `save()` prepares them, so
+    JSON and time zones come out as through the ORM. Returns how many rows were copied."""
+    columns = [model._meta.get_field(name) for name in fields]
+    table = connection.ops.quote_name(model._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(field.column) for field in columns)
+    copied = 0
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(
+                [
+                    field.get_db_prep_save(getattr(row, field.attname), connection)
+                    for field in columns
+                ]
+            )
+            copied += 1
+    return copied

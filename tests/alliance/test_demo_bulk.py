@@ -1,0 +1,98 @@
+"""seed_demo in bulk builds the same clinic as seed_demo through the services."""
+
+import datetime
+import io
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from alliance.models import Flag
+from clinic.models import AuditEvent, CoachAssignment, Patient, PatientStatusChange
+from outcomes.models import Response, Score
+from sessions.models import Attendance, Discharge, Session
+
+pytestmark = pytest.mark.django_db
+
+
+def _per(queryset, *fields) -> dict:
+    return {
+        tuple(row[f] for f in fields): row["n"]
+        for row in queryset.values(*fields).annotate(n=Count("pk")).order_by(*fields)
+    }
+
+
+def _clinic() -> dict:
+    """What a person would count in the seeded clinic, kind by kind."""
+    return {
+        "patients": _per(Patient.objects, "status"),
+        "caseload order": _per(
+            Patient.objects, "record_number", "caseload_flag_rank", "caseload_next_dosing_at"
+        ),
+        "status changes": _per(PatientStatusChange.objects, "from_status", "to_status"),
+        "assignments": _per(CoachAssignment.objects, "role", "coach__email"),
+        "sessions": _per(Session.objects, "kind", "status", "is_group"),
+        "facilitated": _per(Session.facilitators.through.objects, "user__email"),
+        "attendance": _per(Attendance.objects, "status"),
+        "discharges": _per(Discharge.objects, "override_note"),
+        "responses": _per(Response.objects, "version__instrument__code", "complete"),
+        "safety answers": _per(
+            Response.objects.filter(has_safety_hit=True), "patient__record_number"
+        ),
+        "scores": _per(Score.objects, "scale", "band"),
+        "flags": _per(Flag.objects, "kind", "status"),
+        "audit": _per(AuditEvent.objects, "action", "object_type"),
+        "response history": Response.history.count(),
+    }
+
+
+def _seed(*, bulk: str, at) -> dict:
+    """Seed at one frozen instant, count, and roll the clinic back."""
+    with time_machine.travel(at, tick=False), transaction.atomic():
+        call_command("seed_demo", patients=12, alumni=3, seed=5, bulk=bulk, stdout=io.StringIO())
+        counted = _clinic()
+        transaction.set_rollback(True)
+    return counted
+
+
+@pytest.mark.shifted_clock
+def test_a_bulk_seeded_clinic_matches_a_service_seeded_one_of_the_same_seed():
+    at = timezone.now()
+    through_services = _seed(bulk="off", at=at)
+    in_bulk = _seed(bulk="on", at=at)
+    # Not an empty comparison: the seed has every kind of row the services write.
+    assert through_services["responses"] and through_services["flags"]
+    assert any(kind == "dosing" for kind, status, _ in through_services["sessions"])
+    for what in through_services:
+        assert in_bulk[what] == through_services[what], what
+
+
+@pytest.mark.shifted_clock
+def test_a_second_bulk_run_adds_nothing():
+    call_command("seed_demo", patients=6, alumni=2, seed=5, bulk="on", stdout=io.StringIO())
+    counts = (Patient.objects.count(), Session.objects.count(), Response.objects.count())
+    call_command("seed_demo", patients=6, alumni=2, seed=5, bulk="on", stdout=io.StringIO())
+    assert (Patient.objects.count(), Session.objects.count(), Response.objects.count()) == counts
+
+
+@time_machine.travel(datetime.datetime(2026, 6, 10, 14, 0, tzinfo=datetime.UTC), tick=False)
+def test_more_patients_than_the_bulk_threshold_seed_in_bulk(monkeypatch):
+    from alliance.management.commands import seed_demo
+
+    planned = []
+    real = seed_demo.BulkClinic
+
+    def recording(**kwargs):
+        planned.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(seed_demo, "BulkClinic", recording)
+    monkeypatch.setattr(seed_demo, "BULK_ABOVE", 3)
+    call_command("seed_demo", patients=2, alumni=1, seed=5, stdout=io.StringIO())
+    assert planned == []
+    call_command("seed_demo", patients=4, alumni=1, seed=5, stdout=io.StringIO())
+    assert len(planned) == 1
+    assert Patient.objects.filter(record_number="DEMO-0004").exists()
