@@ -17,6 +17,7 @@ from clinic.models import Program, User
 from outcomes import services as outcome_services
 from outcomes.models import InstrumentVersion, Respondent, Response, Score
 from sessions.models import Attendance, Session, SessionKind
+from tests.helpers import book_session, log_dosing_completed
 
 # The seeded clinic's dates follow the clock; a fixed one keeps every run on the same data.
 NOW = datetime.datetime(2026, 3, 10, 9, 30, tzinfo=datetime.UTC)
@@ -129,9 +130,9 @@ def reference_measures(*, user, depression, program=None):
 # --- the seeded clinic, with ties the seed does not make ------------------------------------
 
 
-def _record(patient, code, answers, at, *, session=None, respondent=None):
+def _record(patient, code, answers, at, *, session=None, respondent=None, actor=None):
     response = outcome_services.response_record(
-        actor=User.objects.get(email="admin@rapport.test"),
+        actor=actor or User.objects.get(email="admin@rapport.test"),
         patient=patient,
         version=outcome_services.latest_version(code),
         answers=answers,
@@ -236,3 +237,67 @@ def test_measures_take_the_same_queries_for_2_and_8_patients(db):
         large, many = _queries(user)
     assert (few, many) == (2, 8)
     assert small == large
+
+
+def test_each_measure_is_taken_where_the_study_took_it(people):
+    """One patient, two completed dosings (days 20 and 34), measures worked out by hand."""
+    start = NOW - datetime.timedelta(days=200)
+
+    def day(n):
+        return start + datetime.timedelta(days=n)
+
+    def wai(bond_items, at):
+        answers = {n: 4 for n in range(1, 13)}
+        answers.update(dict(zip((3, 5, 7, 9), bond_items, strict=True)))
+        _record(people.patient, "wai-sr", answers, at, actor=people.admin)
+
+    def phq(total, at):
+        answers = {n: 0 for n in range(1, 10)} | {10: 0}
+        for n in range(1, total + 1):
+            answers[(n - 1) % 9 + 1] += 1
+        _record(people.patient, "phq-9", answers, at, actor=people.admin)
+
+    def meq(fours, at):
+        answers = {n: (4 if n <= fours else 3) for n in range(1, 31)}
+        _record(people.patient, "meq-30", answers, at, actor=people.admin)
+
+    with time_machine.travel(NOW, tick=False):
+        for n in (20, 34):
+            dosing = book_session(
+                people.enrolment,
+                actor=people.admin,
+                kind=SessionKind.DOSING,
+                start=day(n),
+                minutes=6 * 60,
+            )
+            log_dosing_completed(dosing, actor=people.clinician, minutes=360)
+        wai((3, 3, 3, 3), day(5))
+        wai((3, 4, 3, 4), day(15))  # the last before the first dosing: bond 3.5
+        wai((5, 5, 4, 4), day(25))  # between the dosings: neither
+        wai((4, 4, 4, 3), day(40))  # 6 days after the last dosing: bond 3.75
+        wai((5, 5, 5, 4), day(43))  # 9 days: further from 7 than day 40
+        phq(22, day(0))  # baseline, before dosing
+        phq(8, day(34 + 30))  # 4 weeks (within 7 days)
+        phq(5, day(34 + 91 + 20))  # 3 months ± 14: too late
+        meq(30, day(10))  # before any dosing: ignored
+        meq(0, day(20.5))  # 3.0
+        meq(10, day(34.5))  # 100/30 after the second dosing: the peak
+        measured = cohort_selectors.cohort_measures(user=people.clinician, depression="phq-9")
+    assert measured.dosings == 2
+    assert measured.measures == {
+        people.patient.pk: pytest.approx(
+            {
+                "prep_bond": 3.5,
+                "prep_total": 46 / 12,
+                "prep_goal": 4.0,
+                "prep_task": 4.0,
+                "week_bond": 3.75,
+                "week_total": 47 / 12,
+                "week_goal": 4.0,
+                "week_task": 4.0,
+                "dep_4w": 8,
+                "meq_peak": 100 / 30,
+            },
+            abs=1e-12,
+        )
+    }
