@@ -1,11 +1,11 @@
 """Cohort analytics: the questions of Levin et al. 2024 asked of the clinic's own patients.
 
-Pure functions over plain rows; `cohort_selectors.cohort_rows` reads them from the database.
-Each patient contributes one value per measure:
+Pure functions over each patient's measures; `cohort_selectors.cohort_measures` chooses them
+in the database. Each patient contributes one value per measure:
 
 - alliance at the last preparation: the latest WAI-SR (item means) before their first dosing;
   two ratings at the same moment are told apart by their session's time, then the patient's
-  own rating before one entered by a coach or clinician, then the later record (`_last_key`);
+  own rating before one entered by a coach or clinician, then the later record;
 - alliance one week after dosing: the WAI-SR nearest to 7 days after their last dosing
   (4 to 10 days after);
 - depression at 4 weeks, 3, 6 and 12 months: the total nearest to that point after the last
@@ -18,7 +18,6 @@ patients says so instead of showing a number, and a cell where a measure does no
 that instead.
 """
 
-import datetime
 from dataclasses import dataclass, field
 
 from . import statistics
@@ -39,26 +38,8 @@ DEPRESSION_MEASURES = [
 ]
 DEFAULT_DEPRESSION = DEPRESSION_MEASURES[0][0]
 INSTRUMENTS = ("wai-sr", "meq-30", "piq")
-
-
-@dataclass(frozen=True)
-class DosingRow:
-    patient_id: int
-    pseudonym: str
-    at: datetime.datetime
-
-
-@dataclass(frozen=True)
-class ScoreRow:
-    patient_id: int
-    code: str
-    scale: str
-    value: float | None
-    mean: float | None  # exact item mean (see `exact_mean`), not the rounded display value
-    at: datetime.datetime
-    response_id: int = 0
-    session_start: datetime.datetime | None = None
-    by_patient: bool = True  # the patient's own rating (respondent "patient")
+# The study's headline pair: preparation bond against depression at 4 weeks.
+DEFAULT_CELL = "prep-1-0"
 
 
 def exact_mean(definition: dict, answers: dict, scale: str) -> float | None:
@@ -83,13 +64,6 @@ def exact_mean(definition: dict, answers: dict, scale: str) -> float | None:
             raw = sc["min"] + sc["max"] - raw
         values.append(float(raw))
     return sum(values) / len(values) if values else None
-
-
-def _last_key(row: ScoreRow) -> tuple:
-    """Order of "the latest" rating: time, then session time, then the patient's own rating
-    before a rating entered by someone else, then the later record."""
-    session = row.session_start or row.at
-    return (row.at, session, row.by_patient, row.response_id)
 
 
 @dataclass
@@ -162,22 +136,32 @@ class Cohort:
     grids: list[Grid]
     changes: list[Change]
 
-    def scatter_data(self) -> dict:
-        """Every cell's points for the scatter plot shown when a cell is chosen."""
-        data = {}
-        for grid in self.grids:
-            for _, cells in grid.rows:
-                for cell in cells:
-                    data[cell.id] = {
-                        "x": [x for _, x, _ in cell.points],
-                        "y": [y for _, _, y in cell.points],
-                        "labels": [label for label, _, _ in cell.points],
-                        "xTitle": cell.row_label,
-                        "yTitle": cell.column_label,
-                        "summary": _summary(cell),
-                        "fit": cell.fit(),
-                    }
-        return data
+    def cell(self, cell_id: str) -> "Cell | None":
+        return next(
+            (
+                cell
+                for grid in self.grids
+                for _, cells in grid.rows
+                for cell in cells
+                if cell.id == cell_id
+            ),
+            None,
+        )
+
+
+def scatter(cell: Cell) -> dict:
+    """One cell's points for the scatter plot drawn when the cell is chosen (the page embeds
+    only the chosen cell's; another is fetched when chosen, so the page does not grow with
+    every cell times every patient)."""
+    return {
+        "x": [x for _, x, _ in cell.points],
+        "y": [y for _, _, y in cell.points],
+        "labels": [label for label, _, _ in cell.points],
+        "xTitle": cell.row_label,
+        "yTitle": cell.column_label,
+        "summary": _summary(cell),
+        "fit": cell.fit(),
+    }
 
 
 def _summary(cell: Cell) -> str:
@@ -192,62 +176,6 @@ def _summary(cell: Cell) -> str:
 def p_text(p: float) -> str:
     """APA style with its sign: "p < .001" or "p = .034"."""
     return "p < .001" if p < 0.001 else "p = " + f"{p:.3f}".lstrip("0")
-
-
-def nearest(rows: list[ScoreRow], target: datetime.datetime, half_width: int):
-    window = datetime.timedelta(days=half_width)
-    near = [r for r in rows if abs(r.at - target) <= window]
-    return min(near, key=lambda r: (abs(r.at - target), r.at)) if near else None
-
-
-def patient_measures(
-    dosings: list[DosingRow], scores: list[ScoreRow], *, depression: str
-) -> dict[int, dict[str, float]]:
-    """One dict of measures per patient with at least one dosing."""
-    first: dict[int, datetime.datetime] = {}
-    last: dict[int, datetime.datetime] = {}
-    for dosing in dosings:
-        first[dosing.patient_id] = min(first.get(dosing.patient_id, dosing.at), dosing.at)
-        last[dosing.patient_id] = max(last.get(dosing.patient_id, dosing.at), dosing.at)
-    by_patient: dict[tuple[int, str, str], list[ScoreRow]] = {}
-    for score in sorted(scores, key=_last_key):
-        by_patient.setdefault((score.patient_id, score.code, score.scale), []).append(score)
-    measures: dict[int, dict[str, float]] = {}
-    for patient_id, first_dosing in first.items():
-        last_dosing = last[patient_id]
-        values: dict[str, float] = {}
-        for scale, _ in ALLIANCE_SCALES:
-            ratings = [
-                r for r in by_patient.get((patient_id, "wai-sr", scale), []) if r.mean is not None
-            ]
-            before = [r for r in ratings if r.at < first_dosing]
-            if before:
-                values[f"prep_{scale}"] = before[-1].mean
-            after = [r for r in ratings if r.at > last_dosing]
-            week = nearest(
-                after, last_dosing + datetime.timedelta(days=WEEK_AFTER[0]), WEEK_AFTER[1]
-            )
-            if week is not None:
-                values[f"week_{scale}"] = week.mean
-        totals = [
-            r
-            for r in by_patient.get((patient_id, depression, "total"), [])
-            if r.value is not None and r.at > last_dosing
-        ]
-        for key, _, days, half_width in FOLLOW_UPS:
-            hit = nearest(totals, last_dosing + datetime.timedelta(days=days), half_width)
-            if hit is not None:
-                values[key] = hit.value
-        for code, key in (("meq-30", "meq_peak"), ("piq", "piq_peak")):
-            acute = [
-                r.mean
-                for r in by_patient.get((patient_id, code, "total"), [])
-                if r.mean is not None and r.at >= first_dosing
-            ]
-            if acute:
-                values[key] = max(acute)
-        measures[patient_id] = values
-    return measures
 
 
 def _cell(cell_id, row, column, measures, pseudonyms) -> Cell:
@@ -289,10 +217,13 @@ def _grid(title, prefix, rows, columns, measures, pseudonyms) -> Grid:
 
 
 def cohort(
-    dosings: list[DosingRow], scores: list[ScoreRow], *, depression: str = DEFAULT_DEPRESSION
+    measures: dict[int, dict[str, float]],
+    pseudonyms: dict[int, str],
+    *,
+    dosings: int,
+    depression: str = DEFAULT_DEPRESSION,
 ) -> Cohort:
-    measures = patient_measures(dosings, scores, depression=depression)
-    pseudonyms = {d.patient_id: d.pseudonym for d in dosings}
+    """The grids and changes from each patient's measures (`cohort_selectors`)."""
     short = dict(DEPRESSION_MEASURES)[depression].split(" ")[0]
     depression_columns = [(key, f"{short} at {label}") for key, label, _, _ in FOLLOW_UPS]
     prep_rows = [
@@ -346,7 +277,7 @@ def cohort(
         )
     return Cohort(
         patients=len(measures),
-        dosings=len(dosings),
+        dosings=dosings,
         depression_label=dict(DEPRESSION_MEASURES)[depression],
         grids=grids,
         changes=changes,

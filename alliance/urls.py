@@ -33,6 +33,7 @@ urlpatterns = [
         name="fhir_export_download",
     ),
     path("analytics/", views.cohort_analytics, name="cohort_analytics"),
+    path("analytics/scatter/", views.cohort_scatter, name="cohort_scatter"),
     path("reports/program/", views.program_report, name="program_report"),
     path("supervision/", views.supervision_page, name="supervision"),
     path("thresholds/<int:program_id>/", views.flag_rule_edit, name="flag_rule_program"),

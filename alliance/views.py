@@ -2,7 +2,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -290,36 +296,65 @@ def fhir_export_download(request, export_id):
     )
 
 
+def _cohort(request) -> tuple[CohortFilterForm, analytics.Cohort | None]:
+    """The filtered cohort of the patients this user may see; None when a filter makes no
+    sense (end before start), which the form then explains."""
+    form = CohortFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return form, None
+    filters = form.cleaned_data if form.is_bound else {}
+    depression = filters.get("depression") or analytics.DEFAULT_DEPRESSION
+    measured = cohort_selectors.cohort_measures(
+        user=request.user,
+        depression=depression,
+        program=filters.get("program"),
+        modality=filters.get("modality", ""),
+        start=filters.get("start"),
+        end=filters.get("end"),
+    )
+    cohort = analytics.cohort(
+        measured.measures, measured.pseudonyms, dosings=measured.dosings, depression=depression
+    )
+    return form, cohort
+
+
 @login_required
 def cohort_analytics(request):
     if not access.can_use_analytics(request.user):
         raise PermissionDenied
-    form = CohortFilterForm(request.GET or None)
-    cohort = None
-    # A filter that makes no sense (end before start) shows its error and no numbers.
-    if not form.is_bound or form.is_valid():
-        filters = form.cleaned_data if form.is_bound else {}
-        depression = filters.get("depression") or analytics.DEFAULT_DEPRESSION
-        dosings, scores = cohort_selectors.cohort_rows(
-            user=request.user,
-            depression=depression,
-            program=filters.get("program"),
-            modality=filters.get("modality", ""),
-            start=filters.get("start"),
-            end=filters.get("end"),
-        )
-        cohort = analytics.cohort(dosings, scores, depression=depression)
+    form, cohort = _cohort(request)
+    # Only the chosen cell's scatter is embedded; the others come from `cohort_scatter`.
+    chosen = cohort.cell(request.GET.get("cell", "")) if cohort else None
+    if cohort and chosen is None:
+        chosen = cohort.cell(analytics.DEFAULT_CELL)
     return render(
         request,
         "alliance/cohort_analytics.html",
         {
             "form": form,
             "cohort": cohort,
-            "scatter": cohort.scatter_data() if cohort else {},
+            "chosen": chosen,
+            "scatter": {chosen.id: analytics.scatter(chosen)} if chosen else {},
             "min_n": analytics.statistics.MIN_N,
             "strength_legend": analytics.STRENGTH_LEGEND,
         },
     )
+
+
+@login_required
+@require_http_methods(["GET"])
+def cohort_scatter(request):
+    """One cell's scatter plot as JSON, for the same filters and the same patients as the
+    page."""
+    if not access.can_use_analytics(request.user):
+        raise PermissionDenied
+    form, cohort = _cohort(request)
+    if cohort is None:
+        return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+    cell = cohort.cell(request.GET.get("cell", ""))
+    if cell is None:
+        raise Http404("No such cell.")
+    return JsonResponse(analytics.scatter(cell))
 
 
 @login_required

@@ -1,4 +1,6 @@
 // Cohort analytics: choosing a cell draws its scatter plot (one point per patient).
+// The page embeds only the chosen cell's points; another cell's are fetched when chosen,
+// with the page's own filters, so the page does not carry every cell times every patient.
 (function () {
   "use strict";
   const source = document.getElementById("cohort-scatter");
@@ -22,12 +24,23 @@
     });
   }
 
-  function show(id) {
-    const cell = cells[id];
-    if (!cell) return;
-    document.querySelectorAll("button[data-cell]").forEach(function (button) {
-      button.setAttribute("aria-pressed", button.dataset.cell === id ? "true" : "false");
+  function load(id) {
+    if (cells[id]) return Promise.resolve(cells[id]);
+    const query = new URLSearchParams(window.location.search);
+    query.set("cell", id);
+    return fetch(chart.dataset.source + "?" + query.toString(), {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    }).then(function (response) {
+      if (!response.ok) throw new Error("The scatter plot could not be loaded.");
+      return response.json().then(function (cell) {
+        cells[id] = cell;
+        return cell;
+      });
     });
+  }
+
+  function draw(id, cell) {
     summary.textContent = cell.xTitle + " against " + cell.yTitle + ": " + cell.summary;
     const trace = {
       x: jittered(cell.x, cell.y),
@@ -45,6 +58,7 @@
       yaxis: { title: { text: cell.yTitle }, zeroline: false },
       font: { size: 13 },
       height: 380,
+      showlegend: false,
     };
     const traces = [trace];
     if (cell.fit) {
@@ -58,12 +72,27 @@
         hoverinfo: "skip",
       });
     }
-    layout.showlegend = false;
-    chart.dataset.rendered = "pending";
-    window.Plotly.react(chart, traces, layout, window.RapportCharts.config).then(function () {
-      chart.dataset.rendered = "true";
-      chart.dataset.shownCell = id;
+    return window.Plotly.react(chart, traces, layout, window.RapportCharts.config).then(
+      function () {
+        chart.dataset.rendered = "true";
+        chart.dataset.shownCell = id;
+      },
+    );
+  }
+
+  function show(id) {
+    document.querySelectorAll("button[data-cell]").forEach(function (button) {
+      button.setAttribute("aria-pressed", button.dataset.cell === id ? "true" : "false");
     });
+    chart.dataset.rendered = "pending";
+    load(id)
+      .then(function (cell) {
+        return draw(id, cell);
+      })
+      .catch(function (error) {
+        summary.textContent = error.message + " Reload the page and choose the cell again.";
+        chart.dataset.rendered = "failed";
+      });
   }
 
   if (chart.dataset.defaultCell) show(chart.dataset.defaultCell);

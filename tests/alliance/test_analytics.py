@@ -1,6 +1,6 @@
-"""Cohort measures and statistics from plain rows (no database)."""
+"""Cohort statistics from each patient's measures (no database); the measures themselves
+are chosen in SQL (test_cohort_selectors)."""
 
-import datetime
 import math
 
 import numpy as np
@@ -9,60 +9,17 @@ from scipy import stats
 
 from alliance import analytics
 
-START = datetime.datetime(2025, 1, 6, 10, 0, tzinfo=datetime.UTC)
-
-
-def _at(days: float) -> datetime.datetime:
-    return START + datetime.timedelta(days=days)
-
-
-def _score(pid, code, scale, days, *, value=None, mean=None):
-    return analytics.ScoreRow(pid, code, scale, value, mean, _at(days))
-
-
-def _dosing(pid, days):
-    return analytics.DosingRow(pid, f"P-{pid:03d}", _at(days))
-
-
-def test_each_measure_is_taken_where_the_study_took_it():
-    dosings = [_dosing(1, 20), _dosing(1, 34)]
-    scores = [
-        _score(1, "wai-sr", "bond", 5, mean=3.0),
-        _score(1, "wai-sr", "bond", 15, mean=3.5),  # last before the first dosing
-        _score(1, "wai-sr", "bond", 25, mean=4.5),  # between dosings: neither
-        _score(1, "wai-sr", "bond", 40, mean=3.9),  # 6 days after the last dosing
-        _score(1, "wai-sr", "bond", 43, mean=4.8),  # 9 days: further from 7 than day 40
-        _score(1, "grid-hamd-17", "total", 0, value=22),  # baseline, before dosing
-        _score(1, "grid-hamd-17", "total", 34 + 30, value=8),  # 4 weeks (within 7 days)
-        _score(1, "grid-hamd-17", "total", 34 + 91 + 20, value=5),  # 3 months ± 14: too late
-        _score(1, "phq-9", "total", 34 + 28, value=3),  # another measure: ignored
-        _score(1, "meq-30", "total", 10, mean=4.9),  # before any dosing: ignored
-        _score(1, "meq-30", "total", 20.5, mean=3.0),
-        _score(1, "meq-30", "total", 34.5, mean=4.0),
-    ]
-    [values] = analytics.patient_measures(dosings, scores, depression="grid-hamd-17").values()
-    assert values == {
-        "prep_bond": 3.5,
-        "week_bond": 3.9,
-        "dep_4w": 8,
-        "meq_peak": 4.0,
-    }
-
-
-def test_a_patient_without_a_completed_dosing_is_not_in_the_cohort():
-    scores = [_score(2, "wai-sr", "bond", 5, mean=3.0)]
-    assert analytics.patient_measures([], scores, depression="phq-9") == {}
-
 
 def _cohort_of(prep_bonds, depressions, *, week_bonds=None):
-    dosings, scores = [], []
+    """Patients 1, 2, … with their preparation bond, depression at 4 weeks and, if given,
+    bond one week after dosing, as `cohort_selectors` hands them over."""
+    measures = {}
     for pid, (bond, depression) in enumerate(zip(prep_bonds, depressions, strict=True), 1):
-        dosings.append(_dosing(pid, 20))
-        scores.append(_score(pid, "wai-sr", "bond", 15, mean=bond))
-        scores.append(_score(pid, "grid-hamd-17", "total", 48, value=depression))
+        measures[pid] = {"prep_bond": bond, "dep_4w": depression}
         if week_bonds:
-            scores.append(_score(pid, "wai-sr", "bond", 27, mean=week_bonds[pid - 1]))
-    return analytics.cohort(dosings, scores)
+            measures[pid]["week_bond"] = week_bonds[pid - 1]
+    pseudonyms = {pid: f"P-{pid:03d}" for pid in measures}
+    return analytics.cohort(measures, pseudonyms, dosings=len(measures))
 
 
 def _cell(cohort, row_label, column_label):
@@ -87,7 +44,7 @@ def test_a_cell_reports_pearson_r_with_a_fisher_z_interval():
     assert cell.result.ci_low == pytest.approx(math.tanh(z - 1.959964 * se), abs=1e-6)
     assert cell.result.ci_high == pytest.approx(math.tanh(z + 1.959964 * se), abs=1e-6)
     assert cell.result.r < -0.9
-    scatter = cohort.scatter_data()[cell.id]
+    scatter = analytics.scatter(cell)
     assert sorted(scatter["x"]) == bonds
     assert scatter["labels"][0].startswith("P-")
     assert scatter["summary"].startswith(f"r = {expected.statistic:.2f}, n = 7")
@@ -97,7 +54,7 @@ def test_fewer_than_five_patients_is_not_enough_data():
     cohort = _cohort_of([2.5, 3.0, 3.5, 4.0], [20, 15, 12, 6])
     cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
     assert (cell.n, cell.result) == (4, None)
-    assert "Not enough data (n = 4" in cohort.scatter_data()[cell.id]["summary"]
+    assert "Not enough data (n = 4" in analytics.scatter(cell)["summary"]
     missing = _cell(cohort, "Preparation alliance: total", "GRID-HAMD-17 at 4 weeks")
     assert (missing.n, missing.result) == (0, None)
 
@@ -136,7 +93,7 @@ def test_zero_variance_says_no_variation_not_not_enough_data():
     cohort = _cohort_of([3.0, 3.5, 4.0, 4.5, 2.5], [12] * 5, week_bonds=[3.5, 4.0, 4.5, 5.0, 3.0])
     cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
     assert (cell.n, cell.result, cell.no_variation) == (5, None, True)
-    assert cohort.scatter_data()[cell.id]["summary"].startswith("No variation (all 5 values")
+    assert analytics.scatter(cell)["summary"].startswith("No variation (all 5 values")
     bond = next(c for c in cohort.changes if c.label == "Bond")
     assert (bond.result, bond.no_variation) == (None, True)
 
@@ -145,7 +102,7 @@ def test_a_tiny_p_reads_p_less_than_without_an_equals_sign():
     bonds = [2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 2.2, 3.3, 4.4]
     cohort = _cohort_of(bonds, [30 - 5 * b for b in bonds])
     cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
-    summary = cohort.scatter_data()[cell.id]["summary"]
+    summary = analytics.scatter(cell)["summary"]
     assert "p < .001" in summary and "p = <" not in summary
 
 
@@ -161,24 +118,6 @@ def test_exact_means_come_from_the_answers_not_the_rounded_display_value():
     assert analytics.exact_mean(wai, partial, "bond") == pytest.approx(13 / 3, abs=1e-12)
 
 
-def test_last_preparation_breaks_a_tie_by_session_then_the_patients_own_rating_then_id():
-    dosings = [_dosing(1, 20)]
-    same = _at(15)
-    rows = [
-        analytics.ScoreRow(1, "wai-sr", "bond", 16, 4.0, same, 30, _at(14), True),
-        analytics.ScoreRow(1, "wai-sr", "bond", 12, 3.0, same, 31, _at(14), False),
-        analytics.ScoreRow(1, "wai-sr", "bond", 14, 3.5, same, 10, _at(14), True),
-    ]
-    for order in (rows, rows[::-1], [rows[1], rows[0], rows[2]]):
-        [values] = analytics.patient_measures(dosings, order, depression="phq-9").values()
-        assert values["prep_bond"] == 4.0  # the patient's own, then the higher id
-    later_session = analytics.ScoreRow(1, "wai-sr", "bond", 8, 2.0, same, 1, _at(14.5), False)
-    [values] = analytics.patient_measures(
-        dosings, [*rows, later_session], depression="phq-9"
-    ).values()
-    assert values["prep_bond"] == 2.0
-
-
 # --- how the grid and the scatter read ------------------------------------------------------
 
 
@@ -187,7 +126,7 @@ def test_the_scatter_draws_the_least_squares_line_across_the_range_of_x():
     depressions = [20, 17, 18, 12, 10, 11, 4]
     cohort = _cohort_of(bonds, depressions)
     cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
-    fit = cohort.scatter_data()[cell.id]["fit"]
+    fit = analytics.scatter(cell)["fit"]
     line = stats.linregress(bonds, depressions)
     assert fit["x"] == [2.5, 4.75]
     assert fit["y"] == pytest.approx([line.intercept + line.slope * x for x in (2.5, 4.75)])
@@ -197,7 +136,7 @@ def test_the_scatter_draws_the_least_squares_line_across_the_range_of_x():
 def test_no_line_where_no_r_is_reported():
     cohort = _cohort_of([2.5, 3.0, 3.5, 4.0], [20, 15, 12, 6])
     cell = _cell(cohort, "Preparation alliance: bond", "GRID-HAMD-17 at 4 weeks")
-    assert cohort.scatter_data()[cell.id]["fit"] is None and cell.strength == ""
+    assert analytics.scatter(cell)["fit"] is None and cell.strength == ""
 
 
 @pytest.mark.parametrize(

@@ -178,6 +178,59 @@ def test_analytics_has_numbers_on_the_seeded_clinic(client, seeded):
     assert bond.result is not None and bond.result.n >= 5
 
 
+def _embedded_scatter(response) -> dict:
+    return json.loads(
+        response.content.decode()
+        .split('<script id="cohort-scatter" type="application/json">')[1]
+        .split("</script>")[0]
+    )
+
+
+def test_analytics_embeds_only_the_chosen_cells_scatter(client, seeded):
+    client.force_login(seeded)
+    opening = client.get(reverse("cohort_analytics"))
+    assert list(_embedded_scatter(opening)) == ["prep-1-0"]
+    chosen = client.get(reverse("cohort_analytics"), {"cell": "acute-0-0"})
+    assert list(_embedded_scatter(chosen)) == ["acute-0-0"]
+    assert b'data-default-cell="acute-0-0"' in chosen.content
+    unknown = client.get(reverse("cohort_analytics"), {"cell": "nonsense"})
+    assert list(_embedded_scatter(unknown)) == ["prep-1-0"]
+
+
+def test_another_cells_scatter_comes_as_json_for_the_same_filters(client, seeded):
+    client.force_login(seeded)
+    ketamine = Program.objects.get(modality="ketamine")
+    filters = {"program": ketamine.pk, "depression": "phq-9"}
+    page = client.get(reverse("cohort_analytics"), filters)
+    cell = page.context["cohort"].cell("acute-1-0")  # peak MEQ-30 x PHQ-9 at 4 weeks
+    answer = client.get(reverse("cohort_scatter"), {**filters, "cell": "acute-1-0"})
+    assert answer.status_code == 200
+    scatter = answer.json()
+    assert (scatter["xTitle"], scatter["yTitle"]) == ("Peak MEQ-30", "PHQ-9 at 4 weeks")
+    assert scatter["x"] == [x for _, x, _ in cell.points]
+    assert scatter["y"] == [y for _, _, y in cell.points]
+    everyone = client.get(reverse("cohort_scatter"), {"depression": "phq-9", "cell": "acute-1-0"})
+    assert len(everyone.json()["x"]) > len(scatter["x"])
+
+
+def test_a_scatter_for_no_such_cell_or_a_bad_filter_is_refused(client, seeded):
+    client.force_login(seeded)
+    url = reverse("cohort_scatter")
+    assert client.get(url, {"cell": "prep-9-9"}).status_code == 404
+    bad = client.get(url, {"cell": "prep-1-0", "start": "2026-05-01", "end": "2026-04-01"})
+    assert bad.status_code == 400
+    assert "The end date is before the start date." in json.dumps(bad.json())
+
+
+def test_a_scatter_is_for_clinicians_and_admins(client, people):
+    url = reverse("cohort_scatter") + "?cell=prep-1-0"
+    for persona, expected in (("coach", 403), ("clinician", 200), ("admin", 200)):
+        client.force_login(getattr(people, persona))
+        assert client.get(url).status_code == expected
+    client.logout()
+    assert client.get(url).status_code == 302
+
+
 def test_analytics_filters_by_program_and_dates(client, seeded):
     client.force_login(seeded)
     everyone = client.get(reverse("cohort_analytics")).context["cohort"]
