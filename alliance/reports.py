@@ -31,6 +31,13 @@ TIME_POINTS = analytics.FOLLOW_UPS  # (key, label, days after the last dosing, h
 MIN_N = 5
 
 
+def _nearest(rows, target: datetime.datetime, half_width: int):
+    """The rating nearest the time point within its window (the earlier on a tie), or None."""
+    window = datetime.timedelta(days=half_width)
+    near = [r for r in rows if abs(r.at - target) <= window]
+    return min(near, key=lambda r: (abs(r.at - target), r.at)) if near else None
+
+
 def outcome_definitions(codes) -> dict[str, dict]:
     """The instrument definitions whose rules decide response, remission and reliable change:
     each instrument's newest loaded version, as the dashboard reads them (PHQ-9 version 2
@@ -208,7 +215,7 @@ def measure_outcomes(
         for patient_id, baseline in sorted(baselines.items()):
             last = dosings[patient_id][1]
             after = [r for r in by_patient.get(patient_id, []) if r.at > last]
-            hit = analytics.nearest(after, last + datetime.timedelta(days=days), half_width)
+            hit = _nearest(after, last + datetime.timedelta(days=days), half_width)
             if hit is None:
                 continue
             changes.append(hit.value - baseline)
