@@ -220,11 +220,11 @@ class ProgramAdmin(NoDeleteMixin, admin.ModelAdmin):
         services.program_save(actor=request.user, program=obj)
 
 
-class CoachAssignmentInline(admin.TabularInline):
-    model = CoachAssignment
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown under their parent in the Django admin and changed only on the app's pages,
+    through the services."""
+
     extra = 0
-    fields = ["coach", "role", "start_date", "end_date", "assigned_by"]
-    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -234,6 +234,12 @@ class CoachAssignmentInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class CoachAssignmentInline(ReadOnlyInline):
+    model = CoachAssignment
+    fields = ["coach", "role", "start_date", "end_date", "assigned_by"]
+    readonly_fields = fields
 
 
 def _patient_page(enrolment: Enrolment) -> str:

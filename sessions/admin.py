@@ -1,38 +1,17 @@
 from django.contrib import admin
 from django.urls import reverse
 
-from clinic.admin import ReadOnlyInAdmin
+from clinic.admin import ReadOnlyInAdmin, ReadOnlyInline
 
 from . import services
 from .models import Attendance, CalendarFeed, Protocol, ProtocolStep, Room, Session, VitalLimits
 from .selectors import VITAL_LIMIT_FIELDS
 
 
-class ProtocolStepInline(admin.TabularInline):
+class ProtocolStepInline(ReadOnlyInline):
     model = ProtocolStep
-    extra = 0
-    fields = [
-        "order",
-        "kind",
-        "label",
-        "anchor",
-        "day_offset",
-        "start_time",
-        "duration_minutes",
-        "is_group",
-        "instruments_due",
-        "monitoring",
-    ]
+    fields = [*services.STEP_FIELDS, "monitoring"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Protocol)
@@ -54,20 +33,10 @@ class RoomAdmin(ReadOnlyInAdmin, admin.ModelAdmin):
         return reverse("room_edit", args=[obj.pk])
 
 
-class AttendanceInline(admin.TabularInline):
+class AttendanceInline(ReadOnlyInline):
     model = Attendance
-    extra = 0
     fields = ["patient", "enrolment", "status"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Session)
