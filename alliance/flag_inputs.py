@@ -187,15 +187,7 @@ def flag_facts(
         )
     )
     serious_events = [
-        rules.SeriousEvent(
-            event_id=e.pk,
-            public_id=str(e.public_id),
-            onset_at=e.onset_at,
-            grade=e.grade,
-            description=e.description[:200],
-            criteria=tuple(e.serious_criteria),
-            dosing_session_id=e.session_id if e.session and e.session.is_dosing else None,
-        )
+        _serious_event(e)
         for e in AdverseEvent.objects.filter(
             patient=patient, serious=True, resolved_on__isnull=True
         ).select_related("session")
@@ -456,17 +448,7 @@ def _serious_events(patient_ids) -> dict[int, list[rules.SeriousEvent]]:
     for e in AdverseEvent.objects.filter(
         patient_id__in=patient_ids, serious=True, resolved_on__isnull=True
     ).select_related("session"):
-        events.setdefault(e.patient_id, []).append(
-            rules.SeriousEvent(
-                event_id=e.pk,
-                public_id=str(e.public_id),
-                onset_at=e.onset_at,
-                grade=e.grade,
-                description=e.description[:200],
-                criteria=tuple(e.serious_criteria),
-                dosing_session_id=e.session_id if e.session and e.session.is_dosing else None,
-            )
-        )
+        events.setdefault(e.patient_id, []).append(_serious_event(e))
     return events
 
 
@@ -508,3 +490,16 @@ def facts_for_patients(
             serious_events=events.get(pk, []),
         )
     return found
+
+
+def _serious_event(e: AdverseEvent) -> rules.SeriousEvent:
+    """An open serious adverse event as the rules read it (the session must be selected)."""
+    return rules.SeriousEvent(
+        event_id=e.pk,
+        public_id=str(e.public_id),
+        onset_at=e.onset_at,
+        grade=e.grade,
+        description=e.description[:200],
+        criteria=tuple(e.serious_criteria),
+        dosing_session_id=e.session_id if e.session and e.session.is_dosing else None,
+    )
