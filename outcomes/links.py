@@ -300,7 +300,9 @@ def _send(link: SelfReportLink, token: str, *, reminder: bool) -> None:
     send_mail(subject, body, None, [link.patient.email])
 
 
-def _may_mail(patient: Patient) -> bool:
+def may_email(patient: Patient) -> bool:
+    """Whether the patient may be e-mailed a link now: an address, their agreement, and still
+    in care. The hourly and daily jobs and staff's "e-mail it now" ask the same."""
     return bool(
         patient.email and patient.email_consent and patient.status != Patient.Status.WITHDRAWN
     )
@@ -312,12 +314,6 @@ def _live_email_codes(patient_ids, now) -> set[tuple[int, str]]:
         patient_id__in=patient_ids, by_email=True, used_at__isnull=True, expires_at__gt=now
     ).values_list("patient_id", "instruments")
     return {(patient_id, code) for patient_id, codes in rows for code in codes}
-
-
-def may_email(patient: Patient) -> bool:
-    """Whether staff may e-mail this patient a link now: an address, their agreement, and
-    still in care (the same rule as the hourly e-mails)."""
-    return _may_mail(patient)
 
 
 @transaction.atomic
@@ -336,7 +332,7 @@ def link_email_now(
     job sends no second one. The mail goes out inside the transaction: if the mail server
     refuses it, no link is left behind and the form says so.
     """
-    if not _may_mail(patient):
+    if not may_email(patient):
         raise ValidationError(
             {"send_by_email": f"{patient.first_name} has not agreed to e-mail (or has no address)."}
         )
@@ -409,7 +405,7 @@ def due_by_email(*, now=None) -> list[tuple[Session, Patient, list[str]]]:
             patient = attendance.patient
             if attendance.status not in Attendance.PRESENT:
                 continue
-            if not _may_mail(patient):
+            if not may_email(patient):
                 continue
             if any(link.patient_id == patient.pk and link.by_email for link in session.links.all()):
                 continue
@@ -520,7 +516,7 @@ def retry_unsent(*, now=None) -> int:
     )
     sent = 0
     for link in stuck.select_related("patient"):
-        if not _may_mail(link.patient):
+        if not may_email(link.patient):
             continue
         token = secrets.token_urlsafe(32)
         claimed = SelfReportLink.objects.filter(
@@ -568,7 +564,7 @@ def send_reminders(*, now=None, calendar: bool = False) -> int:
         last = link.last_sent_at or link.created_at
         if last + reminder_spacing(link) - REMINDER_SLACK > now:
             continue
-        if not _may_mail(link.patient) or not outstanding(link):
+        if not may_email(link.patient) or not outstanding(link):
             continue  # consent withdrawn, patient withdrawn, or nothing left to answer
         token = secrets.token_urlsafe(32)
         try:
