@@ -196,16 +196,8 @@ class BulkClinic:
             planned = self.group_sessions.get(step.pk) if step.is_group else None
             if planned is None:
                 planned = _Planned(
-                    row=Session(
-                        program=program,
-                        enrolment=None if step.is_group else enrolment,
-                        protocol_step=step,
-                        kind=step.kind,
-                        label=step.label,
-                        is_group=step.is_group,
-                        scheduled_start=start,
-                        scheduled_end=end,
-                        substance=program.modality if step.kind == SessionKind.DOSING else "",
+                    row=session_services.session_for_step(
+                        program=program, enrolment=enrolment, step=step, start=start, end=end
                     )
                 )
                 self.sessions.append(planned)

@@ -70,6 +70,7 @@ from .scheduling import (
     schedule_for_enrolment,
     session_book,
     session_cancel,
+    session_for_step,
     session_reschedule,
 )
 
@@ -108,6 +109,7 @@ __all__ = [
     "record_session_view",
     "room_save",
     "schedule_for_enrolment",
+    "session_for_step",
     "session_book",
     "session_cancel",
     "session_correct",

@@ -69,6 +69,22 @@ def planned_schedule(*, program: Program, steps, start_date: datetime.date):
     return planned
 
 
+def session_for_step(*, program, enrolment, step, start, end) -> Session:
+    """The unsaved session a protocol step gives an enrolment (a group step's is shared by the
+    program, so it names no enrolment). Scheduling and the demo's bulk seeding both build it."""
+    return Session(
+        program=program,
+        enrolment=None if step.is_group else enrolment,
+        protocol_step=step,
+        kind=step.kind,
+        label=step.label,
+        is_group=step.is_group,
+        scheduled_start=start,
+        scheduled_end=end,
+        substance=program.modality if step.kind == SessionKind.DOSING else "",
+    )
+
+
 @transaction.atomic
 def schedule_for_enrolment(*, actor, enrolment: Enrolment) -> list[Session]:
     """Create the protocol's sessions for a new enrolment (group steps are shared)."""
@@ -97,17 +113,10 @@ def schedule_for_enrolment(*, actor, enrolment: Enrolment) -> list[Session]:
             )
         else:
             _refuse_conflicts(start=start, end=end, patients=[patient])
-            session = Session.objects.create(
-                program=program,
-                enrolment=None if step.is_group else enrolment,
-                protocol_step=step,
-                kind=step.kind,
-                label=step.label,
-                is_group=step.is_group,
-                scheduled_start=start,
-                scheduled_end=end,
-                substance=program.modality if step.kind == SessionKind.DOSING else "",
+            session = session_for_step(
+                program=program, enrolment=enrolment, step=step, start=start, end=end
             )
+            session.save()
             created.append(session)
         Attendance.objects.get_or_create(
             session=session, patient=patient, defaults={"enrolment": enrolment}
