@@ -240,28 +240,17 @@ class Command(BaseCommand):
         coaches = staff[Role.COACH]
         started = time.perf_counter()
         in_bulk = bulk == Bulk.ON or (bulk == Bulk.AUTO and patients + alumni > BULK_ABOVE)
-        if in_bulk:
-            created, responses = self._seed_in_bulk(
-                patients=patients,
-                alumni=alumni,
-                seed=seed,
-                rng=rng,
-                fake=fake,
-                admin=admin,
-                programs=programs,
-                coaches=coaches,
-            )
-        else:
-            created, responses = self._seed_through_services(
-                patients=patients,
-                alumni=alumni,
-                seed=seed,
-                rng=rng,
-                fake=fake,
-                admin=admin,
-                programs=programs,
-                coaches=coaches,
-            )
+        seed_with = self._seed_in_bulk if in_bulk else self._seed_through_services
+        created, responses = seed_with(
+            patients=patients,
+            alumni=alumni,
+            seed=seed,
+            rng=rng,
+            fake=fake,
+            admin=admin,
+            programs=programs,
+            coaches=coaches,
+        )
         built = time.perf_counter()
         # The expected-trajectory bands, then flags, as the nightly jobs would compute them.
         recompute_expected_bands()
