@@ -24,10 +24,13 @@ def test_the_desktop_grid_places_a_session_by_day_and_time_with_patient_room_and
     people, client_for
 ):
     room = Room.objects.create(name="Garden room")
+    # Yesterday at 14:30 local: in the past at any hour, and never running over midnight,
+    # where the grid stops the entry at the end of its day.
+    yesterday = timezone.localdate() - datetime.timedelta(days=1)
     past = book_session(
         people.enrolment,
         actor=people.admin,
-        hours_from_now=-3,
+        start=services.local_datetime(yesterday, datetime.time(14, 30)),
         facilitators=[people.coach],
         room=room,
     )
