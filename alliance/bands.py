@@ -49,8 +49,8 @@ def rank(values, score: float) -> float:
 def band_of(measure: str, values, *, min_n: int) -> Band:
     """The clinic's band from `values` when there are at least `min_n`, else the published
     default line (labelled as such; no quartiles are invented for it)."""
-    values = [float(v) for v in values]
-    if len(values) >= min_n and values:
-        p10, p25, p50 = (percentile(values, q) for q in BAND_PERCENTILES)
+    values = np.asarray(values, dtype=float)
+    if len(values) >= min_n and len(values):
+        p10, p25, p50 = (float(p) for p in np.percentile(values, BAND_PERCENTILES))
         return Band(measure, len(values), p10, p25, p50, "clinic")
     return Band(measure, len(values), DEFAULT_LINES[measure], None, None, "default")

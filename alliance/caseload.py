@@ -22,7 +22,7 @@ from sessions.models import Attendance, Session, SessionKind
 from sessions.selectors import latest_pre_dose_vitals, next_session_prefetch, to_log_prefetch
 
 from . import readiness
-from .flag_inputs import clinic_bond_percentiles
+from .flag_inputs import recent_clinic_bond_percentiles
 from .models import Flag, FlagRule
 from .selectors import SEVERITY_ORDER, flag_summary
 
@@ -196,7 +196,7 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
     rules_by_program = {r.program_id: r for r in FlagRule.objects.all()}
     default_rule = rules_by_program.get(None) or FlagRule()
     rule_of = {d.pk: rules_by_program.get(d.program_id, default_rule) for d in dosings}
-    percentiles = clinic_bond_percentiles(r.percentile for r in rule_of.values())
+    percentiles = recent_clinic_bond_percentiles(r.percentile for r in rule_of.values())
     preparations: dict[int, list[dict]] = {}
     for row in (
         Attendance.objects.filter(

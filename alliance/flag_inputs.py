@@ -5,6 +5,7 @@ Read by the recompute (services, tasks); nothing here draws or pages."""
 
 import datetime
 
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import (
     Q,
@@ -74,6 +75,29 @@ def clinic_bond_percentiles(percentiles) -> dict[int, tuple[float | None, int]]:
     return {
         p: (float(v) if v is not None else None, count) for p, v in zip(wanted, values, strict=True)
     }
+
+
+# Pages read the clinic's percentiles through this cache: scanning every bond rating costs
+# hundreds of milliseconds at 10,000 patients, and one more rating among tens of thousands
+# moves a percentile by nothing a reader would see. Saving responses drops it in this
+# process at once (`services.responses_saved`); other processes see it within a minute.
+# The flag engine keeps computing its own, fresh.
+CLINIC_BONDS_CACHE_KEY = "alliance:clinic-bond-percentiles"
+CLINIC_BONDS_CACHE_SECONDS = 60
+
+
+def recent_clinic_bond_percentiles(percentiles) -> dict[int, tuple[float | None, int]]:
+    """`clinic_bond_percentiles`, as computed at most a minute ago (for pages)."""
+    wanted = set(percentiles)
+    known = cache.get(CLINIC_BONDS_CACHE_KEY) or {}
+    if not wanted <= known.keys():
+        known = clinic_bond_percentiles(wanted | known.keys())
+        cache.set(CLINIC_BONDS_CACHE_KEY, known, CLINIC_BONDS_CACHE_SECONDS)
+    return {p: known[p] for p in wanted}
+
+
+def forget_clinic_bond_percentiles() -> None:
+    cache.delete(CLINIC_BONDS_CACHE_KEY)
 
 
 def rule_percentiles() -> list[int]:

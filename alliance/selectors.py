@@ -17,7 +17,7 @@ from django.db.models import (
 from django.http import Http404
 from django.utils import timezone
 
-from clinic.access import can_manage_programs, patients_visible_to
+from clinic.access import can_manage_programs, patients_visible_to, sees_all_patients
 from clinic.models import AssignmentRole, CoachAssignment, Enrolment, Patient, Program
 from outcomes import scoring
 from outcomes.models import Response
@@ -258,9 +258,12 @@ def flag_worklist(*, user, kind: str = "", program_id=None, coach_id=None) -> Qu
 def flag_counts(*, user) -> dict[str, int]:
     """For the navigation: open and acknowledged flags the user may see, and how many of them
     are about safety."""
-    return Flag.objects.filter(
-        status__in=Flag.UNRESOLVED, patient__in=patients_visible_to(user)
-    ).aggregate(
+    flags = Flag.objects.filter(status__in=Flag.UNRESOLVED)
+    if not sees_all_patients(user):
+        # Clinicians and admins see every patient: filtering by them joined the whole
+        # patient table, on every page, only to keep every flag.
+        flags = flags.filter(patient__in=patients_visible_to(user))
+    return flags.aggregate(
         open=Count("id"),
         safety=Count("id", filter=Q(kind__in=SAFETY_KINDS)),
     )

@@ -262,6 +262,10 @@ def mark_stale(*, patient_ids, bulk: bool = False) -> None:
 def responses_saved(*, responses) -> None:
     """Inside the transaction that saved them: safety answers become flags at once (no broker
     needed), and everything else is recorded for the worker."""
+    # Now for this transaction's own reads, and again once committed, so that no request
+    # in between keeps the percentiles from before these answers.
+    flag_inputs.forget_clinic_bond_percentiles()
+    transaction.on_commit(flag_inputs.forget_clinic_bond_percentiles)
     for patient_id in sorted(
         {r.patient_id for r in responses if r.has_safety_hit or r.safety_unanswered}
     ):

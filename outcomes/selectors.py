@@ -314,11 +314,12 @@ def _overdue_rows(patient_ids, *, patient_rated_only: bool) -> list[tuple]:
         "session__protocol_step__instruments_due",
         "session__scheduled_end",
     )
+    # Only these sessions' answers matter: naming them (not the window again) lets the
+    # database find them by session instead of scanning every session of the clinic.
     answered = set(
         Response.objects.filter(
             patient_id__in=patient_ids,
-            session__scheduled_end__gte=since,
-            session__scheduled_end__lte=until,
+            session_id__in=rows.values("session_id"),
         ).values_list("patient_id", "session_id", "version__instrument__code")
     )
     instruments = Instrument.objects.all()

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import time_machine
 from django.conf import settings
+from django.core.cache import cache
 
 from clinic.roles import Role
 
@@ -129,6 +130,13 @@ def pytest_collection_modifyitems(items):
             len(names),
         )
         names.insert(first_per_test, "_clock")
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty cache: a value cached from another test's clinic (the
+    clinic's bond percentiles) would leak into this one."""
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

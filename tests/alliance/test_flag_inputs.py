@@ -45,6 +45,17 @@ def test_with_no_ratings_the_percentile_is_unknown_and_counts_none():
     assert flag_inputs.clinic_bond_percentiles([20]) == {20: (None, 0)}
 
 
+def test_pages_percentiles_follow_a_new_bond_rating_at_once(people):
+    _record(people.admin, EnrolmentFactory().patient, "wai-sr", wai_answers(2))
+    assert flag_inputs.recent_clinic_bond_percentiles([20, 50]) == {20: (2.0, 1), 50: (2.0, 1)}
+
+    _record(people.admin, EnrolmentFactory().patient, "wai-sr", wai_answers(4))
+
+    read = flag_inputs.recent_clinic_bond_percentiles([20, 50])
+    assert read == flag_inputs.clinic_bond_percentiles([20, 50])
+    assert read[50] == (pytest.approx(3.0), 2)
+
+
 def test_every_programs_percentile_and_the_default_are_read_in_the_sweep(people):
     FlagRule.objects.create(program=people.enrolment.program, percentile=35)
     assert flag_inputs.rule_percentiles() == [20, 35]

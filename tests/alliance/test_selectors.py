@@ -1,0 +1,34 @@
+"""Reads the pages share."""
+
+import pytest
+from django.utils import timezone
+
+from alliance import selectors
+from alliance.models import Flag
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _flag(patient, kind, status=Flag.Status.OPEN):
+    return Flag.objects.create(
+        patient=patient,
+        kind=kind,
+        severity="high",
+        status=status,
+        evidence={},
+        raised_at=timezone.now(),
+        resolution_note="Talked it through." if status == Flag.Status.RESOLVED else "",
+    )
+
+
+def test_navigation_counts_the_open_flags_each_persona_may_see(people):
+    _flag(people.patient, Flag.Kind.SAFETY)
+    _flag(people.patient, Flag.Kind.WEAK_BOND, status=Flag.Status.ACKNOWLEDGED)
+    _flag(people.patient, Flag.Kind.WEAK_BOND, status=Flag.Status.RESOLVED)
+    _flag(PatientFactory(), Flag.Kind.SAFETY)  # nobody's coach
+
+    assert selectors.flag_counts(user=people.clinician) == {"open": 3, "safety": 2}
+    assert selectors.flag_counts(user=people.admin) == {"open": 3, "safety": 2}
+    assert selectors.flag_counts(user=people.coach) == {"open": 2, "safety": 1}
+    assert selectors.flag_counts(user=people.other_coach) == {"open": 0, "safety": 0}
