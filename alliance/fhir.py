@@ -373,6 +373,8 @@ def resources(*, patients, identified: bool = False) -> Iterator[dict]:
 # and fhir.resources validates the first resource of every shape in full; a later resource
 # of a shape already validated passes by the same checks. A value no earlier resource had
 # the like of (an empty text, NaN, a malformed date) makes a new shape and is validated.
+# (The FHIR `url` type, which fhir.resources parses as a URL, would need a class of its own;
+# this export writes no element of that type.)
 _ID = re.compile(rf"[A-Za-z0-9\-.]{{1,{TYPES_ID_MAX_LENGTH}}}")
 _CODE = re.compile(r"[^\s]+(\s[^\s]+)*")
 _WHITESPACE = re.compile(r"\s")
