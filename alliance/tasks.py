@@ -128,3 +128,10 @@ def build_fhir_export(self, export_id: int) -> str:
         )
         return "failed"
     return export.status if export else "skipped"
+
+
+@shared_task(name="alliance.purge_expired_fhir_exports", **_RETRY)
+def purge_expired_fhir_exports() -> int:
+    """Every 15 minutes: delete the files of FHIR exports past their time, so identified data
+    does not wait on disk for somebody's next export request."""
+    return fhir_exports.fhir_exports_purge_expired()

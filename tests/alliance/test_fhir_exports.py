@@ -41,6 +41,12 @@ def _request(client, **form) -> FhirExport:
     return FhirExport.objects.get()
 
 
+def _request_another(client) -> FhirExport:
+    response = client.post(reverse("export"), {"form": "fhir"})
+    assert response.status_code == 302
+    return FhirExport.objects.latest("requested_at")
+
+
 def test_the_bundle_is_built_by_the_worker_and_downloaded_by_who_asked(
     client, rated, django_capture_on_commit_callbacks
 ):
@@ -184,3 +190,36 @@ def test_the_link_expires_and_the_file_is_then_deleted(
     assert _stored_files(media) == []
     assert FhirExport.objects.get(pk=export.pk).status == FhirExport.Status.EXPIRED
     assert AuditEvent.objects.filter(object_id=str(export.public_id), action="status").exists()
+
+
+def test_a_scheduled_purge_deletes_expired_files_and_keeps_fresh_ones(
+    client, rated, media, time_machine, django_capture_on_commit_callbacks
+):
+    from django_celery_beat.models import PeriodicTask
+
+    from alliance.tasks import purge_expired_fhir_exports
+
+    client.force_login(rated.clinician)
+    old = _request(client)
+    build_fhir_export.apply(args=[old.pk])
+    time_machine.move_to(timezone.now() + fhir_exports.DOWNLOAD_VALID_FOR / 2)
+    client.force_login(rated.admin)
+    fresh = _request_another(client)
+    build_fhir_export.apply(args=[fresh.pk])
+    time_machine.move_to(
+        timezone.now() + fhir_exports.DOWNLOAD_VALID_FOR / 2 + datetime.timedelta(minutes=1)
+    )
+    assert len(_stored_files(media)) == 2
+
+    # Nobody asks for another export: the beat's job deletes the file all the same.
+    assert PeriodicTask.objects.filter(
+        task="alliance.purge_expired_fhir_exports", enabled=True
+    ).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert purge_expired_fhir_exports.apply().get() == 1
+    assert _stored_files(media) == [f"{fresh.public_id}.json"]
+    assert FhirExport.objects.get(pk=old.pk).status == FhirExport.Status.EXPIRED
+    assert FhirExport.objects.get(pk=fresh.pk).status == FhirExport.Status.READY
+    client.force_login(rated.admin)
+    link = reverse("fhir_export_download", args=[fresh.public_id])
+    assert client.get(link).status_code == 200

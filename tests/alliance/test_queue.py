@@ -87,6 +87,7 @@ def test_per_patient_requests_go_to_the_interactive_queue_and_a_bulk_one_to_the_
         "alliance.sweep_upcoming_dosing",
         "alliance.drain_stale",
         "alliance.recompute_expected_bands",
+        "alliance.purge_expired_fhir_exports",
         "outcomes.send_due_links",
     ],
 )
