@@ -105,15 +105,18 @@ peak AS (
     ) ranked
     WHERE place = 1
 )
--- Answers only where the exact mean could not be had from a stored sum (see `whole`).
+-- Answers only where the exact mean could not be had from a stored sum (see `whole`): in a
+-- lateral subquery the condition gates the lookup, where a join looked up every row.
 SELECT chosen.patient_id, chosen.measure, chosen.scale, chosen.value, r.version_id, r.answers
 FROM (
     SELECT * FROM preparation UNION ALL SELECT * FROM week_after
     UNION ALL SELECT * FROM follow_up UNION ALL SELECT * FROM peak
 ) chosen
-LEFT JOIN {{response}} r
-       ON r.id = chosen.response_id AND chosen.value IS NULL
-      AND NOT chosen.measure = ANY(%(follow_keys)s::text[])
+LEFT JOIN LATERAL (
+    SELECT version_id, answers FROM {{response}}
+    WHERE id = chosen.response_id AND chosen.value IS NULL
+    OFFSET 0  -- keeps the planner from turning it back into a join
+) r ON true
 """
 
 
