@@ -20,6 +20,8 @@ that instead.
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import statistics
 
 ALLIANCE_SCALES = [("total", "total"), ("bond", "bond"), ("goal", "goal"), ("task", "task")]
@@ -66,6 +68,20 @@ def exact_mean(definition: dict, answers: dict, scale: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def whole_scale_items(definition: dict) -> dict[str, int]:
+    """How many items each scale (total and subscales) has, for instruments whose items all
+    move in whole steps. A complete rating of such a scale stores its sum exactly, so its
+    exact item mean is that sum over this count: the same number `exact_mean` gets from the
+    answers, without reading them. Empty for any other instrument."""
+    items = definition["items"]
+    scales = [{**definition["scale"], **(item.get("scale") or {})} for item in items]
+    if not all(float(sc[key]).is_integer() for sc in scales for key in ("min", "max", "step")):
+        return {}
+    counts = {"total": sum(1 for item in items if item.get("scored", True))}
+    counts.update({sub["code"]: len(sub["items"]) for sub in definition.get("subscales", [])})
+    return counts
+
+
 @dataclass
 class Cell:
     id: str
@@ -73,8 +89,17 @@ class Cell:
     column_label: str
     result: statistics.Correlation | None
     n: int  # patients with both values
-    points: list[tuple[str, float, float]] = field(default_factory=list)
+    # The patients with both values, ordered by pseudonym: labels, x and y side by side.
+    labels: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    xs: np.ndarray = field(default_factory=lambda: np.array([]))
+    ys: np.ndarray = field(default_factory=lambda: np.array([]))
     no_variation: bool = False  # enough patients, but one measure has a single value
+
+    @property
+    def points(self) -> list[tuple[str, float, float]]:
+        """(pseudonym, x, y) per patient: built only for the one scatter drawn, not for every
+        cell of the grid."""
+        return list(zip(self.labels.tolist(), self.xs.tolist(), self.ys.tolist(), strict=True))
 
     @property
     def strength(self) -> str:
@@ -92,12 +117,11 @@ class Cell:
         """The least-squares line across the range of x, when r is reported."""
         if self.result is None:
             return None
-        xs = [x for _, x, _ in self.points]
-        line = statistics.fit_line(xs, [y for _, _, y in self.points])
+        line = statistics.fit_line(self.xs, self.ys)
         if line is None:
             return None
         slope, intercept = line
-        ends = [min(xs), max(xs)]
+        ends = [float(self.xs.min()), float(self.xs.max())]
         return {"x": ends, "y": [intercept + slope * x for x in ends], "slope": slope}
 
 
@@ -154,9 +178,9 @@ def scatter(cell: Cell) -> dict:
     only the chosen cell's; another is fetched when chosen, so the page does not grow with
     every cell times every patient)."""
     return {
-        "x": [x for _, x, _ in cell.points],
-        "y": [y for _, _, y in cell.points],
-        "labels": [label for label, _, _ in cell.points],
+        "x": cell.xs.tolist(),
+        "y": cell.ys.tolist(),
+        "labels": cell.labels.tolist(),
         "xTitle": cell.row_label,
         "yTitle": cell.column_label,
         "summary": _summary(cell),
@@ -178,28 +202,51 @@ def p_text(p: float) -> str:
     return "p < .001" if p < 0.001 else "p = " + f"{p:.3f}".lstrip("0")
 
 
-def _cell(cell_id, row, column, measures, pseudonyms) -> Cell:
+@dataclass(frozen=True)
+class _Columns:
+    """Each measure as one column over the cohort, patients ordered by pseudonym (NaN where
+    a patient has no value), so a cell is two columns and a mask rather than a pass over
+    every patient's measures."""
+
+    labels: np.ndarray
+    values: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, measures: dict[int, dict[str, float]], pseudonyms: dict[int, str]) -> "_Columns":
+        order = sorted(measures, key=pseudonyms.__getitem__)
+        keys = {key for values in measures.values() for key in values}
+        return cls(
+            labels=np.array([pseudonyms[pid] for pid in order], dtype=object),
+            values={
+                key: np.array([measures[pid].get(key, np.nan) for pid in order], dtype=float)
+                for key in keys
+            },
+        )
+
+    def column(self, key: str) -> np.ndarray:
+        return self.values.get(key, np.full(len(self.labels), np.nan))
+
+
+def _cell(cell_id, row, column, columns: _Columns) -> Cell:
     row_key, row_label = row
     column_key, column_label = column
-    points = [
-        (pseudonyms[pid], values[row_key], values[column_key])
-        for pid, values in sorted(measures.items(), key=lambda item: pseudonyms[item[0]])
-        if row_key in values and column_key in values
-    ]
-    xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
-    result = statistics.pearson(xs, ys)
+    x, y = columns.column(row_key), columns.column(column_key)
+    both = ~(np.isnan(x) | np.isnan(y))
+    xs, ys = x[both], y[both]
     return Cell(
         id=cell_id,
         row_label=row_label,
         column_label=column_label,
-        result=result,
-        n=len(points),
-        points=points,
-        no_variation=len(points) >= statistics.MIN_N and statistics.no_variation(xs, ys),
+        result=statistics.pearson(xs, ys),
+        n=len(xs),
+        labels=columns.labels[both],
+        xs=xs,
+        ys=ys,
+        no_variation=len(xs) >= statistics.MIN_N and statistics.no_variation(xs, ys),
     )
 
 
-def _grid(title, prefix, rows, columns, measures, pseudonyms) -> Grid:
+def _grid(title, prefix, rows, columns, measured: _Columns) -> Grid:
     return Grid(
         title=title,
         columns=[label for _, label in columns],
@@ -207,7 +254,7 @@ def _grid(title, prefix, rows, columns, measures, pseudonyms) -> Grid:
             (
                 row_label,
                 [
-                    _cell(f"{prefix}-{i}-{j}", (row_key, row_label), column, measures, pseudonyms)
+                    _cell(f"{prefix}-{i}-{j}", (row_key, row_label), column, measured)
                     for j, column in enumerate(columns)
                 ],
             )
@@ -224,6 +271,7 @@ def cohort(
     depression: str = DEFAULT_DEPRESSION,
 ) -> Cohort:
     """The grids and changes from each patient's measures (`cohort_selectors`)."""
+    measured = _Columns.of(measures, pseudonyms)
     short = dict(DEPRESSION_MEASURES)[depression].split(" ")[0]
     depression_columns = [(key, f"{short} at {label}") for key, label, _, _ in FOLLOW_UPS]
     prep_rows = [
@@ -236,16 +284,14 @@ def cohort(
             "prep",
             prep_rows,
             depression_columns + acute_columns,
-            measures,
-            pseudonyms,
+            measured,
         ),
         _grid(
             "Acute experience and later depression",
             "acute",
             [("piq_peak", "Peak PIQ"), ("meq_peak", "Peak MEQ-30")],
             depression_columns,
-            measures,
-            pseudonyms,
+            measured,
         ),
         _grid(
             "Alliance one week after the last dosing",
@@ -255,8 +301,7 @@ def cohort(
                 ("week_bond", "Alliance one week after dosing: bond"),
             ],
             depression_columns,
-            measures,
-            pseudonyms,
+            measured,
         ),
     ]
     changes = []

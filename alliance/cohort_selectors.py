@@ -2,10 +2,12 @@
 
 The database picks, for each patient, the one rating each measure uses (see `analytics` for
 where the study took each one), so the page reads a fixed handful of rows per patient rather
-than every score in the clinic. Only the item means of those chosen ratings are recomputed
-exactly from their answers in Python (`analytics.exact_mean`): the stored `Score.mean` is
-rounded to 2 decimals for display, and the exact mean needs the instrument's definition
-(reverse-keyed items, per-item scales).
+than every score in the clinic. Item means are exact, not the stored `Score.mean` (rounded to
+2 decimals for display): for a complete rating of an instrument scored in whole steps the
+database divides the stored sum, which is exact, by the scale's number of items; any other
+chosen rating (prorated, or in fractional steps) has its mean recomputed from its answers in
+Python (`analytics.exact_mean`), which needs the instrument's definition (reverse-keyed
+items, per-item scales).
 """
 
 import datetime
@@ -40,9 +42,17 @@ _EARLIEST_FIRST = "at, session_at, by_patient, response_id"
 _OFF_TARGET = "abs(extract(epoch FROM at) - extract(epoch FROM last_dosing) - {days} * 86400)"
 
 _MEASURES_SQL = f"""
-WITH cohort AS ({{cohort}}),
+WITH cohort AS (
+    SELECT * FROM unnest(%(cohort)s::bigint[], %(first)s::timestamptz[], %(last)s::timestamptz[])
+         AS c(patient_id, first_dosing, last_dosing)
+),
+whole AS (
+    SELECT * FROM unnest(%(whole_versions)s::bigint[], %(whole_scales)s::text[],
+                         %(whole_items)s::int[]) AS w(version_id, scale, items)
+),
 rated AS (
     SELECT c.patient_id, c.first_dosing, c.last_dosing, i.code, s.scale, s.value, s.mean,
+           CASE WHEN s.complete THEN s.value / w.items END AS exact,
            r.id AS response_id, r.administered_at AS at,
            COALESCE(ss.scheduled_start, r.administered_at) AS session_at,
            (r.respondent = %(patient)s) AS by_patient
@@ -52,18 +62,19 @@ rated AS (
     JOIN {{instrument}} i ON i.id = v.instrument_id
     JOIN {{score}} s ON s.response_id = r.id
     LEFT JOIN {{session}} ss ON ss.id = r.session_id
+    LEFT JOIN whole w ON w.version_id = r.version_id AND w.scale = s.scale
     WHERE i.code = ANY(%(codes)s) AND s.scale = ANY(%(scales)s)
 ),
 preparation AS (
     SELECT DISTINCT ON (patient_id, scale)
-           patient_id, 'prep_' || scale AS measure, scale, response_id, mean AS value
+           patient_id, 'prep_' || scale AS measure, scale, response_id, exact AS value
     FROM rated
     WHERE code = %(alliance)s AND mean IS NOT NULL AND at < first_dosing
     ORDER BY patient_id, scale, {_LATEST_FIRST}
 ),
 week_after AS (
     SELECT DISTINCT ON (patient_id, scale)
-           patient_id, 'week_' || scale AS measure, scale, response_id, mean AS value
+           patient_id, 'week_' || scale AS measure, scale, response_id, exact AS value
     FROM rated
     WHERE code = %(alliance)s AND mean IS NOT NULL AND at > last_dosing
       AND {_OFF_TARGET.format(days="%(week_days)s")} <= %(week_half)s * 86400
@@ -83,9 +94,9 @@ follow_up AS (
 peak AS (
     -- Every rating with the highest rounded mean: the exact highest is among them, since
     -- rounding never reverses an order; Python picks it from their answers.
-    SELECT patient_id, measure, scale, response_id, mean AS value
+    SELECT patient_id, measure, scale, response_id, exact AS value
     FROM (
-        SELECT patient_id, scale, response_id, mean,
+        SELECT patient_id, scale, response_id, exact,
                CASE code WHEN %(meq)s THEN 'meq_peak' ELSE 'piq_peak' END AS measure,
                rank() OVER (PARTITION BY patient_id, code ORDER BY mean DESC) AS place
         FROM rated
@@ -94,13 +105,18 @@ peak AS (
     ) ranked
     WHERE place = 1
 )
-SELECT chosen.patient_id, chosen.measure, chosen.scale, chosen.value, r.version_id,
-       CASE WHEN chosen.measure = ANY(%(follow_keys)s::text[]) THEN NULL ELSE r.answers END
+-- Answers only where the exact mean could not be had from a stored sum (see `whole`): in a
+-- lateral subquery the condition gates the lookup, where a join looked up every row.
+SELECT chosen.patient_id, chosen.measure, chosen.scale, chosen.value, r.version_id, r.answers
 FROM (
     SELECT * FROM preparation UNION ALL SELECT * FROM week_after
     UNION ALL SELECT * FROM follow_up UNION ALL SELECT * FROM peak
 ) chosen
-JOIN {{response}} r ON r.id = chosen.response_id
+LEFT JOIN LATERAL (
+    SELECT version_id, answers FROM {{response}}
+    WHERE id = chosen.response_id AND chosen.value IS NULL
+    OFFSET 0  -- keeps the planner from turning it back into a join
+) r ON true
 """
 
 
@@ -114,7 +130,8 @@ def cohort_measures(
     end: datetime.date | None = None,
 ) -> CohortMeasures:
     """Each patient's measures over the completed dosings they attended in the chosen
-    program, modality and dates: three queries, whatever the size of the cohort."""
+    program, modality and dates: three queries, whatever the size of the cohort, and no
+    Python work per patient beyond reading its chosen values."""
     attended = Attendance.objects.filter(
         patient__in=patients_visible_to(user),
         session__kind=SessionKind.DOSING,
@@ -137,18 +154,35 @@ def cohort_measures(
             dosing_count=Count("id"),
         )
     )
-    cohort = list(per_patient.values_list("patient_id", "patient__public_id", "dosing_count"))
-    pseudonyms = {pid: pseudonym_of(public_id) for pid, public_id, _ in cohort}
+    cohort = list(
+        per_patient.values_list(
+            "patient_id", "patient__public_id", "dosing_count", "first_dosing", "last_dosing"
+        )
+    )
+    pseudonyms = {pid: pseudonym_of(public_id) for pid, public_id, *_ in cohort}
     measures: dict[int, dict[str, float]] = {pid: {} for pid in pseudonyms}
     if not cohort:
         return CohortMeasures(measures={}, pseudonyms={}, dosings=0)
 
-    cohort_sql, cohort_params = per_patient.values(
-        "patient_id", "first_dosing", "last_dosing"
-    ).query.sql_with_params()
+    codes = [*analytics.INSTRUMENTS, depression]
+    definitions = dict(
+        InstrumentVersion.objects.filter(instrument__code__in=codes).values_list("pk", "definition")
+    )
+    whole = [
+        (version_id, scale, items)
+        for version_id, definition in definitions.items()
+        for scale, items in analytics.whole_scale_items(definition).items()
+    ]
     params = {
+        # The cohort goes in as arrays, so that the database does not aggregate it twice.
+        "cohort": [row[0] for row in cohort],
+        "first": [row[3] for row in cohort],
+        "last": [row[4] for row in cohort],
+        "whole_versions": [version_id for version_id, _, _ in whole],
+        "whole_scales": [scale for _, scale, _ in whole],
+        "whole_items": [items for _, _, items in whole],
         "patient": Respondent.PATIENT.value,
-        "codes": [*analytics.INSTRUMENTS, depression],
+        "codes": codes,
         "scales": [scale for scale, _ in analytics.ALLIANCE_SCALES],
         "alliance": "wai-sr",
         "meq": "meq-30",
@@ -160,11 +194,7 @@ def cohort_measures(
         "follow_days": [days for _, _, days, _ in analytics.FOLLOW_UPS],
         "follow_half": [half for _, _, _, half in analytics.FOLLOW_UPS],
     }
-    # The ORM's subquery uses positional %s; name its parameters so both styles do not mix.
-    names = [f"cohort_{n}" for n in range(len(cohort_params))]
-    params.update(zip(names, cohort_params, strict=True))
     sql = _MEASURES_SQL.format(
-        cohort=cohort_sql % tuple(f"%({name})s" for name in names),
         response=Response._meta.db_table,
         version=InstrumentVersion._meta.db_table,
         instrument=Instrument._meta.db_table,
@@ -175,13 +205,8 @@ def cohort_measures(
         cursor.execute(sql, params)
         chosen = cursor.fetchall()
 
-    definitions = dict(
-        InstrumentVersion.objects.filter(pk__in={row[4] for row in chosen}).values_list(
-            "pk", "definition"
-        )
-    )
     for pid, measure, scale, value, version_id, answers in chosen:
-        if answers is not None:
+        if value is None:
             # Django reads jsonb from a raw cursor as text, as its JSONField does before decoding.
             value = analytics.exact_mean(definitions[version_id], json.loads(answers), scale)
             if value is None:
@@ -192,5 +217,5 @@ def cohort_measures(
     return CohortMeasures(
         measures=measures,
         pseudonyms=pseudonyms,
-        dosings=sum(count for _, _, count in cohort),
+        dosings=sum(row[2] for row in cohort),
     )

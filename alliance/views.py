@@ -323,7 +323,8 @@ def cohort_analytics(request):
     if not access.can_use_analytics(request.user):
         raise PermissionDenied
     form, cohort = _cohort(request)
-    # Only the chosen cell's scatter is embedded; the others come from `cohort_scatter`.
+    # No scatter is embedded, not even the chosen cell's: its points grow with the cohort,
+    # so the page fetches them from `cohort_scatter` when it draws the plot.
     chosen = cohort.cell(request.GET.get("cell", "")) if cohort else None
     if cohort and chosen is None:
         chosen = cohort.cell(analytics.DEFAULT_CELL)
@@ -334,7 +335,6 @@ def cohort_analytics(request):
             "form": form,
             "cohort": cohort,
             "chosen": chosen,
-            "scatter": {chosen.id: analytics.scatter(chosen)} if chosen else {},
             "min_n": analytics.statistics.MIN_N,
             "strength_legend": analytics.STRENGTH_LEGEND,
         },

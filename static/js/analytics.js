@@ -1,12 +1,11 @@
 // Cohort analytics: choosing a cell draws its scatter plot (one point per patient).
-// The page embeds only the chosen cell's points; another cell's are fetched when chosen,
-// with the page's own filters, so the page does not carry every cell times every patient.
+// The page embeds no points: each cell's, the first one shown included, are fetched when
+// chosen, with the page's own filters, so the page does not grow with the cohort.
 (function () {
   "use strict";
-  const source = document.getElementById("cohort-scatter");
   const chart = document.getElementById("scatter-chart");
-  if (!source || !chart) return;
-  const cells = JSON.parse(source.textContent);
+  if (!chart) return;
+  const cells = {};
   const summary = document.getElementById("scatter-summary");
 
   // Patients with the same pair of values would hide behind one another: spread ties

@@ -149,3 +149,15 @@ def test_a_cells_colour_follows_the_sign_and_size_of_r(r, strength):
     cell = analytics.Cell(id="x", row_label="a", column_label="b", result=result, n=20)
     assert cell.strength == strength
     assert strength in [key for key, _words in analytics.STRENGTH_LEGEND]
+
+
+def test_whole_step_instruments_count_the_items_of_each_scale():
+    definition = {
+        "scale": {"min": 1, "max": 5, "step": 1},
+        "items": [{"number": n} for n in range(1, 5)] + [{"number": 5, "scored": False}],
+        "subscales": [{"code": "bond", "items": [1, 3]}],
+    }
+    assert analytics.whole_scale_items(definition) == {"total": 4, "bond": 2}
+    # One item in half steps: its sums are rounded for display, so none is taken as exact.
+    definition["items"][0]["scale"] = {"step": 0.5}
+    assert analytics.whole_scale_items(definition) == {}

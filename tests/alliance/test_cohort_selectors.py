@@ -301,3 +301,33 @@ def test_each_measure_is_taken_where_the_study_took_it(people):
             abs=1e-12,
         )
     }
+
+
+def test_a_prorated_rating_has_its_exact_mean_from_the_answers(people):
+    """The stored sum of a rating with an unanswered item is prorated (and rounded), so the
+    exact item mean cannot come from it: the answers give it."""
+    start = NOW - datetime.timedelta(days=100)
+    with time_machine.travel(NOW, tick=False):
+        dosing = book_session(
+            people.enrolment,
+            actor=people.admin,
+            kind=SessionKind.DOSING,
+            start=start + datetime.timedelta(days=20),
+            minutes=6 * 60,
+        )
+        log_dosing_completed(dosing, actor=people.clinician, minutes=360)
+        answers = {n: 4 for n in range(1, 13)} | {3: None, 9: 5}  # bond: 4, 4 and 5
+        rating = _record(
+            people.patient,
+            "wai-sr",
+            answers,
+            start + datetime.timedelta(days=15),
+            actor=people.admin,
+        )
+        measured = cohort_selectors.cohort_measures(user=people.clinician, depression="phq-9")
+    bond = rating.scores.get(scale="bond")
+    assert bond.prorated and bond.mean == 4.33  # what the SQL must not use
+    assert measured.measures[people.patient.pk] == pytest.approx(
+        {"prep_bond": 13 / 3, "prep_total": 45 / 11, "prep_goal": 4.0, "prep_task": 4.0},
+        abs=1e-12,
+    )
