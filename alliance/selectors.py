@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from django.db.models import (
     Case,
     Count,
+    Exists,
     F,
     IntegerField,
+    OuterRef,
     Q,
     QuerySet,
     Value,
@@ -290,36 +292,41 @@ def _rate(label: str, k: int, n: int) -> EventRate:
 
 def adverse_event_rates(*, program: Program) -> list[EventRate]:
     """Per completed dosing of the program: the share with any adverse event, with a
-    moderate-or-worse one and with a serious one, each with a Wilson 95% interval."""
-    dosings = Session.objects.filter(
-        program=program, kind=SessionKind.DOSING, status=Session.Status.COMPLETED
-    )
-    places = set(
-        dosings.filter(attendances__status__in=Attendance.PRESENT).values_list(
-            "pk", "attendances__patient_id"
-        )
-    )
-    events = list(
-        AdverseEvent.objects.filter(session__in=dosings).values_list(
-            "session_id", "patient_id", "grade", "serious"
-        )
-    )
-    worse = {
-        AdverseEvent.Grade.MODERATE,
-        AdverseEvent.Grade.SEVERE,
-        AdverseEvent.Grade.LIFE_THREATENING,
-    }
-    n = len(places)
+    moderate-or-worse one and with a serious one, each with a Wilson 95% interval.
 
-    def count(keep) -> int:
-        return len(
-            {(s, p) for s, p, grade, serious in events if (s, p) in places and keep(grade, serious)}
-        )
-
+    A place is one patient present at one dosing (attendance is unique per session and
+    patient), and it counts once however many events it had: one aggregate query, so the
+    page does not load the program's dosings and events to count them."""
+    events = AdverseEvent.objects.filter(
+        session_id=OuterRef("session_id"), patient_id=OuterRef("patient_id")
+    )
+    tally = Attendance.objects.filter(
+        session__program=program,
+        session__kind=SessionKind.DOSING,
+        session__status=Session.Status.COMPLETED,
+        status__in=Attendance.PRESENT,
+    ).aggregate(
+        dosings=Count("pk"),
+        any=Count("pk", filter=Exists(events)),
+        worse=Count(
+            "pk",
+            filter=Exists(
+                events.filter(
+                    grade__in=[
+                        AdverseEvent.Grade.MODERATE,
+                        AdverseEvent.Grade.SEVERE,
+                        AdverseEvent.Grade.LIFE_THREATENING,
+                    ]
+                )
+            ),
+        ),
+        serious=Count("pk", filter=Exists(events.filter(serious=True))),
+    )
+    n = tally["dosings"]
     return [
-        _rate("Any adverse event", count(lambda g, s: True), n),
-        _rate("Moderate or worse", count(lambda g, s: g in worse), n),
-        _rate("Serious", count(lambda g, s: s), n),
+        _rate("Any adverse event", tally["any"], n),
+        _rate("Moderate or worse", tally["worse"], n),
+        _rate("Serious", tally["serious"], n),
     ]
 
 

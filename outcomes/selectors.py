@@ -12,6 +12,8 @@ import math
 from enum import StrEnum
 
 from django.conf import settings
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db import connection, transaction
 from django.db.models import F, FloatField, Func, QuerySet, TextField, Value
 from django.db.models.functions import Cast
 from django.http import Http404
@@ -613,25 +615,130 @@ def measures_for(*, patient) -> list[dict]:
     return sorted(rows, key=lambda r: r["sort"])
 
 
+# Per program: its members' anchor dates, each (member, time point) of the offsets schedule
+# that has come due with the instruments answered in its window, and so per time point and
+# instrument how many were due and answered. The same rules as `calendar_items` (local dates
+# in the clinic's zone; any response of the patient counts, however it came), counted in the
+# database: the program page must not read a clinic's years of responses into Python to show
+# sixteen numbers. One index range scan per member and time point (not per instrument too).
+# Versions stand for their instrument, so the scan reads no other table.
+_COMPLETION_SQL = """
+WITH member AS (
+    SELECT e.id, e.patient_id, e.start_date,
+           min((s.scheduled_start AT TIME ZONE %(zone)s)::date) AS first_dosing,
+           max((s.scheduled_start AT TIME ZONE %(zone)s)::date) AS last_dosing
+    FROM {enrolment} e
+    LEFT JOIN {session} s
+           ON s.enrolment_id = e.id AND s.kind = %(dosing)s AND s.status <> ALL(%(not_held)s)
+    WHERE e.program_id = %(program)s AND e.status <> %(withdrawn)s
+    GROUP BY e.id
+),
+occasion AS (
+    SELECT m.patient_id, p.entry, p.days, p.label, p.window_days,
+           CASE p.anchor WHEN %(enrolment)s THEN m.start_date
+                         WHEN %(first_dosing)s THEN m.first_dosing
+                         WHEN %(last_dosing)s THEN m.last_dosing
+           END + p.days AS due_on
+    FROM member m
+    CROSS JOIN unnest(%(point_entries)s::int[], %(anchors)s::text[], %(days)s::int[],
+                      %(windows)s::int[], %(labels)s::text[])
+         AS p(entry, anchor, days, window_days, label)
+),
+-- Materialised, or the planner inlines it below the join with the instruments and runs
+-- the scan once per instrument again.
+answered AS MATERIALIZED (
+    SELECT o.entry, o.days, o.label, ARRAY(
+               SELECT r.version_id FROM {response} r
+               WHERE r.patient_id = o.patient_id
+                 -- A day's margin either side keeps the index range exact whatever the
+                 -- zone's offset; the local date decides.
+                 AND r.administered_at
+                     >= (o.due_on - o.window_days - 1)::timestamp AT TIME ZONE %(zone)s
+                 AND r.administered_at
+                     < (o.due_on + o.window_days + 2)::timestamp AT TIME ZONE %(zone)s
+                 AND (r.administered_at AT TIME ZONE %(zone)s)::date
+                     BETWEEN o.due_on - o.window_days AND o.due_on + o.window_days
+           ) AS versions
+    FROM occasion o
+    WHERE o.due_on <= %(today)s
+)
+SELECT a.days, a.label, i.instrument_id, count(*) AS due,
+       count(*) FILTER (WHERE a.versions && i.versions::bigint[]) AS answered
+FROM answered a
+JOIN unnest(%(instrument_entries)s::int[], %(instruments)s::int[], %(versions)s::text[])
+     AS i(entry, instrument_id, versions) ON i.entry = a.entry
+GROUP BY a.days, a.label, i.instrument_id
+"""
+
+
 def completion_by_time_point(*, program, today=None) -> list[dict]:
     """The program's follow-up completion: per time point of its schedule (not the recurring
     measures) and instrument, how many patients were due and how many answered within the
     window. Clinician-rated instruments count too, although they are not e-mailed. Patients
-    who withdrew are left out of both numbers."""
-    items = calendar_items(
-        enrolments=Enrolment.objects.filter(program=program).exclude(
-            status=Enrolment.Status.WITHDRAWN
-        ),
-        today=today,
-        keep=lambda point, day: not point.recurring and point.due_on <= day,
+    who withdrew are left out of both numbers. The same few queries whatever the number of
+    members or responses; `calendar_items` gives the same answer one patient at a
+    time."""
+    today = today or timezone.localdate()
+    schedule = (program.protocol.measurement_schedule or []) if program.protocol_id else []
+    entries = [entry for entry in schedule if entry["kind"] == schedules.ScheduleKind.OFFSETS]
+    if not entries:
+        return []
+    instruments = {
+        i.code: i
+        for i in Instrument.objects.filter(
+            code__in={code for entry in entries for code in entry["instruments"]}
+        ).annotate(version_ids=ArrayAgg("versions__id", default=[]))
+    }
+    points = [
+        (number, entry["anchor"], point["days"], point.get("window_days", 0), point["label"])
+        for number, entry in enumerate(entries)
+        for point in entry["time_points"]
+    ]
+    asked = [
+        (number, instruments[code].pk)
+        for number, entry in enumerate(entries)
+        for code in dict.fromkeys(entry["instruments"])
+        if code in instruments
+    ]
+    by_pk = {i.pk: i for i in instruments.values()}
+    sql = _COMPLETION_SQL.format(
+        enrolment=Enrolment._meta.db_table,
+        session=Session._meta.db_table,
+        response=Response._meta.db_table,
     )
+    params = {
+        "zone": timezone.get_current_timezone_name(),
+        "dosing": SessionKind.DOSING.value,
+        "not_held": [Session.Status.CANCELLED.value, Session.Status.NO_SHOW.value],
+        "program": program.pk,
+        "withdrawn": Enrolment.Status.WITHDRAWN.value,
+        "enrolment": ScheduleAnchor.ENROLMENT.value,
+        "first_dosing": ScheduleAnchor.FIRST_DOSING.value,
+        "last_dosing": ScheduleAnchor.LAST_DOSING.value,
+        "point_entries": [number for number, _, _, _, _ in points],
+        "anchors": [anchor for _, anchor, _, _, _ in points],
+        "days": [days for _, _, days, _, _ in points],
+        "windows": [window for _, _, _, window, _ in points],
+        "labels": [label for _, _, _, _, label in points],
+        "instrument_entries": [number for number, _ in asked],
+        "instruments": [pk for _, pk in asked],
+        "versions": [
+            "{" + ",".join(str(v) for v in by_pk[pk].version_ids if v is not None) + "}"
+            for _, pk in asked
+        ],
+        "today": today,
+    }
+    # Its estimated cost crosses PostgreSQL's JIT threshold, and compiling costs more (about
+    # 150 ms at 7,000 members) than the query saves by it.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(sql, params)
+        tallies = cursor.fetchall()
     counts: dict[tuple, list[int]] = {}
-    for item in items:
-        for code, instrument in item.instruments.items():
-            key = (item.point.offset_days, item.point.label, instrument.short_name)
-            tally = counts.setdefault(key, [0, 0])
-            tally[1] += 1
-            tally[0] += code in item.answered
+    for days, label, instrument_id, due, answered in tallies:
+        tally = counts.setdefault((days, label, by_pk[instrument_id].short_name), [0, 0])
+        tally[0] += answered
+        tally[1] += due
     return [
         {"time_point": label, "instrument": name, "answered": answered, "due": due}
         for (_offset, label, name), (answered, due) in sorted(counts.items())

@@ -260,3 +260,52 @@ def test_the_program_page_gives_adverse_event_rates_per_dosing(client_for, peopl
     html = client.get(reverse("program_sessions", args=[dosing.program_id])).content.decode()
     assert "Adverse events per dosing" in html
     assert "1 of 1" in html and "95% interval (Wilson)" in html
+
+
+def test_adverse_event_rates_count_each_present_patient_at_a_completed_dosing_once(people):
+    from alliance.selectors import adverse_event_rates
+    from sessions.models import Attendance
+    from tests.factories import EnrolmentFactory
+    from tests.helpers import book_session
+
+    program = people.enrolment.program
+    others = [EnrolmentFactory(program=program) for _ in range(3)]
+
+    def dosing(enrolment, hours_ago, *, status="completed", attendance="attended"):
+        session = book_session(
+            enrolment, actor=people.admin, kind="dosing", hours_from_now=-hours_ago
+        )
+        Session.objects.filter(pk=session.pk).update(status=status)
+        Attendance.objects.filter(session=session).update(status=attendance)
+        return session
+
+    def event(session, grade, *, serious=False):
+        session_services.adverse_event_record(
+            actor=people.clinician,
+            patient=session.enrolment.patient,
+            session=session,
+            token=uuid.uuid4(),
+            description="Headache",
+            onset_at=session.scheduled_start + datetime.timedelta(minutes=30),
+            grade=grade,
+            relatedness="possible",
+            serious=serious,
+            serious_criteria=["hospitalisation"] if serious else [],
+        )
+
+    twice = dosing(people.enrolment, 30)
+    event(twice, "mild")
+    event(twice, "severe", serious=True)  # the same dosing: counted once in each row
+    event(dosing(others[0], 40, attendance="late"), "mild")
+    event(dosing(others[1], 50, attendance="absent"), "severe")  # not dosed: no place
+    event(dosing(people.enrolment, 70, status="cancelled"), "severe", serious=True)
+    dosing(others[2], 60)  # no event
+    rates = {
+        rate.label: (rate.dosings_with, rate.dosings)
+        for rate in adverse_event_rates(program=program)
+    }
+    assert rates == {
+        "Any adverse event": (2, 3),
+        "Moderate or worse": (1, 3),
+        "Serious": (1, 3),
+    }
