@@ -211,8 +211,6 @@ def test_the_exports_page_runs_a_constant_number_of_queries(
 
 
 def test_identified_csv_cells_cannot_run_as_spreadsheet_formulas(client, rated):
-    from alliance.exports import to_csv
-
     rated.patient.first_name = '=HYPERLINK("http://evil.test","x")'
     rated.patient.last_name = "@SUM(1+1)"
     rated.patient.record_number = "+RP-1"
@@ -229,23 +227,43 @@ def test_identified_csv_cells_cannot_run_as_spreadsheet_formulas(client, rated):
     text_columns = ["name", "record_number", "patient", "session", "session_kind", "band"]
     for row in rows:
         assert not any(row[c].startswith(("=", "+", "-", "@")) for c in text_columns)
-    # Numbers stay numbers: a day before enrolment is still -3, not text.
-    assert to_csv([{"day": -3, "label": "-3", "note": "\tx"}]).splitlines()[1] == "-3,'-3,'\tx"
+    # Numbers stay numbers: a day before enrolment is still -3, not text; a tab is text.
+    rated.enrolment.start_date = timezone.localdate() + datetime.timedelta(days=1)
+    rated.enrolment.save()
+    rated.patient.first_name = "\tTab"
+    rated.patient.save()
+    body = _body(
+        client.post(
+            reverse("export"), {"form": "long", "identified": "on", "reason": "Audit request 14"}
+        )
+    ).decode()
+    assert {(r["name"], r["day"]) for r in _rows(body)} == {
+        ("'\tTab @SUM(1+1)", "-3"),
+        ("'\tTab @SUM(1+1)", "-2"),
+    }
 
 
-def test_csv_streams_in_pieces_and_says_the_same_as_one_piece(client, rated, rate, monkeypatch):
+def test_csv_streams_in_pieces_and_says_the_same_as_one_piece(client, rated, monkeypatch):
     from alliance import exports
 
-    for days_ago in range(3, 9):
-        rate(bond=3, days_ago=days_ago)
+    for n in range(5):
+        outcome_services.response_record(
+            actor=rated.admin,
+            patient=EnrolmentFactory().patient,
+            version=outcome_services.latest_version("wai-sr"),
+            answers={item: 1 + (item + n) % 5 for item in range(1, 13)},
+            administered_at=timezone.now() - datetime.timedelta(days=n + 1),
+        )
     client.force_login(rated.clinician)
-    whole = _body(client.post(reverse("export"), {"form": "long"}))
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 3)
-    monkeypatch.setattr(exports, "FLUSH_BYTES", 200)
-    response = client.post(reverse("export"), {"form": "long"})
-    pieces = list(response.streaming_content)
-    assert len(pieces) > 5 and b"".join(pieces) == whole
-    assert len(_rows(whole)) == 8 * 4
+    for form in ("long", "wide"):
+        whole = _body(client.post(reverse("export"), {"form": form}))
+        with monkeypatch.context() as patched:
+            patched.setattr(exports, "BATCH_PATIENTS", 2)  # four statements for six patients
+            patched.setattr(exports, "FLUSH_BYTES", 50)
+            response = client.post(reverse("export"), {"form": form})
+            pieces = list(response.streaming_content)
+        assert len(pieces) > 3 and b"".join(pieces) == whole
+        assert len({row["patient"] for row in _rows(whole)}) == 6
 
 
 def test_wide_columns_cover_every_patient_before_the_first_row(client, rated, people):
