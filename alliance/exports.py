@@ -1,8 +1,9 @@
 """Exports of scores for analysis: CSV in long or wide form, de-identified by default.
 
-CSV streams: rows come from a server-side cursor in chunks and leave as they are written, so
-memory stays flat however large the clinic. Instrument definitions (2-5 kB each) are read once
-per export, not once per score row.
+CSV streams: PostgreSQL writes the text (`export_sql`), a few hundred patients per statement,
+and it leaves as it comes, so memory stays flat however large the clinic and the first bytes
+leave at once. Each statement runs on its own and is read whole before its text is sent: no
+cursor or transaction stays open across the download.
 
 De-identified rows carry a stable pseudonym (an HMAC of the patient's UUID with the secret
 key, so it is the same in every export and cannot be reversed without the key) and days from
@@ -13,21 +14,22 @@ import csv
 import hashlib
 import hmac
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from decimal import Decimal
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Min, QuerySet
+from django.db import connection, transaction
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from clinic.access import is_admin
 from clinic.audit import audit_record
 from clinic.models import AuditEvent, Patient
-from outcomes import scoring
 from outcomes.models import InstrumentVersion, Score
 
-CHUNK_ROWS = 2000  # score rows fetched per round trip from the server-side cursor
-FLUSH_BYTES = 64 * 1024  # CSV text handed to the response at a time
+from . import export_sql
 
 
 def pseudonym(patient: Patient) -> str:
@@ -39,46 +41,14 @@ def pseudonym_of(public_id) -> str:
     return f"P-{digest.hexdigest()[:12]}"
 
 
-def _scores(patients: QuerySet[Patient]):
-    return (
-        Score.objects.filter(response__patient__in=patients)
-        .select_related("response__patient", "response__version__instrument", "response__session")
-        .defer("response__version__definition")
-        .annotate(enrolled_on=Min("response__patient__enrolments__start_date"))
-        .order_by("response__patient__record_number", "response__administered_at", "id")
-    )
+BATCH_PATIENTS = 500  # patients per statement: bounds memory and each statement's length
+FIRST_BATCH_PATIENTS = 50
+FLUSH_BYTES = 64 * 1024  # CSV bytes handed to the response at a time
 
 
 def _definitions() -> dict[int, dict]:
     """Every instrument version's definition by id: a handful of rows, read once."""
     return dict(InstrumentVersion.objects.values_list("id", "definition"))
-
-
-def _base(score: Score, *, identified: bool) -> dict:
-    response = score.response
-    patient = response.patient
-    when = timezone.localtime(response.administered_at).date()  # the clinic's day, not UTC's
-    row = {"patient": pseudonym(patient)}
-    if identified:
-        row |= {
-            "record_number": patient.record_number,
-            "name": patient.full_name,
-            "date": when.isoformat(),
-        }
-    row["day"] = (when - score.enrolled_on).days if score.enrolled_on else ""
-    row["session_kind"] = response.session.kind if response.session else ""
-    row["session"] = (response.session.label if response.session else "") or ""
-    return row
-
-
-def _primary(score: Score, definition: dict) -> scoring.PrimaryScore:
-    return scoring.primary_score(
-        definition, {score.scale: score}, score.response.extras, scale=score.scale
-    )
-
-
-def _blank(value) -> object:
-    return "" if value is None else value
 
 
 def _base_columns(identified: bool) -> list[str]:
@@ -103,107 +73,152 @@ def long_columns(*, identified: bool = False) -> list[str]:
     return _base_columns(identified) + LONG_COLUMNS
 
 
-def long_rows(*, patients: QuerySet[Patient], identified: bool = False) -> Iterator[dict]:
-    """One row per score: the score as clinicians read it (`score`, which `statistic` it is:
-    sum, mean or percent_of_max), its band, whether it was prorated, and the sum and item
-    mean it comes from."""
-    definitions = _definitions()
-    for score in _scores(patients).iterator(chunk_size=CHUNK_ROWS):
-        primary = _primary(score, definitions[score.response.version_id])
-        yield _base(score, identified=identified) | {
-            "instrument": score.response.version.instrument.code,
-            "version": score.response.version.version,
-            "scale": score.scale,
-            "score": primary.shown,
-            "statistic": primary.statistic,
-            "band": primary.band,
-            "prorated": int(primary.prorated),
-            "sum": _blank(score.value),
-            "mean": _blank(score.mean),
-        }
+def _scale_codes(definition: dict) -> list[str]:
+    return ["total", *(s["code"] for s in definition["subscales"])]
 
 
-def wide_columns(*, patients: QuerySet[Patient], identified: bool = False) -> list[str]:
+def _present(patients: QuerySet[Patient]) -> dict[tuple[int, str], int]:
+    """How many scores each (instrument version, scale) has among these patients."""
+    rows = (
+        Score.objects.filter(response__patient__in=patients)
+        .values_list("response__version_id", "scale")
+        .annotate(scores=Count("id"))
+        .order_by()
+    )
+    return {(version_id, scale): scores for version_id, scale, scores in rows}
+
+
+def wide_columns(*, present, definitions: dict[int, dict], identified: bool = False) -> list[str]:
     """The wide export's columns, known before the first row: one per instrument and scale
     present (named by its statistic), the headline scale's band (where it has bands) and
     whether it was prorated."""
-    definitions = _definitions()
-    present = (
-        Score.objects.filter(response__patient__in=patients)
-        .values_list("response__version_id", "scale")
-        .distinct()
-    )
     columns = []
     for version_id, scale in sorted(
         present, key=lambda pair: (definitions[pair[0]]["code"], pair[1] != "total", pair[1])
     ):
-        definition = definitions[version_id]
-        code, statistic = definition["code"], definition["primary"]["statistic"]
-        named = [f"{code}_{scale}_{statistic}"]
-        if scale == definition["primary"]["scale"]:
-            named += [f"{code}_{scale}_band"] if definition["bands"] else []
-            named += [f"{code}_{scale}_prorated"]
-        columns += [c for c in named if c not in columns]
+        columns += [c for c in _wide_cells(definitions[version_id], scale) if c not in columns]
     return _base_columns(identified) + columns
 
 
-def wide_rows(*, patients: QuerySet[Patient], identified: bool = False) -> Iterator[dict]:
-    """One row per patient and time point (a session, or a day without a session). Columns
-    name the statistic (`phq-9_total_sum`, `wai-sr_bond_mean`, `meq-30_total_percent_of_max`);
-    each instrument's headline scale adds its band (where it has bands) and whether it was
-    prorated. Scores arrive patient by patient, so only one patient's rows are held."""
-    definitions = _definitions()
-    rows: dict[tuple, dict] = {}
-    for score in _scores(patients).iterator(chunk_size=CHUNK_ROWS):
-        base = _base(score, identified=identified)
-        if rows and next(iter(rows))[0] != base["patient"]:
-            yield from rows.values()
-            rows = {}
-        key = (base["patient"], base["session"] or f"day {base['day']}")
-        row = rows.setdefault(key, base)
-        definition = definitions[score.response.version_id]
-        code = definition["code"]
-        primary = _primary(score, definition)
-        row[f"{code}_{score.scale}_{primary.statistic}"] = primary.shown
-        if score.scale == definition["primary"]["scale"]:
-            if definition["bands"]:
-                row[f"{code}_{score.scale}_band"] = primary.band
-            row[f"{code}_{score.scale}_prorated"] = int(primary.prorated)
-    yield from rows.values()
+def _wide_cells(definition: dict, scale: str) -> list[str]:
+    """The wide columns one score fills: its primary score, and for the headline scale its
+    band (where the instrument has bands) and whether it was prorated."""
+    code, statistic = definition["code"], definition["primary"]["statistic"]
+    named = [f"{code}_{scale}_{statistic}"]
+    if scale == definition["primary"]["scale"]:
+        named += [f"{code}_{scale}_band"] if definition["bands"] else []
+        named += [f"{code}_{scale}_prorated"]
+    return named
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+def _cell(value: str) -> str:
+    """One text cell exactly as `csv` writes it."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([neutralise(value), ""])
+    return out.getvalue()[:-1]
+
+
+def _csv_line(cells: list[str]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerow([neutralise(c) for c in cells])
+    return out.getvalue().encode()
+
+
+def _scales(*, columns: list[str] | None) -> dict[str, list]:
+    """Every instrument version's scales as parallel arrays for the statement: the cells a
+    long row starts with, the statistic, the scale's range for percent of maximum, and (for
+    the wide form) which columns its score fills, counted from 1 after the leading ones."""
+    arrays: dict[str, list] = {
+        name: []
+        for name in (
+            "version_ids",
+            "scales",
+            "statistics",
+            "lows",
+            "highs",
+            "leading",
+            "statistic_cells",
+            "value_cols",
+            "band_cols",
+            "prorated_cols",
+        )
+    }
+    position = {name: index for index, name in enumerate(columns or [], start=1)}
+    versions = InstrumentVersion.objects.values_list(
+        "id", "instrument__code", "version", "definition"
+    )
+    for version_id, code, version, definition in versions:
+        statistic = definition["primary"]["statistic"]
+        for scale in _scale_codes(definition):
+            filled = [position.get(c) for c in _wide_cells(definition, scale)]
+            primary = scale == definition["primary"]["scale"]
+            band = filled[1] if primary and definition["bands"] else None
+            arrays["version_ids"].append(version_id)
+            arrays["scales"].append(scale)
+            arrays["statistics"].append(statistic)
+            arrays["lows"].append(Decimal(str(definition["scale"]["min"])))
+            arrays["highs"].append(Decimal(str(definition["scale"]["max"])))
+            arrays["leading"].append(",".join(_cell(c) for c in (code, version, scale)))
+            arrays["statistic_cells"].append(_cell(statistic))
+            arrays["value_cols"].append(filled[0])
+            arrays["band_cols"].append(band)
+            arrays["prorated_cols"].append(filled[-1] if primary else None)
+    return arrays
+
+
+def _patient_batches(patients: QuerySet[Patient]) -> Iterator[tuple[list[int], list[str]]]:
+    """The patients' ids and pseudonyms in record-number order, each batch read by its own
+    short query after the last record number seen. The first batches are small so that the
+    first bytes leave at once; they double up to BATCH_PATIENTS."""
+    after, size = None, min(FIRST_BATCH_PATIENTS, BATCH_PATIENTS)
+    while True:
+        page = patients.order_by("record_number")
+        if after is not None:
+            page = page.filter(record_number__gt=after)
+        batch = list(page.values_list("pk", "public_id", "record_number")[:size])
+        if not batch:
+            return
+        yield [pk for pk, _, _ in batch], [pseudonym_of(public_id) for _, public_id, _ in batch]
+        if len(batch) < size:
+            return
+        after, size = batch[-1][2], min(size * 2, BATCH_PATIENTS)
+
+
+def _blocks(statement: str, params: dict) -> list[bytes]:
+    """Each patient's lines, read whole before the first leaves: the statement ends at once
+    and no cursor or transaction stays open while a slow client downloads."""
+    connection.ensure_connection()
+    # COPY takes no bound parameters: merge them on the client, as psycopg does itself.
+    sql = psycopg.ClientCursor(connection.connection).mogrify(statement, params)
+    # A transaction of its own, for SET LOCAL: the planner's cost estimates for these string
+    # expressions would start JIT compilation, which costs more than the statement.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        with cursor.copy(sql) as copy:
+            copy.set_types(["bytea"])
+            return [block for (block,) in copy.rows() if block is not None]
+
+
+def _csv_bytes(*, header: list[str], statement: str, patients, params: dict) -> Iterator[bytes]:
+    """The CSV in pieces of about FLUSH_BYTES, header first, batch after batch."""
+    piece = bytearray(_csv_line(header))
+    for patient_ids, pseudonyms in _patient_batches(patients):
+        blocks = _blocks(statement, params | {"patient_ids": patient_ids, "pseudonyms": pseudonyms})
+        for block in blocks:
+            piece += block
+            if len(piece) >= FLUSH_BYTES:
+                yield bytes(piece)
+                piece.clear()
+    if piece:
+        yield bytes(piece)
 
 
 def neutralise(value):
     """A text cell a spreadsheet would run as a formula, prefixed with a single quote so it
     shows as text. Numbers (a negative day, a score) are left as numbers."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(export_sql.FORMULA_STARTS):
         return "'" + value
     return value
-
-
-def csv_chunks(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
-    """The CSV text in pieces of about FLUSH_BYTES, header first, as the rows arrive."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[neutralise(c) for c in columns], restval="")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({neutralise(key): neutralise(value) for key, value in row.items()})
-        if out.tell() >= FLUSH_BYTES:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    if out.tell():
-        yield out.getvalue()
-
-
-def to_csv(rows: list[dict]) -> str:
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    return "".join(csv_chunks(columns, rows))
 
 
 def check_identified(*, actor, identified: bool, reason: str) -> None:
@@ -239,18 +254,30 @@ def export_fhir_to(out, *, actor, patients, identified: bool = False, reason: st
 
 def export_csv(
     *, actor, patients, form: str, identified: bool = False, reason: str = ""
-) -> Iterator[str]:
+) -> Iterator[bytes]:
     """The export, audited before the first byte leaves (with the number of scores it
-    holds); the CSV text follows in pieces. Identified exports need an admin and a reason."""
+    holds); the CSV follows in pieces of UTF-8. Identified exports need an admin and a
+    reason."""
     check_identified(actor=actor, identified=identified, reason=reason)
     if form not in ("long", "wide"):
         raise ValidationError({"form": "Choose long or wide."})
-    count = Score.objects.filter(response__patient__in=patients).count()
-    _audit(actor=actor, kind=f"csv-{form}", identified=identified, reason=reason, scores=count)
+    present = _present(patients)
+    _audit(
+        actor=actor,
+        kind=f"csv-{form}",
+        identified=identified,
+        reason=reason,
+        scores=sum(present.values()),
+    )
     if form == "long":
-        columns = long_columns(identified=identified)
-        rows = long_rows(patients=patients, identified=identified)
+        header = long_columns(identified=identified)
+        statement = export_sql.long_statement(identified=identified)
+        params = _scales(columns=None)
     else:
-        columns = wide_columns(patients=patients, identified=identified)
-        rows = wide_rows(patients=patients, identified=identified)
-    return csv_chunks(columns, rows)
+        definitions = _definitions()
+        header = wide_columns(present=present, definitions=definitions, identified=identified)
+        leading = len(_base_columns(identified))
+        statement = export_sql.wide_statement(identified=identified, columns=len(header) - leading)
+        params = _scales(columns=header[leading:])
+    params["time_zone"] = timezone.get_current_timezone_name()
+    return _csv_bytes(header=header, statement=statement, patients=patients, params=params)

@@ -4,12 +4,13 @@ import io
 import zoneinfo
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from alliance.exports import pseudonym
-from clinic.models import AuditEvent
+from clinic.models import AuditEvent, Patient
 from outcomes import services as outcome_services
 from tests.factories import EnrolmentFactory
 
@@ -210,8 +211,6 @@ def test_the_exports_page_runs_a_constant_number_of_queries(
 
 
 def test_identified_csv_cells_cannot_run_as_spreadsheet_formulas(client, rated):
-    from alliance.exports import to_csv
-
     rated.patient.first_name = '=HYPERLINK("http://evil.test","x")'
     rated.patient.last_name = "@SUM(1+1)"
     rated.patient.record_number = "+RP-1"
@@ -228,23 +227,43 @@ def test_identified_csv_cells_cannot_run_as_spreadsheet_formulas(client, rated):
     text_columns = ["name", "record_number", "patient", "session", "session_kind", "band"]
     for row in rows:
         assert not any(row[c].startswith(("=", "+", "-", "@")) for c in text_columns)
-    # Numbers stay numbers: a day before enrolment is still -3, not text.
-    assert to_csv([{"day": -3, "label": "-3", "note": "\tx"}]).splitlines()[1] == "-3,'-3,'\tx"
+    # Numbers stay numbers: a day before enrolment is still -3, not text; a tab is text.
+    rated.enrolment.start_date = timezone.localdate() + datetime.timedelta(days=1)
+    rated.enrolment.save()
+    rated.patient.first_name = "\tTab"
+    rated.patient.save()
+    body = _body(
+        client.post(
+            reverse("export"), {"form": "long", "identified": "on", "reason": "Audit request 14"}
+        )
+    ).decode()
+    assert {(r["name"], r["day"]) for r in _rows(body)} == {
+        ("'\tTab @SUM(1+1)", "-3"),
+        ("'\tTab @SUM(1+1)", "-2"),
+    }
 
 
-def test_csv_streams_in_pieces_and_says_the_same_as_one_piece(client, rated, rate, monkeypatch):
+def test_csv_streams_in_pieces_and_says_the_same_as_one_piece(client, rated, monkeypatch):
     from alliance import exports
 
-    for days_ago in range(3, 9):
-        rate(bond=3, days_ago=days_ago)
+    for n in range(5):
+        outcome_services.response_record(
+            actor=rated.admin,
+            patient=EnrolmentFactory().patient,
+            version=outcome_services.latest_version("wai-sr"),
+            answers={item: 1 + (item + n) % 5 for item in range(1, 13)},
+            administered_at=timezone.now() - datetime.timedelta(days=n + 1),
+        )
     client.force_login(rated.clinician)
-    whole = _body(client.post(reverse("export"), {"form": "long"}))
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 3)
-    monkeypatch.setattr(exports, "FLUSH_BYTES", 200)
-    response = client.post(reverse("export"), {"form": "long"})
-    pieces = list(response.streaming_content)
-    assert len(pieces) > 5 and b"".join(pieces) == whole
-    assert len(_rows(whole)) == 8 * 4
+    for form in ("long", "wide"):
+        whole = _body(client.post(reverse("export"), {"form": form}))
+        with monkeypatch.context() as patched:
+            patched.setattr(exports, "BATCH_PATIENTS", 2)  # four statements for six patients
+            patched.setattr(exports, "FLUSH_BYTES", 50)
+            response = client.post(reverse("export"), {"form": form})
+            pieces = list(response.streaming_content)
+        assert len(pieces) > 3 and b"".join(pieces) == whole
+        assert len({row["patient"] for row in _rows(whole)}) == 6
 
 
 def test_wide_columns_cover_every_patient_before_the_first_row(client, rated, people):
@@ -271,3 +290,191 @@ def test_wide_columns_cover_every_patient_before_the_first_row(client, rated, pe
         "",
     )
     assert all(row["phq-9_total_sum"] == "" for row in by_patient[pseudonym(people.patient)])
+
+
+# --- the exact CSV ---------------------------------------------------------------------------
+#
+# One small clinic with every kind of score the instruments make (a sum with bands, a mean with
+# subscales, a percent of maximum stored and recomputed, a prorated total, a scale that could not
+# be scored), sessions with and without labels, answers outside any session, a patient without
+# an enrolment, and text a spreadsheet would run. The four exports are compared byte for byte,
+# so a change in how they are built cannot change a column, a quote or a line ending.
+
+EXACT_NOW = datetime.datetime(2026, 6, 15, 12, 0, tzinfo=LONDON)
+
+
+def _at(day: int, hh: int, mm: int = 0) -> datetime.datetime:
+    return datetime.datetime(2026, 6, day, hh, mm, tzinfo=LONDON)
+
+
+def _answered(code: str, value, *, missing=()) -> dict:
+    definition = outcome_services.latest_version(code).definition
+    return {
+        item["number"]: (None if item["number"] in missing else value)
+        for item in definition["items"]
+        if item.get("scored", True)
+    }
+
+
+@pytest.fixture
+def exact_clinic(people):
+    from outcomes.models import InstrumentVersion, Response
+    from sessions.models import SessionKind
+    from tests.factories import PatientFactory
+    from tests.helpers import book_session
+
+    with time_machine.travel(EXACT_NOW, tick=False):
+        patient = people.patient
+        patient.first_name, patient.last_name = '=cmd|"x"', "O'Brien, Jr"
+        patient.record_number = "+44-1"
+        patient.save()
+        people.enrolment.start_date = datetime.date(2026, 6, 1)
+        people.enrolment.save()
+        preparation = book_session(
+            people.enrolment,
+            actor=people.admin,
+            kind=SessionKind.PREPARATION,
+            start=_at(8, 10),
+            label='-Prep, "one"\nroom 2',
+        )
+        integration = book_session(
+            people.enrolment, actor=people.admin, kind=SessionKind.INTEGRATION, start=_at(12, 10)
+        )
+
+        def record(patient, code, answers, at, *, session=None, version=None):
+            return outcome_services.response_record(
+                actor=people.admin,
+                patient=patient,
+                version=version or outcome_services.latest_version(code),
+                answers=answers,
+                administered_at=at,
+                session=session,
+                allow_incomplete=True,
+            )
+
+        wai = {n: (2 if n in (3, 5, 7, 9) else 4) for n in range(1, 13)} | {12: 5}
+        record(patient, "wai-sr", wai, _at(8, 10, 30), session=preparation)
+        phq_1 = InstrumentVersion.objects.get(instrument__code="phq-9", version="1")
+        record(
+            patient,
+            "phq-9",
+            _answered("phq-9", 1),
+            _at(8, 10, 40),
+            session=preparation,
+            version=phq_1,
+        )
+        prorated = {1: 2, 2: 2, 3: 2, 4: 2, 5: 1, 6: 1, 7: 1, 8: None, 9: None}
+        record(patient, "phq-9", prorated, _at(8, 10, 50), session=preparation)
+        meq = {n: (n % 6) for n in range(1, 31)}
+        record(patient, "meq-30", meq, _at(12, 10, 30), session=integration)
+        record(patient, "srs", {1: 8.1, 2: 8.2, 3: 8.1, 4: 8.2}, _at(12, 15))
+        # 00:30 on 30 May in London is still 29 May in UTC, and before the enrolment began.
+        piq = _answered("piq", 3, missing=range(15, 24))
+        record(patient, "piq", piq, datetime.datetime(2026, 5, 30, 0, 30, tzinfo=LONDON))
+        older = record(patient, "meq-30", {n: (n % 4) + 1 for n in range(1, 31)}, _at(13, 9))
+        # A response scored before percent of maximum was stored: the export computes it.
+        Response.objects.filter(pk=older.pk).update(extras={})
+        record(patient, "ebi", {n: 10 * n + 1 for n in range(1, 7)}, _at(13, 9, 5))
+
+        other = PatientFactory(first_name="Bea", last_name="Plain", record_number="RP-B")
+        record(other, "gad-7", _answered("gad-7", 2), _at(10, 9))
+        record(other, "cadss", _answered("cadss", 0) | {1: 3, 2: 4}, _at(10, 9, 20))
+        PatientFactory(record_number="RP-C")  # nothing answered: no rows
+    return people
+
+
+def _export(client, user, form: str, **identified) -> bytes:
+    client.force_login(user)
+    response = client.post(reverse("export"), {"form": form, **identified})
+    assert response.status_code == 200
+    return _body(response)
+
+
+# Cells as they must appear in the file: quoted where they hold a comma, a quote or a line
+# break, and text a spreadsheet would run prefixed with a quote.
+PREP = '"\'-Prep, ""one""\nroom 2"'
+NAME = '"\'=cmd|""x"" O\'Brien, Jr"'
+# (date, day, session_kind, session | instrument, version, scale, score, statistic, band,
+# prorated, sum, mean) of each score, in the order of the long export.
+EXACT_SCORES = [
+    ("2026-05-30", "-2", "", "", "piq,1,total,,mean,,0,,"),
+    ("2026-05-30", "-2", "", "", "piq,1,avoidance_maladaptive,3,mean,,0,42.0,3.0"),
+    ("2026-05-30", "-2", "", "", "piq,1,goals_adaptive,,mean,,0,,"),
+    ("2026-06-08", "7", "preparation", PREP, "wai-sr,1,total,3.42,mean,,0,41.0,3.42"),
+    ("2026-06-08", "7", "preparation", PREP, "wai-sr,1,goal,4,mean,,0,16.0,4.0"),
+    ("2026-06-08", "7", "preparation", PREP, "wai-sr,1,task,4.25,mean,,0,17.0,4.25"),
+    ("2026-06-08", "7", "preparation", PREP, "wai-sr,1,bond,2,mean,,0,8.0,2.0"),
+    ("2026-06-08", "7", "preparation", PREP, "phq-9,1,total,9,sum,Mild,0,9.0,1.0"),
+    ("2026-06-08", "7", "preparation", PREP, "phq-9,2,total,14,sum,Moderate,1,14.0,1.57"),
+    ("2026-06-12", "11", "integration", "", "meq-30,1,total,50,percent_of_max,,0,75.0,2.5"),
+    ("2026-06-12", "11", "integration", "", "meq-30,1,mystical,50.7,percent_of_max,,0,38.0,2.53"),
+    ("2026-06-12", "11", "integration", "", "meq-30,1,positive_mood,40,percent_of_max,,0,12.0,2.0"),
+    (
+        "2026-06-12",
+        "11",
+        "integration",
+        "",
+        "meq-30,1,transcendence,43.3,percent_of_max,,0,13.0,2.17",
+    ),
+    ("2026-06-12", "11", "integration", "", "meq-30,1,ineffability,80,percent_of_max,,0,12.0,4.0"),
+    ("2026-06-12", "11", "", "", "srs,1,total,32.6,sum,,0,32.6,8.15"),
+    # Percent of maximum recomputed from the stored (rounded) means: 2.33 -> 46.6.
+    ("2026-06-13", "12", "", "", "meq-30,1,total,50,percent_of_max,,0,75.0,2.5"),
+    ("2026-06-13", "12", "", "", "meq-30,1,mystical,44,percent_of_max,,0,33.0,2.2"),
+    ("2026-06-13", "12", "", "", "meq-30,1,positive_mood,46.6,percent_of_max,,0,14.0,2.33"),
+    ("2026-06-13", "12", "", "", "meq-30,1,transcendence,63.4,percent_of_max,,0,19.0,3.17"),
+    ("2026-06-13", "12", "", "", "meq-30,1,ineffability,60,percent_of_max,,0,9.0,3.0"),
+    ("2026-06-13", "12", "", "", "ebi,1,total,36,mean,,0,216.0,36.0"),
+]
+EXACT_OTHER_SCORES = [
+    ("2026-06-10", "", "", "", "gad-7,1,total,14,sum,Moderate,0,14.0,2.0"),
+    ("2026-06-10", "", "", "", "cadss,1,total,7,sum,Dissociation,0,7.0,0.3"),
+]
+WIDE_COLUMNS = (
+    "cadss_total_sum,cadss_total_band,cadss_total_prorated,ebi_total_mean,ebi_total_prorated,"
+    "gad-7_total_sum,gad-7_total_band,gad-7_total_prorated,meq-30_total_percent_of_max,"
+    "meq-30_total_prorated,meq-30_ineffability_percent_of_max,meq-30_mystical_percent_of_max,"
+    "meq-30_positive_mood_percent_of_max,meq-30_transcendence_percent_of_max,phq-9_total_sum,"
+    "phq-9_total_band,phq-9_total_prorated,piq_total_mean,piq_total_prorated,"
+    "piq_avoidance_maladaptive_mean,piq_goals_adaptive_mean,srs_total_sum,srs_total_prorated,"
+    "wai-sr_total_mean,wai-sr_total_prorated,wai-sr_bond_mean,wai-sr_goal_mean,wai-sr_task_mean"
+)
+# One row per time point: a session, or a day outside sessions (the unlabelled integration
+# session and the SRS later that day share "day 11"). The later PHQ-9 of the preparation
+# overwrites the earlier one; each row's session comes from its first score.
+EXACT_POINTS = [
+    ("2026-05-30", "-2", "", "", ",,,,,,,,,,,,,,,,,,0,3,,,,,,,,"),
+    ("2026-06-08", "7", "preparation", PREP, ",,,,,,,,,,,,,,14,Moderate,1,,,,,,,3.42,0,2,4,4.25"),
+    ("2026-06-12", "11", "integration", "", ",,,,,,,,50,0,80,50.7,40,43.3,,,,,,,,32.6,0,,,,,"),
+    ("2026-06-13", "12", "", "", ",,,36,0,,,,50,0,60,44,46.6,63.4,,,,,,,,,,,,,,"),
+]
+EXACT_OTHER_POINTS = [
+    ("2026-06-10", "", "", "", "7,Dissociation,0,,,14,Moderate,0,,,,,,,,,,,,,,,,,,,,"),
+]
+
+
+def _exact(header: str, rows_by_patient, *, identified: bool) -> bytes:
+    named = "record_number,name,date," if identified else ""
+    lines = [f"patient,{named}day,session_kind,session,{header}"]
+    for patient, record_number, name, rows in rows_by_patient:
+        for date, day, kind, session, cells in rows:
+            who = f"{patient},{record_number},{name},{date}" if identified else patient
+            lines.append(f"{who},{day},{kind},{session},{cells}")
+    return "".join(f"{line}\r\n" for line in lines).encode()
+
+
+def test_every_export_is_exactly_the_agreed_csv(client, exact_clinic):
+    people = exact_clinic
+    other = Patient.objects.get(record_number="RP-B")
+    named = {"identified": "on", "reason": "Audit"}
+    long_header = "instrument,version,scale,score,statistic,band,prorated,sum,mean"
+    for form, header, scores, other_scores in (
+        ("long", long_header, EXACT_SCORES, EXACT_OTHER_SCORES),
+        ("wide", WIDE_COLUMNS, EXACT_POINTS, EXACT_OTHER_POINTS),
+    ):
+        rows = [
+            (pseudonym(people.patient), "'+44-1", NAME, scores),
+            (pseudonym(other), "RP-B", "Bea Plain", other_scores),
+        ]
+        assert _export(client, people.clinician, form) == _exact(header, rows, identified=False)
+        assert _export(client, people.admin, form, **named) == _exact(header, rows, identified=True)

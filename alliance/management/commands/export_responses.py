@@ -36,7 +36,7 @@ class Command(BaseCommand):
                     identified=identified,
                     reason=reason,
                 )
-                with open(out, "w", encoding="utf-8", newline="") as handle:
+                with open(out, "wb") as handle:
                     handle.writelines(body)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc

@@ -1,0 +1,217 @@
+"""The CSV exports' text, written by PostgreSQL: one statement per batch of patients returns
+each patient's lines, already formatted exactly as Python's `csv` module wrote them before
+(`\\r\\n` line ends, quotes only around a comma, a quote or a line break, `repr` of floats for
+the sum and mean, the primary score as `PrimaryScore.shown`), with text a spreadsheet would run
+prefixed by a quote (`exports.neutralise`).
+
+Only cells that come from the patients' own data are formatted in SQL; everything that comes
+from an instrument definition (codes, versions, statistics, scale and column names, which
+columns a scale fills) arrives as small arrays formatted in Python, so the definitions' rules
+stay in one place.
+
+PostgreSQL's own CSV writer is not used: it ends lines with `\\n` and quotes empty strings, so
+the file would change. Each patient's lines leave as one bytea value of a binary COPY, which
+needs no quoting or escaping on the way out.
+
+Each patient's lines come from a subquery that reads that patient's responses and scores by
+index and sorts only them: nothing sorts or hashes the whole batch, let alone the clinic.
+"""
+
+from clinic.models import Enrolment, Patient
+from outcomes.models import Response, Score
+from sessions.models import Session
+
+# A spreadsheet runs a text cell that starts with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+_TABLES = {
+    "patient": Patient._meta.db_table,
+    "enrolment": Enrolment._meta.db_table,
+    "response": Response._meta.db_table,
+    "score": Score._meta.db_table,
+    "session": Session._meta.db_table,
+}
+
+
+def _sql_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    return "E'" + escaped.replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n") + "'"
+
+
+_STARTS = ", ".join(_sql_string(c) for c in FORMULA_STARTS)
+_QUOTED = " OR ".join(f"strpos({{0}}, {_sql_string(c)}) > 0" for c in (",", '"', "\n", "\r"))
+
+
+def text_cell(expr: str) -> str:
+    """A text cell as `csv` wrote `neutralise(value)`; NULL as an empty cell. The quote that
+    neutralises needs no quoting itself, so whether to quote is read from the value alone
+    (strpos: far cheaper than a regular expression)."""
+    prefix = f"(CASE WHEN left({expr}, 1) IN ({_STARTS}) THEN '''' ELSE '' END)"
+    return f"""(CASE WHEN {expr} IS NULL THEN ''
+        WHEN {_QUOTED.format(expr)} THEN '"' || replace({prefix} || {expr}, '"', '""') || '"'
+        ELSE {prefix} || {expr} END)"""
+
+
+def float_cell(expr: str) -> str:
+    """A float8 as `csv` wrote it (Python's `repr`), NULL as an empty cell. PostgreSQL prints
+    the same shortest digits (extra_float_digits >= 1, the default) but leaves off ".0" and
+    switches to an exponent one power of ten earlier; whole numbers, the usual case, go the
+    cheap way through bigint."""
+    return f"""(CASE
+        WHEN {expr} IS NULL THEN ''
+        WHEN {expr} = trunc({expr}) AND abs({expr}) < 1e16 THEN
+            CASE WHEN {expr} = 0 AND {expr}::text = '-0' THEN '-0.0'
+                 ELSE {expr}::bigint::text || '.0' END
+        WHEN abs({expr}) < 1e15 THEN {expr}::text
+        WHEN abs({expr}) < 1e16 THEN {expr}::text::numeric::text
+        WHEN {expr} = 'NaN' THEN 'nan'
+        WHEN {expr} = 'Infinity' THEN 'inf'
+        WHEN {expr} = '-Infinity' THEN '-inf'
+        ELSE {expr}::text END)"""
+
+
+def shown(expr: str) -> str:
+    """A float8 as `PrimaryScore.shown` prints it: every digit of its shortest form, never an
+    exponent, no trailing zeros; NULL stays NULL."""
+    return f"""(CASE
+        WHEN {expr} = trunc({expr}) AND abs({expr}) < 1e16 THEN
+            CASE WHEN {expr} = 0 AND {expr}::text = '-0' THEN '-0' ELSE {expr}::bigint::text END
+        WHEN abs({expr}) >= 1e-4 AND abs({expr}) < 1e15 THEN {expr}::text
+        ELSE trim_scale({expr}::text::numeric)::text END)"""
+
+
+def _batch(*, identified: bool) -> str:
+    """The batch's patients in order (`n`), with the cells that name them (`who`) and the
+    first day of their first enrolment; then every instrument version's scales."""
+    who = "b.pseudonym"
+    if identified:
+        who += f""" || ',' || {text_cell("p.record_number")}
+                   || ',' || {text_cell("p.first_name || ' ' || p.last_name")}"""
+    return f"""
+    batch AS MATERIALIZED (
+        SELECT b.n, b.patient_id, {who} AS who,
+               (SELECT min(e.start_date) FROM {_TABLES["enrolment"]} e
+                 WHERE e.patient_id = b.patient_id) AS enrolled_on
+          FROM unnest(%(patient_ids)s::bigint[], %(pseudonyms)s::text[])
+               WITH ORDINALITY AS b(patient_id, pseudonym, n)
+          JOIN {_TABLES["patient"]} p ON p.id = b.patient_id
+    ),
+    scales AS MATERIALIZED (
+        SELECT * FROM unnest(
+            %(version_ids)s::bigint[], %(scales)s::text[], %(statistics)s::text[],
+            %(lows)s::numeric[], %(highs)s::numeric[], %(leading)s::text[],
+            %(statistic_cells)s::text[],
+            %(value_cols)s::int[], %(band_cols)s::int[], %(prorated_cols)s::int[]
+        ) AS s(version_id, scale, statistic, low, high, leading_cells, statistic_cell,
+               value_col, band_col, prorated_col)
+    )"""
+
+
+def _cells(*, identified: bool) -> str:
+    """One row per score of the patient `b`: the cells its line starts with (`base`: who,
+    date, day, session kind and label), its time point for the wide form (a session's label,
+    else "day N"), and its own cells, `shown_cell` being the primary score as pages show it.
+
+    Each step is a subquery fenced with OFFSET 0: without the fence the planner pastes an
+    expression into every place that names it, and the primary score would be worked out a
+    few dozen times per score instead of once."""
+    dated = "|| ',' || to_char(d.day_on, 'YYYY-MM-DD')" if identified else ""
+    day = "coalesce((d.day_on - b.enrolled_on)::text, '')"
+    return f"""
+        SELECT c.*,
+               CASE WHEN c.shown IS NULL THEN ''
+                    WHEN left(c.shown, 1) = '-' THEN '''' || c.shown
+                    ELSE c.shown END AS shown_cell,
+               CASE WHEN c.shown IS NULL THEN '' ELSE {text_cell("c.band")} END AS band_cell,
+               CASE WHEN c.shown IS NOT NULL AND c.prorated THEN '1' ELSE '0' END
+                   AS prorated_cell
+          FROM (
+            SELECT v.*, {shown("v.primary_value")} AS shown
+              FROM (
+                SELECT r.administered_at, sc.id AS score_id, sc.value, sc.mean, sc.band,
+                       sc.prorated, r.base, r.point, s.leading_cells, s.statistic_cell,
+                       s.value_col, s.band_col, s.prorated_col,
+                       CASE s.statistic
+                           WHEN 'sum' THEN sc.value
+                           WHEN 'mean' THEN sc.mean
+                           -- percent of maximum: as stored when scored, else from the mean
+                           ELSE coalesce(
+                               (r.extras -> 'percent_of_max' ->> sc.scale)::float8,
+                               round(round(sc.mean::text::numeric - s.low, 40) * 100
+                                     / (s.high - s.low), 1)::float8)
+                       END AS primary_value
+                  FROM (
+                    SELECT r.id, r.version_id, r.extras, r.administered_at,
+                           b.who {dated} || ',' || {day}
+                           || ',' || {text_cell("se.kind")} || ',' || {text_cell("se.label")}
+                               AS base,
+                           coalesce(nullif(se.label, ''), 'day ' || {day}) AS point
+                      FROM {_TABLES["response"]} r
+                      LEFT JOIN {_TABLES["session"]} se ON se.id = r.session_id
+                     CROSS JOIN LATERAL (
+                           SELECT (r.administered_at AT TIME ZONE %(time_zone)s)::date AS day_on
+                     ) d
+                     WHERE r.patient_id = b.patient_id
+                    OFFSET 0
+                  ) r
+                  JOIN {_TABLES["score"]} sc ON sc.response_id = r.id
+                  JOIN scales s ON s.version_id = r.version_id AND s.scale = sc.scale
+                OFFSET 0
+              ) v
+            OFFSET 0
+          ) c
+        OFFSET 0"""
+
+
+def long_statement(*, identified: bool) -> str:
+    """Each patient's long-form lines (one per score, by time then score) as one bytea row,
+    in batch order; NULL for a patient without scores."""
+    return f"""
+    COPY (
+        WITH {_batch(identified=identified)}
+        SELECT convert_to((
+                   SELECT string_agg(
+                       base || ',' || leading_cells || ',' || shown_cell || ',' || statistic_cell
+                       || ',' || band_cell || ',' || prorated_cell
+                       || ',' || {float_cell("value")} || ',' || {float_cell("mean")}
+                       || E'\\r\\n',
+                       '' ORDER BY administered_at, score_id)
+                     FROM ({_cells(identified=identified)}) c
+               ), 'UTF8')
+          FROM batch b
+         ORDER BY b.n
+    ) TO STDOUT (FORMAT binary)"""
+
+
+def wide_statement(*, identified: bool, columns: int) -> str:
+    """Each patient's wide-form lines as one bytea row, in batch order: one line per time
+    point, in the order each first appears; its leading cells from its first score, each
+    column from the last score that fills it (`columns` of them after the leading ones)."""
+    cells = " || ',' || ".join(f"coalesce(filled ->> '{i}', '')" for i in range(1, columns + 1))
+    return f"""
+    COPY (
+        WITH {_batch(identified=identified)}
+        SELECT convert_to((
+                   SELECT string_agg(
+                       base || ',' || {cells} || E'\\r\\n',
+                       '' ORDER BY first_at, first_score)
+                     FROM (
+                         SELECT min(c.administered_at) AS first_at,
+                                (array_agg(c.score_id ORDER BY c.administered_at, c.score_id))[1]
+                                    AS first_score,
+                                (array_agg(c.base ORDER BY c.administered_at, c.score_id))[1]
+                                    AS base,
+                                jsonb_object_agg(f.col::text, f.cell
+                                                 ORDER BY c.administered_at, c.score_id) AS filled
+                           FROM ({_cells(identified=identified)}) c
+                          CROSS JOIN LATERAL (VALUES (c.value_col, c.shown_cell),
+                                                     (c.band_col, c.band_cell),
+                                                     (c.prorated_col, c.prorated_cell)
+                                ) AS f(col, cell)
+                          WHERE f.col IS NOT NULL
+                          GROUP BY c.point
+                     ) points
+               ), 'UTF8')
+          FROM batch b
+         ORDER BY b.n
+    ) TO STDOUT (FORMAT binary)"""
