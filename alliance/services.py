@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Min, OuterRef, Subquery
+from django.db.models import Min
 from django.template.loader import render_to_string
 from django.utils import timezone
 
