@@ -127,11 +127,11 @@ def caseload_order_refresh(*, patient_ids=None, now=None) -> int:
     patients = (
         Patient.objects.filter(status__in=Patient.ACTIVE_STATUSES)
         if patient_ids is None
-        else Patient.objects.filter(pk__in=list(patient_ids))
+        else Patient.objects.filter(pk__in=flag_inputs.ids_in(patient_ids))
     )
     chosen = patients.order_by().values("pk")
     # A list of ids, where there is one, lets the planner start from each patient's rows.
-    among = chosen if patient_ids is None else list(patient_ids)
+    among = chosen if patient_ids is None else flag_inputs.ids_in(patient_ids)
     ranks = (
         Flag.objects.filter(patient__in=among, status__in=Flag.UNRESOLVED)
         .order_by()
@@ -425,7 +425,7 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str,
     patients = {
         p.pk: p
         for p in Patient.objects.select_for_update()
-        .filter(pk__in=patient_ids)
+        .filter(pk__in=flag_inputs.ids_in(patient_ids))
         .order_by("pk")
         .only("pk", "public_id")
     }
@@ -445,7 +445,10 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str,
     for flag in (
         Flag.objects.select_for_update(of=("self",))
         .select_related("dosing_session")
-        .filter(patient_id__in=list(patients), status__in=[*Flag.UNRESOLVED, Flag.Status.RESOLVED])
+        .filter(
+            patient_id__in=flag_inputs.ids_in(patients),
+            status__in=[*Flag.UNRESOLVED, Flag.Status.RESOLVED],
+        )
         .order_by("raised_at", "id")
     ):
         mine = unresolved if flag.status in Flag.UNRESOLVED else resolved
@@ -479,7 +482,9 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str,
             for f in every.cleared
         ]
     )
-    StalePatient.objects.filter(patient_id__in=list(patients), since__lte=started).delete()
+    StalePatient.objects.filter(
+        patient_id__in=flag_inputs.ids_in(patients), since__lte=started
+    ).delete()
     caseload_order_refresh(patient_ids=list(patients))  # one UPDATE for the whole chunk
     return {
         "created": len(every.created),
