@@ -1,9 +1,9 @@
-"""Expected-trajectory band arithmetic (METHODS §1): pure, no Django, numpy and scipy only.
+"""Expected-trajectory band arithmetic (METHODS §1): pure, no Django, numpy only.
 
 A band is the 10th, 25th and 50th percentiles of earlier patients' ratings at one protocol
 step (`numpy.percentile`, linear interpolation); a patient's place in it is
-`scipy.stats.percentileofscore(kind="weak")`. The flag rules and the trajectory pages both
-call these, so a flag's evidence and the chart agree.
+`scipy.stats.percentileofscore(kind="weak")`, counted here in numpy. The flag rules and the
+trajectory pages both call these, so a flag's evidence and the chart agree.
 """
 
 from dataclasses import dataclass
@@ -35,15 +35,60 @@ class Band:
         return self.source == "default"
 
 
+class Others:
+    """The values at one step of every patient but one, as the off_track rule reads them,
+    without copying them per patient: a sweep shares one sorted array per step among all its
+    patients, and a percentile depends only on which value is left out, so it is computed
+    once per distinct value left out (`memo`, shared too). Same numbers as a tuple of the
+    other values would give: the same multiset goes to `numpy.percentile`."""
+
+    __slots__ = ("_sorted", "_left_out", "_memo")
+
+    def __init__(self, ordered: np.ndarray, left_out: float | None = None, memo=None):
+        self._sorted = ordered
+        self._left_out = left_out
+        self._memo = {} if memo is None else memo
+
+    def __len__(self) -> int:
+        return len(self._sorted) - (self._left_out is not None)
+
+    def __iter__(self):
+        return iter(self.array().tolist())
+
+    def array(self) -> np.ndarray:
+        if self._left_out is None:
+            return self._sorted
+        return np.delete(self._sorted, np.searchsorted(self._sorted, self._left_out))
+
+    def percentile(self, q: float) -> float:
+        key = (self._left_out, q)
+        if key not in self._memo:
+            self._memo[key] = float(np.percentile(self.array(), q))
+        return self._memo[key]
+
+    def at_or_below(self, score: float) -> int:
+        count = int(np.searchsorted(self._sorted, score, side="right"))
+        return count - (self._left_out is not None and self._left_out <= score)
+
+
 def percentile(values, q: float) -> float:
+    if isinstance(values, Others):
+        return values.percentile(q)
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
 def rank(values, score: float) -> float:
-    """Percentage of earlier patients at or below `score` (scipy, kind="weak"), 1 decimal."""
-    from scipy.stats import percentileofscore
-
-    return round(float(percentileofscore(np.asarray(values, dtype=float), score, kind="weak")), 1)
+    """Percentage of earlier patients at or below `score`, 1 decimal: scipy's
+    `percentileofscore(kind="weak")`, computed the same way (count * (100 / n)) without
+    importing scipy.stats into the worker (about a second) for one count."""
+    if isinstance(values, Others):
+        n, count = len(values), values.at_or_below(score)
+    else:
+        array = np.asarray(values, dtype=float)
+        n, count = len(array), int(np.count_nonzero(array <= score))
+    if n == 0:
+        return float("nan")
+    return round(float(count * (100.0 / n)), 1)
 
 
 def band_of(measure: str, values, *, min_n: int) -> Band:

@@ -7,9 +7,8 @@ import datetime
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import (
-    Q,
-)
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from clinic.models import Enrolment, Patient
@@ -285,6 +284,13 @@ def patients_to_sweep_ids() -> list[int]:
 _KIND_LABELS = dict(SessionKind.choices)
 
 
+def ids_in(ids) -> RawSQL:
+    """`patient_id__in=ids_in(ids)`: a chunk's ids as one array parameter instead of one
+    placeholder each (building and sending 250 placeholders per query, a dozen queries per
+    chunk, cost more than some of the queries)."""
+    return RawSQL("SELECT unnest(%s::bigint[])", [list(ids)])
+
+
 def thresholds_for_patients(*, patient_ids) -> dict[int, rules.Thresholds]:
     """Each patient's thresholds, decided as `flag_rule_for` does (the active program's rule
     with the lowest id, else the clinic default, else DESIGN's defaults), in two queries."""
@@ -296,7 +302,7 @@ def thresholds_for_patients(*, patient_ids) -> dict[int, rules.Thresholds]:
             by_program[rule.program_id] = rule
     chosen: dict[int, FlagRule] = {}
     for patient_id, program_id in Enrolment.objects.filter(
-        patient_id__in=patient_ids, status=Enrolment.Status.ACTIVE
+        patient_id__in=ids_in(patient_ids), status=Enrolment.Status.ACTIVE
     ).values_list("patient_id", "program_id"):
         rule = by_program.get(program_id)
         if rule is not None and (patient_id not in chosen or rule.pk < chosen[patient_id].pk):
@@ -311,7 +317,7 @@ def _measurement_points(patient_ids, now) -> tuple[dict, dict]:
     wanted = ("wai-sr", "srs")
     responses = list(
         Response.objects.filter(
-            patient_id__in=patient_ids,
+            patient_id__in=ids_in(patient_ids),
             administered_at__lte=now,
             version__instrument__code__in=wanted,
         )
@@ -331,7 +337,7 @@ def _measurement_points(patient_ids, now) -> tuple[dict, dict]:
     scores: dict[tuple[int, str], tuple[float | None, float | None]] = {
         (response_id, scale): (mean, value)
         for response_id, scale, mean, value in Score.objects.filter(
-            response__patient_id__in=patient_ids,
+            response__patient_id__in=ids_in(patient_ids),
             response__administered_at__lte=now,
             response__version__instrument__code__in=wanted,
             scale__in=("bond", "total"),
@@ -377,13 +383,13 @@ def _safety_facts(patient_ids, now) -> tuple[dict, dict]:
     DISTINCT ON query finds those)."""
     covered: dict[tuple[int, str], set[int]] = {}
     for patient_id, kind, evidence in Flag.objects.filter(
-        patient_id__in=patient_ids,
+        patient_id__in=ids_in(patient_ids),
         kind__in=[Flag.Kind.SAFETY, Flag.Kind.SAFETY_UNANSWERED],
         status=Flag.Status.RESOLVED,
     ).values_list("patient_id", "kind", "evidence"):
         covered.setdefault((patient_id, kind), set()).update(rules.basis(kind, evidence))
     answered = list(
-        Response.objects.filter(patient_id__in=patient_ids, administered_at__lte=now)
+        Response.objects.filter(patient_id__in=ids_in(patient_ids), administered_at__lte=now)
         .filter(Q(has_safety_hit=True) | ~Q(safety_unanswered=[]))
         .order_by("patient_id", "administered_at", "id")
         .values_list(
@@ -449,7 +455,7 @@ def _schedule_facts(patient_ids) -> tuple[dict, dict]:
     dosings: dict[int, list[rules.Dosing]] = {}
     preparations: dict[int, list[datetime.datetime]] = {}
     for patient_id, session_id, kind, start in (
-        Attendance.objects.filter(patient_id__in=patient_ids)
+        Attendance.objects.filter(patient_id__in=ids_in(patient_ids))
         .exclude(status=Attendance.Status.CANCELLED)
         .filter(
             Q(session__kind=SessionKind.DOSING, session__status=Session.Status.SCHEDULED)
@@ -470,7 +476,7 @@ def _schedule_facts(patient_ids) -> tuple[dict, dict]:
 def _serious_events(patient_ids) -> dict[int, list[rules.SeriousEvent]]:
     events: dict[int, list[rules.SeriousEvent]] = {}
     for e in AdverseEvent.objects.filter(
-        patient_id__in=patient_ids, serious=True, resolved_on__isnull=True
+        patient_id__in=ids_in(patient_ids), serious=True, resolved_on__isnull=True
     ).select_related("session"):
         events.setdefault(e.patient_id, []).append(_serious_event(e))
     return events

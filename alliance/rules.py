@@ -47,11 +47,12 @@ class AlliancePoint:
 
 @dataclass(frozen=True)
 class StepBand:
-    """Earlier patients' bond means at one protocol step (the patient's own left out)."""
+    """Earlier patients' bond means at one protocol step (the patient's own left out): a
+    tuple, or a sweep's shared `bands.Others`."""
 
     step_id: int
     label: str
-    values: tuple[float, ...]
+    values: "tuple[float, ...] | bands.Others"
 
 
 @dataclass(frozen=True)

@@ -124,16 +124,18 @@ def bands_for_steps(
     return found
 
 
-def load_bond_bands(*, step_ids=None) -> dict[int, tuple[str, np.ndarray, np.ndarray]]:
-    """{step id: (label, patient ids, bond means)} of the band table, for the off_track rule;
-    a sweep loads every step once and hands it to each patient's recompute."""
+def load_bond_bands(*, step_ids=None) -> dict[int, tuple[str, np.ndarray, dict, dict]]:
+    """{step id: (label, bond means sorted, {patient id: bond mean}, percentile memo)} of the
+    band table, for the off_track rule; a sweep loads every step once and hands it to each
+    patient's recompute."""
     rows = ExpectedBand.objects.filter(measure=ExpectedBand.Measure.BOND).select_related("step")
     if step_ids is not None:
         rows = rows.filter(step_id__in=set(step_ids))
     loaded = {}
     for row in rows:
         pairs = np.asarray(row.values, dtype=float).reshape(-1, 2)
-        loaded[row.step_id] = (row.step.label, pairs[:, 0].astype(int), pairs[:, 1])
+        own = dict(zip(pairs[:, 0].astype(int).tolist(), pairs[:, 1].tolist(), strict=True))
+        loaded[row.step_id] = (row.step.label, np.sort(pairs[:, 1]), own, {})
     return loaded
 
 
@@ -150,9 +152,9 @@ def bond_bands_for_rules(*, step_ids, patient_id: int, loaded=None) -> dict:
         loaded = load_bond_bands(step_ids=step_ids)
     found = {}
     for step_id in step_ids & set(loaded):
-        label, patients, values = loaded[step_id]
-        others = values[patients != patient_id]
-        found[step_id] = RuleBand(step_id=step_id, label=label, values=tuple(others.tolist()))
+        label, ordered, own, memo = loaded[step_id]
+        others = bands.Others(ordered, own.get(patient_id), memo)
+        found[step_id] = RuleBand(step_id=step_id, label=label, values=others)
     return found
 
 
