@@ -83,6 +83,7 @@ Scoring conventions
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -251,6 +252,13 @@ def _frac(x: int | float | str | Fraction) -> Fraction:
     """Exact value of a decimal number as written (0.1 is 1/10, not the binary float)."""
     if isinstance(x, Fraction):
         return x
+    return _exact(x)
+
+
+# Answers and definition constants repeat endlessly (a bulk import, the demo's seeding), and
+# the text round trip is most of scoring's time. `typed` keeps 1, 1.0 and "1" apart.
+@functools.lru_cache(maxsize=4096, typed=True)
+def _exact(x: int | float | str) -> Fraction:
     return Fraction(Decimal(str(x)))
 
 
@@ -261,6 +269,7 @@ def _round(x: Fraction, places: int) -> float:
         return float(d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
+@functools.lru_cache(maxsize=256, typed=True)
 def _decimals(x: int | float) -> int:
     exponent = Decimal(str(x)).normalize().as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
