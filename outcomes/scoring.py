@@ -690,12 +690,23 @@ def validate_answers(defn: Mapping, answers: Mapping) -> dict:
             errors[key] = f"answer {value!r} is not a number"
             continue
         sc = _item_scale(defn, items[key])
-        v, lo, hi, step = (_frac(x) for x in (value, sc["min"], sc["max"], sc["step"]))
-        if not lo <= v <= hi:
-            errors[key] = f"answer {value:g} is outside {sc['min']:g}-{sc['max']:g}"
-        elif not _on_step(v, lo, step):
-            errors[key] = f"answer {value:g} is not a multiple of {sc['step']:g} from {sc['min']:g}"
+        error = _answer_error(value, sc["min"], sc["max"], sc["step"])
+        if error:
+            errors[key] = error
     return errors
+
+
+# The same few answers meet the same few scales over and over: check each pairing once.
+@functools.lru_cache(maxsize=4096, typed=True)
+def _answer_error(
+    value: int | float, low: int | float, high: int | float, step: int | float
+) -> str:
+    v, lo, hi, st = (_frac(x) for x in (value, low, high, step))
+    if not lo <= v <= hi:
+        return f"answer {value:g} is outside {low:g}-{high:g}"
+    if not _on_step(v, lo, st):
+        return f"answer {value:g} is not a multiple of {step:g} from {low:g}"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
