@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clinic import dates
-from clinic.audit import audit_record
+from clinic.audit import AUDIT_FIELDS, audit_record, audit_values
 from clinic.bulk import copy_values, next_ids
 from clinic.models import AuditEvent, Patient
 
@@ -242,7 +242,6 @@ def _response_row(
 
 
 SCORE_FIELDS = ["response_id", "scale", "value", "mean", "band", "prorated", "complete"]
-AUDIT_FIELDS = ["at", "actor_id", "action", "object_type", "object_id", "patient_id", "detail"]
 
 
 @dataclass(frozen=True)
@@ -365,21 +364,18 @@ def responses_bulk_record(*, actor, drafts, batch_size: int = 5000) -> int:
             # What bulk_create_with_history writes: a "+" row per response, by the actor.
             history.append((*(row[i] for i in tracked_at), now, None, "+", actor_id))
             scores.extend((pk, *score) for score in result.scores)
-            # What clinic.audit.audit_event gives for a new response.
             audits.append(
-                (
-                    now,
-                    actor_id,
-                    AuditEvent.Action.CREATE.value,
-                    Response._meta.label_lower,
-                    str(public_id),
-                    patient.pk,
-                    json.dumps(
-                        {
-                            "instrument": version.instrument.code,
-                            "source": Response.Source.CLINIC.value,
-                        }
-                    ),
+                audit_values(
+                    at=now,
+                    actor=actor,
+                    action=AuditEvent.Action.CREATE,
+                    object_type=Response._meta.label_lower,
+                    object_id=str(public_id),
+                    patient=patient,
+                    detail={
+                        "instrument": version.instrument.code,
+                        "source": Response.Source.CLINIC.value,
+                    },
                 )
             )
         copy_values(Response, responses, fields=RESPONSE_FIELDS)
