@@ -12,7 +12,7 @@ here in memory, from the same rules:
   sessions, seeded from the database);
 - answers are the demo's stories (`outcomes.demo.planned_responses`), checked and scored by
   `outcomes.services.responses_bulk_record` with the scoring engine;
-- every change gets the audit row its service writes (`clinic.audit.audit_event`).
+- every change gets the audit row its service writes (`clinic.audit.audit_values`).
 
 Rows are inserted with `bulk_create` in batches, in one transaction with the caller's. Flags are
 not computed here: the caller recomputes every patient once at the end.
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from clinic.audit import audit_event
-from clinic.bulk import copy_rows
+from clinic.audit import AUDIT_FIELDS, audit_values
+from clinic.bulk import copy_values
 from clinic.models import (
     AuditEvent,
     CoachAssignment,
@@ -410,12 +410,13 @@ class BulkClinic:
         CoachAssignment.objects.bulk_create(self.assignments, batch_size=BATCH)
         PatientStatusChange.objects.bulk_create(self.status_changes, batch_size=BATCH)
         Discharge.objects.bulk_create(self.discharges, batch_size=BATCH)
-        copy_rows(AuditEvent, self._audit_rows(), fields=outcome_services.AUDIT_FIELDS)
+        copy_values(AuditEvent, self._audit_rows(), fields=AUDIT_FIELDS)
         return self._save_responses(seed=seed)
 
     def _audit_rows(self):
         for action, target, patient, detail, *actor in self.audits:
-            yield audit_event(
+            yield audit_values(
+                at=self.now,
                 actor=actor[0] if actor else self.admin,
                 action=action,
                 target=target,

@@ -83,6 +83,7 @@ Scoring conventions
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -251,6 +252,13 @@ def _frac(x: int | float | str | Fraction) -> Fraction:
     """Exact value of a decimal number as written (0.1 is 1/10, not the binary float)."""
     if isinstance(x, Fraction):
         return x
+    return _exact(x)
+
+
+# Answers and definition constants repeat endlessly (a bulk import, the demo's seeding), and
+# the text round trip is most of scoring's time. `typed` keeps 1, 1.0 and "1" apart.
+@functools.lru_cache(maxsize=4096, typed=True)
+def _exact(x: int | float | str) -> Fraction:
     return Fraction(Decimal(str(x)))
 
 
@@ -261,6 +269,7 @@ def _round(x: Fraction, places: int) -> float:
         return float(d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
+@functools.lru_cache(maxsize=256, typed=True)
 def _decimals(x: int | float) -> int:
     exponent = Decimal(str(x)).normalize().as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
@@ -681,12 +690,23 @@ def validate_answers(defn: Mapping, answers: Mapping) -> dict:
             errors[key] = f"answer {value!r} is not a number"
             continue
         sc = _item_scale(defn, items[key])
-        v, lo, hi, step = (_frac(x) for x in (value, sc["min"], sc["max"], sc["step"]))
-        if not lo <= v <= hi:
-            errors[key] = f"answer {value:g} is outside {sc['min']:g}-{sc['max']:g}"
-        elif not _on_step(v, lo, step):
-            errors[key] = f"answer {value:g} is not a multiple of {sc['step']:g} from {sc['min']:g}"
+        error = _answer_error(value, sc["min"], sc["max"], sc["step"])
+        if error:
+            errors[key] = error
     return errors
+
+
+# The same few answers meet the same few scales over and over: check each pairing once.
+@functools.lru_cache(maxsize=4096, typed=True)
+def _answer_error(
+    value: int | float, low: int | float, high: int | float, step: int | float
+) -> str:
+    v, lo, hi, st = (_frac(x) for x in (value, low, high, step))
+    if not lo <= v <= hi:
+        return f"answer {value:g} is outside {low:g}-{high:g}"
+    if not _on_step(v, lo, st):
+        return f"answer {value:g} is not a multiple of {step:g} from {low:g}"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------

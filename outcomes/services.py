@@ -15,14 +15,15 @@ import datetime
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clinic import dates
-from clinic.audit import audit_event, audit_record
-from clinic.bulk import copy_rows
+from clinic.audit import AUDIT_FIELDS, audit_record, audit_values
+from clinic.bulk import copy_values, next_ids
 from clinic.models import AuditEvent, Patient
 
 from . import scoring, signals
@@ -241,68 +242,148 @@ def _response_row(
 
 
 SCORE_FIELDS = ["response_id", "scale", "value", "mean", "band", "prorated", "complete"]
-AUDIT_FIELDS = ["at", "actor_id", "action", "object_type", "object_id", "patient_id", "detail"]
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """What the scoring engine gives for one set of answers to one version, as stored."""
+
+    complete: bool
+    safety_hits: str  # JSON
+    has_safety_hit: bool
+    safety_unanswered: str  # JSON
+    answers: str  # JSON
+    extras: str  # JSON
+    scores: tuple  # (scale, value, mean, band, prorated, complete) per Score row
+
+
+def _scored(version: InstrumentVersion, cleaned: dict) -> _Scored:
+    result = _score(version.definition, cleaned, allow_incomplete=True)
+    return _Scored(
+        complete=result.complete,
+        safety_hits=json.dumps(_safety(result)),
+        has_safety_hit=bool(result.safety_hits),
+        safety_unanswered=json.dumps(result.safety_unanswered),
+        answers=json.dumps({str(k): v for k, v in sorted(cleaned.items())}),
+        extras=json.dumps(_scores_extras(result)),
+        scores=tuple(
+            (s.code, s.value, s.mean, s.band or "", s.prorated, s.complete) for s in result.scales
+        ),
+    )
+
+
+# Response columns as `responses_bulk_record` writes them; a new column must be added there.
+RESPONSE_FIELDS = [
+    "id",
+    "public_id",
+    "patient_id",
+    "version_id",
+    "respondent",
+    "entered_by_id",
+    "source",
+    "administered_at",
+    "session_id",
+    "about_coach_id",
+    "submission_key",
+    "complete",
+    "safety_hits",
+    "has_safety_hit",
+    "safety_unanswered",
+    "answers",
+    "extras",
+    "created_at",
+    "updated_at",
+]
 
 
 @transaction.atomic
-def responses_bulk_record(*, actor, drafts, batch_size: int = 2000) -> int:
+def responses_bulk_record(*, actor, drafts, batch_size: int = 5000) -> int:
     """Record many questionnaires at database speed, for the demo's bulk seeding: each draft
     is `(patient, version, answers, administered_at, session)`, checked and scored exactly as
-    `response_record(allow_incomplete=True)` does, then inserted in batches with their Score
+    `response_record(allow_incomplete=True)` does, then copied in batches with their Score
     rows, history and audit rows. Nothing is announced: the caller recomputes flags (and so
-    raises safety flags) once at the end. Returns how many were recorded."""
-    from simple_history.utils import bulk_create_with_history
+    raises safety flags) once at the end. Returns how many were recorded.
 
-    rows, results = [], []
-    for patient, version, answers, administered_at, session in drafts:
-        # The scoring engine validates the answers (an invalid one raises and the whole
-        # batch rolls back); validating them once more first would double the seed's time.
-        cleaned = _as_numbers(answers)
-        _check_administered_at(administered_at)
-        result = _score(version.definition, cleaned, allow_incomplete=True)
-        rows.append(
-            _response_row(
-                actor=actor,
-                patient=patient,
-                version=version,
-                cleaned=cleaned,
-                result=result,
-                administered_at=administered_at,
-                source=Response.Source.CLINIC,
-                session=session,
+    Scoring is pure, so each distinct set of answers to a version is scored once and its
+    result reused (many short questionnaires repeat at scale). Rows go in as plain tuples with
+    ids drawn from the sequence first, so children can name their response."""
+    missing = {f.attname for f in Response._meta.concrete_fields} - set(RESPONSE_FIELDS)
+    assert not missing, f"responses_bulk_record does not write {sorted(missing)}"
+    historical = Response.history.model
+    tracked = [f.attname for f in historical.tracked_fields]
+    history_fields = [
+        *tracked,
+        "history_date",
+        "history_change_reason",
+        "history_type",
+        "history_user_id",
+    ]
+    where = {name: i for i, name in enumerate(RESPONSE_FIELDS)}
+    tracked_at = [where[name] for name in tracked]
+    actor_id = actor.pk if actor is not None and actor.is_authenticated else None
+    now = timezone.now()
+    scored: dict[tuple, _Scored] = {}
+    recorded = 0
+    for first in range(0, len(drafts), batch_size):
+        batch = drafts[first : first + batch_size]
+        responses, history, scores, audits = [], [], [], []
+        for pk, (patient, version, answers, administered_at, session) in zip(
+            next_ids(Response, len(batch)), batch, strict=True
+        ):
+            # The scoring engine validates the answers (an invalid one raises and the whole
+            # batch rolls back); validating them once more first would double the seed's time.
+            cleaned = _as_numbers(answers)
+            _check_administered_at(administered_at)
+            key = (version.pk, *sorted(cleaned.items()))
+            result = scored.get(key)
+            if result is None:
+                result = scored[key] = _scored(version, cleaned)
+            public_id = uuid.uuid4()
+            row = (
+                pk,
+                public_id,
+                patient.pk,
+                version.pk,
+                version.definition["respondent"],
+                actor_id,
+                Response.Source.CLINIC.value,
+                administered_at,
+                session.pk if session is not None else None,
+                None,
+                None,
+                result.complete,
+                result.safety_hits,
+                result.has_safety_hit,
+                result.safety_unanswered,
+                result.answers,
+                result.extras,
+                now,
+                now,
             )
-        )
-        results.append(result)
-    for first in range(0, len(rows), batch_size):
-        batch = rows[first : first + batch_size]
-        bulk_create_with_history(batch, Response, batch_size=batch_size, default_user=actor)
-        copy_rows(
-            Score,
-            (
-                score
-                for response, result in zip(batch, results[first : first + batch_size], strict=True)
-                for score in _score_rows(response, result)
-            ),
-            fields=SCORE_FIELDS,
-        )
-        copy_rows(
-            AuditEvent,
-            (
-                audit_event(
+            responses.append(row)
+            # What bulk_create_with_history writes: a "+" row per response, by the actor.
+            history.append((*(row[i] for i in tracked_at), now, None, "+", actor_id))
+            scores.extend((pk, *score) for score in result.scores)
+            audits.append(
+                audit_values(
+                    at=now,
                     actor=actor,
                     action=AuditEvent.Action.CREATE,
-                    target=response,
-                    patient=response.patient,
+                    object_type=Response._meta.label_lower,
+                    object_id=str(public_id),
+                    patient=patient,
                     detail={
-                        "instrument": response.version.instrument.code,
+                        "instrument": version.instrument.code,
                         "source": Response.Source.CLINIC.value,
                     },
                 )
-                for response in batch
-            ),
-            fields=AUDIT_FIELDS,
-        )
-    return len(rows)
+            )
+        copy_values(Response, responses, fields=RESPONSE_FIELDS)
+        copy_values(historical, history, fields=history_fields)
+        copy_values(Score, scores, fields=SCORE_FIELDS)
+        copy_values(AuditEvent, audits, fields=AUDIT_FIELDS)
+        recorded += len(responses)
+    return recorded
 
 
 @transaction.atomic
