@@ -306,11 +306,11 @@ def cohort(
     ]
     changes = []
     for scale, label in ALLIANCE_SCALES:
-        # In pseudonym order, as the grids: the sums then do not depend on the order the
-        # database happened to return the patients in, down to the last bit.
-        before, after = measured.column(f"prep_{scale}"), measured.column(f"week_{scale}")
-        both = ~(np.isnan(before) | np.isnan(after))
-        pairs = list(zip(before[both].tolist(), after[both].tolist(), strict=True))
+        pairs = [
+            (values[f"prep_{scale}"], values[f"week_{scale}"])
+            for values in measures.values()
+            if f"prep_{scale}" in values and f"week_{scale}" in values
+        ]
         changes.append(
             Change(
                 label=label.capitalize(),

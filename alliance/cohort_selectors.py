@@ -14,7 +14,7 @@ import datetime
 import json
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Max, Min
 
 from clinic.access import patients_visible_to
@@ -42,8 +42,9 @@ _EARLIEST_FIRST = "at, session_at, by_patient, response_id"
 _OFF_TARGET = "abs(extract(epoch FROM at) - extract(epoch FROM last_dosing) - {days} * 86400)"
 
 _MEASURES_SQL = f"""
-WITH cohort (patient_id, public_id, first_dosing, last_dosing, dosing_count) AS (
-    {{cohort}}
+WITH cohort AS (
+    SELECT * FROM unnest(%(cohort)s::bigint[], %(first)s::timestamptz[], %(last)s::timestamptz[])
+         AS c(patient_id, first_dosing, last_dosing)
 ),
 whole AS (
     SELECT * FROM unnest(%(whole_versions)s::bigint[], %(whole_scales)s::text[],
@@ -106,15 +107,11 @@ peak AS (
 )
 -- Answers only where the exact mean could not be had from a stored sum (see `whole`): in a
 -- lateral subquery the condition gates the lookup, where a join looked up every row.
--- Every cohort patient comes back, with no measure when none was chosen, so the cohort is
--- aggregated once, here, rather than read into Python and sent back.
-SELECT c.patient_id, c.public_id, c.dosing_count,
-       chosen.measure, chosen.scale, chosen.value, r.version_id, r.answers
-FROM cohort c
-LEFT JOIN (
+SELECT chosen.patient_id, chosen.measure, chosen.scale, chosen.value, r.version_id, r.answers
+FROM (
     SELECT * FROM preparation UNION ALL SELECT * FROM week_after
     UNION ALL SELECT * FROM follow_up UNION ALL SELECT * FROM peak
-) chosen ON chosen.patient_id = c.patient_id
+) chosen
 LEFT JOIN LATERAL (
     SELECT version_id, answers FROM {{response}}
     WHERE id = chosen.response_id AND chosen.value IS NULL
@@ -133,7 +130,7 @@ def cohort_measures(
     end: datetime.date | None = None,
 ) -> CohortMeasures:
     """Each patient's measures over the completed dosings they attended in the chosen
-    program, modality and dates: two queries, whatever the size of the cohort, and no
+    program, modality and dates: three queries, whatever the size of the cohort, and no
     Python work per patient beyond reading its chosen values."""
     attended = Attendance.objects.filter(
         patient__in=patients_visible_to(user),
@@ -157,10 +154,16 @@ def cohort_measures(
             dosing_count=Count("id"),
         )
     )
-    # Plain fields first, then the aggregates in order: the column order `cohort` names.
-    cohort_sql, cohort_params = per_patient.values(
-        "patient_id", "patient__public_id", "first_dosing", "last_dosing", "dosing_count"
-    ).query.sql_with_params()
+    cohort = list(
+        per_patient.values_list(
+            "patient_id", "patient__public_id", "dosing_count", "first_dosing", "last_dosing"
+        )
+    )
+    pseudonyms = {pid: pseudonym_of(public_id) for pid, public_id, *_ in cohort}
+    measures: dict[int, dict[str, float]] = {pid: {} for pid in pseudonyms}
+    if not cohort:
+        return CohortMeasures(measures={}, pseudonyms={}, dosings=0)
+
     codes = [*analytics.INSTRUMENTS, depression]
     definitions = dict(
         InstrumentVersion.objects.filter(instrument__code__in=codes).values_list("pk", "definition")
@@ -171,6 +174,10 @@ def cohort_measures(
         for scale, items in analytics.whole_scale_items(definition).items()
     ]
     params = {
+        # The cohort goes in as arrays, so that the database does not aggregate it twice.
+        "cohort": [row[0] for row in cohort],
+        "first": [row[3] for row in cohort],
+        "last": [row[4] for row in cohort],
         "whole_versions": [version_id for version_id, _, _ in whole],
         "whole_scales": [scale for _, scale, _ in whole],
         "whole_items": [items for _, _, items in whole],
@@ -187,36 +194,18 @@ def cohort_measures(
         "follow_days": [days for _, _, days, _ in analytics.FOLLOW_UPS],
         "follow_half": [half for _, _, _, half in analytics.FOLLOW_UPS],
     }
-    # The ORM's subquery uses positional %s; name its parameters so both styles do not mix.
-    names = [f"cohort_{n}" for n in range(len(cohort_params))]
-    params.update(zip(names, cohort_params, strict=True))
     sql = _MEASURES_SQL.format(
-        cohort=cohort_sql % tuple(f"%({name})s" for name in names),
         response=Response._meta.db_table,
         version=InstrumentVersion._meta.db_table,
         instrument=Instrument._meta.db_table,
         score=Score._meta.db_table,
         session=Session._meta.db_table,
     )
-    with transaction.atomic(), connection.cursor() as cursor:
-        # The planner overestimates the cohort, so the plan costs enough to be JIT-compiled:
-        # seconds of compiling for a query that runs in well under one. The per-measure
-        # sorts of a large cohort spill to disk at the default work_mem.
-        cursor.execute("SET LOCAL jit = off")
-        cursor.execute("SET LOCAL work_mem = '32MB'")
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         chosen = cursor.fetchall()
 
-    measures: dict[int, dict[str, float]] = {}
-    pseudonyms: dict[int, str] = {}
-    dosings = 0
-    for pid, public_id, dosing_count, measure, scale, value, version_id, answers in chosen:
-        if pid not in pseudonyms:
-            pseudonyms[pid] = pseudonym_of(public_id)
-            measures[pid] = {}
-            dosings += dosing_count
-        if measure is None:
-            continue
+    for pid, measure, scale, value, version_id, answers in chosen:
         if value is None:
             # Django reads jsonb from a raw cursor as text, as its JSONField does before decoding.
             value = analytics.exact_mean(definitions[version_id], json.loads(answers), scale)
@@ -225,4 +214,8 @@ def cohort_measures(
         if measure.endswith("_peak") and measure in measures[pid]:
             value = max(value, measures[pid][measure])
         measures[pid][measure] = value
-    return CohortMeasures(measures=measures, pseudonyms=pseudonyms, dosings=dosings)
+    return CohortMeasures(
+        measures=measures,
+        pseudonyms=pseudonyms,
+        dosings=sum(row[2] for row in cohort),
+    )
