@@ -5,6 +5,18 @@ from django.db import models
 from .models import AuditEvent, Patient
 
 
+def _who(actor):
+    """The acting user, or None for the system (a worker) and anonymous visitors."""
+    return actor if actor is not None and actor.is_authenticated else None
+
+
+def _what(target: models.Model | None, object_type: str, object_id: str) -> tuple[str, str]:
+    """(object type, object id): a row names itself by its public id where it has one."""
+    if target is None:
+        return object_type, object_id
+    return target._meta.label_lower, str(getattr(target, "public_id", target.pk))
+
+
 def _event(
     *,
     actor,
@@ -15,11 +27,12 @@ def _event(
     object_type: str = "",
     object_id: str = "",
 ) -> AuditEvent:
+    object_type, object_id = _what(target, object_type, object_id)
     return AuditEvent(
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=_who(actor),
         action=action,
-        object_type=target._meta.label_lower if target is not None else object_type,
-        object_id=str(getattr(target, "public_id", target.pk)) if target is not None else object_id,
+        object_type=object_type,
+        object_id=object_id,
         patient=patient,
         detail=detail or {},
     )
@@ -77,12 +90,12 @@ def audit_values(
     """The row `audit_record` writes, as database values in `AUDIT_FIELDS` order: for bulk
     writers that copy many rows at once (the demo's bulk seeding), in the same transaction.
     Same rules as `_event`; no model instance, which costs more than the copy itself."""
+    who = _who(actor)
     return (
         at,
-        actor.pk if actor is not None and actor.is_authenticated else None,
+        who.pk if who is not None else None,
         str(action),
-        target._meta.label_lower if target is not None else object_type,
-        str(getattr(target, "public_id", target.pk)) if target is not None else object_id,
+        *_what(target, object_type, object_id),
         patient.pk if patient is not None else None,
         json.dumps(detail or {}),
     )
