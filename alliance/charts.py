@@ -214,6 +214,21 @@ def _layout(**extra) -> dict:
     return layout
 
 
+def _with_shapes(figure: go.Figure, *, shapes=(), annotations=()) -> dict:
+    """The figure's JSON with our shapes and annotations appended after its own (subplot
+    titles). Plotly validates a layout list anew on every change, one property at a time,
+    which cost the dashboard hundreds of milliseconds for a few dozen bands and labels; these
+    are plain dicts we write ourselves, which validate to themselves (tests compare the
+    figures built both ways)."""
+    figure_json = figure.to_plotly_json()
+    layout = figure_json["layout"]
+    if shapes:
+        layout["shapes"] = [*layout.get("shapes", []), *shapes]
+    if annotations:
+        layout["annotations"] = [*layout.get("annotations", []), *annotations]
+    return figure_json
+
+
 def _dosings(facts: DashboardFacts) -> list[SessionMark]:
     return [s for s in facts.sessions if s.kind == SessionKind.DOSING]
 
@@ -508,6 +523,10 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
         subplot_titles=[label for label, _, _ in present],
     )
     shapes, _ = _dosing_lines(_dosings(facts))
+    # Traces are gathered and handed to plotly at once, band labels appended unvalidated
+    # (see _with_shapes): one add_trace or add_annotation at a time re-validated everything
+    # added before it, hundreds of milliseconds per dashboard.
+    traces, trace_rows, band_labels = [], [], []
     definitions_seen = set()
     for row, (label, colour, rows) in enumerate(present, start=1):
         definition = rows[-1].definition
@@ -554,7 +573,7 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                     ", ".join(words) or "—",
                 ]
             )
-        figure.add_trace(
+        traces.append(
             go.Scatter(
                 x=[_iso(r.at) for r in rows],
                 y=[r.scores["total"][0] for r in rows],
@@ -563,16 +582,15 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                 line={"color": colour, "width": 2},
                 text=[r.scores["total"][2] for r in rows],
                 hovertemplate=f"{label} %{{y}} (%{{text}})<br>%{{x|%d %b %Y}}<extra></extra>",
-            ),
-            row=row,
-            col=1,
+            )
         )
+        trace_rows.append(row)
         for marks, name, symbol in (
             (responded, "Response", "star"),
             (remitted, "Remission", "circle-open"),
         ):
             if marks:
-                figure.add_trace(
+                traces.append(
                     go.Scatter(
                         x=[_iso(r.at) for r, _ in marks],
                         y=[v for _, v in marks],
@@ -582,31 +600,33 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                         showlegend=name not in definitions_seen,
                         marker={"symbol": symbol, "size": 16, "color": "#198754"},
                         hovertemplate=f"{name}<br>%{{x|%d %b %Y}}<extra></extra>",
-                    ),
-                    row=row,
-                    col=1,
+                    )
                 )
+                trace_rows.append(row)
                 definitions_seen.add(name)
         for band in definition.get("bands", []):
             # Each band says its name at the right edge, so the colours need no legend.
-            figure.add_annotation(
-                xref="x domain" if row == 1 else f"x{row} domain",
-                yref=axis,
-                x=1,
-                y=(band["min"] + band["max"]) / 2,
-                xanchor="right",
-                text=band["label"],
-                showarrow=False,
-                font={"size": 11, "color": "#495057"},
+            band_labels.append(
+                {
+                    "xref": "x domain" if row == 1 else f"x{row} domain",
+                    "yref": axis,
+                    "x": 1,
+                    "y": (band["min"] + band["max"]) / 2,
+                    "xanchor": "right",
+                    "text": band["label"],
+                    "showarrow": False,
+                    "font": {"size": 11, "color": "#495057"},
+                }
             )
         top = definition["bands"][-1]["max"] if definition.get("bands") else None
         figure.update_yaxes(range=[0, top] if top else None, title_text="Total", row=row, col=1)
         if rule:
             source = rule["special"]["treatment_outcome"].get("source", "")
             chart.notes.append(f"{label}: {source}")
-    figure.update_layout(**_layout(height=260 * len(present) + 80, shapes=shapes))
+    figure.add_traces(traces, rows=trace_rows, cols=[1] * len(traces))
+    figure.update_layout(**_layout(height=260 * len(present) + 80))
     figure.update_xaxes(type="date")
-    chart.figure = figure.to_plotly_json()
+    chart.figure = _with_shapes(figure, shapes=shapes, annotations=band_labels)
     return chart
 
 
@@ -675,56 +695,69 @@ def acute_chart(facts: DashboardFacts) -> Chart:
         horizontal_spacing=0.07,
         subplot_titles=["MEQ-30 (% of maximum)", "PIQ (item mean, 0–5)", "EBI (mean, 0–100)"],
     )
-    for index, (scale, label) in enumerate(meq_scales):
-        colour = MEQ_COLOURS[index % len(MEQ_COLOURS)]
-        figure.add_trace(
-            go.Bar(
-                x=[ticks[k] for k in order],
-                y=[_percent(by_dosing[k].get("meq-30"), scale) for k in order],
-                name=label,
-                marker_color=colour,
-                hovertemplate=f"{label} %{{y:.0f}}%<extra></extra>",
-            ),
-            row=1,
-            col=1,
-        )
-    for index, (scale, label) in enumerate(piq_scales):
-        colour = PIQ_COLOURS[index % len(PIQ_COLOURS)]
-        figure.add_trace(
-            go.Bar(
-                x=[ticks[k] for k in order],
-                y=[_mean(by_dosing[k].get("piq"), scale) for k in order],
-                name=f"PIQ {label}",
-                marker_color=colour,
-                hovertemplate=f"{label} %{{y:.2f}}<extra></extra>",
-            ),
-            row=1,
-            col=2,
-        )
-    figure.add_trace(
+    # Traces handed to plotly at once and the 60% line appended unvalidated (see
+    # _with_shapes): add_trace, add_hline and update_yaxes each re-validated the figure so far.
+    x = [ticks[k] for k in order]
+    meq_bars = [
         go.Bar(
-            x=[ticks[k] for k in order],
-            y=[_mean(by_dosing[k].get("ebi"), "total") for k in order],
-            name="EBI",
-            marker_color="#0d6efd",
-            hovertemplate="EBI %{y:.1f}<extra></extra>",
-        ),
-        row=1,
-        col=3,
+            x=x,
+            y=[_percent(by_dosing[k].get("meq-30"), scale) for k in order],
+            name=label,
+            marker_color=MEQ_COLOURS[index % len(MEQ_COLOURS)],
+            hovertemplate=f"{label} %{{y:.0f}}%<extra></extra>",
+        )
+        for index, (scale, label) in enumerate(meq_scales)
+    ]
+    piq_bars = [
+        go.Bar(
+            x=x,
+            y=[_mean(by_dosing[k].get("piq"), scale) for k in order],
+            name=f"PIQ {label}",
+            marker_color=PIQ_COLOURS[index % len(PIQ_COLOURS)],
+            hovertemplate=f"{label} %{{y:.2f}}<extra></extra>",
+        )
+        for index, (scale, label) in enumerate(piq_scales)
+    ]
+    ebi_bar = go.Bar(
+        x=x,
+        y=[_mean(by_dosing[k].get("ebi"), "total") for k in order],
+        name="EBI",
+        marker_color="#0d6efd",
+        hovertemplate="EBI %{y:.1f}<extra></extra>",
     )
-    figure.add_hline(
-        y=60,
-        row=1,
-        col=1,
-        line={"color": "#dc3545", "dash": "dash"},
-        annotation_text="60%",
-        annotation_position="top left",
+    columns = [1] * len(meq_bars) + [2] * len(piq_bars) + [3]
+    figure.add_traces([*meq_bars, *piq_bars, ebi_bar], rows=[1] * len(columns), cols=columns)
+    # The 60% line across the MEQ-30 panel, as add_hline(row=1, col=1) draws it.
+    line_at_60 = {
+        "type": "line",
+        "xref": "x domain",
+        "yref": "y",
+        "x0": 0,
+        "x1": 1,
+        "y0": 60,
+        "y1": 60,
+        "line": {"color": "#dc3545", "dash": "dash"},
+    }
+    label_60 = {
+        "xref": "x domain",
+        "yref": "y",
+        "x": 0,
+        "y": 60,
+        "xanchor": "left",
+        "yanchor": "bottom",
+        "text": "60%",
+        "showarrow": False,
+    }
+    figure.update_layout(
+        **_layout(
+            height=420,
+            barmode="group",
+            yaxis={"range": [0, 100]},
+            yaxis2={"range": [0, 5]},
+            yaxis3={"range": [0, 100]},
+        )
     )
-    figure.update_yaxes(range=[0, 100], row=1, col=1)
-    figure.update_yaxes(range=[0, 5], row=1, col=2)
-    figure.update_yaxes(range=[0, 100], row=1, col=3)
-    figure.update_layout(**_layout(height=420, barmode="group"))
-    chart.figure = figure.to_plotly_json()
+    chart.figure = _with_shapes(figure, shapes=[line_at_60], annotations=[label_60])
     return chart
 
 

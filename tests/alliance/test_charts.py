@@ -4,6 +4,8 @@ import dataclasses
 import datetime
 import json
 
+import plotly.graph_objects as go
+
 from alliance import charts
 from outcomes.scoring import get_definition
 from sessions import monitoring
@@ -281,6 +283,25 @@ def test_every_figure_is_plain_json():
     )
     for chart in charts.dashboard_charts(facts):
         assert json.loads(json.dumps(chart.figure))["data"]
+
+
+def test_the_depression_and_acute_figures_are_what_plotly_makes_of_them():
+    """Their bands, labels and 60% line skip plotly's validation for speed: validating the
+    finished figure again must change nothing, or the browser would draw something else."""
+    rows = [
+        _total("phq-9", 0, 20, "Severe"),
+        _total("phq-9", 30, 9, "Mild"),
+        _total("qids-sr-16", 0, 16, "Severe"),
+        _total("grid-hamd-17", 0, 18, "Moderate"),
+        _acute("meq-30", 21, {"mystical": 3.5}, session_id=DOSING.session_id),
+        _acute("ebi", 21, {"total": 62.5}),
+    ]
+    facts = _facts(rows, sessions=[DOSING])
+    for chart in (charts.outcomes_chart(facts), charts.acute_chart(facts)):
+        figure = _plain(chart)
+        assert figure["layout"]["shapes"] and figure["layout"]["annotations"]
+        revalidated = go.Figure(figure).to_plotly_json()
+        assert json.loads(json.dumps(revalidated)) == figure
 
 
 # --- the shared date range ------------------------------------------------------------------
