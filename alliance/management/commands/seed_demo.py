@@ -83,6 +83,20 @@ PROGRAMS = [
 BULK_ABOVE = 200
 
 
+def _person(fake) -> dict:
+    """A demo patient's name and birth date. Drawn for every number, existing or not, so both
+    seeding paths and every rerun draw the same sequence."""
+    return {
+        "first_name": fake.first_name(),
+        "last_name": fake.last_name(),
+        "date_of_birth": fake.date_of_birth(minimum_age=22, maximum_age=70),
+    }
+
+
+def _email(person: dict) -> str:
+    return f"{person['first_name']}.{person['last_name']}@example.invalid".lower().replace(" ", "")
+
+
 def alumni_start(number: int, today: datetime.date) -> datetime.date:
     """Alumni started 9 days apart, over a year ago; thousands of them repeat the same ten
     years of start dates rather than reach back before the clinic's earliest date."""
@@ -287,19 +301,15 @@ class Command(BaseCommand):
         created = 0
         for number in range(1, patients + 1):
             record_number = f"DEMO-{number:04d}"
-            # Draw the fake identity whether or not the patient exists, so runs stay aligned.
-            first, last = fake.first_name(), fake.last_name()
-            birth = fake.date_of_birth(minimum_age=22, maximum_age=70)
+            person = _person(fake)
             if Patient.objects.filter(record_number=record_number).exists():
                 rng.random()
                 continue
             patient = services.patient_create(
                 actor=admin,
                 record_number=record_number,
-                first_name=first,
-                last_name=last,
-                date_of_birth=birth,
-                email=f"{first}.{last}@example.invalid".lower().replace(" ", ""),
+                **person,
+                email=_email(person),
                 email_consent=rng.random() < 0.7,
             )
             self._enrol(
@@ -331,17 +341,14 @@ class Command(BaseCommand):
         group = next(p for p in programs if p.is_group)
         for number in range(1, patients + 1):
             record_number = f"DEMO-{number:04d}"
-            first, last = fake.first_name(), fake.last_name()
-            birth = fake.date_of_birth(minimum_age=22, maximum_age=70)
+            person = _person(fake)
             if record_number in existing:
                 rng.random()
                 continue
             patient = clinic.patient(
                 record_number=record_number,
-                first_name=first,
-                last_name=last,
-                date_of_birth=birth,
-                email=f"{first}.{last}@example.invalid".lower().replace(" ", ""),
+                **person,
+                email=_email(person),
                 consent=rng.random() < 0.7,
             )
             if rng.random() < 0.08:
@@ -369,13 +376,10 @@ class Command(BaseCommand):
         finished = []
         for number in range(1, alumni + 1):
             record_number = f"DEMO-A{number:03d}"
-            first, last = fake.first_name(), fake.last_name()
-            birth = fake.date_of_birth(minimum_age=22, maximum_age=70)
+            person = _person(fake)
             if record_number in existing:
                 continue
-            patient = clinic.patient(
-                record_number=record_number, first_name=first, last_name=last, date_of_birth=birth
-            )
+            patient = clinic.patient(record_number=record_number, **person)
             start = alumni_start(number, clinic.today)
             enrolment = clinic.enrol(patient, program=program, start_date=start)
             clinic.assign(
@@ -407,17 +411,10 @@ class Command(BaseCommand):
         created = 0
         for number in range(1, count + 1):
             record_number = f"DEMO-A{number:03d}"
-            first, last = fake.first_name(), fake.last_name()
-            birth = fake.date_of_birth(minimum_age=22, maximum_age=70)
+            person = _person(fake)
             if Patient.objects.filter(record_number=record_number).exists():
                 continue
-            patient = services.patient_create(
-                actor=admin,
-                record_number=record_number,
-                first_name=first,
-                last_name=last,
-                date_of_birth=birth,
-            )
+            patient = services.patient_create(actor=admin, record_number=record_number, **person)
             start = alumni_start(number, timezone.localdate())
             enrolment = services.patient_enrol(
                 actor=admin, patient=patient, program=program, start_date=start
