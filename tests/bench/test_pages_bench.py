@@ -217,9 +217,8 @@ def _submit_weak_bond(client, patient, coach) -> float:
 
 
 def _sweeping(bulk_log, sweeps: int) -> bool:
-    return _read_all(bulk_log).count("alliance.sweep_all") and (
-        _read_all(bulk_log).count("succeeded in") < sweeps
-    )
+    log = _read_all(bulk_log)
+    return "alliance.sweep_all" in log and log.count("succeeded in") < sweeps
 
 
 def _read_all(log) -> str:
