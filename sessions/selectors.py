@@ -298,12 +298,23 @@ def feed_sessions(*, coach) -> QuerySet[Session]:
 
 
 def program_upcoming(*, program: Program, limit: int = 15) -> list[Session]:
+    """The program's next scheduled sessions not over yet, in start order. Asked as one
+    ("ends from now on, by start"), the database walks every session of the clinic in start
+    order, nearly all of them past (150 ms at 10,000 patients); asked as those under way and
+    those starting from now on, each is a short range of an index."""
+    now = timezone.now()
+    # Sessions starting together (a clinic books many at 09:00) in the order they were
+    # booked, as the one query's index walk happened to list them, but now on purpose.
+    scheduled = program.sessions.filter(status=Session.Status.SCHEDULED).order_by(
+        "scheduled_start", "pk"
+    )
+    # Unordered: in start order, the database walks the past again to find the few.
+    under_way = scheduled.filter(scheduled_start__lt=now, scheduled_end__gte=now).order_by()
+    ahead = scheduled.filter(scheduled_start__gte=now)[:limit]
+    # The ids first: as a subquery, the planner guesses thousands of rows and scans them all.
+    shown = list(under_way.values_list("pk", flat=True).union(ahead.values_list("pk", flat=True)))
     return list(
-        _with_people(
-            program.sessions.filter(
-                status=Session.Status.SCHEDULED, scheduled_end__gte=timezone.now()
-            ).order_by("scheduled_start")
-        )[:limit]
+        _with_people(Session.objects.filter(pk__in=shown).order_by("scheduled_start", "pk"))[:limit]
     )
 
 
