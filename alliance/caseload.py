@@ -47,9 +47,9 @@ def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
 
 def caseload_rows(*, user, patients) -> list[Patient]:
     """One page of `caseload_for`, in its order, with what the caseload shows beside each
-    patient: each carries `upcoming_attendances` (first one = next session) and
-    `to_log_attendances` (sessions this user facilitated and has not logged), the flags and
-    the next dosing of `with_flags_and_next_dosing`, and its readiness."""
+    patient: each carries `upcoming_attendances` (the next session, if any) and
+    `to_log_attendances` (the latest session this user facilitated and has not logged), the
+    flags and the next dosing of `with_flags_and_next_dosing`, and its readiness."""
     qs = with_current_care(Patient.objects.filter(pk__in=[p.pk for p in patients]))
     rows = list(
         with_flags_and_next_dosing(

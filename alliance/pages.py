@@ -14,11 +14,11 @@ from clinic.pages import paginate
 from clinic.services import record_patient_view, record_patients_view
 from outcomes.models import Instrument
 from outcomes.selectors import (
-    completion_by_time_point,
     delivery_log,
     due_for_session,
     measures_for,
     measures_in_words,
+    program_completion,
     responses_for,
 )
 from sessions import selectors as session_selectors
@@ -114,7 +114,7 @@ def program_sessions(request, program_id):
             "page": page,
             "upcoming": session_selectors.program_upcoming(program=program),
             "event_rates": selectors.adverse_event_rates(program=program),
-            "completion": completion_by_time_point(program=program),
+            "completion": program_completion(program=program),
             **overview,
         },
     )

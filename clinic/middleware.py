@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.db.models import prefetch_related_objects
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -8,6 +9,22 @@ from .roles import Role
 
 # Pages a signed-in clinician or admin may reach before passing the second factor.
 _OPEN_PREFIXES = ("/account/two-factor/", "/accounts/logout/", "/static/", "/healthz")
+
+
+class UserGroupsOnceMiddleware:
+    """Reads the signed-in user's groups once a request. The navigation, the context
+    processors and the view each ask for the role (`User.role`), which uses prefetched groups
+    when present: one query a page instead of one per question (seven on the caseload).
+    Changing the user's groups (`groups.set`, `add`, `remove`) drops the prefetched copy."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            prefetch_related_objects([user], "groups")
+        return self.get_response(request)
 
 
 class SecondFactorMiddleware:

@@ -333,3 +333,22 @@ class Kiosk(models.Model):
 
     def __str__(self):
         return f"Kiosk for {self.patient_id} at session {self.session_id}"
+
+
+class CompletionSummary(models.Model):
+    """A program's follow-up completion (`selectors.completion_by_time_point`) as the beat
+    task last counted it, so that the program page reads a few rows instead of looking up
+    every member's answers at every time point (most of that page at 10,000 patients).
+    Pages use it only while it is recent, for today and for the schedule it was counted
+    against (`selectors.program_completion`); otherwise they count afresh."""
+
+    program = models.OneToOneField(
+        "clinic.Program", on_delete=models.CASCADE, related_name="completion_summary"
+    )
+    counted_for = models.DateField(help_text="The clinic's date the time points were due by.")
+    counted_at = models.DateTimeField()
+    schedule = models.JSONField(help_text="The protocol's measurement schedule counted against.")
+    rows = models.JSONField()
+
+    def __str__(self):
+        return f"Completion of program {self.program_id} on {self.counted_for}"

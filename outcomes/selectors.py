@@ -26,7 +26,14 @@ from sessions.models import Attendance, Session, SessionKind
 from sessions.schedules import ScheduleAnchor
 
 from . import scoring
-from .models import Instrument, InstrumentVersion, Respondent, Response, SelfReportLink
+from .models import (
+    CompletionSummary,
+    Instrument,
+    InstrumentVersion,
+    Respondent,
+    Response,
+    SelfReportLink,
+)
 
 
 def item_answer(number: int) -> Cast:
@@ -743,6 +750,26 @@ def completion_by_time_point(*, program, today=None) -> list[dict]:
         {"time_point": label, "instrument": name, "answered": answered, "due": due}
         for (_offset, label, name), (answered, due) in sorted(counts.items())
     ]
+
+
+# Beat counts every five minutes (`services.completion_summaries_refresh`); a count older
+# than this means beat is not running, and the page counts for itself.
+COMPLETION_SUMMARY_FRESH = datetime.timedelta(minutes=15)
+
+
+def program_completion(*, program, now=None) -> list[dict]:
+    """`completion_by_time_point` for the program page: as beat last counted it, when that
+    was in the last quarter of an hour, for today and against the program's current schedule
+    (so a new answer shows within about five minutes); counted afresh otherwise."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    schedule = (program.protocol.measurement_schedule or []) if program.protocol_id else []
+    summary = CompletionSummary.objects.filter(
+        program=program, counted_for=today, counted_at__gte=now - COMPLETION_SUMMARY_FRESH
+    ).first()
+    if summary is not None and summary.schedule == schedule:
+        return summary.rows
+    return completion_by_time_point(program=program, today=today)
 
 
 def delivery_log(*, patient) -> list[dict]:

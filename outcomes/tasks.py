@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from . import kiosk, links
+from . import kiosk, links, services
 
 _RETRY = {
     "autoretry_for": (OperationalError, InterfaceError),
@@ -30,3 +30,8 @@ def send_calendar_measures() -> int:
 @shared_task(name="outcomes.end_idle_kiosks", **_RETRY)
 def end_idle_kiosks() -> int:
     return kiosk.end_idle_kiosks()
+
+
+@shared_task(name="outcomes.count_completion", **_RETRY)
+def count_completion() -> int:
+    return services.completion_summaries_refresh()

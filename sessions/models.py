@@ -183,6 +183,17 @@ class Session(models.Model):
         indexes = [
             models.Index(fields=["scheduled_start"]),
             models.Index(fields=["kind", "status", "scheduled_start"]),
+            # The program page's upcoming sessions: without it the database walks every
+            # session of the clinic in start order (most of them past) to find 15 ahead.
+            models.Index(
+                fields=["program", "status", "scheduled_start"], name="session_program_status"
+            ),
+            # Its group sessions: a handful in a package program of 100,000 sessions.
+            models.Index(
+                fields=["program", "scheduled_start"],
+                condition=Q(is_group=True),
+                name="session_group_by_program",
+            ),
         ]
 
     def __str__(self):

@@ -6,11 +6,14 @@ import zoneinfo
 import pytest
 import time_machine
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from clinic import services as clinic_services
 from clinic.models import Enrolment, Patient, Program
 from outcomes import selectors, services
+from outcomes.models import CompletionSummary
 from outcomes.scoring import get_definition
 from sessions import services as session_services
 from sessions.models import Session
@@ -195,3 +198,42 @@ def test_completion_is_empty_without_a_schedule_and_costs_the_same_at_any_size(
     program = Program.objects.get(pk=follow_ups.pk)
     with django_assert_num_queries(len(six.captured_queries)):
         selectors.completion_by_time_point(program=program, today=AFTER_THREE_MONTHS)
+
+
+@pytest.mark.django_db
+def test_the_program_page_reads_the_last_recent_count_and_counts_afresh_when_it_is_old(
+    follow_ups,
+):
+    today = timezone.localdate()
+    counted = selectors.completion_by_time_point(program=follow_ups, today=today)
+    assert services.completion_summaries_refresh() >= 1
+    program = Program.objects.get(pk=follow_ups.pk)
+    assert selectors.program_completion(program=program) == counted
+    # A member withdraws: the page shows it at beat's next count, within five minutes.
+    Enrolment.objects.filter(program=follow_ups, patient__last_name="Edges").update(
+        status=Enrolment.Status.WITHDRAWN
+    )
+    fresh = selectors.completion_by_time_point(program=follow_ups, today=today)
+    assert fresh != counted
+    assert selectors.program_completion(program=program) == counted
+    # Beat stopped: a count older than a quarter of an hour is not shown.
+    CompletionSummary.objects.filter(program=follow_ups).update(
+        counted_at=F("counted_at") - datetime.timedelta(minutes=16)
+    )
+    assert selectors.program_completion(program=program) == fresh
+    services.completion_summaries_refresh()
+    assert selectors.program_completion(program=program) == fresh
+
+
+@pytest.mark.django_db
+def test_the_program_page_counts_afresh_when_the_schedule_changed_since_the_count(follow_ups):
+    services.completion_summaries_refresh()
+    protocol = follow_ups.protocol
+    schedule = protocol.measurement_schedule
+    schedule[0]["time_points"] = schedule[0]["time_points"][:1]  # 4 weeks only
+    protocol.measurement_schedule = schedule
+    protocol.save(update_fields=["measurement_schedule"])
+    program = Program.objects.get(pk=follow_ups.pk)
+    shown = selectors.program_completion(program=program)
+    assert {row["time_point"] for row in shown} == {"4 weeks"}
+    assert shown == selectors.completion_by_time_point(program=program, today=timezone.localdate())
