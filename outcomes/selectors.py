@@ -757,7 +757,13 @@ def completion_by_time_point(*, program, today=None) -> list[dict]:
 COMPLETION_SUMMARY_FRESH = datetime.timedelta(minutes=15)
 
 
-def program_completion(*, program, now=None) -> list[dict]:
+@dataclasses.dataclass(frozen=True)
+class ProgramCompletion:
+    rows: list[dict]
+    counted_at: datetime.datetime  # shown on the page: the count may be minutes old
+
+
+def program_completion(*, program, now=None) -> ProgramCompletion:
     """`completion_by_time_point` for the program page: as beat last counted it, when that
     was in the last quarter of an hour, for today and against the program's current schedule
     (so a new answer shows within about five minutes); counted afresh otherwise."""
@@ -768,8 +774,10 @@ def program_completion(*, program, now=None) -> list[dict]:
         program=program, counted_for=today, counted_at__gte=now - COMPLETION_SUMMARY_FRESH
     ).first()
     if summary is not None and summary.schedule == schedule:
-        return summary.rows
-    return completion_by_time_point(program=program, today=today)
+        return ProgramCompletion(rows=summary.rows, counted_at=summary.counted_at)
+    return ProgramCompletion(
+        rows=completion_by_time_point(program=program, today=today), counted_at=now
+    )
 
 
 def delivery_log(*, patient) -> list[dict]:

@@ -7,6 +7,7 @@ import zoneinfo
 import pytest
 import time_machine
 from django.urls import reverse
+from django.utils import timezone
 
 from clinic import services as clinic_services
 from clinic.models import CoachAssignment
@@ -110,5 +111,8 @@ def test_the_program_page_shows_completion_per_time_point_and_instrument(client,
     assert any("GRID-HAMD-17" in row and "1 of 1 answered" in row for row in rows)
     assert any("PHQ-9" in row and "0 of 1 answered" in row for row in rows)
     assert "3 months" not in table
+    # Counted just now, on the page's own clock (no beat count yet): the page says when.
+    counted = timezone.localtime().strftime("%H:%M")
+    assert f"Counted at {counted}." in page
     client.force_login(people.coach)
     assert client.get(url).status_code == 403
