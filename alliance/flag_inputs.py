@@ -469,27 +469,30 @@ def resolved_safety_responses(resolved_flags) -> dict[tuple[int, str], set[int]]
 
 
 _SCHEDULE = """
-    SELECT a.patient_id, a.session_id, s.kind, s.scheduled_start
+    SELECT a.patient_id, a.session_id, a.status, s.kind, s.scheduled_start
     FROM clinic_sessions_attendance a
     JOIN clinic_sessions_session s ON s.id = a.session_id
-    WHERE a.patient_id IN (SELECT unnest(%(ids)s::bigint[])) AND a.status <> %(cancelled)s
+    WHERE a.patient_id IN (SELECT unnest(%(ids)s::bigint[]))
       AND ((s.kind = %(dosing)s AND s.status = %(scheduled)s)
-           OR (s.kind = %(preparation)s AND s.status = %(completed)s))
+           OR (s.kind = %(preparation)s AND s.status = %(completed)s
+               AND a.status <> %(cancelled)s))
     ORDER BY a.patient_id, s.scheduled_start, a.session_id
 """
 
 
-def _schedule_facts(patient_ids) -> tuple[dict, dict]:
+def _schedule_facts(patient_ids, every_dosing) -> tuple[dict, dict]:
     """Scheduled dosings and completed preparations per patient, by the patient's own
-    attendance (one query)."""
+    attendance (one query). `every_dosing` gets the start of every scheduled dosing of each
+    patient, their place cancelled or not, as the caseload orders by them."""
     dosings: dict[int, list[rules.Dosing]] = {}
     preparations: dict[int, list[datetime.datetime]] = {}
+    cancelled = Attendance.Status.CANCELLED
     with connection.cursor() as cursor:
         cursor.execute(
             _SCHEDULE,
             {
                 "ids": list(patient_ids),
-                "cancelled": Attendance.Status.CANCELLED.value,
+                "cancelled": cancelled.value,
                 "dosing": SessionKind.DOSING.value,
                 "scheduled": Session.Status.SCHEDULED.value,
                 "preparation": SessionKind.PREPARATION.value,
@@ -497,11 +500,13 @@ def _schedule_facts(patient_ids) -> tuple[dict, dict]:
             },
         )
         rows = cursor.fetchall()
-    for patient_id, session_id, kind, start in rows:
+    for patient_id, session_id, status, kind, start in rows:
         if kind == SessionKind.DOSING:
-            dosings.setdefault(patient_id, []).append(
-                rules.Dosing(session_id=session_id, start=start)
-            )
+            every_dosing.setdefault(patient_id, []).append(start)
+            if status != cancelled:
+                dosings.setdefault(patient_id, []).append(
+                    rules.Dosing(session_id=session_id, start=start)
+                )
         else:
             preparations.setdefault(patient_id, []).append(start)
     return dosings, preparations
@@ -525,17 +530,18 @@ def facts_for_patients(
     bond_bands,
     resolved_flags,
     instrument_codes: dict[int, str],
+    every_dosing: dict[int, list[datetime.datetime]],
 ) -> dict[int, rules.Facts]:
     """`flag_facts` for every patient in `patient_ids` in three queries: the clinic's
     percentiles (`clinic_bond_percentiles`) and the band table (`load_bond_bands`) are read
     once by the caller for a whole sweep, and `resolved_flags` (the patients' flags a person
     resolved) by the caller, who locks them anyway. `instrument_codes`: the sweep's
-    `version_codes`."""
+    `version_codes`. `every_dosing` is filled as `_schedule_facts` says, for the caseload."""
     patient_ids = list(patient_ids)
     alliance, srs, hits, gaps = _response_facts(
         patient_ids, now, resolved_safety_responses(resolved_flags), instrument_codes
     )
-    dosings, preparations = _schedule_facts(patient_ids)
+    dosings, preparations = _schedule_facts(patient_ids, every_dosing)
     events = _serious_events(patient_ids)
     found = {}
     for pk in patient_ids:

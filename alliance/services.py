@@ -116,10 +116,10 @@ def recompute_patient(
 def caseload_order_refresh(*, patient_ids=None, now=None) -> int:
     """Store the caseload's sort keys on each patient (all patients in care when
     `patient_ids` is None): the rank of the most severe unresolved flag and the next
-    scheduled dosing. One UPDATE however many patients, so a set-based sweep calls it once
-    per chunk; the per-patient recompute calls it for its patient. Only rows whose keys
-    changed are written, so a sweep that changes nothing writes nothing. Returns the number
-    of patients updated."""
+    scheduled dosing. One UPDATE however many patients; the per-patient recompute calls it
+    for its patient (a sweep's chunk computes the same keys from what it read, in
+    `_store_caseload_keys`). Only rows whose keys changed are written, so a sweep that
+    changes nothing writes nothing. Returns the number of patients updated."""
     now = now or timezone.now()
     # Per-chunk aggregates joined once, not a correlated ORDER BY ... LIMIT 1 per patient:
     # that plan walked every scheduled dosing in the clinic in start order for each patient
@@ -443,6 +443,7 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
     unresolved: dict[int, list[Flag]] = {}
     resolved: dict[int, list[Flag]] = {}
     resolved_flags = []
+    every_dosing: dict[int, list] = {}
     for flag in (
         Flag.objects.select_for_update(of=("self",))
         .select_related("dosing_session")
@@ -465,6 +466,7 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
         bond_bands=bond_bands,
         resolved_flags=resolved_flags,
         instrument_codes=codes,
+        every_dosing=every_dosing,
     )
     every = FlagChanges()
     for patient_id in patients:
@@ -499,12 +501,44 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
     StalePatient.objects.filter(
         patient_id__in=flag_inputs.ids_in(patients), since__lte=started
     ).delete()
-    caseload_order_refresh(patient_ids=patients)  # one UPDATE for the whole chunk
+    # The caseload's sort keys from what this chunk read and wrote under its locks, as
+    # `caseload_order_refresh` computes them (a schedule change refreshes them itself, and
+    # waits for this chunk's lock on the patient row to do so).
+    ranks = {}
+    for flag in [*(f for flags in unresolved.values() for f in flags), *every.created]:
+        rank = Flag.SEVERITY_RANK.get(flag.severity)
+        if flag.status in Flag.UNRESOLVED and rank is not None:
+            ranks[flag.patient_id] = min(rank, ranks.get(flag.patient_id, rank))
+    _store_caseload_keys(ranks=ranks, dosings=every_dosing, patient_ids=patients)
     return {
         "created": len(every.created),
         "updated": len(every.updated),
         "cleared": len(every.cleared),
     }
+
+
+def _store_caseload_keys(*, ranks, dosings, patient_ids) -> int:
+    """`caseload_order_refresh` for a sweep's chunk, from the keys it has in hand: `ranks`
+    ({patient id: rank of the most severe unresolved flag}) and `dosings` ({patient id: start
+    of every scheduled dosing}). One UPDATE of the rows whose keys changed."""
+    now = timezone.now()
+    upcoming = [
+        min((d for d in dosings.get(pk, ()) if d >= now), default=None) for pk in patient_ids
+    ]
+    table = connection.ops.quote_name(Patient._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS p
+            SET caseload_flag_rank = k.rank, caseload_next_dosing_at = k.start
+            FROM unnest(%s::bigint[], %s::smallint[], %s::timestamptz[]) AS k (id, rank, start)
+            WHERE p.id = k.id
+              AND (p.caseload_flag_rank IS DISTINCT FROM k.rank
+                   OR p.caseload_next_dosing_at IS DISTINCT FROM k.start)
+            """,
+            [list(patient_ids), [ranks.get(pk) for pk in patient_ids], upcoming],
+        )
+        return cursor.rowcount
 
 
 def _resolved_with_same_basis(resolved: list[Flag], decision: rules.Decision) -> Flag | None:
