@@ -4,6 +4,7 @@ clinic's percentiles, and which patients a sweep or the outbox drain must recomp
 Read by the recompute (services, tasks); nothing here draws or pages."""
 
 import datetime
+import json
 
 from django.core.cache import cache
 from django.db import connection
@@ -12,7 +13,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from clinic.models import Enrolment, Patient
-from outcomes.models import Response, Score
+from outcomes.models import InstrumentVersion, Response
 from sessions.models import AdverseEvent, Attendance, Session, SessionKind
 
 from . import rules, trajectories
@@ -311,114 +312,121 @@ def thresholds_for_patients(*, patient_ids) -> dict[int, rules.Thresholds]:
     return {pk: chosen[pk].thresholds() if pk in chosen else fallback for pk in patient_ids}
 
 
-def _measurement_points(patient_ids, now) -> tuple[dict, dict]:
-    """WAI-SR and SRS ratings per patient, oldest first: one query for the responses and
-    their sessions, one for the bond and total scores."""
-    wanted = ("wai-sr", "srs")
-    responses = list(
-        Response.objects.filter(
-            patient_id__in=ids_in(patient_ids),
-            administered_at__lte=now,
-            version__instrument__code__in=wanted,
+# The chunk reads below are plain SQL on a cursor, read as tuples: at a sweep's scale, building
+# each ORM query per chunk and a model instance per row cost as much as the queries themselves.
+# `patient_id IN (SELECT unnest(%s::bigint[]))` sends a chunk's ids as one array parameter (and
+# keeps the planner on each patient's rows: `= ANY(...)` led it to scan every session).
+
+# Instruments are joined by version id and named from `version_codes` (a few rows, read once
+# per sweep): every joined table multiplies the planner's work, which cost more per chunk
+# than running the query.
+_RESPONSES = """
+    SELECT r.id, r.patient_id, r.administered_at, r.version_id, r.session_id, s.kind, s.label,
+           s.protocol_step_id, step."order", bond.mean, total.mean, total.value,
+           r.has_safety_hit, CASE WHEN r.has_safety_hit THEN r.safety_hits END,
+           CASE WHEN r.safety_unanswered <> '[]'::jsonb THEN r.safety_unanswered END
+    FROM outcomes_response r
+    LEFT JOIN clinic_sessions_session s ON s.id = r.session_id
+    LEFT JOIN clinic_sessions_protocolstep step ON step.id = s.protocol_step_id
+    LEFT JOIN outcomes_score bond ON bond.response_id = r.id AND bond.scale = 'bond'
+    LEFT JOIN outcomes_score total ON total.response_id = r.id AND total.scale = 'total'
+    WHERE r.patient_id IN (SELECT unnest(%(ids)s::bigint[])) AND r.administered_at <= %(now)s
+      AND (r.version_id = ANY(ARRAY(
+               SELECT v.id FROM outcomes_instrumentversion v
+               JOIN outcomes_instrument i ON i.id = v.instrument_id
+               WHERE i.code IN ('wai-sr', 'srs')))
+           OR r.has_safety_hit OR r.safety_unanswered <> '[]'::jsonb)
+    ORDER BY r.patient_id, r.administered_at, r.id
+"""
+
+
+def version_codes(version_ids, known: dict[int, str]) -> dict[int, str]:
+    """{instrument version id: instrument code}, `known` completed in one query where it
+    lacks some (a version never changes instrument, so a sweep keeps what it read)."""
+    missing = set(version_ids) - known.keys()
+    if missing:
+        known.update(
+            InstrumentVersion.objects.filter(pk__in=missing).values_list("pk", "instrument__code")
         )
-        .order_by("patient_id", "administered_at", "id")
-        .values_list(
-            "pk",
-            "patient_id",
-            "administered_at",
-            "version__instrument__code",
-            "session_id",
-            "session__kind",
-            "session__label",
-            "session__protocol_step_id",
-            "session__protocol_step__order",
-        )
-    )
-    scores: dict[tuple[int, str], tuple[float | None, float | None]] = {
-        (response_id, scale): (mean, value)
-        for response_id, scale, mean, value in Score.objects.filter(
-            response__patient_id__in=ids_in(patient_ids),
-            response__administered_at__lte=now,
-            response__version__instrument__code__in=wanted,
-            scale__in=("bond", "total"),
-        ).values_list("response_id", "scale", "mean", "value")
-    }
+    return known
+
+
+def _json(value):
+    """A jsonb column read on a plain cursor comes as text (Django leaves the parsing to the
+    field); the ORM's reads give it parsed."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _response_facts(patient_ids, now, covered, codes) -> tuple[dict, dict, dict, dict]:
+    """WAI-SR and SRS ratings, safety answers and skipped safety items per patient, oldest
+    first: one query for the responses with their session, step, bond and total scores (and
+    one more where an item was skipped, for the latest response to each instrument).
+    `covered` ({(patient id, kind): response ids}) is what a person has resolved; `codes`
+    the sweep's `version_codes`."""
     alliance: dict[int, list[rules.AlliancePoint]] = {}
     srs: dict[int, list[rules.SrsPoint]] = {}
-    for pk, patient_id, at, code, session_id, kind, label, step_id, order in responses:
-        label = (label or _KIND_LABELS.get(kind, kind)) if session_id else ""
-        if code == "wai-sr":
-            bond, total = scores.get((pk, "bond")), scores.get((pk, "total"))
-            alliance.setdefault(patient_id, []).append(
-                rules.AlliancePoint(
-                    response_id=pk,
-                    at=at,
-                    bond=bond[0] if bond else None,
-                    total=total[0] if total else None,
-                    session_id=session_id,
-                    session_kind=kind or "",
-                    session_label=label,
-                    step_id=step_id,
-                    step_order=order if step_id else None,
+    hits: dict[int, list[rules.SafetyHit]] = {}
+    gaps: dict[int, list[rules.SafetyGap]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_RESPONSES, {"ids": list(patient_ids), "now": now})
+        rows = cursor.fetchall()
+    codes = version_codes({row[3] for row in rows}, codes)
+    with_gaps = {row[1] for row in rows if row[14]}
+    # A skipped item counts only on the latest response to its instrument.
+    latest = (
+        set(
+            Response.objects.filter(patient_id__in=with_gaps, administered_at__lte=now)
+            .order_by("patient_id", "version__instrument__code", "-administered_at", "-id")
+            .distinct("patient_id", "version__instrument__code")
+            .values_list("pk", flat=True)
+        )
+        if with_gaps
+        else set()
+    )
+    for (
+        pk,
+        patient_id,
+        at,
+        version_id,
+        session_id,
+        kind,
+        label,
+        step_id,
+        order,
+        bond,
+        total_mean,
+        total_value,
+        has_hit,
+        safety_hits,
+        unanswered,
+    ) in rows:
+        code = codes[version_id]
+        if code == "wai-sr" or code == "srs":
+            label = (label or _KIND_LABELS.get(kind, kind)) if session_id else ""
+            if code == "wai-sr":
+                alliance.setdefault(patient_id, []).append(
+                    rules.AlliancePoint(
+                        response_id=pk,
+                        at=at,
+                        bond=bond,
+                        total=total_mean,
+                        session_id=session_id,
+                        session_kind=kind or "",
+                        session_label=label,
+                        step_id=step_id,
+                        step_order=order if step_id else None,
+                    )
                 )
-            )
-        else:
-            total = scores.get((pk, "total"))
-            if total and total[1] is not None:
+            elif total_value is not None:
                 srs.setdefault(patient_id, []).append(
                     rules.SrsPoint(
                         response_id=pk,
                         at=at,
-                        total=total[1],
+                        total=total_value,
                         session_id=session_id,
                         session_label=label,
                     )
                 )
-    return alliance, srs
-
-
-def _safety_facts(patient_ids, now) -> tuple[dict, dict]:
-    """Safety answers and skipped safety items per patient, leaving out what a person has
-    resolved; a skipped item counts only on the latest response to its instrument (one
-    DISTINCT ON query finds those)."""
-    covered: dict[tuple[int, str], set[int]] = {}
-    for patient_id, kind, evidence in Flag.objects.filter(
-        patient_id__in=ids_in(patient_ids),
-        kind__in=[Flag.Kind.SAFETY, Flag.Kind.SAFETY_UNANSWERED],
-        status=Flag.Status.RESOLVED,
-    ).values_list("patient_id", "kind", "evidence"):
-        covered.setdefault((patient_id, kind), set()).update(rules.basis(kind, evidence))
-    answered = list(
-        Response.objects.filter(patient_id__in=ids_in(patient_ids), administered_at__lte=now)
-        .filter(Q(has_safety_hit=True) | ~Q(safety_unanswered=[]))
-        .order_by("patient_id", "administered_at", "id")
-        .values_list(
-            "pk",
-            "patient_id",
-            "administered_at",
-            "version__instrument__code",
-            "has_safety_hit",
-            "safety_hits",
-            "safety_unanswered",
-        )
-    )
-    with_gaps = {row[1] for row in answered if row[6]}
-    latest = set(
-        Response.objects.filter(patient_id__in=with_gaps, administered_at__lte=now)
-        .order_by("patient_id", "version__instrument__code", "-administered_at", "-id")
-        .distinct("patient_id", "version__instrument__code")
-        .values_list("pk", flat=True)
-    )
-    totals_given = set(
-        Score.objects.filter(
-            response_id__in=[row[0] for row in answered if row[6]],
-            scale="total",
-            value__isnull=False,
-        ).values_list("response_id", flat=True)
-    )
-    hits: dict[int, list[rules.SafetyHit]] = {}
-    gaps: dict[int, list[rules.SafetyGap]] = {}
-    for pk, patient_id, at, code, has_hit, safety_hits, unanswered in answered:
         if has_hit and pk not in covered.get((patient_id, Flag.Kind.SAFETY), ()):
             hits.setdefault(patient_id, []).extend(
                 rules.SafetyHit(
@@ -429,7 +437,7 @@ def _safety_facts(patient_ids, now) -> tuple[dict, dict]:
                     value=hit["value"],
                     urgent=hit["urgent"],
                 )
-                for hit in safety_hits
+                for hit in _json(safety_hits)
             )
         if (
             unanswered
@@ -442,32 +450,63 @@ def _safety_facts(patient_ids, now) -> tuple[dict, dict]:
                     at=at,
                     instrument=code,
                     item=item,
-                    total_given=pk in totals_given,
+                    total_given=total_value is not None,
                 )
-                for item in unanswered
+                for item in _json(unanswered)
             )
-    return hits, gaps
+    return alliance, srs, hits, gaps
 
 
-def _schedule_facts(patient_ids) -> tuple[dict, dict]:
+def resolved_safety_responses(resolved_flags) -> dict[tuple[int, str], set[int]]:
+    """{(patient id, kind): response ids} a person has dealt with, from resolved flags."""
+    covered: dict[tuple[int, str], set[int]] = {}
+    for flag in resolved_flags:
+        if flag.kind in (Flag.Kind.SAFETY, Flag.Kind.SAFETY_UNANSWERED):
+            covered.setdefault((flag.patient_id, flag.kind), set()).update(
+                rules.basis(flag.kind, flag.evidence)
+            )
+    return covered
+
+
+_SCHEDULE = """
+    SELECT a.patient_id, a.session_id, a.status, s.kind, s.scheduled_start
+    FROM clinic_sessions_attendance a
+    JOIN clinic_sessions_session s ON s.id = a.session_id
+    WHERE a.patient_id IN (SELECT unnest(%(ids)s::bigint[]))
+      AND ((s.kind = %(dosing)s AND s.status = %(scheduled)s)
+           OR (s.kind = %(preparation)s AND s.status = %(completed)s
+               AND a.status <> %(cancelled)s))
+    ORDER BY a.patient_id, s.scheduled_start, a.session_id
+"""
+
+
+def _schedule_facts(patient_ids, every_dosing) -> tuple[dict, dict]:
     """Scheduled dosings and completed preparations per patient, by the patient's own
-    attendance (one query)."""
+    attendance (one query). `every_dosing` gets the start of every scheduled dosing of each
+    patient, their place cancelled or not, as the caseload orders by them."""
     dosings: dict[int, list[rules.Dosing]] = {}
     preparations: dict[int, list[datetime.datetime]] = {}
-    for patient_id, session_id, kind, start in (
-        Attendance.objects.filter(patient_id__in=ids_in(patient_ids))
-        .exclude(status=Attendance.Status.CANCELLED)
-        .filter(
-            Q(session__kind=SessionKind.DOSING, session__status=Session.Status.SCHEDULED)
-            | Q(session__kind=SessionKind.PREPARATION, session__status=Session.Status.COMPLETED)
+    cancelled = Attendance.Status.CANCELLED
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SCHEDULE,
+            {
+                "ids": list(patient_ids),
+                "cancelled": cancelled.value,
+                "dosing": SessionKind.DOSING.value,
+                "scheduled": Session.Status.SCHEDULED.value,
+                "preparation": SessionKind.PREPARATION.value,
+                "completed": Session.Status.COMPLETED.value,
+            },
         )
-        .order_by("patient_id", "session__scheduled_start", "session_id")
-        .values_list("patient_id", "session_id", "session__kind", "session__scheduled_start")
-    ):
+        rows = cursor.fetchall()
+    for patient_id, session_id, status, kind, start in rows:
         if kind == SessionKind.DOSING:
-            dosings.setdefault(patient_id, []).append(
-                rules.Dosing(session_id=session_id, start=start)
-            )
+            every_dosing.setdefault(patient_id, []).append(start)
+            if status != cancelled:
+                dosings.setdefault(patient_id, []).append(
+                    rules.Dosing(session_id=session_id, start=start)
+                )
         else:
             preparations.setdefault(patient_id, []).append(start)
     return dosings, preparations
@@ -489,14 +528,20 @@ def facts_for_patients(
     thresholds: dict[int, rules.Thresholds],
     clinic_bonds: dict[int, tuple[float | None, int]],
     bond_bands,
+    resolved_flags,
+    instrument_codes: dict[int, str],
+    every_dosing: dict[int, list[datetime.datetime]],
 ) -> dict[int, rules.Facts]:
-    """`flag_facts` for every patient in `patient_ids` in about eight queries: the clinic's
+    """`flag_facts` for every patient in `patient_ids` in three queries: the clinic's
     percentiles (`clinic_bond_percentiles`) and the band table (`load_bond_bands`) are read
-    once by the caller for a whole sweep."""
+    once by the caller for a whole sweep, and `resolved_flags` (the patients' flags a person
+    resolved) by the caller, who locks them anyway. `instrument_codes`: the sweep's
+    `version_codes`. `every_dosing` is filled as `_schedule_facts` says, for the caseload."""
     patient_ids = list(patient_ids)
-    alliance, srs = _measurement_points(patient_ids, now)
-    hits, gaps = _safety_facts(patient_ids, now)
-    dosings, preparations = _schedule_facts(patient_ids)
+    alliance, srs, hits, gaps = _response_facts(
+        patient_ids, now, resolved_safety_responses(resolved_flags), instrument_codes
+    )
+    dosings, preparations = _schedule_facts(patient_ids, every_dosing)
     events = _serious_events(patient_ids)
     found = {}
     for pk in patient_ids:

@@ -116,22 +116,24 @@ def recompute_patient(
 def caseload_order_refresh(*, patient_ids=None, now=None) -> int:
     """Store the caseload's sort keys on each patient (all patients in care when
     `patient_ids` is None): the rank of the most severe unresolved flag and the next
-    scheduled dosing. One UPDATE however many patients, so a set-based sweep calls it once
-    per chunk; the per-patient recompute calls it for its patient. Only rows whose keys
-    changed are written, so a sweep that changes nothing writes nothing. Returns the number
-    of patients updated."""
+    scheduled dosing. One UPDATE however many patients; the per-patient recompute calls it
+    for its patient (a sweep's chunk computes the same keys from what it read, in
+    `_store_caseload_keys`). Only rows whose keys changed are written, so a sweep that
+    changes nothing writes nothing. Returns the number of patients updated."""
     now = now or timezone.now()
     # Per-chunk aggregates joined once, not a correlated ORDER BY ... LIMIT 1 per patient:
     # that plan walked every scheduled dosing in the clinic in start order for each patient
     # (minutes at 10,000 patients, worst without table statistics, as after a bulk load).
-    patients = (
-        Patient.objects.filter(status__in=Patient.ACTIVE_STATUSES)
-        if patient_ids is None
-        else Patient.objects.filter(pk__in=flag_inputs.ids_in(patient_ids))
-    )
-    chosen = patients.order_by().values("pk")
-    # A list of ids, where there is one, lets the planner start from each patient's rows.
-    among = chosen if patient_ids is None else flag_inputs.ids_in(patient_ids)
+    if patient_ids is None:
+        chosen = Patient.objects.filter(status__in=Patient.ACTIVE_STATUSES).order_by().values("pk")
+        among = chosen
+        chosen_sql = chosen.query.sql_with_params()
+    else:
+        # A list of ids, where there is one, lets the planner start from each patient's rows
+        # (ids with no patient row update nothing; selecting them from the patient table first
+        # cost a scan of every patient per chunk).
+        among = flag_inputs.ids_in(patient_ids)
+        chosen_sql = ("SELECT unnest(%s::bigint[])", (list(patient_ids),))
     ranks = (
         Flag.objects.filter(patient__in=among, status__in=Flag.UNRESOLVED)
         .order_by()
@@ -151,7 +153,7 @@ def caseload_order_refresh(*, patient_ids=None, now=None) -> int:
         .annotate(start=Min("session__scheduled_start"))
         .values_list("patient_id", "start")
     )
-    parts = [q.query.sql_with_params() for q in (chosen, ranks, dosings)]
+    parts = [chosen_sql, *(q.query.sql_with_params() for q in (ranks, dosings))]
     table = connection.ops.quote_name(Patient._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -369,6 +371,7 @@ def recompute_patients(
     ids = sorted(set(patient_ids))
     clinic_bonds = flag_inputs.clinic_bond_percentiles(flag_inputs.rule_percentiles())
     bond_bands = trajectories.load_bond_bands()
+    codes: dict[int, str] = {}  # flag_inputs.version_codes, filled as the chunks meet them
     result = SweepResult()
     reached = 0
     try:
@@ -378,7 +381,7 @@ def recompute_patients(
             chunk = ids[begin : begin + chunk_size]
             try:
                 counts = _recompute_chunk(
-                    chunk, now=now, clinic_bonds=clinic_bonds, bond_bands=bond_bands
+                    chunk, now=now, clinic_bonds=clinic_bonds, bond_bands=bond_bands, codes=codes
                 )
             except DatabaseError:
                 log.exception("A sweep chunk failed; recomputing its patients one by one.")
@@ -421,31 +424,26 @@ def _recompute_one_by_one(chunk, *, now, clinic_bonds, bond_bands, into: SweepRe
 
 
 @transaction.atomic
-def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str, int]:
+def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> dict[str, int]:
     started = timezone.now()
     now = now or started
     # The same row locks as `recompute_patient`, taken in id order so two sweeps never
     # deadlock; a coach's recompute of one of these patients waits for this chunk.
-    patients = {
-        p.pk: p
-        for p in Patient.objects.select_for_update()
-        .filter(pk__in=flag_inputs.ids_in(patient_ids))
-        .order_by("pk")
-        .only("pk", "public_id")
-    }
-    thresholds = flag_inputs.thresholds_for_patients(patient_ids=list(patients))
+    table = connection.ops.quote_name(Patient._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
+            [list(patient_ids)],
+        )
+        patients = [pk for (pk,) in cursor.fetchall()]
+    thresholds = flag_inputs.thresholds_for_patients(patient_ids=patients)
     wanted = {t.percentile for t in thresholds.values()} - set(clinic_bonds)
     if wanted:  # a rule changed since the sweep began
         clinic_bonds = {**clinic_bonds, **flag_inputs.clinic_bond_percentiles(wanted)}
-    facts = flag_inputs.facts_for_patients(
-        patient_ids=list(patients),
-        now=now,
-        thresholds=thresholds,
-        clinic_bonds=clinic_bonds,
-        bond_bands=bond_bands,
-    )
     unresolved: dict[int, list[Flag]] = {}
     resolved: dict[int, list[Flag]] = {}
+    resolved_flags = []
+    every_dosing: dict[int, list] = {}
     for flag in (
         Flag.objects.select_for_update(of=("self",))
         .select_related("dosing_session")
@@ -455,8 +453,21 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str,
         )
         .order_by("raised_at", "id")
     ):
-        mine = unresolved if flag.status in Flag.UNRESOLVED else resolved
-        mine.setdefault(flag.patient_id, []).append(flag)
+        if flag.status in Flag.UNRESOLVED:
+            unresolved.setdefault(flag.patient_id, []).append(flag)
+        else:
+            resolved.setdefault(flag.patient_id, []).append(flag)
+            resolved_flags.append(flag)
+    facts = flag_inputs.facts_for_patients(
+        patient_ids=patients,
+        now=now,
+        thresholds=thresholds,
+        clinic_bonds=clinic_bonds,
+        bond_bands=bond_bands,
+        resolved_flags=resolved_flags,
+        instrument_codes=codes,
+        every_dosing=every_dosing,
+    )
     every = FlagChanges()
     for patient_id in patients:
         changes = _flag_changes(
@@ -479,22 +490,55 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands) -> dict[str,
             flag.updated_at = saved_at
         Flag.objects.bulk_update(flags, [*fields, "updated_at"], batch_size=500)
     Flag.objects.bulk_create(every.created, batch_size=1000)
+    # The audit row names the patient by id only.
     audit_records(
-        [_automatic_entry(f, patients[f.patient_id], "raised") for f in every.created]
+        [_automatic_entry(f, Patient(pk=f.patient_id), "raised") for f in every.created]
         + [
-            _automatic_entry(f, patients[f.patient_id], "cleared", note=f.resolution_note)
+            _automatic_entry(f, Patient(pk=f.patient_id), "cleared", note=f.resolution_note)
             for f in every.cleared
         ]
     )
     StalePatient.objects.filter(
         patient_id__in=flag_inputs.ids_in(patients), since__lte=started
     ).delete()
-    caseload_order_refresh(patient_ids=list(patients))  # one UPDATE for the whole chunk
+    # The caseload's sort keys from what this chunk read and wrote under its locks, as
+    # `caseload_order_refresh` computes them (a schedule change refreshes them itself, and
+    # waits for this chunk's lock on the patient row to do so).
+    ranks = {}
+    for flag in [*(f for flags in unresolved.values() for f in flags), *every.created]:
+        rank = Flag.SEVERITY_RANK.get(flag.severity)
+        if flag.status in Flag.UNRESOLVED and rank is not None:
+            ranks[flag.patient_id] = min(rank, ranks.get(flag.patient_id, rank))
+    _store_caseload_keys(ranks=ranks, dosings=every_dosing, patient_ids=patients)
     return {
         "created": len(every.created),
         "updated": len(every.updated),
         "cleared": len(every.cleared),
     }
+
+
+def _store_caseload_keys(*, ranks, dosings, patient_ids) -> int:
+    """`caseload_order_refresh` for a sweep's chunk, from the keys it has in hand: `ranks`
+    ({patient id: rank of the most severe unresolved flag}) and `dosings` ({patient id: start
+    of every scheduled dosing}). One UPDATE of the rows whose keys changed."""
+    now = timezone.now()
+    upcoming = [
+        min((d for d in dosings.get(pk, ()) if d >= now), default=None) for pk in patient_ids
+    ]
+    table = connection.ops.quote_name(Patient._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS p
+            SET caseload_flag_rank = k.rank, caseload_next_dosing_at = k.start
+            FROM unnest(%s::bigint[], %s::smallint[], %s::timestamptz[]) AS k (id, rank, start)
+            WHERE p.id = k.id
+              AND (p.caseload_flag_rank IS DISTINCT FROM k.rank
+                   OR p.caseload_next_dosing_at IS DISTINCT FROM k.start)
+            """,
+            [list(patient_ids), [ranks.get(pk) for pk in patient_ids], upcoming],
+        )
+        return cursor.rowcount
 
 
 def _resolved_with_same_basis(resolved: list[Flag], decision: rules.Decision) -> Flag | None:

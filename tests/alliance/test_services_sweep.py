@@ -101,6 +101,11 @@ def _varied_clinic(people) -> dict[str, int]:
     who["skipped_item_9"] = enrolment.patient.pk
     _rate(people, enrolment.patient, code="phq-9", answers={n: 1 for n in range(1, 9)})
 
+    # Skipped, then answered in a later questionnaire (rated after yesterday's recompute).
+    enrolment = _enrol(people, ketamine, days_ago=5)
+    who["skipped_then_answered"] = enrolment.patient.pk
+    _rate(people, enrolment.patient, code="phq-9", answers={n: 1 for n in range(1, 9)}, days_ago=2)
+
     enrolment = _enrol(people, ketamine, days_ago=5)
     who["serious_event"] = enrolment.patient.pk
     session_services.adverse_event_record(
@@ -169,6 +174,15 @@ def test_a_sweep_raises_updates_and_clears_the_same_flags_as_one_recompute_per_p
     _rate(people, Patient.objects.get(pk=who["resolved_then_better"]), bond=4.75, days_ago=0)
     for flag in Flag.objects.filter(patient_id=who["cleared_later"], kind="weak_bond"):
         services.flag_acknowledge(actor=people.coach, flag=flag)
+    for flag in Flag.objects.filter(patient_id=who["self_harm"], kind="safety"):
+        services.flag_resolve(actor=people.coach, flag=flag, note="Spoke with the patient")
+    _rate(
+        people,
+        Patient.objects.get(pk=who["skipped_then_answered"]),
+        code="phq-9",
+        answers={n: (0 if n == 9 else 1) for n in range(1, 10)},
+        days_ago=0,
+    )
     _rate(people, Patient.objects.get(pk=who["cleared_later"]), bond=4.75, days_ago=0)
     clinic_services.patient_change_status(
         actor=people.admin,
@@ -214,6 +228,14 @@ def test_a_sweep_raises_updates_and_clears_the_same_flags_as_one_recompute_per_p
         ("low_alliance", True, "open"),
     }
     assert "off_track" in {f[0] for f in swept[who["off_track"]]}
+    # A safety answer a person dealt with stays dealt with; a skipped item answered later clears.
+    assert {(f[0], f[2]) for f in swept[who["self_harm"]] if f[0] == "safety"} == {
+        ("safety", "resolved")
+    }
+    assert ("safety_unanswered", "auto_resolved") in {
+        (f[0], f[2]) for f in swept[who["skipped_then_answered"]]
+    }
+    assert "safety_unanswered" in {f[0] for f in swept[who["skipped_item_9"]]}
     assert who["high"] not in swept
     assert {f[0] for f in swept[who["unrated"]]} == {"alliance_missing"}
     assert not StalePatient.objects.filter(patient_id__in=ids).exists()
