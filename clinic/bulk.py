@@ -4,11 +4,17 @@ bulk seeding: several times faster than `bulk_create` for rows nobody needs the 
 from django.db import connection
 
 
-def copy_rows(model, rows, *, fields: list[str]) -> int:
-    """Insert unsaved `rows` of `model` (only `fields`, by attribute name: `response_id`, not
-    `response`) in the caller's transaction. Values are prepared as `save()` prepares them, so
-    JSON and time zones come out as through the ORM. Returns how many rows were copied."""
-    columns = [model._meta.get_field(name) for name in fields]
+def copy_rows(model, rows, *, fields: list[str] | None = None) -> int:
+    """Insert unsaved `rows` of `model` in the caller's transaction, as `bulk_create` would:
+    every concrete field (the primary key too, so give the rows ids from `next_ids` first) or
+    only `fields` (by attribute name: `response_id`, not `response`). Values are prepared as
+    `save()` prepares them, so defaults, `auto_now_add`, JSON and time zones come out as
+    through the ORM, and a parent assigned before it had an id is named by the id it has now.
+    The rows are left as saved ones. Returns how many rows were copied."""
+    if fields is None:
+        columns = list(model._meta.concrete_fields)
+    else:
+        columns = [model._meta.get_field(name) for name in fields]
     table = connection.ops.quote_name(model._meta.db_table)
     names = ", ".join(connection.ops.quote_name(field.column) for field in columns)
     copied = 0
@@ -17,14 +23,23 @@ def copy_rows(model, rows, *, fields: list[str]) -> int:
         cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
     ):
         for row in rows:
-            copy.write_row(
-                [
-                    field.get_db_prep_save(getattr(row, field.attname), connection)
-                    for field in columns
-                ]
-            )
+            copy.write_row([_value(row, field) for field in columns])
+            row._state.adding, row._state.db = False, connection.alias
             copied += 1
     return copied
+
+
+def _value(row, field):
+    if field.is_relation and field.is_cached(row):
+        # What `save()` checks first: the parent was saved after it was assigned.
+        parent = field.get_cached_value(row)
+        if parent is not None and parent.pk is None:
+            raise ValueError(f"{row!r}: its {field.name} has no id yet.")
+        value = None if parent is None else getattr(parent, field.target_field.attname)
+        setattr(row, field.attname, value)
+    else:
+        value = field.pre_save(row, True)
+    return field.get_db_prep_save(value, connection)
 
 
 def copy_values(model, rows, *, fields: list[str]) -> int:
