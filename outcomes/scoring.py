@@ -262,6 +262,9 @@ def _exact(x: int | float | str) -> Fraction:
     return Fraction(Decimal(str(x)))
 
 
+# The same few sums and means recur across thousands of responses (a bulk import, the demo's
+# seeding), and the decimal round trip is a good part of scoring's time.
+@functools.lru_cache(maxsize=8192)
 def _round(x: Fraction, places: int) -> float:
     with localcontext() as ctx:
         ctx.prec = 50
@@ -273,6 +276,14 @@ def _round(x: Fraction, places: int) -> float:
 def _decimals(x: int | float) -> int:
     exponent = Decimal(str(x)).normalize().as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _sum(values: list[Fraction]) -> Fraction:
+    """The exact sum. Whole numbers (most answers) are added as ints: Fraction's own addition
+    reduces by the gcd at every step, most of scoring's arithmetic."""
+    if all(v.denominator == 1 for v in values):
+        return Fraction(sum(v.numerator for v in values))
+    return sum(values, Fraction(0))
 
 
 def _on_step(value: Fraction, low: Fraction, step: Fraction) -> bool:
@@ -782,7 +793,7 @@ def _score_group(
     n_missing = expected - answered
     if answered == 0 or n_missing > missing["max_missing"]:
         return ScaleScore(code, None, None, "", answered, expected, False, False, None), _Exact()
-    total = sum(answered_values, Fraction(0))
+    total = _sum(answered_values)
     mean = total / answered
     prorated = n_missing > 0
     value = mean * expected if prorated else total
