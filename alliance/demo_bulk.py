@@ -14,8 +14,8 @@ here in memory, from the same rules:
   `outcomes.services.responses_bulk_record` with the scoring engine;
 - every change gets the audit row its service writes (`clinic.audit.audit_values`).
 
-Rows are inserted with `bulk_create` in batches, in one transaction with the caller's. Flags are
-not computed here: the caller recomputes every patient once at the end.
+Rows are copied in (PostgreSQL COPY, clinic/bulk.py), in one transaction with the caller's.
+Flags are not computed here: the caller recomputes every patient once at the end.
 """
 
 import datetime
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from clinic.audit import AUDIT_FIELDS, audit_values
-from clinic.bulk import copy_values
+from clinic.bulk import copy_rows, copy_values, next_ids
 from clinic.models import (
     AuditEvent,
     CoachAssignment,
@@ -40,10 +40,15 @@ from sessions import services as session_services
 from sessions.models import Attendance, Discharge, Session, SessionKind
 from sessions.selectors import limits_for
 
-BATCH = 2000
 # Sessions are at most a day long (clinic.dates.LONGEST_SESSION), so an overlap is found among
 # the sessions that start on the same day or the day before.
 OVERLAP_DAYS = (0, -1)
+
+# Rows nobody names: their ids come from the table's default as they are copied.
+_WITHOUT_ID = {
+    model: [f.attname for f in model._meta.concrete_fields if not f.primary_key]
+    for model in (PatientStatusChange, Discharge)
+}
 
 NO_SHOW_NOTE = "Did not attend; rebooking."
 DISCHARGE_ESCORT = "Partner drove home"
@@ -384,32 +389,40 @@ class BulkClinic:
 
     def save(self, *, seed: int) -> int:
         """Insert everything planned, then the answers; returns how many responses."""
-        # Each bulk_create takes the ids its rows' parents got from the one before.
-        Patient.objects.bulk_create(self.patients, batch_size=BATCH)
-        Enrolment.objects.bulk_create(self.enrolments, batch_size=BATCH)
-        Session.objects.bulk_create([p.row for p in self.sessions], batch_size=BATCH)
+        # Parents take their ids from their tables' sequences first, so every row can name
+        # its parents and all of them go in with COPY: `bulk_create` spent most of its time
+        # compiling the INSERTs and reading the ids back.
+        sessions = [p.row for p in self.sessions]
+        for model, rows in (
+            (Patient, self.patients),
+            (Enrolment, self.enrolments),
+            (Session, sessions),
+            (CoachAssignment, self.assignments),
+        ):
+            for row, pk in zip(rows, next_ids(model, len(rows)), strict=True):
+                row.pk = pk
+        copy_rows(Patient, self.patients)
+        copy_rows(Enrolment, self.enrolments)
+        copy_rows(Session, sessions)
         # Group circles seeded by an earlier run take the new members too.
         planned = self.sessions + [p for p in self.group_sessions.values() if p.seeded_before]
-        Attendance.objects.bulk_create(
-            [
-                Attendance(session=p.row, patient=patient, enrolment=enrolment, status=status)
+        copy_values(
+            Attendance,
+            (
+                (p.row.pk, patient.pk, enrolment.pk, str(status))
                 for p in planned
                 for patient, enrolment, status in p.places
-            ],
-            batch_size=BATCH,
+            ),
+            fields=["session_id", "patient_id", "enrolment_id", "status"],
         )
-        facilitation = Session.facilitators.through
-        facilitation.objects.bulk_create(
-            [
-                facilitation(session_id=p.row.pk, user_id=coach.pk)
-                for p in planned
-                for coach in p.facilitators
-            ],
-            batch_size=BATCH,
+        copy_values(
+            Session.facilitators.through,
+            ((p.row.pk, coach.pk) for p in planned for coach in p.facilitators),
+            fields=["session_id", "user_id"],
         )
-        CoachAssignment.objects.bulk_create(self.assignments, batch_size=BATCH)
-        PatientStatusChange.objects.bulk_create(self.status_changes, batch_size=BATCH)
-        Discharge.objects.bulk_create(self.discharges, batch_size=BATCH)
+        copy_rows(CoachAssignment, self.assignments)
+        copy_rows(PatientStatusChange, self.status_changes, fields=_WITHOUT_ID[PatientStatusChange])
+        copy_rows(Discharge, self.discharges, fields=_WITHOUT_ID[Discharge])
         copy_values(AuditEvent, self._audit_rows(), fields=AUDIT_FIELDS)
         return self._save_responses(seed=seed)
 

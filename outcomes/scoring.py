@@ -262,6 +262,9 @@ def _exact(x: int | float | str) -> Fraction:
     return Fraction(Decimal(str(x)))
 
 
+# The same few sums and means recur across thousands of responses (a bulk import, the demo's
+# seeding), and the decimal round trip is a good part of scoring's time.
+@functools.lru_cache(maxsize=8192)
 def _round(x: Fraction, places: int) -> float:
     with localcontext() as ctx:
         ctx.prec = 50
@@ -273,6 +276,14 @@ def _round(x: Fraction, places: int) -> float:
 def _decimals(x: int | float) -> int:
     exponent = Decimal(str(x)).normalize().as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _sum(values: list[Fraction]) -> Fraction:
+    """The exact sum. Whole numbers (most answers) are added as ints: Fraction's own addition
+    reduces by the gcd at every step, most of scoring's arithmetic."""
+    if all(v.denominator == 1 for v in values):
+        return Fraction(sum(v.numerator for v in values))
+    return sum(values, Fraction(0))
 
 
 def _on_step(value: Fraction, low: Fraction, step: Fraction) -> bool:
@@ -313,6 +324,33 @@ def _method(defn: Mapping) -> str:
 
 def _sum_decimals(defn: Mapping) -> int:
     return max(_decimals(_item_scale(defn, item)["step"]) for item in defn["items"])
+
+
+@dataclass(frozen=True)
+class DefinitionFacts:
+    """What scoring reads from a definition for every answer, worked out once. A caller that
+    scores thousands of responses to one version (bulk seeding) prepares them once and passes
+    them to ``score``; everyone else gets them prepared per call, as before."""
+
+    items: dict  # item number -> item
+    scales: dict  # item number -> the item's effective response scale
+    scored: list  # the scored item numbers, in order
+    reverse: frozenset
+    method: str
+    sum_decimals: int  # the finest item step's decimals: a sum is shown to that
+
+
+def definition_facts(defn: Mapping) -> DefinitionFacts:
+    items = _item_map(defn)
+    scales = {n: _item_scale(defn, item) for n, item in items.items()}
+    return DefinitionFacts(
+        items=items,
+        scales=scales,
+        scored=_scored_numbers(defn),
+        reverse=frozenset(defn.get("reverse_items", [])),
+        method=_method(defn),
+        sum_decimals=max((_decimals(sc["step"]) for sc in scales.values()), default=0),
+    )
 
 
 def _range_of(defn: Mapping, numbers: Iterable[int], *, domains: list | None = None) -> tuple:
@@ -675,13 +713,16 @@ def _normalise_keys(answers: Mapping) -> dict:
     return out
 
 
-def validate_answers(defn: Mapping, answers: Mapping) -> dict:
+def validate_answers(
+    defn: Mapping, answers: Mapping, *, facts: DefinitionFacts | None = None
+) -> dict:
     """Return ``{item_number: message}`` for unknown items, non-numbers, out-of-range or off-step
-    answers. ``None`` (or an absent key) means unanswered and is never an error here."""
+    answers. ``None`` (or an absent key) means unanswered and is never an error here.
+    ``facts``: ``definition_facts(defn)``, when the caller keeps them."""
     errors: dict = {}
-    items = _item_map(defn)
+    scales = (facts or definition_facts(defn)).scales
     for key, value in _normalise_keys(answers).items():
-        if not isinstance(key, int) or isinstance(key, bool) or key not in items:
+        if not isinstance(key, int) or isinstance(key, bool) or key not in scales:
             errors[key] = "unknown item"
             continue
         if value is None:
@@ -689,7 +730,7 @@ def validate_answers(defn: Mapping, answers: Mapping) -> dict:
         if not _is_number(value):
             errors[key] = f"answer {value!r} is not a number"
             continue
-        sc = _item_scale(defn, items[key])
+        sc = scales[key]
         error = _answer_error(value, sc["min"], sc["max"], sc["step"])
         if error:
             errors[key] = error
@@ -740,7 +781,7 @@ class _Exact:
 
 
 def _score_group(
-    defn: Mapping,
+    facts: DefinitionFacts,
     code: str,
     numbers: list[int],
     missing: Mapping,
@@ -752,17 +793,17 @@ def _score_group(
     n_missing = expected - answered
     if answered == 0 or n_missing > missing["max_missing"]:
         return ScaleScore(code, None, None, "", answered, expected, False, False, None), _Exact()
-    total = sum(answered_values, Fraction(0))
+    total = _sum(answered_values)
     mean = total / answered
     prorated = n_missing > 0
     value = mean * expected if prorated else total
-    return _finish(defn, code, value, mean, answered, expected, prorated, bands), _Exact(
+    return _finish(facts, code, value, mean, answered, expected, prorated, bands), _Exact(
         value, mean
     )
 
 
 def _finish(
-    defn: Mapping,
+    facts: DefinitionFacts,
     code: str,
     value: Fraction,
     mean: Fraction | None,
@@ -773,10 +814,10 @@ def _finish(
 ) -> ScaleScore:
     # A sum-scored instrument shows its sum (prorated or not) as the paper form would: to the
     # finest item step, so the band is read on the number the clinician sees.
-    places = 1 if prorated and _method(defn) != "sum" else _sum_decimals(defn)
+    places = 1 if prorated and facts.method != "sum" else facts.sum_decimals
     value_r = _round(value, places)
     mean_r = None if mean is None else _round(mean, 2)
-    headline = mean_r if _method(defn) == "mean" else value_r
+    headline = mean_r if facts.method == "mean" else value_r
     return ScaleScore(
         code=code,
         value=value_r,
@@ -790,26 +831,26 @@ def _finish(
     )
 
 
-def score(defn: Mapping, answers: Mapping) -> ScoreResult:
+def score(defn: Mapping, answers: Mapping, *, facts: DefinitionFacts | None = None) -> ScoreResult:
     """Score one response. ``answers`` maps item number to the answer (None = unanswered).
 
     Raises ``AnswerError`` if ``validate_answers`` reports anything. Means are rounded to
     2 decimals and sums of a sum-scored instrument, prorated or not, to the finest item step
-    (half-up); see the module docstring.
+    (half-up); see the module docstring. ``facts``: ``definition_facts(defn)``, when the
+    caller scores many responses to one definition.
     """
+    facts = facts or definition_facts(defn)
     answers = _normalise_keys(answers)
-    errors = validate_answers(defn, answers)
+    errors = validate_answers(defn, answers, facts=facts)
     if errors:
         raise AnswerError(errors)
-    items = _item_map(defn)
-    reverse = set(defn.get("reverse_items", []))
     values: dict[int, Fraction | None] = {}
-    for n in _scored_numbers(defn):
+    for n in facts.scored:
         raw = answers.get(n)
         if raw is None:
             values[n] = None
-        elif n in reverse:
-            sc = _item_scale(defn, items[n])
+        elif n in facts.reverse:
+            sc = facts.scales[n]
             values[n] = _frac(sc["min"]) + _frac(sc["max"]) - _frac(raw)
         else:
             values[n] = _frac(raw)
@@ -829,7 +870,7 @@ def score(defn: Mapping, answers: Mapping) -> ScoreResult:
     for sub in defn["subscales"]:
         rule = sub.get("missing", {"max_missing": 0, "rule": "none"})
         res, ex = _score_group(
-            defn, sub["code"], sub["items"], rule, values, sub_bands.get(sub["code"], [])
+            facts, sub["code"], sub["items"], rule, values, sub_bands.get(sub["code"], [])
         )
         sub_results.append(res)
         exact[sub["code"]] = ex
@@ -849,10 +890,10 @@ def score(defn: Mapping, answers: Mapping) -> ScoreResult:
             exact["total"] = _Exact()
         else:
             value = sum((v for v in domain_scores.values() if v is not None), Fraction(0))
-            total = _finish(defn, "total", value, None, answered, expected, False, defn["bands"])
+            total = _finish(facts, "total", value, None, answered, expected, False, defn["bands"])
             exact["total"] = _Exact(value, None)
     elif missing.get("require_subscales"):
-        scored = _scored_numbers(defn)
+        scored = facts.scored
         answered = sum(values[n] is not None for n in scored)
         if any(s.value is None for s in sub_results):
             total = ScaleScore("total", None, None, "", answered, len(scored), False, False, None)
@@ -862,12 +903,12 @@ def score(defn: Mapping, answers: Mapping) -> ScoreResult:
             prorated = any(s.prorated for s in sub_results)
             mean = value / len(scored)
             total = _finish(
-                defn, "total", value, mean, answered, len(scored), prorated, defn["bands"]
+                facts, "total", value, mean, answered, len(scored), prorated, defn["bands"]
             )
             exact["total"] = _Exact(value, mean)
     else:
         total, exact["total"] = _score_group(
-            defn, "total", _scored_numbers(defn), missing, values, defn["bands"]
+            facts, "total", facts.scored, missing, values, defn["bands"]
         )
 
     scales = [total, *sub_results]

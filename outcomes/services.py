@@ -130,8 +130,14 @@ def unscorable_missing(definition: dict, answers: dict) -> list[int]:
     ]
 
 
-def _score(definition: dict, answers: dict, *, allow_incomplete: bool) -> scoring.ScoreResult:
-    result = scoring.score(definition, answers)
+def _score(
+    definition: dict,
+    answers: dict,
+    *,
+    allow_incomplete: bool,
+    facts: scoring.DefinitionFacts | None = None,
+) -> scoring.ScoreResult:
+    result = scoring.score(definition, answers, facts=facts)
     if result.total.value is None and not allow_incomplete:
         missing = unscorable_missing(definition, answers)
         raise ValidationError(
@@ -257,8 +263,8 @@ class _Scored:
     scores: tuple  # (scale, value, mean, band, prorated, complete) per Score row
 
 
-def _scored(version: InstrumentVersion, cleaned: dict) -> _Scored:
-    result = _score(version.definition, cleaned, allow_incomplete=True)
+def _scored(version: InstrumentVersion, cleaned: dict, facts: scoring.DefinitionFacts) -> _Scored:
+    result = _score(version.definition, cleaned, allow_incomplete=True, facts=facts)
     return _Scored(
         complete=result.complete,
         safety_hits=json.dumps(_safety(result)),
@@ -323,6 +329,8 @@ def responses_bulk_record(*, actor, drafts, batch_size: int = 5000) -> int:
     actor_id = actor.pk if actor is not None and actor.is_authenticated else None
     now = timezone.now()
     scored: dict[tuple, _Scored] = {}
+    # What scoring reads from a definition for every answer, worked out once per version.
+    facts: dict[int, scoring.DefinitionFacts] = {}
     recorded = 0
     for first in range(0, len(drafts), batch_size):
         batch = drafts[first : first + batch_size]
@@ -337,7 +345,9 @@ def responses_bulk_record(*, actor, drafts, batch_size: int = 5000) -> int:
             key = (version.pk, *sorted(cleaned.items()))
             result = scored.get(key)
             if result is None:
-                result = scored[key] = _scored(version, cleaned)
+                if version.pk not in facts:
+                    facts[version.pk] = scoring.definition_facts(version.definition)
+                result = scored[key] = _scored(version, cleaned, facts[version.pk])
             public_id = uuid.uuid4()
             row = (
                 pk,
