@@ -272,8 +272,9 @@ def patient_measures(*, patient_ids=None) -> dict[int, PatientMeasures]:
 
 # The cohort's spans, each with its stored measures where the row is current (see
 # `cohort_measures`); the span's dates come back only where it is not, for the live query.
+# The public id as text: what the pseudonym is computed from, without a UUID object between.
 _STORED_SQL = """
-SELECT s.patient_id, p.public_id, s.dosing_count, m.patient_id IS NOT NULL,
+SELECT s.patient_id, p.public_id::text, s.dosing_count, m.patient_id IS NOT NULL,
        CASE WHEN m.patient_id IS NULL THEN s.first_dosing END,
        CASE WHEN m.patient_id IS NULL THEN s.last_dosing END,
        {measures}
