@@ -203,7 +203,7 @@ def p_text(p: float) -> str:
 
 
 @dataclass(frozen=True)
-class _Columns:
+class Columns:
     """Each measure as one column over the cohort, patients ordered by pseudonym (NaN where
     a patient has no value), so a cell is two columns and a mask rather than a pass over
     every patient's measures."""
@@ -212,9 +212,12 @@ class _Columns:
     values: dict[str, np.ndarray]
 
     @classmethod
-    def of(cls, measures: dict[int, dict[str, float]], pseudonyms: dict[int, str]) -> "_Columns":
+    def of(
+        cls, measures: dict[int, dict[str, float]], pseudonyms: dict[int, str], keys=()
+    ) -> "Columns":
+        """From each patient's measures; `keys` are columns to have even if nobody has them."""
         order = sorted(measures, key=pseudonyms.__getitem__)
-        keys = {key for values in measures.values() for key in values}
+        keys = {*keys, *(key for values in measures.values() for key in values)}
         return cls(
             labels=np.array([pseudonyms[pid] for pid in order], dtype=object),
             values={
@@ -227,7 +230,7 @@ class _Columns:
         return self.values.get(key, np.full(len(self.labels), np.nan))
 
 
-def _cell(cell_id, row, column, columns: _Columns) -> Cell:
+def _cell(cell_id, row, column, columns: Columns) -> Cell:
     row_key, row_label = row
     column_key, column_label = column
     x, y = columns.column(row_key), columns.column(column_key)
@@ -246,7 +249,7 @@ def _cell(cell_id, row, column, columns: _Columns) -> Cell:
     )
 
 
-def _grid(title, prefix, rows, columns, measured: _Columns) -> Grid:
+def _grid(title, prefix, rows, columns, measured: Columns) -> Grid:
     return Grid(
         title=title,
         columns=[label for _, label in columns],
@@ -264,14 +267,12 @@ def _grid(title, prefix, rows, columns, measured: _Columns) -> Grid:
 
 
 def cohort(
-    measures: dict[int, dict[str, float]],
-    pseudonyms: dict[int, str],
+    measured: Columns,
     *,
     dosings: int,
     depression: str = DEFAULT_DEPRESSION,
 ) -> Cohort:
-    """The grids and changes from each patient's measures (`cohort_selectors`)."""
-    measured = _Columns.of(measures, pseudonyms)
+    """The grids and changes from the cohort's measures (`cohort_selectors`)."""
     short = dict(DEPRESSION_MEASURES)[depression].split(" ")[0]
     depression_columns = [(key, f"{short} at {label}") for key, label, _, _ in FOLLOW_UPS]
     prep_rows = [
@@ -306,22 +307,20 @@ def cohort(
     ]
     changes = []
     for scale, label in ALLIANCE_SCALES:
-        pairs = [
-            (values[f"prep_{scale}"], values[f"week_{scale}"])
-            for values in measures.values()
-            if f"prep_{scale}" in values and f"week_{scale}" in values
-        ]
+        before, after = measured.column(f"prep_{scale}"), measured.column(f"week_{scale}")
+        both = ~(np.isnan(before) | np.isnan(after))
+        before, after = before[both], after[both]
         changes.append(
             Change(
                 label=label.capitalize(),
-                n=len(pairs),
-                result=statistics.paired_change([a for a, _ in pairs], [b for _, b in pairs]),
-                no_variation=len(pairs) >= statistics.MIN_N
-                and statistics.no_variation([b - a for a, b in pairs]),
+                n=len(before),
+                result=statistics.paired_change(before, after),
+                no_variation=len(before) >= statistics.MIN_N
+                and statistics.no_variation(after - before),
             )
         )
     return Cohort(
-        patients=len(measures),
+        patients=len(measured.labels),
         dosings=dosings,
         depression_label=dict(DEPRESSION_MEASURES)[depression],
         grids=grids,

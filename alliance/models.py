@@ -237,6 +237,32 @@ class StalePatient(models.Model):
         return f"Flags of patient {self.patient_id} stale since {self.since:%Y-%m-%d %H:%M:%S}"
 
 
+class CohortMeasures(models.Model):
+    """One patient's cohort-analytics measures (`analytics`) over every completed dosing they
+    attended, kept by the flag recompute (per patient and set-based alike), so the analytics
+    page reads one small row per patient instead of choosing among every score in the clinic.
+
+    `first_dosing` and `last_dosing` are the dosings the measures were taken around: a page
+    filtered to fewer dosings uses a row only where they are the same, and computes the
+    others live. `measures` maps a measure key (`prep_bond`, `meq_peak`, and the follow-ups
+    per depression instrument, `phq-9:dep_4w`) to its exact value; a measure the patient has
+    no rating for is absent."""
+
+    patient = models.OneToOneField(
+        Patient, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    first_dosing = models.DateTimeField()
+    last_dosing = models.DateTimeField()
+    measures = models.JSONField(default=dict)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "cohort measures"
+
+    def __str__(self):
+        return f"Cohort measures of patient {self.patient_id}"
+
+
 class ExpectedBand(models.Model):
     """Earlier patients' ratings at one protocol step, recomputed nightly (METHODS §1).
 

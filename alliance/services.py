@@ -25,8 +25,8 @@ from clinic.roles import Role
 from outcomes.models import Response
 from sessions.models import Attendance, Session, SessionKind
 
-from . import caseload, flag_inputs, rules, selectors, trajectories
-from .models import DosingSignOff, Flag, FlagRule, StalePatient
+from . import caseload, cohort_selectors, flag_inputs, rules, selectors, trajectories
+from .models import CohortMeasures, DosingSignOff, Flag, FlagRule, StalePatient
 from .queue import enqueue_recompute
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def recompute_patient(
     if kinds is None:
         # Changes committed after this recompute began may not be in what it read: they stay.
         StalePatient.objects.filter(patient=patient, since__lte=started).delete()
+        cohort_measures_refresh(patient_ids=[patient.pk])
     if created:
         ids = [f.pk for f in created]
         transaction.on_commit(lambda: enqueue_notifications(flag_ids=ids), robust=True)
@@ -170,6 +171,36 @@ def caseload_order_refresh(*, patient_ids=None, now=None) -> int:
             [*parts[0][1], *parts[1][1], *parts[2][1]],
         )
         return cursor.rowcount
+
+
+@transaction.atomic
+def cohort_measures_refresh(*, patient_ids=None) -> int:
+    """Bring these patients' `CohortMeasures` rows (None: every patient's) in line with
+    their ratings and dosings, in a few queries whatever their number; a patient with no
+    completed dosing has no row. The flag recompute calls it for the patients it covers, so
+    the rows are as fresh as the flags; a patient marked stale after their row was computed
+    is computed live by the analytics page until then. Returns the number of rows written."""
+    # Before reading: a change marked stale after this moment is one the read may not see.
+    computed_at = timezone.now()
+    measured = cohort_selectors.patient_measures(patient_ids=patient_ids)
+    gone = CohortMeasures.objects.all()
+    if patient_ids is not None:
+        gone = gone.filter(patient_id__in=flag_inputs.ids_in(patient_ids))
+    gone.delete()
+    CohortMeasures.objects.bulk_create(
+        [
+            CohortMeasures(
+                patient_id=pid,
+                first_dosing=m.first_dosing,
+                last_dosing=m.last_dosing,
+                measures=m.measures,
+                computed_at=computed_at,
+            )
+            for pid, m in measured.items()
+        ],
+        batch_size=1000,
+    )
+    return len(measured)
 
 
 @dataclass
@@ -510,6 +541,7 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
         if flag.status in Flag.UNRESOLVED and rank is not None:
             ranks[flag.patient_id] = min(rank, ranks.get(flag.patient_id, rank))
     _store_caseload_keys(ranks=ranks, dosings=every_dosing, patient_ids=patients)
+    cohort_measures_refresh(patient_ids=list(patients))
     return {
         "created": len(every.created),
         "updated": len(every.updated),

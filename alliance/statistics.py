@@ -6,6 +6,7 @@ Each function returns None where the sample is too small to report (n < MIN_N); 
 shows "not enough data" instead of a number.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -44,6 +45,12 @@ def _stats():
     return stats
 
 
+@functools.cache
+def _normal_quantile(probability: float) -> float:
+    """The same for every cell of a page (0.975 for 95%): worked out once per process."""
+    return float(_stats().norm.ppf(probability))
+
+
 def _pairs(xs, ys):
     x = np.asarray(xs, dtype=float)
     y = np.asarray(ys, dtype=float)
@@ -63,7 +70,7 @@ def pearson(xs, ys, *, confidence: float = 0.95) -> Correlation | None:
     r = float(result.statistic)
     # Fisher z: atanh(r) is about normal with standard error 1/sqrt(n-3).
     z = math.atanh(max(min(r, 0.999999), -0.999999))
-    half = _stats().norm.ppf(0.5 + confidence / 2) / math.sqrt(n - 3)
+    half = _normal_quantile(0.5 + confidence / 2) / math.sqrt(n - 3)
     return Correlation(
         r=r,
         n=n,

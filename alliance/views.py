@@ -312,9 +312,7 @@ def _cohort(request) -> tuple[CohortFilterForm, analytics.Cohort | None]:
         start=filters.get("start"),
         end=filters.get("end"),
     )
-    cohort = analytics.cohort(
-        measured.measures, measured.pseudonyms, dosings=measured.dosings, depression=depression
-    )
+    cohort = analytics.cohort(measured.columns, dosings=measured.dosings, depression=depression)
     return form, cohort
 
 

@@ -19,7 +19,7 @@ def _cohort_of(prep_bonds, depressions, *, week_bonds=None):
         if week_bonds:
             measures[pid]["week_bond"] = week_bonds[pid - 1]
     pseudonyms = {pid: f"P-{pid:03d}" for pid in measures}
-    return analytics.cohort(measures, pseudonyms, dosings=len(measures))
+    return analytics.cohort(analytics.Columns.of(measures, pseudonyms), dosings=len(measures))
 
 
 def _cell(cohort, row_label, column_label):

@@ -10,8 +10,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from alliance import analytics, cohort_selectors
+from alliance import analytics, cohort_selectors, services
 from alliance.exports import pseudonym_of
+from alliance.models import CohortMeasures
 from clinic.access import patients_visible_to
 from clinic.models import Program, User
 from outcomes import services as outcome_services
@@ -331,3 +332,143 @@ def test_a_prorated_rating_has_its_exact_mean_from_the_answers(people):
         {"prep_bond": 13 / 3, "prep_total": 45 / 11, "prep_goal": 4.0, "prep_task": 4.0},
         abs=1e-12,
     )
+
+
+# --- the stored measures (CohortMeasures), kept by the flag recompute ------------------------
+
+
+def _dosed_patients() -> list[int]:
+    return sorted(
+        set(
+            Attendance.objects.filter(session__kind=SessionKind.DOSING).values_list(
+                "patient_id", flat=True
+            )
+        )
+    )
+
+
+def _stored_rows() -> dict[int, tuple]:
+    return {
+        row.patient_id: (row.first_dosing, row.last_dosing, row.measures)
+        for row in CohortMeasures.objects.all()
+    }
+
+
+@pytest.mark.parametrize("depression", ["grid-hamd-17", "phq-9"])
+def test_rows_from_the_sweep_and_the_per_patient_recompute_give_the_live_measures(
+    seeded_clinic, depression
+):
+    """Table built by a sweep == table built one patient at a time == the live query (no rows)
+    == the Python reference, ties included; and the page reads the rows when they are there."""
+    with time_machine.travel(NOW, tick=False):
+        tied = _add_ties(seeded_clinic)
+        patients = _dosed_patients()
+        CohortMeasures.objects.all().delete()
+        live = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
+
+        services.recompute_patients(patient_ids=patients)
+        swept_rows = _stored_rows()
+        swept = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
+
+        CohortMeasures.objects.all().delete()
+        for pid in patients:
+            services.recompute_patient(patient_id=pid)
+        one_by_one_rows = _stored_rows()
+        one_by_one = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
+        expected, pseudonyms, dosings = reference_measures(
+            user=seeded_clinic, depression=depression
+        )
+    assert tied and len(expected) >= 8
+    assert (live.stored, swept.stored, one_by_one.stored) == (0, len(expected), len(expected))
+    assert swept_rows.keys() == set(expected) and swept_rows == one_by_one_rows
+    for measured in (live, swept, one_by_one):
+        assert measured.pseudonyms == pseudonyms and measured.dosings == dosings
+        assert measured.measures.keys() == expected.keys()
+        for pid, values in expected.items():
+            assert measured.measures[pid] == pytest.approx(values, abs=1e-12), pid
+
+
+def test_the_upgrade_command_writes_the_rows_the_sweep_would(seeded_clinic):
+    """An installation upgraded with patients already dosed fills the table once."""
+    with time_machine.travel(NOW, tick=False):
+        services.recompute_patients(patient_ids=_dosed_patients())
+        swept = _stored_rows()
+        CohortMeasures.objects.all().delete()
+        out = io.StringIO()
+        call_command("refresh_cohort_measures", stdout=out)
+    assert swept and _stored_rows() == swept
+    assert f"for {len(swept)} patient(s)" in out.getvalue()
+
+
+def test_a_filter_that_leaves_out_dosings_is_computed_live_from_the_rows_it_cannot_use(
+    seeded_clinic,
+):
+    """A row holds the measures around all of a patient's dosings: where a filter keeps fewer,
+    the page computes that patient live, and gets what the Python reference gets."""
+    with time_machine.travel(NOW, tick=False):
+        services.recompute_patients(patient_ids=_dosed_patients())
+        program = Program.objects.get(modality="ketamine")
+        measured = cohort_selectors.cohort_measures(
+            user=seeded_clinic, depression="phq-9", program=program
+        )
+        expected, _, dosings = reference_measures(
+            user=seeded_clinic, depression="phq-9", program=program
+        )
+        dosing_days = sorted(
+            Attendance.objects.filter(session__kind=SessionKind.DOSING).values_list(
+                "session__scheduled_start__date", flat=True
+            )
+        )
+        since = dosing_days[len(dosing_days) // 2]
+        later = cohort_selectors.cohort_measures(
+            user=seeded_clinic, depression="phq-9", start=since
+        )
+        CohortMeasures.objects.all().delete()
+        later_live = cohort_selectors.cohort_measures(
+            user=seeded_clinic, depression="phq-9", start=since
+        )
+    assert measured.measures == pytest.approx(expected) if expected else not measured.measures
+    assert measured.dosings == dosings
+    # Patients with dosings before the date are computed live: the same as with no rows.
+    assert later.stored < len(later.patient_ids) and later_live.stored == 0
+    assert later.measures == later_live.measures and later.dosings == later_live.dosings
+
+
+def test_a_rating_saved_after_the_row_counts_at_once_and_the_recompute_stores_it(people):
+    start = NOW - datetime.timedelta(days=100)
+    with time_machine.travel(NOW, tick=False):
+        dosing = book_session(
+            people.enrolment,
+            actor=people.admin,
+            kind=SessionKind.DOSING,
+            start=start + datetime.timedelta(days=20),
+            minutes=6 * 60,
+        )
+        log_dosing_completed(dosing, actor=people.clinician, minutes=360)
+        _record(
+            people.patient,
+            "phq-9",
+            {n: (0 if n == 9 else 1) for n in range(1, 11)},
+            start + datetime.timedelta(days=45),
+            actor=people.admin,
+        )
+        services.recompute_patient(patient_id=people.patient.pk)
+        before = cohort_selectors.cohort_measures(user=people.clinician, depression="phq-9")
+    # Later: a rating nearer to 4 weeks after the dosing, saved through the services (which
+    # marks the patient's flags stale, as a coach's save does).
+    with time_machine.travel(NOW + datetime.timedelta(minutes=5), tick=False):
+        _record(
+            people.patient,
+            "phq-9",
+            {n: (0 if n == 9 else 2) for n in range(1, 11)},
+            start + datetime.timedelta(days=48),
+            actor=people.admin,
+        )
+        pending = cohort_selectors.cohort_measures(user=people.clinician, depression="phq-9")
+        services.recompute_patient(patient_id=people.patient.pk)
+        after = cohort_selectors.cohort_measures(user=people.clinician, depression="phq-9")
+    assert (before.stored, pending.stored, after.stored) == (1, 0, 1)
+    assert before.measures == {people.patient.pk: {"dep_4w": 8}}
+    assert pending.measures == after.measures == {people.patient.pk: {"dep_4w": 16}}
+    stored = CohortMeasures.objects.get(patient=people.patient).measures
+    assert stored == {"phq-9:dep_4w": 16}

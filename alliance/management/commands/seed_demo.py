@@ -22,6 +22,7 @@ from alliance.flag_inputs import patients_to_sweep_ids
 from alliance.models import Flag
 from alliance.services import (
     caseload_order_refresh,
+    cohort_measures_refresh,
     flag_resolve,
     mark_stale,
     recompute_patient,
@@ -287,6 +288,8 @@ class Command(BaseCommand):
         # The expected-trajectory bands, then flags, as the nightly jobs would compute them.
         recompute_expected_bands()
         recompute_patients(patient_ids=patients_to_sweep_ids())
+        # The alumni are not swept (not in care): their analytics measures once, here.
+        cohort_measures_refresh()
         self._resolved_but_still_weak(admin=admin, staff=staff, programs=programs)
         self.stdout.write(
             f"Seeded {responses} questionnaire response(s) "
