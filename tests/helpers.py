@@ -85,7 +85,7 @@ def matrix_cases(matrix: dict[str, list[int]]) -> list[tuple[str, str, int]]:
 def built_once_for_the_module(django_db_blocker):
     """Rows a module's read-only tests share, built once and rolled back after the module.
 
-    Use it in a module-scoped fixture; each test still runs in its own savepoint inside it
+    Use it in a module- or class-scoped fixture; each test still runs in its own savepoint inside it
     (as Django's `TestCase.setUpTestData` does), so a test that writes leaves nothing behind.
     """
     with django_db_blocker.unblock(), transaction.atomic():

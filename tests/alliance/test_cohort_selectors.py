@@ -18,7 +18,7 @@ from clinic.models import Program, User
 from outcomes import services as outcome_services
 from outcomes.models import InstrumentVersion, Respondent, Response, Score
 from sessions.models import Attendance, Session, SessionKind
-from tests.helpers import book_session, log_dosing_completed
+from tests.helpers import book_session, built_once_for_the_module, log_dosing_completed
 
 # The seeded clinic's dates follow the clock; a fixed one keeps every run on the same data.
 NOW = datetime.datetime(2026, 3, 10, 9, 30, tzinfo=datetime.UTC)
@@ -183,46 +183,6 @@ def _add_ties(user):
     return patients
 
 
-@pytest.fixture
-def seeded_clinic(db):
-    with time_machine.travel(NOW, tick=False):
-        call_command("seed_demo", patients=3, alumni=8, seed=5, stdout=io.StringIO())
-        clinician = User.objects.get(email="clinician1@rapport.test")
-        yield clinician
-
-
-@pytest.mark.parametrize("depression", [code for code, _ in analytics.DEPRESSION_MEASURES])
-def test_sql_measures_match_the_python_computation(seeded_clinic, depression):
-    with time_machine.travel(NOW, tick=False):
-        tied = _add_ties(seeded_clinic)
-        measured = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
-        expected, pseudonyms, dosings = reference_measures(
-            user=seeded_clinic, depression=depression
-        )
-    assert len(expected) >= 8 and tied
-    assert measured.pseudonyms == pseudonyms
-    assert measured.dosings == dosings
-    assert measured.measures.keys() == expected.keys()
-    for pid, values in expected.items():
-        assert measured.measures[pid] == pytest.approx(values, abs=1e-12), pid
-    # The comparison covers every kind of measure, not just the ones that happen to exist.
-    kinds = {key for values in expected.values() for key in values}
-    assert {"prep_bond", "week_total", "dep_4w", "dep_12m", "meq_peak", "piq_peak"} <= kinds
-
-
-def test_a_program_filter_gives_the_same_measures_as_the_python_computation(seeded_clinic):
-    with time_machine.travel(NOW, tick=False):
-        program = Program.objects.get(modality="ketamine")
-        measured = cohort_selectors.cohort_measures(
-            user=seeded_clinic, depression="phq-9", program=program
-        )
-        expected, _, dosings = reference_measures(
-            user=seeded_clinic, depression="phq-9", program=program
-        )
-    assert measured.measures == pytest.approx(expected) if expected else not measured.measures
-    assert measured.dosings == dosings
-
-
 def _queries(user) -> int:
     with CaptureQueriesContext(connection) as ctx:
         measured = cohort_selectors.cohort_measures(user=user, depression="grid-hamd-17")
@@ -354,86 +314,6 @@ def _stored_rows() -> dict[int, tuple]:
     }
 
 
-@pytest.mark.parametrize("depression", ["grid-hamd-17", "phq-9"])
-def test_rows_from_the_sweep_and_the_per_patient_recompute_give_the_live_measures(
-    seeded_clinic, depression
-):
-    """Table built by a sweep == table built one patient at a time == the live query (no rows)
-    == the Python reference, ties included; and the page reads the rows when they are there."""
-    with time_machine.travel(NOW, tick=False):
-        tied = _add_ties(seeded_clinic)
-        patients = _dosed_patients()
-        CohortMeasures.objects.all().delete()
-        live = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
-
-        services.recompute_patients(patient_ids=patients)
-        swept_rows = _stored_rows()
-        swept = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
-
-        CohortMeasures.objects.all().delete()
-        for pid in patients:
-            services.recompute_patient(patient_id=pid)
-        one_by_one_rows = _stored_rows()
-        one_by_one = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
-        expected, pseudonyms, dosings = reference_measures(
-            user=seeded_clinic, depression=depression
-        )
-    assert tied and len(expected) >= 8
-    assert (live.stored, swept.stored, one_by_one.stored) == (0, len(expected), len(expected))
-    assert swept_rows.keys() == set(expected) and swept_rows == one_by_one_rows
-    for measured in (live, swept, one_by_one):
-        assert measured.pseudonyms == pseudonyms and measured.dosings == dosings
-        assert measured.measures.keys() == expected.keys()
-        for pid, values in expected.items():
-            assert measured.measures[pid] == pytest.approx(values, abs=1e-12), pid
-
-
-def test_the_upgrade_command_writes_the_rows_the_sweep_would(seeded_clinic):
-    """An installation upgraded with patients already dosed fills the table once."""
-    with time_machine.travel(NOW, tick=False):
-        services.recompute_patients(patient_ids=_dosed_patients())
-        swept = _stored_rows()
-        CohortMeasures.objects.all().delete()
-        out = io.StringIO()
-        call_command("refresh_cohort_measures", stdout=out)
-    assert swept and _stored_rows() == swept
-    assert f"for {len(swept)} patient(s)" in out.getvalue()
-
-
-def test_a_filter_that_leaves_out_dosings_is_computed_live_from_the_rows_it_cannot_use(
-    seeded_clinic,
-):
-    """A row holds the measures around all of a patient's dosings: where a filter keeps fewer,
-    the page computes that patient live, and gets what the Python reference gets."""
-    with time_machine.travel(NOW, tick=False):
-        services.recompute_patients(patient_ids=_dosed_patients())
-        program = Program.objects.get(modality="ketamine")
-        measured = cohort_selectors.cohort_measures(
-            user=seeded_clinic, depression="phq-9", program=program
-        )
-        expected, _, dosings = reference_measures(
-            user=seeded_clinic, depression="phq-9", program=program
-        )
-        dosing_days = sorted(
-            Attendance.objects.filter(session__kind=SessionKind.DOSING).values_list(
-                "session__scheduled_start__date", flat=True
-            )
-        )
-        since = dosing_days[len(dosing_days) // 2]
-        later = cohort_selectors.cohort_measures(
-            user=seeded_clinic, depression="phq-9", start=since
-        )
-        CohortMeasures.objects.all().delete()
-        later_live = cohort_selectors.cohort_measures(
-            user=seeded_clinic, depression="phq-9", start=since
-        )
-    assert measured.measures == pytest.approx(expected) if expected else not measured.measures
-    assert measured.dosings == dosings
-    # Patients with dosings before the date are computed live: the same as with no rows.
-    assert later.stored < len(later.patient_ids) and later_live.stored == 0
-    assert later.measures == later_live.measures and later.dosings == later_live.dosings
-
-
 def test_a_rating_saved_after_the_row_counts_at_once_and_the_recompute_stores_it(people):
     start = NOW - datetime.timedelta(days=100)
     with time_machine.travel(NOW, tick=False):
@@ -472,3 +352,131 @@ def test_a_rating_saved_after_the_row_counts_at_once_and_the_recompute_stores_it
     assert pending.measures == after.measures == {people.patient.pk: {"dep_4w": 16}}
     stored = CohortMeasures.objects.get(patient=people.patient).measures
     assert stored == {"phq-9:dep_4w": 16}
+
+
+@pytest.fixture(scope="class")
+def seeded_once(django_db_setup, django_db_blocker):
+    with built_once_for_the_module(django_db_blocker):
+        with time_machine.travel(NOW, tick=False):
+            call_command("seed_demo", patients=3, alumni=8, seed=5, stdout=io.StringIO())
+            clinician = User.objects.get(email="clinician1@rapport.test")
+        yield clinician
+
+
+class TestOnTheSeededClinic:
+    """Tests that read one seeded clinic (each in its own savepoint, so what one adds is gone
+    for the next): seeded once for the class, not once a test."""
+
+    @pytest.fixture
+    def seeded_clinic(self, seeded_once, db):
+        return seeded_once
+
+    @pytest.mark.parametrize("depression", [code for code, _ in analytics.DEPRESSION_MEASURES])
+    def test_sql_measures_match_the_python_computation(self, seeded_clinic, depression):
+        with time_machine.travel(NOW, tick=False):
+            tied = _add_ties(seeded_clinic)
+            measured = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
+            expected, pseudonyms, dosings = reference_measures(
+                user=seeded_clinic, depression=depression
+            )
+        assert len(expected) >= 8 and tied
+        assert measured.pseudonyms == pseudonyms
+        assert measured.dosings == dosings
+        assert measured.measures.keys() == expected.keys()
+        for pid, values in expected.items():
+            assert measured.measures[pid] == pytest.approx(values, abs=1e-12), pid
+        # The comparison covers every kind of measure, not just the ones that happen to exist.
+        kinds = {key for values in expected.values() for key in values}
+        assert {"prep_bond", "week_total", "dep_4w", "dep_12m", "meq_peak", "piq_peak"} <= kinds
+
+    def test_a_program_filter_gives_the_same_measures_as_the_python_computation(
+        self, seeded_clinic
+    ):
+        with time_machine.travel(NOW, tick=False):
+            program = Program.objects.get(modality="ketamine")
+            measured = cohort_selectors.cohort_measures(
+                user=seeded_clinic, depression="phq-9", program=program
+            )
+            expected, _, dosings = reference_measures(
+                user=seeded_clinic, depression="phq-9", program=program
+            )
+        assert measured.measures == pytest.approx(expected) if expected else not measured.measures
+        assert measured.dosings == dosings
+
+    @pytest.mark.parametrize("depression", ["grid-hamd-17", "phq-9"])
+    def test_rows_from_the_sweep_and_the_per_patient_recompute_give_the_live_measures(
+        self, seeded_clinic, depression
+    ):
+        """Table built by a sweep == table built one patient at a time == the live query (no rows)
+        == the Python reference, ties included; and the page reads the rows when they are there."""
+        with time_machine.travel(NOW, tick=False):
+            tied = _add_ties(seeded_clinic)
+            patients = _dosed_patients()
+            CohortMeasures.objects.all().delete()
+            live = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
+
+            services.recompute_patients(patient_ids=patients)
+            swept_rows = _stored_rows()
+            swept = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
+
+            CohortMeasures.objects.all().delete()
+            for pid in patients:
+                services.recompute_patient(patient_id=pid)
+            one_by_one_rows = _stored_rows()
+            one_by_one = cohort_selectors.cohort_measures(user=seeded_clinic, depression=depression)
+            expected, pseudonyms, dosings = reference_measures(
+                user=seeded_clinic, depression=depression
+            )
+        assert tied and len(expected) >= 8
+        assert (live.stored, swept.stored, one_by_one.stored) == (0, len(expected), len(expected))
+        assert swept_rows.keys() == set(expected) and swept_rows == one_by_one_rows
+        for measured in (live, swept, one_by_one):
+            assert measured.pseudonyms == pseudonyms and measured.dosings == dosings
+            assert measured.measures.keys() == expected.keys()
+            for pid, values in expected.items():
+                assert measured.measures[pid] == pytest.approx(values, abs=1e-12), pid
+
+    def test_the_upgrade_command_writes_the_rows_the_sweep_would(self, seeded_clinic):
+        """An installation upgraded with patients already dosed fills the table once."""
+        with time_machine.travel(NOW, tick=False):
+            services.recompute_patients(patient_ids=_dosed_patients())
+            swept = _stored_rows()
+            CohortMeasures.objects.all().delete()
+            out = io.StringIO()
+            call_command("refresh_cohort_measures", stdout=out)
+        assert swept and _stored_rows() == swept
+        assert f"for {len(swept)} patient(s)" in out.getvalue()
+
+    def test_a_filter_that_leaves_out_dosings_is_computed_live_from_the_rows_it_cannot_use(
+        self,
+        seeded_clinic,
+    ):
+        """A row holds the measures around all of a patient's dosings: where a filter keeps fewer,
+        the page computes that patient live, and gets what the Python reference gets."""
+        with time_machine.travel(NOW, tick=False):
+            services.recompute_patients(patient_ids=_dosed_patients())
+            program = Program.objects.get(modality="ketamine")
+            measured = cohort_selectors.cohort_measures(
+                user=seeded_clinic, depression="phq-9", program=program
+            )
+            expected, _, dosings = reference_measures(
+                user=seeded_clinic, depression="phq-9", program=program
+            )
+            dosing_days = sorted(
+                Attendance.objects.filter(session__kind=SessionKind.DOSING).values_list(
+                    "session__scheduled_start__date", flat=True
+                )
+            )
+            since = dosing_days[len(dosing_days) // 2]
+            later = cohort_selectors.cohort_measures(
+                user=seeded_clinic, depression="phq-9", start=since
+            )
+            CohortMeasures.objects.all().delete()
+            later_live = cohort_selectors.cohort_measures(
+                user=seeded_clinic, depression="phq-9", start=since
+            )
+        assert measured.measures == pytest.approx(expected) if expected else not measured.measures
+        assert measured.dosings == dosings
+        # Patients with dosings before the date are computed live: the same as with no rows.
+        assert later.stored < len(later.patient_ids) and later_live.stored == 0
+        assert later.measures == later_live.measures and later.dosings == later_live.dosings
