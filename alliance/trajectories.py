@@ -12,8 +12,10 @@ import datetime
 from dataclasses import dataclass
 
 import numpy as np
+from django.contrib.postgres.fields import ArrayField
 from django.db import transaction
-from django.db.models import Avg
+from django.db.models import Avg, FloatField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from outcomes.models import Score
@@ -105,11 +107,13 @@ def bands_for_steps(
     rows = {
         b.step_id: b
         for b in ExpectedBand.objects.filter(step__in=[s.pk for s in steps], measure=measure)
+        .defer("values")
+        .annotate(others=_values_without(patient_id))
     }
     found = []
     for step in steps:
         row = rows.get(step.pk)
-        others = row.values_without(patient_id) if row else ()
+        others = tuple(row.others) if row else ()
         found.append(
             StepBand(
                 step_id=step.pk,
@@ -122,6 +126,23 @@ def bands_for_steps(
             )
         )
     return found
+
+
+def _values_without(patient_id: int | None) -> RawSQL:
+    """`ExpectedBand.values_without` in the database: the values of every patient but this
+    one, in stored order, as a float array. At 10,000 patients a step holds thousands of
+    [patient, value] pairs and decoding them from JSON in Python was about a third of the
+    patient dashboard; the numbers are the same (both parse the same decimal text)."""
+    return RawSQL(
+        """ARRAY(
+            SELECT (pair ->> 1)::float8
+            FROM jsonb_array_elements(alliance_expectedband.values) WITH ORDINALITY AS e(pair, i)
+            WHERE (pair ->> 0)::bigint IS DISTINCT FROM %s
+            ORDER BY i
+        )""",
+        [patient_id],
+        output_field=ArrayField(FloatField()),
+    )
 
 
 def load_bond_bands(*, step_ids=None) -> dict[int, tuple[str, np.ndarray, dict, dict]]:
