@@ -12,9 +12,8 @@ import datetime
 from dataclasses import dataclass
 
 import numpy as np
-from django.contrib.postgres.fields import ArrayField
 from django.db import transaction
-from django.db.models import Avg, FloatField
+from django.db.models import Avg, CharField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -107,13 +106,17 @@ def bands_for_steps(
     rows = {
         b.step_id: b
         for b in ExpectedBand.objects.filter(step__in=[s.pk for s in steps], measure=measure)
+        .order_by()
         .defer("values")
-        .annotate(others=_values_without(patient_id))
+        .annotate(version=_ROW_VERSION)
     }
+    pairs = _band_pairs(rows.values())
     found = []
     for step in steps:
         row = rows.get(step.pk)
-        others = tuple(row.others) if row else ()
+        # A row deleted by a refresh between the two reads counts as none.
+        stored = pairs.get(row.pk) if row else None
+        others = () if stored is None else bands.values_without(stored, patient_id)
         found.append(
             StepBand(
                 step_id=step.pk,
@@ -128,21 +131,49 @@ def bands_for_steps(
     return found
 
 
-def _values_without(patient_id: int | None) -> RawSQL:
-    """`ExpectedBand.values_without` in the database: the values of every patient but this
-    one, in stored order, as a float array. At 10,000 patients a step holds thousands of
-    [patient, value] pairs and decoding them from JSON in Python was about a third of the
-    patient dashboard; the numbers are the same (both parse the same decimal text)."""
-    return RawSQL(
-        """ARRAY(
-            SELECT (pair ->> 1)::float8
-            FROM jsonb_array_elements(alliance_expectedband.values) WITH ORDINALITY AS e(pair, i)
-            WHERE (pair ->> 0)::bigint IS DISTINCT FROM %s
-            ORDER BY i
-        )""",
-        [patient_id],
-        output_field=ArrayField(FloatField()),
-    )
+# The version of a band row: PostgreSQL gives every change of a row a new tuple, with the
+# writing transaction in `xmin` and a new place in `ctid` (the old tuple keeps its place until
+# vacuumed after that transaction), so the pair changes whenever the row does, including a
+# band refresh in the same transaction.
+_ROW_VERSION = RawSQL(
+    "alliance_expectedband.xmin::text || '/' || alliance_expectedband.ctid::text",
+    [],
+    output_field=CharField(),
+)
+# {band id: (row version, [[patient id, value], ...] as an n x 2 array)}, per process. A step
+# holds every earlier patient's value, thousands at 10,000 patients; decoding them for each
+# of a patient's steps was most of the patient dashboard. They change only when the bands are
+# refreshed (nightly), which gives the row a new version, and then they are read again.
+_PAIRS: dict[int, tuple[str, np.ndarray]] = {}
+_PAIRS_KEPT = 256
+
+
+def _band_pairs(rows) -> dict[int, np.ndarray]:
+    """{band id: its [patient id, value] pairs} of `rows` (annotated with `_ROW_VERSION`):
+    from this process's copy when the row has not changed since, else read in one query."""
+    found, stale = {}, []
+    for row in rows:
+        kept = _PAIRS.get(row.pk)
+        if kept is not None and kept[0] == row.version:
+            found[row.pk] = kept[1]
+        else:
+            stale.append(row.pk)
+    if stale:
+        read = (
+            ExpectedBand.objects.filter(pk__in=stale)
+            .order_by()
+            .annotate(version=_ROW_VERSION)
+            .values_list("pk", "version", "values")
+        )
+        for pk, version, values in read:
+            pairs = bands.pairs_of(values)
+            pairs.setflags(write=False)  # shared by every request of this process
+            found[pk] = pairs
+            _PAIRS.pop(pk, None)
+            _PAIRS[pk] = (version, pairs)
+        while len(_PAIRS) > _PAIRS_KEPT:
+            del _PAIRS[next(iter(_PAIRS))]
+    return found
 
 
 def load_bond_bands(*, step_ids=None) -> dict[int, tuple[str, np.ndarray, dict, dict]]:
