@@ -71,6 +71,18 @@ class Others:
         return count - (self._left_out is not None and self._left_out <= score)
 
 
+def pairs_of(values) -> np.ndarray:
+    """A band's stored [[patient id, value], ...] as an n x 2 array."""
+    return np.asarray(values, dtype=float).reshape(-1, 2)
+
+
+def values_without(pairs: np.ndarray, patient_id: int | None) -> tuple[float, ...]:
+    """The values of every patient but `patient_id`, in stored order."""
+    if patient_id is not None:
+        pairs = pairs[pairs[:, 0] != patient_id]
+    return tuple(pairs[:, 1].tolist())
+
+
 def percentile(values, q: float) -> float:
     if isinstance(values, Others):
         return values.percentile(q)

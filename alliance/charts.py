@@ -7,6 +7,8 @@ readers; the figure is a picture of the same rows.
 """
 
 import datetime
+import functools
+import json
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
@@ -214,19 +216,62 @@ def _layout(**extra) -> dict:
     return layout
 
 
-def _with_shapes(figure: go.Figure, *, shapes=(), annotations=()) -> dict:
-    """The figure's JSON with our shapes and annotations appended after its own (subplot
-    titles). Plotly validates a layout list anew on every change, one property at a time,
-    which cost the dashboard hundreds of milliseconds for a few dozen bands and labels; these
-    are plain dicts we write ourselves, which validate to themselves (tests compare the
-    figures built both ways)."""
-    figure_json = figure.to_plotly_json()
-    layout = figure_json["layout"]
-    if shapes:
-        layout["shapes"] = [*layout.get("shapes", []), *shapes]
-    if annotations:
-        layout["annotations"] = [*layout.get("annotations", []), *annotations]
-    return figure_json
+# The dashboard's figures are written as the plain JSON plotly.js draws, exactly what
+# `go.Figure(...).to_plotly_json()` gives for them: plotly.graph_objects validates every
+# property as it is set, which was most of the patient dashboard's time at 10,000 patients.
+# Tests validate each figure again with plotly and require it unchanged, and compare it with
+# the figure built through plotly.
+
+
+@functools.cache
+def _template() -> dict:
+    """plotly's default template, which `go.Figure` writes into every figure's layout (its
+    colours and grid lines are part of what the browser draws). Built once per process and
+    shared by every figure: nothing writes into it."""
+    return go.Figure().to_plotly_json()["layout"]["template"]
+
+
+@functools.cache
+def _grid_json(rows: int, cols: int, options: tuple) -> str:
+    layout = make_subplots(rows=rows, cols=cols, **dict(options)).to_plotly_json()["layout"]
+    layout.pop("template", None)
+    return json.dumps(layout)
+
+
+def _grid(*, rows: int, cols: int, **options) -> dict:
+    """The axes (domains, anchors, shared x) and subplot titles that `make_subplots` lays
+    out, as a fresh dict. Computed once per arrangement: they depend on the number of panels
+    and their titles only, never on a patient's data."""
+    frozen = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items())
+    return json.loads(_grid_json(rows, cols, frozen))
+
+
+def _merge(into: dict, extra: dict) -> dict:
+    """`update_layout`: nested dicts merge, anything else (lists too) replaces."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def _figure(data: list[dict], layout: dict, grid: dict | None = None) -> dict:
+    return {"data": data, "layout": _merge({"template": _template(), **(grid or {})}, layout)}
+
+
+def _trace(kind: str, *, panel: int | None = None, **properties) -> dict:
+    """One trace as plotly writes it: its type last, then the axes of its panel (numbered
+    from 1, row by row) when the figure has several."""
+    trace = {**properties, "type": kind}
+    if panel is not None:
+        trace["xaxis"] = _axis("x", panel)
+        trace["yaxis"] = _axis("y", panel)
+    return trace
+
+
+def _axis(letter: str, panel: int) -> str:
+    return letter if panel == 1 else f"{letter}{panel}"
 
 
 def _dosings(facts: DashboardFacts) -> list[SessionMark]:
@@ -299,12 +344,13 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
     )
     if not ratings and not facts.flags:
         return chart
-    figure = go.Figure()
+    traces = []
     for scale, label, colour in scales:
         points = [(r, r.scores[scale][1]) for r in ratings if scale in r.scores]
         points = [(r, mean) for r, mean in points if mean is not None]
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            _trace(
+                "scatter",
                 x=[_iso(r.at) for r, _ in points],
                 y=[mean for _, mean in points],
                 mode="lines+markers",
@@ -318,8 +364,9 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
         sessions = [s for s in facts.sessions if s.kind == kind]
         if not sessions:
             continue
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            _trace(
+                "scatter",
                 x=[_iso(s.at) for s in sessions],
                 y=[0.75] * len(sessions),
                 mode="markers",
@@ -334,8 +381,9 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
         marks = [f for f in facts.flags if f.is_open is is_open]
         if not marks:
             continue
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            _trace(
+                "scatter",
                 x=[_iso(f.at) for f in marks],
                 y=[5.25] * len(marks),
                 mode="markers",
@@ -345,7 +393,7 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
                 hovertemplate="%{text}<extra></extra>",
             )
         )
-    _add_expected_band(figure, chart, facts)
+    traces += _expected_band(chart, facts)
     shapes, notes = _dosing_lines(_dosings(facts))
     shapes.insert(
         0,
@@ -375,31 +423,37 @@ def alliance_chart(facts: DashboardFacts) -> Chart:
             "font": {"color": "#b02a37", "size": 11},
         }
     )
-    figure.update_layout(
-        **_layout(
+    chart.figure = _figure(
+        traces,
+        _layout(
             height=440,
             shapes=shapes,
             annotations=notes,
-            yaxis={"range": [0.55, 5.45], "tickvals": [1, 2, 3, 4, 5], "title": "Item mean"},
-            xaxis={"type": "date", "title": ""},
-        )
+            yaxis={
+                "range": [0.55, 5.45],
+                "tickvals": [1, 2, 3, 4, 5],
+                "title": {"text": "Item mean"},
+            },
+            xaxis={"type": "date", "title": {"text": ""}},
+        ),
     )
-    chart.figure = figure.to_plotly_json()
     return chart
 
 
-def _add_expected_band(figure: go.Figure, chart: Chart, facts: DashboardFacts) -> None:
+def _expected_band(chart: Chart, facts: DashboardFacts) -> list[dict]:
     """Earlier patients' bond at each of this patient's protocol steps: a shaded band from
     the 10th to the 25th percentile and a line at the median; steps with too few earlier
-    patients show the published default, labelled, and no band."""
+    patients show the published default, labelled, and no band. Returns its traces."""
+    traces = []
     if not facts.bands:
-        return
+        return traces
     clinic = [b for b in facts.bands if not b.is_default]
     if clinic:
         x = [_iso(b.at) for b in clinic]
         hover = [f"{b.label}: earlier patients (n = {b.n})" for b in clinic]
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            _trace(
+                "scatter",
                 x=x,
                 y=[b.p10 for b in clinic],
                 mode="lines",
@@ -409,8 +463,9 @@ def _add_expected_band(figure: go.Figure, chart: Chart, facts: DashboardFacts) -
                 hovertemplate="%{text}<br>10th percentile %{y:.2f}<extra></extra>",
             )
         )
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            _trace(
+                "scatter",
                 x=x,
                 y=[b.p25 for b in clinic],
                 mode="lines",
@@ -422,8 +477,9 @@ def _add_expected_band(figure: go.Figure, chart: Chart, facts: DashboardFacts) -
                 hovertemplate="%{text}<br>25th percentile %{y:.2f}<extra></extra>",
             )
         )
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            _trace(
+                "scatter",
                 x=x,
                 y=[b.p50 for b in clinic],
                 mode="lines",
@@ -435,8 +491,9 @@ def _add_expected_band(figure: go.Figure, chart: Chart, facts: DashboardFacts) -
         )
     default = [b for b in facts.bands if b.is_default]
     if default:
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            _trace(
+                "scatter",
                 x=[_iso(b.at) for b in default],
                 y=[b.p10 for b in default],
                 mode="markers",
@@ -471,6 +528,7 @@ def _add_expected_band(figure: go.Figure, chart: Chart, facts: DashboardFacts) -
             ],
         )
     )
+    return traces
 
 
 def _outcome_rule(facts: DashboardFacts, code: str) -> dict | None:
@@ -515,7 +573,7 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
     )
     if not present:
         return chart
-    figure = make_subplots(
+    grid = _grid(
         rows=len(present),
         cols=1,
         shared_xaxes=True,
@@ -523,10 +581,7 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
         subplot_titles=[label for label, _, _ in present],
     )
     shapes, _ = _dosing_lines(_dosings(facts))
-    # Traces are gathered and handed to plotly at once, band labels appended unvalidated
-    # (see _with_shapes): one add_trace or add_annotation at a time re-validated everything
-    # added before it, hundreds of milliseconds per dashboard.
-    traces, trace_rows, band_labels = [], [], []
+    traces, band_labels = [], []
     definitions_seen = set()
     for row, (label, colour, rows) in enumerate(present, start=1):
         definition = rows[-1].definition
@@ -574,7 +629,9 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                 ]
             )
         traces.append(
-            go.Scatter(
+            _trace(
+                "scatter",
+                panel=row,
                 x=[_iso(r.at) for r in rows],
                 y=[r.scores["total"][0] for r in rows],
                 mode="lines+markers",
@@ -584,14 +641,15 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                 hovertemplate=f"{label} %{{y}} (%{{text}})<br>%{{x|%d %b %Y}}<extra></extra>",
             )
         )
-        trace_rows.append(row)
         for marks, name, symbol in (
             (responded, "Response", "star"),
             (remitted, "Remission", "circle-open"),
         ):
             if marks:
                 traces.append(
-                    go.Scatter(
+                    _trace(
+                        "scatter",
+                        panel=row,
                         x=[_iso(r.at) for r, _ in marks],
                         y=[v for _, v in marks],
                         mode="markers",
@@ -602,7 +660,6 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                         hovertemplate=f"{name}<br>%{{x|%d %b %Y}}<extra></extra>",
                     )
                 )
-                trace_rows.append(row)
                 definitions_seen.add(name)
         for band in definition.get("bands", []):
             # Each band says its name at the right edge, so the colours need no legend.
@@ -619,14 +676,21 @@ def outcomes_chart(facts: DashboardFacts) -> Chart:
                 }
             )
         top = definition["bands"][-1]["max"] if definition.get("bands") else None
-        figure.update_yaxes(range=[0, top] if top else None, title_text="Total", row=row, col=1)
+        yaxis = grid[f"yaxis{row if row > 1 else ''}"]
+        yaxis["title"] = {"text": "Total"}
+        if top:
+            yaxis["range"] = [0, top]
         if rule:
             source = rule["special"]["treatment_outcome"].get("source", "")
             chart.notes.append(f"{label}: {source}")
-    figure.add_traces(traces, rows=trace_rows, cols=[1] * len(traces))
-    figure.update_layout(**_layout(height=260 * len(present) + 80))
-    figure.update_xaxes(type="date")
-    chart.figure = _with_shapes(figure, shapes=shapes, annotations=band_labels)
+    for name in [key for key in grid if key.startswith("xaxis")]:
+        grid[name]["type"] = "date"
+    layout = _layout(height=260 * len(present) + 80)
+    if shapes:
+        layout["shapes"] = shapes
+    # After the subplot titles.
+    layout["annotations"] = [*grid.pop("annotations", []), *band_labels]
+    chart.figure = _figure(traces, layout, grid)
     return chart
 
 
@@ -688,45 +752,47 @@ def acute_chart(facts: DashboardFacts) -> Chart:
     )
     if not acute:
         return chart
-    figure = make_subplots(
+    grid = _grid(
         rows=1,
         cols=3,
         column_widths=[0.5, 0.3, 0.2],
         horizontal_spacing=0.07,
         subplot_titles=["MEQ-30 (% of maximum)", "PIQ (item mean, 0–5)", "EBI (mean, 0–100)"],
     )
-    # Traces handed to plotly at once and the 60% line appended unvalidated (see
-    # _with_shapes): add_trace, add_hline and update_yaxes each re-validated the figure so far.
     x = [ticks[k] for k in order]
     meq_bars = [
-        go.Bar(
+        _trace(
+            "bar",
+            panel=1,
             x=x,
             y=[_percent(by_dosing[k].get("meq-30"), scale) for k in order],
             name=label,
-            marker_color=MEQ_COLOURS[index % len(MEQ_COLOURS)],
+            marker={"color": MEQ_COLOURS[index % len(MEQ_COLOURS)]},
             hovertemplate=f"{label} %{{y:.0f}}%<extra></extra>",
         )
         for index, (scale, label) in enumerate(meq_scales)
     ]
     piq_bars = [
-        go.Bar(
+        _trace(
+            "bar",
+            panel=2,
             x=x,
             y=[_mean(by_dosing[k].get("piq"), scale) for k in order],
             name=f"PIQ {label}",
-            marker_color=PIQ_COLOURS[index % len(PIQ_COLOURS)],
+            marker={"color": PIQ_COLOURS[index % len(PIQ_COLOURS)]},
             hovertemplate=f"{label} %{{y:.2f}}<extra></extra>",
         )
         for index, (scale, label) in enumerate(piq_scales)
     ]
-    ebi_bar = go.Bar(
+    ebi_bar = _trace(
+        "bar",
+        panel=3,
         x=x,
         y=[_mean(by_dosing[k].get("ebi"), "total") for k in order],
         name="EBI",
-        marker_color="#0d6efd",
+        marker={"color": "#0d6efd"},
         hovertemplate="EBI %{y:.1f}<extra></extra>",
     )
-    columns = [1] * len(meq_bars) + [2] * len(piq_bars) + [3]
-    figure.add_traces([*meq_bars, *piq_bars, ebi_bar], rows=[1] * len(columns), cols=columns)
     # The 60% line across the MEQ-30 panel, as add_hline(row=1, col=1) draws it.
     line_at_60 = {
         "type": "line",
@@ -748,16 +814,20 @@ def acute_chart(facts: DashboardFacts) -> Chart:
         "text": "60%",
         "showarrow": False,
     }
-    figure.update_layout(
-        **_layout(
+    chart.figure = _figure(
+        [*meq_bars, *piq_bars, ebi_bar],
+        _layout(
             height=420,
             barmode="group",
             yaxis={"range": [0, 100]},
             yaxis2={"range": [0, 5]},
             yaxis3={"range": [0, 100]},
-        )
+            shapes=[line_at_60],
+            # After the subplot titles.
+            annotations=[*grid.pop("annotations", []), label_60],
+        ),
+        grid,
     )
-    chart.figure = _with_shapes(figure, shapes=[line_at_60], annotations=[label_60])
     return chart
 
 
@@ -842,42 +912,44 @@ def vitals_chart(facts: DashboardFacts) -> Chart:
     if not facts.vitals:
         return chart
     x = [_iso(v.at) for v in facts.vitals]
-    figure = make_subplots(
+    grid = _grid(
         rows=2,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.12,
         subplot_titles=["Blood pressure (mmHg) and heart rate (/min)", "SpO₂ (%)"],
     )
-    for name, values, colour in (
-        ("Systolic", [v.systolic for v in facts.vitals], "#dc3545"),
-        ("Diastolic", [v.diastolic for v in facts.vitals], "#0d6efd"),
-        ("Heart rate", [v.heart_rate for v in facts.vitals], "#198754"),
-    ):
-        figure.add_trace(
-            go.Scatter(
-                x=x,
-                y=values,
-                name=name,
-                mode="lines+markers",
-                marker_color=colour,
-                hovertemplate=f"{name} %{{y}}<extra></extra>",
-            ),
-            row=1,
-            col=1,
+    traces = [
+        _trace(
+            "scatter",
+            panel=1,
+            x=x,
+            y=values,
+            name=name,
+            mode="lines+markers",
+            marker={"color": colour},
+            hovertemplate=f"{name} %{{y}}<extra></extra>",
         )
-    figure.add_trace(
-        go.Scatter(
+        for name, values, colour in (
+            ("Systolic", [v.systolic for v in facts.vitals], "#dc3545"),
+            ("Diastolic", [v.diastolic for v in facts.vitals], "#0d6efd"),
+            ("Heart rate", [v.heart_rate for v in facts.vitals], "#198754"),
+        )
+    ]
+    traces.append(
+        _trace(
+            "scatter",
+            panel=2,
             x=x,
             y=[v.spo2 for v in facts.vitals],
             name="SpO₂",
             mode="lines+markers",
-            marker_color="#6f42c1",
+            marker={"color": "#6f42c1"},
             hovertemplate="SpO₂ %{y}%<extra></extra>",
-        ),
-        row=2,
-        col=1,
+        )
     )
+    # The alert limits as add_hline(row=..., annotation_position="top left") draws them.
+    lines, labels = [], []
     if limits is not None:
         for value, label, colour, row in (
             (limits.systolic_above, f"systolic {limits.systolic_above}", "#dc3545", 1),
@@ -890,17 +962,36 @@ def vitals_chart(facts: DashboardFacts) -> Chart:
             (limits.diastolic_above, f"diastolic {limits.diastolic_above}", "#0d6efd", 1),
             (limits.spo2_below, f"SpO₂ {limits.spo2_below}%", "#6f42c1", 2),
         ):
-            figure.add_hline(
-                y=value,
-                row=row,
-                col=1,
-                line={"color": colour, "dash": "dash", "width": 1},
-                annotation_text=label,
-                annotation_position="top left",
+            xref, yref = f"{_axis('x', row)} domain", _axis("y", row)
+            lines.append(
+                {
+                    "type": "line",
+                    "xref": xref,
+                    "yref": yref,
+                    "x0": 0,
+                    "x1": 1,
+                    "y0": value,
+                    "y1": value,
+                    "line": {"color": colour, "dash": "dash", "width": 1},
+                }
             )
-    figure.update_yaxes(range=[85, 101], row=2, col=1)
-    figure.update_layout(**_layout(height=480))
-    chart.figure = figure.to_plotly_json()
+            labels.append(
+                {
+                    "xref": xref,
+                    "yref": yref,
+                    "x": 0,
+                    "y": value,
+                    "xanchor": "left",
+                    "yanchor": "bottom",
+                    "text": label,
+                    "showarrow": False,
+                }
+            )
+    grid["yaxis2"]["range"] = [85, 101]
+    layout = _layout(height=480, annotations=[*grid.pop("annotations", []), *labels])
+    if lines:
+        layout["shapes"] = lines
+    chart.figure = _figure(traces, layout, grid)
     return chart
 
 

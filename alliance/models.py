@@ -1,7 +1,6 @@
 import dataclasses
 import uuid
 
-import numpy as np
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -9,7 +8,7 @@ from django.db.models import Q
 
 from clinic.models import Patient, Program
 
-from . import rules
+from . import bands, rules
 
 DEFAULTS = rules.Thresholds()
 
@@ -302,12 +301,7 @@ class ExpectedBand(models.Model):
         return f"{self.get_measure_display()} at step {self.step_id} (n = {self.n})"
 
     def values_without(self, patient_id: int | None) -> tuple[float, ...]:
-        # In numpy: a step holds every earlier patient's value, thousands in a large clinic,
-        # and the patient dashboard asks for each of a patient's steps.
-        pairs = np.asarray(self.values, dtype=float).reshape(-1, 2)
-        if patient_id is not None:
-            pairs = pairs[pairs[:, 0] != patient_id]
-        return tuple(pairs[:, 1].tolist())
+        return bands.values_without(bands.pairs_of(self.values), patient_id)
 
 
 class FhirExport(models.Model):

@@ -285,23 +285,74 @@ def test_every_figure_is_plain_json():
         assert json.loads(json.dumps(chart.figure))["data"]
 
 
-def test_the_depression_and_acute_figures_are_what_plotly_makes_of_them():
-    """Their bands, labels and 60% line skip plotly's validation for speed: validating the
-    finished figure again must change nothing, or the browser would draw something else."""
+def _band(days, *, default=False):
+    return charts.BandMark(
+        at=_at(days),
+        label=f"Preparation {days}",
+        n=3 if default else 40,
+        p10=3.5 if default else 3.1,
+        p25=None if default else 3.4,
+        p50=None if default else 3.9,
+        is_default=default,
+        patient_bond=3.25,
+        percentile_rank=None if default else 30.0,
+    )
+
+
+def test_every_dashboard_figure_is_what_plotly_makes_of_it():
+    """The figures are written as plain JSON, without plotly's validation, for speed
+    (charts._figure): validating each finished figure with plotly must change nothing, or
+    the browser would draw something else. Every kind of trace, band and line is present."""
     rows = [
+        _wai(0, bond=3.0),
+        _wai(7, bond=3.75),
         _total("phq-9", 0, 20, "Severe"),
         _total("phq-9", 30, 9, "Mild"),
         _total("qids-sr-16", 0, 16, "Severe"),
         _total("grid-hamd-17", 0, 18, "Moderate"),
         _acute("meq-30", 21, {"mystical": 3.5}, session_id=DOSING.session_id),
+        _acute("piq", 21, {"total": 3.0}),
         _acute("ebi", 21, {"total": 62.5}),
     ]
-    facts = _facts(rows, sessions=[DOSING])
-    for chart in (charts.outcomes_chart(facts), charts.acute_chart(facts)):
+    sessions = [_session(1, 0, "preparation"), DOSING, _session(3, 100, "follow_up")]
+    flags = [
+        charts.FlagMark(_at(7), "Weak bond before dosing", "High", "Open", True, "Bond 3", "/f/1"),
+        charts.FlagMark(_at(2), "Low alliance", "Low", "Resolved", False, "SRS 30", "/f/2"),
+    ]
+    facts = dataclasses.replace(
+        _facts(rows, sessions=sessions, flags=flags),
+        bands=[_band(0), _band(7), _band(14, default=True)],
+        vitals=[_reading(0, 128), _reading(40, 150, ["systolic above 140"])],
+        vital_limits=monitoring.DEFAULT_LIMITS["ketamine"],
+    )
+    drawn = charts.dashboard_charts(facts)
+    assert [chart.slug for chart in drawn if chart.figure] == [
+        "alliance",
+        "outcomes",
+        "acute",
+        "vitals",
+    ]
+    for chart in drawn:
         figure = _plain(chart)
         assert figure["layout"]["shapes"] and figure["layout"]["annotations"]
         revalidated = go.Figure(figure).to_plotly_json()
-        assert json.loads(json.dumps(revalidated)) == figure
+        assert json.loads(json.dumps(revalidated)) == figure, chart.slug
+
+
+def test_vitals_without_limits_are_still_what_plotly_makes_of_them():
+    facts = dataclasses.replace(_facts(), vitals=[_reading(0, 128)])
+    figure = _plain(charts.vitals_chart(facts))
+    assert "shapes" not in figure["layout"]
+    assert json.loads(json.dumps(go.Figure(figure).to_plotly_json())) == figure
+
+
+def test_figures_do_not_share_what_the_page_changes():
+    """The layouts laid out once per arrangement are copied per figure: opening one chart on
+    its treatment period must not move another's axes."""
+    first = charts.outcomes_chart(_facts([_total("phq-9", 0, 20, "Severe")]))
+    first.figure["layout"]["xaxis"]["range"] = ["2000-01-01 00:00", "2000-02-01 00:00"]
+    second = charts.outcomes_chart(_facts([_total("phq-9", 0, 20, "Severe")]))
+    assert "range" not in second.figure["layout"]["xaxis"]
 
 
 # --- the shared date range ------------------------------------------------------------------

@@ -16,7 +16,7 @@ from alliance import bands, caseload, charts, dashboard, rules, services, summar
 from alliance.models import ExpectedBand, Flag
 from clinic import services as clinic_services
 from sessions.models import Session, SessionKind
-from tests.factories import ProgramFactory, protocol_named
+from tests.factories import PatientFactory, ProgramFactory, protocol_named
 
 from .conftest import preparations, rate_at
 
@@ -268,3 +268,35 @@ def test_the_nightly_task_runs_the_job_under_its_lock(program_with_history):
 
     result = tasks.recompute_expected_bands.apply().get()
     assert result["bands"] == ExpectedBand.objects.count() > 0
+
+
+def test_the_dashboard_shows_refreshed_bands_and_new_ratings_at_once(
+    people, program_with_history, client_for
+):
+    """Each process keeps the bands' values between requests (trajectories._band_pairs);
+    a band refresh, even in the same transaction, and a new rating are seen at once."""
+    enrolment, earlier = program_with_history
+    rate_at(people, people.patient, preparations(enrolment)[0], 4.0)
+    trajectories.recompute_expected_bands()
+    url = reverse("patient_dashboard", args=[people.patient.public_id])
+    assert client_for(people.coach).get(url).status_code == 200  # the values are kept now
+    before = dashboard.dashboard_facts(patient=people.patient).bands[0]
+    assert (before.n, before.patient_bond, before.percentile_rank) == (6, 4.0, 50.0)
+
+    late = clinic_services.patient_enrol(
+        actor=people.admin,
+        patient=PatientFactory(),
+        program=enrolment.program,
+        start_date=timezone.localdate() - datetime.timedelta(days=10),
+    )
+    rate_at(people, late.patient, preparations(late)[0], 1.5)
+    rate_at(people, people.patient, preparations(enrolment)[0], 3.0)  # now a mean of 3.5
+    trajectories.recompute_expected_bands()
+
+    after = dashboard.dashboard_facts(patient=people.patient).bands[0]
+    others = [1.5, *earlier]
+    assert (after.n, after.patient_bond) == (7, 3.5)
+    assert after.p10 == bands.percentile(others, 10) != before.p10
+    assert after.percentile_rank == bands.rank(others, 3.5)
+    page = client_for(people.coach).get(url).content.decode()
+    assert f"<td>{charts._num(after.p10)}</td>" in page
