@@ -232,9 +232,9 @@ def _attended(patients):
     ).exclude(status__in=[Attendance.Status.ABSENT, Attendance.Status.CANCELLED])
 
 
-def _spans(attended):
-    """Per patient: id, public id, number of dosings, first and last dosing."""
-    return list(
+def _span_aggregate(attended):
+    """Per patient of these attendances: first and last dosing and their number."""
+    return (
         attended.order_by()
         .values("patient_id")
         .annotate(
@@ -242,7 +242,13 @@ def _spans(attended):
             last_dosing=Max("session__scheduled_start"),
             dosing_count=Count("id"),
         )
-        .values_list(
+    )
+
+
+def _spans(attended):
+    """Per patient: id, public id, number of dosings, first and last dosing."""
+    return list(
+        _span_aggregate(attended).values_list(
             "patient_id", "patient__public_id", "dosing_count", "first_dosing", "last_dosing"
         )
     )
@@ -317,13 +323,7 @@ def cohort_measures(
     if end is not None:
         attended = attended.filter(session__scheduled_start__date__lte=end)
     spans_sql, spans_params = (
-        attended.order_by()
-        .values("patient_id")
-        .annotate(
-            first_dosing=Min("session__scheduled_start"),
-            last_dosing=Max("session__scheduled_start"),
-            dosing_count=Count("id"),
-        )
+        _span_aggregate(attended)
         .values_list("patient_id", "first_dosing", "last_dosing", "dosing_count")
         .query.sql_with_params()
     )
