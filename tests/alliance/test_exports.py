@@ -1,6 +1,9 @@
 import csv
 import datetime
+import hashlib
+import hmac
 import io
+import uuid
 import zoneinfo
 
 import pytest
@@ -9,6 +12,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from alliance import exports
 from alliance.exports import pseudonym
 from clinic.models import AuditEvent, Patient
 from outcomes import services as outcome_services
@@ -478,3 +482,35 @@ def test_every_export_is_exactly_the_agreed_csv(client, exact_clinic):
         ]
         assert _export(client, people.clinician, form) == _exact(header, rows, identified=False)
         assert _export(client, people.admin, form, **named) == _exact(header, rows, identified=True)
+
+
+def _hmac_pseudonym(secret: str, public_id) -> str:
+    digest = hmac.new(secret.encode(), str(public_id).encode(), hashlib.sha256).hexdigest()
+    return f"P-{digest[:12]}"
+
+
+def test_pseudonyms_kept_by_the_process_are_the_hmac_of_the_current_key(settings):
+    ids = [uuid.uuid4() for _ in range(3)]
+    settings.SECRET_KEY = "first-key-" + "x" * 40
+    first = [_hmac_pseudonym(settings.SECRET_KEY, public_id) for public_id in ids]
+    # Made, then found again, by UUID and by its text alike.
+    assert exports.pseudonyms_of(ids) == first
+    assert exports.pseudonyms_of([str(public_id) for public_id in ids]) == first
+    assert exports.pseudonym_of(ids[1]) == first[1]
+    # A new key gives new pseudonyms, not the ones kept for the old key.
+    settings.SECRET_KEY = "second-key-" + "y" * 40
+    second = [_hmac_pseudonym(settings.SECRET_KEY, public_id) for public_id in ids]
+    assert exports.pseudonyms_of(ids) == second and set(second).isdisjoint(first)
+
+
+def test_pseudonyms_kept_by_the_process_stay_bounded(monkeypatch, settings):
+    monkeypatch.setattr(exports, "KNOWN_PSEUDONYMS_LIMIT", 4)
+    settings.SECRET_KEY = "bounded-key-" + "z" * 40
+    many = [uuid.uuid4() for _ in range(6)]
+    exports.pseudonyms_of(many)
+    later = [uuid.uuid4() for _ in range(2)]
+    assert exports.pseudonyms_of(later) == [
+        _hmac_pseudonym(settings.SECRET_KEY, public_id) for public_id in later
+    ]
+    # Past the limit the process started again rather than keep all eight.
+    assert len(exports._known_pseudonyms) == 2
