@@ -514,3 +514,47 @@ def test_pseudonyms_kept_by_the_process_stay_bounded(monkeypatch, settings):
     ]
     # Past the limit the process started again rather than keep all eight.
     assert len(exports._known_pseudonyms) == 2
+
+
+def test_wide_rows_follow_when_answers_were_given_not_the_order_they_were_entered(client, people):
+    """Paper forms typed in late carry the higher ids: a time point still takes its session and
+    day from its earliest answer and each cell from its latest, and the rows come in the order
+    the points were first answered. An export that leaned on the order rows happen to arrive
+    in (ids, or a sorted subquery feeding an aggregate) would get all three wrong here."""
+    from sessions.models import SessionKind
+    from tests.helpers import book_session
+
+    with time_machine.travel(EXACT_NOW, tick=False):
+        people.enrolment.start_date = datetime.date(2026, 6, 1)
+        people.enrolment.save()
+        sessions = {
+            kind: book_session(
+                people.enrolment, actor=people.admin, kind=kind, start=start, label="Week 1"
+            )
+            for kind, start in (
+                (SessionKind.PREPARATION, _at(8, 10)),
+                (SessionKind.INTEGRATION, _at(12, 10)),
+            )
+        }
+
+        def phq(answer: int, at, kind=None):
+            outcome_services.response_record(
+                actor=people.admin,
+                patient=people.patient,
+                version=outcome_services.latest_version("phq-9"),
+                answers=_answered("phq-9", answer),
+                administered_at=at,
+                session=sessions.get(kind),
+            )
+
+        phq(2, _at(12, 10, 30), SessionKind.INTEGRATION)  # entered first, answered last
+        phq(1, _at(8, 10, 30), SessionKind.PREPARATION)
+        phq(0, _at(6, 9))  # entered last, answered first: outside any session
+    rows = _rows(_export(client, people.clinician, "wide"))
+    assert [
+        (r["day"], r["session_kind"], r["session"], r["phq-9_total_sum"], r["phq-9_total_band"])
+        for r in rows
+    ] == [
+        ("5", "", "", "0", "Minimal"),
+        ("7", "preparation", "Week 1", "18", "Moderately severe"),
+    ]
