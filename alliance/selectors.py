@@ -298,9 +298,19 @@ def adverse_event_tally(*, program: Program) -> dict[str, int]:
     A place is one patient present at one dosing (attendance is unique per session and
     patient), and it counts once however many events it had: one aggregate query, so the
     page does not load the program's dosings and events to count them."""
-    events = AdverseEvent.objects.filter(
-        session_id=OuterRef("session_id"), patient_id=OuterRef("patient_id")
-    )
+    events = AdverseEvent.objects.all()
+
+    def places_with(events):
+        # Uncorrelated: the database finds the few places with events once, starting from
+        # the events. Asked per place (EXISTS for each present patient, three times over), the
+        # plan cost enough to be compiled by JIT on every count: 110-145 ms against 27-36 at
+        # 10,000 patients.
+        return Attendance.objects.filter(
+            Exists(
+                events.filter(session_id=OuterRef("session_id"), patient_id=OuterRef("patient_id"))
+            )
+        ).values("pk")
+
     return Attendance.objects.filter(
         session__program=program,
         session__kind=SessionKind.DOSING,
@@ -308,20 +318,22 @@ def adverse_event_tally(*, program: Program) -> dict[str, int]:
         status__in=Attendance.PRESENT,
     ).aggregate(
         dosings=Count("pk"),
-        any=Count("pk", filter=Exists(events)),
+        any=Count("pk", filter=Q(pk__in=places_with(events))),
         worse=Count(
             "pk",
-            filter=Exists(
-                events.filter(
-                    grade__in=[
-                        AdverseEvent.Grade.MODERATE,
-                        AdverseEvent.Grade.SEVERE,
-                        AdverseEvent.Grade.LIFE_THREATENING,
-                    ]
+            filter=Q(
+                pk__in=places_with(
+                    events.filter(
+                        grade__in=[
+                            AdverseEvent.Grade.MODERATE,
+                            AdverseEvent.Grade.SEVERE,
+                            AdverseEvent.Grade.LIFE_THREATENING,
+                        ]
+                    )
                 )
             ),
         ),
-        serious=Count("pk", filter=Exists(events.filter(serious=True))),
+        serious=Count("pk", filter=Q(pk__in=places_with(events.filter(serious=True)))),
     )
 
 
