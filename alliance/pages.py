@@ -113,7 +113,7 @@ def program_sessions(request, program_id):
             "members": members,
             "page": page,
             "upcoming": session_selectors.program_upcoming(program=program),
-            "event_rates": selectors.adverse_event_rates(program=program),
+            "adverse_events": selectors.program_adverse_events(program=program),
             "completion": program_completion(program=program),
             **overview,
         },

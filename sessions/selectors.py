@@ -312,9 +312,15 @@ def program_upcoming(*, program: Program, limit: int = 15) -> list[Session]:
     under_way = scheduled.filter(scheduled_start__lt=now, scheduled_end__gte=now).order_by()
     ahead = scheduled.filter(scheduled_start__gte=now)[:limit]
     # The ids first: as a subquery, the planner guesses thousands of rows and scans them all.
-    shown = list(under_way.values_list("pk", flat=True).union(ahead.values_list("pk", flat=True)))
+    # And the first few of them chosen here: told to order a list of ids and stop at `limit`,
+    # the planner walks every session of the clinic in start order looking for them (60 ms
+    # at 10,000 patients, where a few hundred sessions are under way at 09:00).
+    shown = under_way.values_list("scheduled_start", "pk").union(
+        ahead.values_list("scheduled_start", "pk")
+    )
+    first = [pk for _, pk in sorted(shown)[:limit]]
     return list(
-        _with_people(Session.objects.filter(pk__in=shown).order_by("scheduled_start", "pk"))[:limit]
+        _with_people(Session.objects.filter(pk__in=first).order_by("scheduled_start", "pk"))
     )
 
 

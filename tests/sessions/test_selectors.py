@@ -26,3 +26,33 @@ def test_a_programs_upcoming_sessions_are_those_not_over_yet_in_start_order(book
     assert [s.pk for s in selectors.program_upcoming(program=program, limit=2)] == [
         s.pk for s in listed[:2]
     ]
+
+
+def test_a_program_with_more_sessions_under_way_than_it_lists_shows_the_earliest(book, people):
+    """Sessions starting together come in the order they were booked, and sessions under way
+    beyond the limit are left out as the ones starting later are."""
+    import datetime
+
+    from django.utils import timezone
+
+    booked = [book(hours=10 * n) for n in range(1, 6)]
+    now = timezone.now()
+    together, earlier = booked[1:4], booked[4]
+    Session.objects.filter(pk__in=[s.pk for s in together]).update(
+        scheduled_start=now - datetime.timedelta(hours=1),
+        scheduled_end=now + datetime.timedelta(hours=1),
+    )
+    Session.objects.filter(pk=earlier.pk).update(
+        scheduled_start=now - datetime.timedelta(hours=2),
+        scheduled_end=now + datetime.timedelta(hours=2),
+    )
+    program = people.enrolment.program
+
+    listed = selectors.program_upcoming(program=program, limit=3)
+
+    assert [s.pk for s in listed] == [earlier.pk, *sorted(s.pk for s in together)[:2]]
+    assert [s.pk for s in selectors.program_upcoming(program=program)][:5] == [
+        earlier.pk,
+        *sorted(s.pk for s in together),
+        booked[0].pk,
+    ]
