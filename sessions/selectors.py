@@ -514,15 +514,20 @@ def dosing_day(*, session: Session) -> DosingDay:
 def latest_pre_dose_vitals(*, dosing_ids) -> dict[int, tuple[VitalSigns, list[str]]]:
     """{dosing id: (its latest pre-dose reading, alerts in words)}, for readiness; a fixed
     number of queries however many dosings."""
+    # Readings first: most dosings asked about (the caseload's, weeks ahead) have none, and
+    # then their sessions, programs and steps (with the steps' monitoring JSON) go unread.
+    readings = list(
+        VitalSigns.objects.filter(session_id__in=list(dosing_ids)).order_by("measured_at", "id")
+    )
     sessions = {
         s.pk: s
-        for s in Session.objects.filter(pk__in=list(dosing_ids)).select_related(
+        for s in Session.objects.filter(pk__in={v.session_id for v in readings}).select_related(
             "program", "protocol_step"
         )
     }
     result = {}
     limits_of = {}
-    for v in VitalSigns.objects.filter(session_id__in=list(sessions)).order_by("measured_at", "id"):
+    for v in readings:
         session = sessions[v.session_id]
         schedule = dosing_schedule(session)
         if not is_pre_dose(v, session, schedule):
