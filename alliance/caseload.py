@@ -4,18 +4,22 @@ readiness answer for any dosing (`alliance.readiness` holds the pure rules of it
 import datetime
 
 from django.db.models import (
+    Count,
     F,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
+    Value,
+    prefetch_related_objects,
 )
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clinic.access import patients_visible_to
 from clinic.models import Patient
-from clinic.selectors import search_patients, with_current_care
+from clinic.selectors import current_care_prefetch, search_patients
 from outcomes.models import Instrument, Response, Score
 from outcomes.selectors import codes_due
 from sessions.models import Attendance, Session, SessionKind
@@ -48,16 +52,60 @@ def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
 def caseload_rows(*, user, patients) -> list[Patient]:
     """One page of `caseload_for`, in its order, with what the caseload shows beside each
     patient: each carries `upcoming_attendances` (the next session, if any) and
-    `to_log_attendances` (the latest session this user facilitated and has not logged), the
-    flags and the next dosing of `with_flags_and_next_dosing`, and its readiness."""
-    qs = with_current_care(Patient.objects.filter(pk__in=[p.pk for p in patients]))
-    rows = list(
-        with_flags_and_next_dosing(
-            qs.prefetch_related(next_session_prefetch(), to_log_prefetch(user=user))
-        ).order_by(*CASELOAD_ORDER)
+    `to_log_attendances` (the latest session this user facilitated and has not logged), its
+    current care, open flags, next dosing (`attach_next_dosing`) and readiness."""
+    # The page's rows as `caseload_for` read them, in its order: reading them again with a
+    # subquery per row for each annotation cost more than the rest of the rows together.
+    rows = list(patients)
+    prefetch_related_objects(
+        rows,
+        current_care_prefetch(),
+        next_session_prefetch(),
+        to_log_prefetch(user=user),
+        _open_flags_prefetch(),
     )
+    attach_next_dosing(rows)
     attach_readiness(rows)
     return rows
+
+
+def _next_dosings() -> QuerySet[Session]:
+    """Dosings ahead that are still on, nearest first (the earlier id first on a tie): a
+    patient's first one is the "next dosing" of the caseload and program pages."""
+    return Session.objects.filter(
+        kind=SessionKind.DOSING,
+        status=Session.Status.SCHEDULED,
+        scheduled_start__gte=timezone.now(),
+    ).order_by("scheduled_start", "pk")
+
+
+def _open_flags_prefetch() -> Prefetch:
+    return Prefetch(
+        "flags",
+        queryset=Flag.objects.filter(status__in=Flag.UNRESOLVED)
+        .select_related("dosing_session")
+        .order_by("-raised_at"),
+        to_attr="open_flags",
+    )
+
+
+def attach_next_dosing(patients: list[Patient]) -> None:
+    """Set `next_dosing_id`, `next_dosing_public_id` and `next_dosing_at` (or None) as
+    `with_flags_and_next_dosing` annotates them, for rows already read, in one query."""
+    ahead = {
+        patient_id: (pk, public_id, start)
+        for patient_id, pk, public_id, start in _next_dosings()
+        .filter(attendances__patient__in=[p.pk for p in patients])
+        .order_by("attendances__patient", "scheduled_start", "pk")
+        .distinct("attendances__patient")
+        .values_list("attendances__patient", "pk", "public_id", "scheduled_start")
+    }
+    for patient in patients:
+        (
+            patient.next_dosing_id,
+            patient.next_dosing_public_id,
+            patient.next_dosing_at,
+        ) = ahead.get(patient.pk, (None, None, None))
 
 
 def with_flags_and_next_dosing(patients: QuerySet[Patient]) -> QuerySet[Patient]:
@@ -66,19 +114,13 @@ def with_flags_and_next_dosing(patients: QuerySet[Patient]) -> QuerySet[Patient]
     Adds `flag_rank`, `next_dosing_id`, `next_dosing_at`, `latest_bond` and the prefetched
     `open_flags`; `attach_readiness` then answers for the next dosings of a page at once.
     """
-    unresolved = Flag.objects.filter(status__in=Flag.UNRESOLVED)
     top_rank = (
-        unresolved.filter(patient=OuterRef("pk"))
+        Flag.objects.filter(status__in=Flag.UNRESOLVED, patient=OuterRef("pk"))
         .annotate(rank=SEVERITY_ORDER)
         .order_by("rank")
         .values("rank")[:1]
     )
-    next_dosing = Session.objects.filter(
-        attendances__patient=OuterRef("pk"),
-        kind=SessionKind.DOSING,
-        status=Session.Status.SCHEDULED,
-        scheduled_start__gte=timezone.now(),
-    ).order_by("scheduled_start")
+    next_dosing = _next_dosings().filter(attendances__patient=OuterRef("pk"))
     latest_bond = (
         Score.objects.filter(
             response__patient=OuterRef("pk"),
@@ -96,13 +138,7 @@ def with_flags_and_next_dosing(patients: QuerySet[Patient]) -> QuerySet[Patient]
             next_dosing_at=Subquery(next_dosing.values("scheduled_start")[:1]),
             latest_bond=Subquery(latest_bond),
         )
-        .prefetch_related(
-            Prefetch(
-                "flags",
-                queryset=unresolved.select_related("dosing_session").order_by("-raised_at"),
-                to_attr="open_flags",
-            )
-        )
+        .prefetch_related(_open_flags_prefetch())
         .order_by(
             F("flag_rank").asc(nulls_last=True),
             F("next_dosing_at").asc(nulls_last=True),
@@ -165,8 +201,19 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
     dosings = list(
         Session.objects.filter(pk__in=[d.pk for d in dosings], kind=SessionKind.DOSING)
         .exclude(enrolment=None)
-        .select_related("enrolment", "program__protocol", "protocol_step__protocol")
-        .prefetch_related("facilitators", "sign_offs__signed_by")
+        .select_related("enrolment")
+        # Two numbers, not the protocols and facilitators: those rows (the protocols with
+        # their JSON schedules) cost a page more to read than everything readiness uses.
+        .annotate(
+            facilitator_count=Count("facilitators"),
+            # The protocol of the dosing's step, else the program's; none asks for none.
+            preparations_required=Coalesce(
+                F("protocol_step__protocol__min_preparation_before_dosing"),
+                F("program__protocol__min_preparation_before_dosing"),
+                Value(0),
+            ),
+        )
+        .prefetch_related("sign_offs__signed_by")
     )
     if not dosings:
         return {}
@@ -263,9 +310,6 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
             if last
             else []
         )
-        protocol = (
-            dosing.protocol_step.protocol if dosing.protocol_step else dosing.program.protocol
-        )
         sign_offs = list(dosing.sign_offs.all())
         latest = sign_offs[0] if sign_offs else None
         concerning = [f for f in flags.get(patient_id, []) if _concerns(f, dosing)]
@@ -283,7 +327,7 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
             clinic_percentile=rule.percentile,
             clinic_percentile_value=value if ratings >= rule.percentile_min_ratings else None,
             preparations_done=len(done),
-            preparations_required=protocol.min_preparation_before_dosing if protocol else 0,
+            preparations_required=dosing.preparations_required,
             unanswered_after_preparation=unanswered,
             last_preparation_id=last["session_id"] if last else None,
             last_preparation_label=(
@@ -292,7 +336,7 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
                 if last
                 else ""
             ),
-            facilitators=len(dosing.facilitators.all()),
+            facilitators=dosing.facilitator_count,
             dose_recorded=bool(dosing.substance and dosing.dose_mg and dosing.route),
             logistics_due=dosing.scheduled_start
             <= now + datetime.timedelta(days=rule.weak_bond_days_before_dosing),
