@@ -186,15 +186,20 @@ def upcoming_for_coach(*, user, limit: int = 20) -> list[Session]:
 
 def to_log_for_coach(*, user) -> list[Session]:
     """Sessions the coach facilitated that have started but are not logged yet."""
+    # Which ones first, then their people: PostgreSQL took 3-10 ms to plan the seven-table
+    # join on every caseload view, and most users (clinicians, admins) have none to log.
+    order = ("-scheduled_start", "-pk")
+    waiting = list(
+        Session.objects.filter(
+            facilitators=user,
+            status=Session.Status.SCHEDULED,
+            scheduled_start__lte=timezone.now(),
+        )
+        .order_by(*order)
+        .values_list("pk", flat=True)[:20]
+    )
     return name_attendees(
-        _with_people(
-            Session.objects.filter(
-                facilitators=user,
-                status=Session.Status.SCHEDULED,
-                scheduled_start__lte=timezone.now(),
-            ).order_by("-scheduled_start")
-        )[:20],
-        user=user,
+        _with_people(Session.objects.filter(pk__in=waiting)).order_by(*order), user=user
     )
 
 
