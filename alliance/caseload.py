@@ -24,7 +24,7 @@ from clinic.selectors import current_care_prefetch, search_patients
 from outcomes.models import Instrument, Response, Score
 from outcomes.selectors import codes_due
 from sessions.models import Attendance, Session, SessionKind
-from sessions.selectors import latest_pre_dose_vitals, next_session_prefetch, to_log_prefetch
+from sessions.selectors import attach_sessions_beside, latest_pre_dose_vitals
 
 from . import readiness
 from .flag_inputs import recent_clinic_bond_percentiles
@@ -52,19 +52,14 @@ def caseload_for(*, user, query: str = "") -> QuerySet[Patient]:
 
 def caseload_rows(*, user, patients) -> list[Patient]:
     """One page of `caseload_for`, in its order, with what the caseload shows beside each
-    patient: each carries `upcoming_attendances` (the next session, if any) and
-    `to_log_attendances` (the latest session this user facilitated and has not logged), its
-    current care, open flags, next dosing and its readiness (`attach_readiness`)."""
+    patient: its next session and the latest one this user facilitated and has not logged
+    (`attach_sessions_beside`), its current care, open flags, next dosing and its readiness
+    (`attach_readiness`)."""
     # The page's rows as `caseload_for` read them, in its order: reading them again with a
     # subquery per row for each annotation cost more than the rest of the rows together.
     rows = list(patients)
-    prefetch_related_objects(
-        rows,
-        current_care_prefetch(),
-        next_session_prefetch(),
-        to_log_prefetch(user=user),
-        _open_flags_prefetch(),
-    )
+    prefetch_related_objects(rows, current_care_prefetch(), _open_flags_prefetch())
+    attach_sessions_beside(rows, user=user)
     attach_readiness(rows)
     return rows
 
