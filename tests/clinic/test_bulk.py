@@ -104,3 +104,39 @@ def test_a_loaded_row_naming_a_missing_parent_fails_the_load_when_the_keys_come_
 
     assert not Enrolment.objects.exists()
     assert _foreign_keys(Enrolment) == before
+
+
+def test_values_repeated_across_copied_rows_come_out_as_each_row_gave_them():
+    # copy_rows prepares each distinct value once per field: every row must still get its own.
+    rows = [
+        Patient(
+            pk=pk,
+            record_number=f"B-01{n}",
+            first_name="Ada" if n % 2 else "Bo",
+            last_name="Lee",
+            date_of_birth=datetime.date(1980, 1, 1 + n % 2),
+            email_consent=bool(n % 2),
+            status=status,
+        )
+        for n, (pk, status) in enumerate(
+            zip(
+                next_ids(Patient, 4),
+                [
+                    Patient.Status.REFERRED,
+                    Patient.Status.ENROLLED,
+                    Patient.Status.REFERRED,
+                    "in_treatment",
+                ],
+                strict=True,
+            )
+        )
+    ]
+
+    copy_rows(Patient, rows)
+
+    stored = Patient.objects.order_by("record_number").values_list(
+        "first_name", "date_of_birth", "email_consent", "status"
+    )
+    assert list(stored) == [
+        (r.first_name, r.date_of_birth, r.email_consent, str(r.status)) for r in rows
+    ]
