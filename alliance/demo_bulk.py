@@ -14,7 +14,9 @@ here in memory, from the same rules:
   `outcomes.services.responses_bulk_record` with the scoring engine;
 - every change gets the audit row its service writes (`clinic.audit.audit_values`).
 
-Rows are copied in (PostgreSQL COPY, clinic/bulk.py), in one transaction with the caller's.
+Rows are copied in (PostgreSQL COPY, clinic/bulk.py), in one transaction with the caller's,
+with the loaded tables' foreign keys checked once at the end of the load rather than row by
+row (`references_checked_once`): the tables are locked until the caller commits.
 Flags are not computed here: the caller recomputes every patient once at the end.
 """
 
