@@ -320,16 +320,32 @@ def thresholds_for_patients(*, patient_ids) -> dict[int, rules.Thresholds]:
 # Instruments are joined by version id and named from `version_codes` (a few rows, read once
 # per sweep): every joined table multiplies the planner's work, which cost more per chunk
 # than running the query.
+# The session and the two scores are looked up per response in subqueries fenced with
+# OFFSET 0: as plain joins, a chunk of more than a few hundred patients (estimated at 26
+# responses each, where a patient in care has about 3 that count) tipped the planner into
+# hashing every bond and total score in the clinic, 15 times slower.
 _RESPONSES = """
     SELECT r.id, r.patient_id, r.administered_at, r.version_id, r.session_id, s.kind, s.label,
-           s.protocol_step_id, step."order", bond.mean, total.mean, total.value,
+           s.protocol_step_id, s.step_order, sc.bond, sc.total_mean, sc.total_value,
            r.has_safety_hit, CASE WHEN r.has_safety_hit THEN r.safety_hits END,
            CASE WHEN r.safety_unanswered <> '[]'::jsonb THEN r.safety_unanswered END
     FROM outcomes_response r
-    LEFT JOIN clinic_sessions_session s ON s.id = r.session_id
-    LEFT JOIN clinic_sessions_protocolstep step ON step.id = s.protocol_step_id
-    LEFT JOIN outcomes_score bond ON bond.response_id = r.id AND bond.scale = 'bond'
-    LEFT JOIN outcomes_score total ON total.response_id = r.id AND total.scale = 'total'
+    LEFT JOIN LATERAL (
+        SELECT s.kind, s.label, s.protocol_step_id, step."order" AS step_order
+        FROM clinic_sessions_session s
+        LEFT JOIN clinic_sessions_protocolstep step ON step.id = s.protocol_step_id
+        WHERE s.id = r.session_id
+        OFFSET 0
+    ) s ON true
+    LEFT JOIN LATERAL (
+        -- One row per scale at most (a unique constraint): the aggregates only pick it out.
+        SELECT max(mean) FILTER (WHERE scale = 'bond') AS bond,
+               max(mean) FILTER (WHERE scale = 'total') AS total_mean,
+               max(value) FILTER (WHERE scale = 'total') AS total_value
+        FROM outcomes_score
+        WHERE response_id = r.id AND scale IN ('bond', 'total')
+        OFFSET 0
+    ) sc ON true
     WHERE r.patient_id IN (SELECT unnest(%(ids)s::bigint[])) AND r.administered_at <= %(now)s
       AND (r.version_id = ANY(ARRAY(
                SELECT v.id FROM outcomes_instrumentversion v
@@ -468,10 +484,17 @@ def resolved_safety_responses(resolved_flags) -> dict[tuple[int, str], set[int]]
     return covered
 
 
+# The session is looked up per attendance (fenced with OFFSET 0, as in `_RESPONSES`): joined,
+# a chunk of a thousand patients led the planner to read every scheduled dosing and completed
+# preparation in the clinic.
 _SCHEDULE = """
     SELECT a.patient_id, a.session_id, a.status, s.kind, s.scheduled_start
     FROM clinic_sessions_attendance a
-    JOIN clinic_sessions_session s ON s.id = a.session_id
+    JOIN LATERAL (
+        SELECT kind, status, scheduled_start FROM clinic_sessions_session
+        WHERE id = a.session_id
+        OFFSET 0
+    ) s ON true
     WHERE a.patient_id IN (SELECT unnest(%(ids)s::bigint[]))
       AND ((s.kind = %(dosing)s AND s.status = %(scheduled)s)
            OR (s.kind = %(preparation)s AND s.status = %(completed)s

@@ -371,8 +371,9 @@ def _why_cleared(flag: Flag) -> str:
 
 # Patients per transaction in a sweep: small enough that a chunk takes well under a second
 # or two (a coach's recompute of one of them waits at most that long for its row lock), large
-# enough that the fixed cost of its few queries is shared.
-SWEEP_CHUNK = 250
+# enough that the fixed cost of its few queries is shared. A chunk of 1,000 takes about
+# 0.2 s at 10,000 patients; chunks of 250 spent a third of a sweep on per-query overhead.
+SWEEP_CHUNK = 1000
 
 
 @dataclass
@@ -462,6 +463,9 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
     # deadlock; a coach's recompute of one of these patients waits for this chunk.
     table = connection.ops.quote_name(Patient._meta.db_table)
     with connection.cursor() as cursor:
+        # The chunk's reads look rows up per patient, which the planner prices above its JIT
+        # threshold at a thousand patients: compiling cost 30 ms a query, running it 5 ms.
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(
             f"SELECT id FROM {table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
             [list(patient_ids)],
