@@ -5,6 +5,7 @@ Read by the recompute (services, tasks); nothing here draws or pages."""
 
 import datetime
 import json
+from dataclasses import dataclass, field
 
 from django.core.cache import cache
 from django.db import connection
@@ -486,9 +487,9 @@ def resolved_safety_responses(resolved_flags) -> dict[tuple[int, str], set[int]]
 
 # The session is looked up per attendance (fenced with OFFSET 0, as in `_RESPONSES`): joined,
 # a chunk of a thousand patients led the planner to read every scheduled dosing and completed
-# preparation in the clinic.
+# preparation in the clinic. Completed dosings come along for `ChunkSchedule.dosing_spans`.
 _SCHEDULE = """
-    SELECT a.patient_id, a.session_id, a.status, s.kind, s.scheduled_start
+    SELECT a.patient_id, a.session_id, a.status, s.kind, s.status, s.scheduled_start
     FROM clinic_sessions_attendance a
     JOIN LATERAL (
         SELECT kind, status, scheduled_start FROM clinic_sessions_session
@@ -497,16 +498,30 @@ _SCHEDULE = """
     ) s ON true
     WHERE a.patient_id IN (SELECT unnest(%(ids)s::bigint[]))
       AND ((s.kind = %(dosing)s AND s.status = %(scheduled)s)
+           OR (s.kind = %(dosing)s AND s.status = %(completed)s
+               AND a.status <> ALL(%(not_coming)s))
            OR (s.kind = %(preparation)s AND s.status = %(completed)s
                AND a.status <> %(cancelled)s))
     ORDER BY a.patient_id, s.scheduled_start, a.session_id
 """
 
 
-def _schedule_facts(patient_ids, every_dosing) -> tuple[dict, dict]:
+@dataclass
+class ChunkSchedule:
+    """What a sweep chunk's schedule read gives its other writes, so they need not read it
+    again: per patient, the start of every scheduled dosing, their place cancelled or not
+    (the caseload orders by the next one), and the first and last completed dosing they
+    attended (what `CohortMeasures` are taken around, as `cohort_selectors` chooses them)."""
+
+    dosing_starts: dict[int, list[datetime.datetime]] = field(default_factory=dict)
+    dosing_spans: dict[int, tuple[datetime.datetime, datetime.datetime]] = field(
+        default_factory=dict
+    )
+
+
+def _schedule_facts(patient_ids, schedule: ChunkSchedule) -> tuple[dict, dict]:
     """Scheduled dosings and completed preparations per patient, by the patient's own
-    attendance (one query). `every_dosing` gets the start of every scheduled dosing of each
-    patient, their place cancelled or not, as the caseload orders by them."""
+    attendance (one query); `schedule` is filled as `ChunkSchedule` says."""
     dosings: dict[int, list[rules.Dosing]] = {}
     preparations: dict[int, list[datetime.datetime]] = {}
     cancelled = Attendance.Status.CANCELLED
@@ -516,6 +531,7 @@ def _schedule_facts(patient_ids, every_dosing) -> tuple[dict, dict]:
             {
                 "ids": list(patient_ids),
                 "cancelled": cancelled.value,
+                "not_coming": [status.value for status in Attendance.NOT_COMING],
                 "dosing": SessionKind.DOSING.value,
                 "scheduled": Session.Status.SCHEDULED.value,
                 "preparation": SessionKind.PREPARATION.value,
@@ -523,15 +539,19 @@ def _schedule_facts(patient_ids, every_dosing) -> tuple[dict, dict]:
             },
         )
         rows = cursor.fetchall()
-    for patient_id, session_id, status, kind, start in rows:
-        if kind == SessionKind.DOSING:
-            every_dosing.setdefault(patient_id, []).append(start)
+    spans = schedule.dosing_spans
+    for patient_id, session_id, status, kind, session_status, start in rows:
+        if kind != SessionKind.DOSING:
+            preparations.setdefault(patient_id, []).append(start)
+        elif session_status == Session.Status.COMPLETED:
+            first, last = spans.get(patient_id, (start, start))
+            spans[patient_id] = (min(first, start), max(last, start))
+        else:
+            schedule.dosing_starts.setdefault(patient_id, []).append(start)
             if status != cancelled:
                 dosings.setdefault(patient_id, []).append(
                     rules.Dosing(session_id=session_id, start=start)
                 )
-        else:
-            preparations.setdefault(patient_id, []).append(start)
     return dosings, preparations
 
 
@@ -553,18 +573,18 @@ def facts_for_patients(
     bond_bands,
     resolved_flags,
     instrument_codes: dict[int, str],
-    every_dosing: dict[int, list[datetime.datetime]],
+    schedule: ChunkSchedule,
 ) -> dict[int, rules.Facts]:
     """`flag_facts` for every patient in `patient_ids` in three queries: the clinic's
     percentiles (`clinic_bond_percentiles`) and the band table (`load_bond_bands`) are read
     once by the caller for a whole sweep, and `resolved_flags` (the patients' flags a person
     resolved) by the caller, who locks them anyway. `instrument_codes`: the sweep's
-    `version_codes`. `every_dosing` is filled as `_schedule_facts` says, for the caseload."""
+    `version_codes`. `schedule` is filled as `ChunkSchedule` says."""
     patient_ids = list(patient_ids)
     alliance, srs, hits, gaps = _response_facts(
         patient_ids, now, resolved_safety_responses(resolved_flags), instrument_codes
     )
-    dosings, preparations = _schedule_facts(patient_ids, every_dosing)
+    dosings, preparations = _schedule_facts(patient_ids, schedule)
     events = _serious_events(patient_ids)
     found = {}
     for pk in patient_ids:

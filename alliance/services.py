@@ -6,6 +6,7 @@ the database, so running it twice, or out of order, leaves the same rows.
 
 import contextlib
 import contextvars
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -174,32 +175,58 @@ def caseload_order_refresh(*, patient_ids=None, now=None) -> int:
 
 
 @transaction.atomic
-def cohort_measures_refresh(*, patient_ids=None) -> int:
+def cohort_measures_refresh(*, patient_ids=None, spans=None) -> int:
     """Bring these patients' `CohortMeasures` rows (None: every patient's) in line with
     their ratings and dosings, in a few queries whatever their number; a patient with no
     completed dosing has no row. The flag recompute calls it for the patients it covers, so
     the rows are as fresh as the flags; a patient marked stale after their row was computed
-    is computed live by the analytics page until then. Returns the number of rows written."""
+    is computed live by the analytics page until then. `spans`: as
+    `cohort_selectors.patient_measures` takes them. Returns the number of patients with a
+    row."""
     # Before reading: a change marked stale after this moment is one the read may not see.
     computed_at = timezone.now()
-    measured = cohort_selectors.patient_measures(patient_ids=patient_ids)
-    gone = CohortMeasures.objects.all()
-    if patient_ids is not None:
-        gone = gone.filter(patient_id__in=flag_inputs.ids_in(patient_ids))
-    gone.delete()
-    CohortMeasures.objects.bulk_create(
-        [
-            CohortMeasures(
-                patient_id=pid,
-                first_dosing=m.first_dosing,
-                last_dosing=m.last_dosing,
-                measures=m.measures,
-                computed_at=computed_at,
+    measured = cohort_selectors.patient_measures(patient_ids=patient_ids, spans=spans)
+    # Only rows that differ are written, and rows of patients no longer dosed deleted, in one
+    # statement: a sweep rewrote every dosed patient's row each time, nearly always the same.
+    # A row left as it was keeps its older `computed_at`, which can only make the page
+    # compute that patient live a little more often, never read a row that is out of date.
+    table = connection.ops.quote_name(CohortMeasures._meta.db_table)
+    # These patients' rows found by key: joined to the list, the planner scanned the table.
+    among = "" if patient_ids is None else "AND m.patient_id = ANY(%(among)s::bigint[])"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH fresh AS (
+                SELECT * FROM unnest(%(ids)s::bigint[], %(first)s::timestamptz[],
+                                     %(last)s::timestamptz[], %(measures)s::jsonb[])
+                     AS f (patient_id, first_dosing, last_dosing, measures)
+            ), gone AS (
+                DELETE FROM {table} m
+                WHERE m.patient_id NOT IN (SELECT patient_id FROM fresh) {among}
             )
-            for pid, m in measured.items()
-        ],
-        batch_size=1000,
-    )
+            -- Compared before inserting: an insert that meets its row costs several times
+            -- a read of it. ON CONFLICT is for a row another transaction adds meanwhile.
+            INSERT INTO {table} AS m (patient_id, first_dosing, last_dosing, measures, computed_at)
+            SELECT f.patient_id, f.first_dosing, f.last_dosing, f.measures, %(computed_at)s
+            FROM fresh f
+            LEFT JOIN {table} kept ON kept.patient_id = f.patient_id
+            WHERE (kept.first_dosing, kept.last_dosing, kept.measures)
+                  IS DISTINCT FROM (f.first_dosing, f.last_dosing, f.measures)
+            ON CONFLICT (patient_id) DO UPDATE
+               SET first_dosing = EXCLUDED.first_dosing, last_dosing = EXCLUDED.last_dosing,
+                   measures = EXCLUDED.measures, computed_at = EXCLUDED.computed_at
+             WHERE (m.first_dosing, m.last_dosing, m.measures)
+                   IS DISTINCT FROM (EXCLUDED.first_dosing, EXCLUDED.last_dosing, EXCLUDED.measures)
+            """,
+            {
+                "among": list(patient_ids or ()),
+                "ids": list(measured),
+                "first": [m.first_dosing for m in measured.values()],
+                "last": [m.last_dosing for m in measured.values()],
+                "measures": [json.dumps(m.measures) for m in measured.values()],
+                "computed_at": computed_at,
+            },
+        )
     return len(measured)
 
 
@@ -478,7 +505,7 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
     unresolved: dict[int, list[Flag]] = {}
     resolved: dict[int, list[Flag]] = {}
     resolved_flags = []
-    every_dosing: dict[int, list] = {}
+    schedule = flag_inputs.ChunkSchedule()
     for flag in (
         Flag.objects.select_for_update(of=("self",))
         .select_related("dosing_session")
@@ -501,7 +528,7 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
         bond_bands=bond_bands,
         resolved_flags=resolved_flags,
         instrument_codes=codes,
-        every_dosing=every_dosing,
+        schedule=schedule,
     )
     every = FlagChanges()
     for patient_id in patients:
@@ -544,8 +571,8 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
         rank = Flag.SEVERITY_RANK.get(flag.severity)
         if flag.status in Flag.UNRESOLVED and rank is not None:
             ranks[flag.patient_id] = min(rank, ranks.get(flag.patient_id, rank))
-    _store_caseload_keys(ranks=ranks, dosings=every_dosing, patient_ids=patients)
-    cohort_measures_refresh(patient_ids=list(patients))
+    _store_caseload_keys(ranks=ranks, dosings=schedule.dosing_starts, patient_ids=patients)
+    cohort_measures_refresh(patient_ids=list(patients), spans=schedule.dosing_spans)
     return {
         "created": len(every.created),
         "updated": len(every.updated),
