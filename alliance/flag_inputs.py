@@ -318,14 +318,14 @@ def thresholds_for_patients(*, patient_ids) -> dict[int, rules.Thresholds]:
 # `patient_id IN (SELECT unnest(%s::bigint[]))` sends a chunk's ids as one array parameter (and
 # keeps the planner on each patient's rows: `= ANY(...)` led it to scan every session).
 
-# The chunk reads' moments come as microseconds since the epoch, made datetimes here (exact,
-# and the same aware UTC datetime as the ORM gives): Django has psycopg parse a timestamp's
-# text in Python, about 4 µs each and 30,000 a sweep at 10,000 patients, where adding a
-# timedelta takes a quarter of that.
+# The chunk reads' moments come as microseconds since the epoch, made datetimes by `moment`
+# (exact, and the same aware UTC datetime as the ORM gives): Django has psycopg parse a
+# timestamp's text in Python, about 4 µs each and 30,000 a sweep at 10,000 patients, where
+# adding a timedelta takes a quarter of that.
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
-def _moment(microseconds: int) -> datetime.datetime:
+def moment(microseconds: int) -> datetime.datetime:
     return _EPOCH + datetime.timedelta(microseconds=microseconds)
 
 
@@ -429,7 +429,7 @@ def _response_facts(patient_ids, now, covered, codes) -> tuple[dict, dict, dict,
         safety_hits,
         unanswered,
     ) in rows:
-        at = _moment(at)
+        at = moment(at)
         code = codes[version_id]
         if code == "wai-sr" or code == "srs":
             label = (label or _KIND_LABELS.get(kind, kind)) if session_id else ""
@@ -555,7 +555,7 @@ def _schedule_facts(patient_ids, schedule: ChunkSchedule) -> tuple[dict, dict]:
         rows = cursor.fetchall()
     spans = schedule.dosing_spans
     for patient_id, session_id, status, kind, session_status, start in rows:
-        start = _moment(start)
+        start = moment(start)
         if kind != SessionKind.DOSING:
             preparations.setdefault(patient_id, []).append(start)
         elif session_status == Session.Status.COMPLETED:

@@ -488,16 +488,26 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
     now = now or started
     # The same row locks as `recompute_patient`, taken in id order so two sweeps never
     # deadlock; a coach's recompute of one of these patients waits for this chunk.
+    # The caseload's stored sort keys come along: under the lock they stay what is read, so
+    # the chunk writes only the keys that change (`_store_caseload_keys`).
     table = connection.ops.quote_name(Patient._meta.db_table)
     with connection.cursor() as cursor:
         # The chunk's reads look rows up per patient, which the planner prices above its JIT
         # threshold at a thousand patients: compiling cost 30 ms a query, running it 5 ms.
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(
-            f"SELECT id FROM {table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
+            f"""
+            SELECT id, caseload_flag_rank,
+                   (extract(epoch FROM caseload_next_dosing_at) * 1000000)::bigint
+            FROM {table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE
+            """,
             [list(patient_ids)],
         )
-        patients = [pk for (pk,) in cursor.fetchall()]
+        stored_keys = {
+            pk: (rank, None if start is None else flag_inputs.moment(start))
+            for pk, rank, start in cursor.fetchall()
+        }
+    patients = list(stored_keys)
     thresholds = flag_inputs.thresholds_for_patients(patient_ids=patients)
     wanted = {t.percentile for t in thresholds.values()} - set(clinic_bonds)
     if wanted:  # a rule changed since the sweep began
@@ -571,7 +581,7 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
         rank = Flag.SEVERITY_RANK.get(flag.severity)
         if flag.status in Flag.UNRESOLVED and rank is not None:
             ranks[flag.patient_id] = min(rank, ranks.get(flag.patient_id, rank))
-    _store_caseload_keys(ranks=ranks, dosings=schedule.dosing_starts, patient_ids=patients)
+    _store_caseload_keys(ranks=ranks, dosings=schedule.dosing_starts, stored=stored_keys)
     cohort_measures_refresh(patient_ids=list(patients), spans=schedule.dosing_spans)
     return {
         "created": len(every.created),
@@ -580,14 +590,21 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
     }
 
 
-def _store_caseload_keys(*, ranks, dosings, patient_ids) -> int:
+def _store_caseload_keys(*, ranks, dosings, stored) -> int:
     """`caseload_order_refresh` for a sweep's chunk, from the keys it has in hand: `ranks`
-    ({patient id: rank of the most severe unresolved flag}) and `dosings` ({patient id: start
-    of every scheduled dosing}). One UPDATE of the rows whose keys changed."""
+    ({patient id: rank of the most severe unresolved flag}), `dosings` ({patient id: start
+    of every scheduled dosing}) and `stored` ({patient id: (rank, next dosing)} as the
+    chunk read them under its lock). One UPDATE of the rows whose keys changed, and none
+    when no key did (a sweep that changes nothing; sending every patient's keys to compare
+    them in the database cost more than the comparison)."""
     now = timezone.now()
-    upcoming = [
-        min((d for d in dosings.get(pk, ()) if d >= now), default=None) for pk in patient_ids
-    ]
+    changed = []
+    for pk, kept in stored.items():
+        keys = (ranks.get(pk), min((d for d in dosings.get(pk, ()) if d >= now), default=None))
+        if keys != kept:
+            changed.append((pk, *keys))
+    if not changed:
+        return 0
     table = connection.ops.quote_name(Patient._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -596,10 +613,8 @@ def _store_caseload_keys(*, ranks, dosings, patient_ids) -> int:
             SET caseload_flag_rank = k.rank, caseload_next_dosing_at = k.start
             FROM unnest(%s::bigint[], %s::smallint[], %s::timestamptz[]) AS k (id, rank, start)
             WHERE p.id = k.id
-              AND (p.caseload_flag_rank IS DISTINCT FROM k.rank
-                   OR p.caseload_next_dosing_at IS DISTINCT FROM k.start)
             """,
-            [list(patient_ids), [ranks.get(pk) for pk in patient_ids], upcoming],
+            [[pk for pk, _, _ in changed], [r for _, r, _ in changed], [d for _, _, d in changed]],
         )
         return cursor.rowcount
 
