@@ -30,7 +30,7 @@ from sessions.models import Attendance, Session, SessionKind
 
 from . import analytics
 from .exports import pseudonyms_of
-from .flag_inputs import ids_in
+from .flag_inputs import id_array, ids_in
 from .models import CohortMeasures, StalePatient
 
 DEPRESSION_CODES = [code for code, _ in analytics.DEPRESSION_MEASURES]
@@ -181,7 +181,7 @@ def _chosen(spans, *, depressions) -> dict[int, dict[str, float]]:
     ]
     params = {
         # The cohort goes in as arrays, so that the database does not aggregate it twice.
-        "cohort": [pid for pid, _, _ in spans],
+        "cohort": id_array(pid for pid, _, _ in spans),
         "first": [first for _, first, _ in spans],
         "last": [last for _, _, last in spans],
         "whole_versions": [version_id for version_id, _, _ in whole],

@@ -219,8 +219,8 @@ def cohort_measures_refresh(*, patient_ids=None, spans=None) -> int:
                    IS DISTINCT FROM (EXCLUDED.first_dosing, EXCLUDED.last_dosing, EXCLUDED.measures)
             """,
             {
-                "among": list(patient_ids or ()),
-                "ids": list(measured),
+                "among": flag_inputs.id_array(patient_ids or ()),
+                "ids": flag_inputs.id_array(measured),
                 "first": [m.first_dosing for m in measured.values()],
                 "last": [m.last_dosing for m in measured.values()],
                 "measures": [json.dumps(m.measures) for m in measured.values()],
@@ -501,7 +501,7 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
                    (extract(epoch FROM caseload_next_dosing_at) * 1000000)::bigint
             FROM {table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE
             """,
-            [list(patient_ids)],
+            [flag_inputs.id_array(patient_ids)],
         )
         stored_keys = {
             pk: (rank, None if start is None else flag_inputs.moment(start))
