@@ -482,6 +482,9 @@ def _recompute_one_by_one(chunk, *, now, clinic_bonds, bond_bands, into: SweepRe
     return counts
 
 
+_FLAG_COLUMNS = [f.name for f in Flag._meta.concrete_fields]
+
+
 @transaction.atomic
 def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> dict[str, int]:
     started = timezone.now()
@@ -519,6 +522,9 @@ def _recompute_chunk(patient_ids, *, now, clinic_bonds, bond_bands, codes) -> di
     for flag in (
         Flag.objects.select_for_update(of=("self",))
         .select_related("dosing_session")
+        # Of the dosing, only what `_why_cleared` says: building all 24 columns of a session
+        # for every flag cost more than reading the flags.
+        .only(*_FLAG_COLUMNS, "dosing_session__status", "dosing_session__status_reason")
         .filter(
             patient_id__in=flag_inputs.ids_in(patients),
             status__in=[*Flag.UNRESOLVED, Flag.Status.RESOLVED],
