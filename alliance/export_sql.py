@@ -107,16 +107,27 @@ def _batch(*, identified: bool) -> str:
     )"""
 
 
+def _leading(*, identified: bool, day_on: str, kind: str, label: str) -> str:
+    """The cells a line starts with (who, date, day, session kind and label), from the batch's
+    `b.who` and `b.enrolled_on` and the given day, session kind and label."""
+    dated = f"|| ',' || to_char({day_on}, 'YYYY-MM-DD')" if identified else ""
+    return f"""(b.who {dated} || ',' || coalesce(({day_on} - b.enrolled_on)::text, '')
+               || ',' || {text_cell(kind)} || ',' || {text_cell(label)})"""
+
+
 def _cells(*, identified: bool) -> str:
     """One row per score of the patient `b`: the cells its line starts with (`base`: who,
-    date, day, session kind and label), its time point for the wide form (a session's label,
-    else "day N"), and its own cells, `shown_cell` being the primary score as pages show it.
+    date, day, session kind and label, and the day, kind and label themselves), its time point
+    for the wide form (a session's label, else "day N"), and its own cells, `shown_cell` being
+    the primary score as pages show it.
 
     Each step is a subquery fenced with OFFSET 0: without the fence the planner pastes an
     expression into every place that names it, and the primary score would be worked out a
-    few dozen times per score instead of once."""
-    dated = "|| ',' || to_char(d.day_on, 'YYYY-MM-DD')" if identified else ""
+    few dozen times per score instead of once. Scores are fetched by their response before
+    their scale is looked up: left to itself the planner pairs each response with every scale
+    of its instrument and probes for each pair, nearly twice the index lookups."""
     day = "coalesce((d.day_on - b.enrolled_on)::text, '')"
+    base = _leading(identified=identified, day_on="d.day_on", kind="se.kind", label="se.label")
     return f"""
         SELECT c.*,
                CASE WHEN c.shown IS NULL THEN ''
@@ -128,23 +139,25 @@ def _cells(*, identified: bool) -> str:
           FROM (
             SELECT v.*, {shown("v.primary_value")} AS shown
               FROM (
-                SELECT r.administered_at, sc.id AS score_id, sc.value, sc.mean, sc.band,
-                       sc.prorated, r.base, r.point, s.leading_cells, s.statistic_cell,
+                SELECT r.administered_at, r.score_id, r.value, r.mean, r.band,
+                       r.prorated, r.base, r.point, r.day_on, r.kind, r.label,
+                       s.leading_cells, s.statistic_cell,
                        s.value_col, s.band_col, s.prorated_col,
                        CASE s.statistic
-                           WHEN 'sum' THEN sc.value
-                           WHEN 'mean' THEN sc.mean
+                           WHEN 'sum' THEN r.value
+                           WHEN 'mean' THEN r.mean
                            -- percent of maximum: as stored when scored, else from the mean
                            ELSE coalesce(
-                               (r.extras -> 'percent_of_max' ->> sc.scale)::float8,
-                               round(round(sc.mean::text::numeric - s.low, 40) * 100
+                               (r.extras -> 'percent_of_max' ->> r.scale)::float8,
+                               round(round(r.mean::text::numeric - s.low, 40) * 100
                                      / (s.high - s.low), 1)::float8)
                        END AS primary_value
                   FROM (
-                    SELECT r.id, r.version_id, r.extras, r.administered_at,
-                           b.who {dated} || ',' || {day}
-                           || ',' || {text_cell("se.kind")} || ',' || {text_cell("se.label")}
-                               AS base,
+                  SELECT r.*, sc.id AS score_id, sc.scale, sc.value, sc.mean, sc.band, sc.prorated
+                    FROM (
+                    SELECT r.id, r.version_id, r.extras, r.administered_at, d.day_on,
+                           se.kind, se.label,
+                           {base} AS base,
                            coalesce(nullif(se.label, ''), 'day ' || {day}) AS point
                       FROM {_TABLES["response"]} r
                       LEFT JOIN {_TABLES["session"]} se ON se.id = r.session_id
@@ -155,7 +168,9 @@ def _cells(*, identified: bool) -> str:
                     OFFSET 0
                   ) r
                   JOIN {_TABLES["score"]} sc ON sc.response_id = r.id
-                  JOIN scales s ON s.version_id = r.version_id AND s.scale = sc.scale
+                  OFFSET 0
+                  ) r
+                  JOIN scales s ON s.version_id = r.version_id AND s.scale = r.scale
                 OFFSET 0
               ) v
             OFFSET 0
@@ -186,31 +201,43 @@ def long_statement(*, identified: bool) -> str:
 def wide_statement(*, identified: bool, columns: int) -> str:
     """Each patient's wide-form lines as one bytea row, in batch order: one line per time
     point, in the order each first appears; its leading cells from its first score, each
-    column from the last score that fills it (`columns` of them after the leading ones)."""
+    column from the last score that fills it (`columns` of them after the leading ones).
+
+    A time point is one window, ordered by time then score: its first row gives the leading
+    cells and the JSON object takes each column's cells in that order, so the last one stays.
+    One sort per patient serves them all, where ordered aggregates sort each time point once
+    per aggregate (PostgreSQL 15); the window's ORDER BY, not the order rows happen to arrive
+    in, decides. The leading cells are formatted once per line, not once per response."""
     cells = " || ',' || ".join(f"coalesce(filled ->> '{i}', '')" for i in range(1, columns + 1))
+    leading = _leading(identified=identified, day_on="day_on", kind="kind", label="label")
     return f"""
     COPY (
         WITH {_batch(identified=identified)}
         SELECT convert_to((
                    SELECT string_agg(
-                       base || ',' || {cells} || E'\\r\\n',
+                       {leading} || ',' || {cells} || E'\\r\\n',
                        '' ORDER BY first_at, first_score)
                      FROM (
-                         SELECT min(c.administered_at) AS first_at,
-                                (array_agg(c.score_id ORDER BY c.administered_at, c.score_id))[1]
-                                    AS first_score,
-                                (array_agg(c.base ORDER BY c.administered_at, c.score_id))[1]
-                                    AS base,
-                                jsonb_object_agg(f.col::text, f.cell
-                                                 ORDER BY c.administered_at, c.score_id) AS filled
+                         SELECT first_value(c.administered_at) OVER point AS first_at,
+                                first_value(c.score_id) OVER point AS first_score,
+                                first_value(c.day_on) OVER point AS day_on,
+                                first_value(c.kind) OVER point AS kind,
+                                first_value(c.label) OVER point AS label,
+                                jsonb_object_agg(f.col::text, f.cell) OVER point AS filled,
+                                row_number() OVER point AS nth
                            FROM ({_cells(identified=identified)}) c
                           CROSS JOIN LATERAL (VALUES (c.value_col, c.shown_cell),
                                                      (c.band_col, c.band_cell),
                                                      (c.prorated_col, c.prorated_cell)
                                 ) AS f(col, cell)
                           WHERE f.col IS NOT NULL
-                          GROUP BY c.point
+                         -- "C": a time point is equal labels, compared byte by byte
+                         WINDOW point AS (PARTITION BY c.point COLLATE "C"
+                                          ORDER BY c.administered_at, c.score_id
+                                          ROWS BETWEEN UNBOUNDED PRECEDING
+                                                   AND UNBOUNDED FOLLOWING)
                      ) points
+                    WHERE nth = 1
                ), 'UTF8')
           FROM batch b
          ORDER BY b.n

@@ -40,15 +40,35 @@ def pseudonym_of(public_id) -> str:
     return pseudonyms_of([public_id])[0]
 
 
+# Pseudonyms this process has worked out, by public id as text, for the key they were made
+# with: a patient's never changes while the key does not, and the analytics page needs every
+# visible patient's on each request (an HMAC each, which grew with the clinic). Bounded, so a
+# process that meets more patients than this starts again instead of growing without end.
+KNOWN_PSEUDONYMS_LIMIT = 50_000
+_known_pseudonyms: dict[str, str] = {}
+_known_for_key = ""
+
+
 def pseudonyms_of(public_ids) -> list[str]:
-    """`pseudonym_of` for many patients: the key is read and set up once, not per patient
-    (half the time at 10,000 patients)."""
-    keyed = hmac.new(settings.SECRET_KEY.encode(), digestmod=hashlib.sha256)
+    """`pseudonym_of` for many patients: each is worked out once per process and key, with
+    the key set up once per call, not per patient."""
+    global _known_pseudonyms, _known_for_key
+    secret = settings.SECRET_KEY
+    if secret != _known_for_key or len(_known_pseudonyms) > KNOWN_PSEUDONYMS_LIMIT:
+        _known_pseudonyms, _known_for_key = {}, secret
+    known = _known_pseudonyms
+    keyed = None
     digests = []
     for public_id in public_ids:
-        digest = keyed.copy()
-        digest.update(str(public_id).encode())
-        digests.append(f"P-{digest.hexdigest()[:12]}")
+        text = str(public_id)
+        digest = known.get(text)
+        if digest is None:
+            if keyed is None:
+                keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+            made = keyed.copy()
+            made.update(text.encode())
+            digest = known[text] = f"P-{made.hexdigest()[:12]}"
+        digests.append(digest)
     return digests
 
 

@@ -262,6 +262,26 @@ class CohortMeasures(models.Model):
         return f"Cohort measures of patient {self.patient_id}"
 
 
+class AdverseEventTally(models.Model):
+    """A program's adverse events per completed dosing (`selectors.adverse_event_tally`) as
+    the beat task last counted them: counting walks every present patient at every completed
+    dosing of the program (half the program page's time at 10,000 patients), reading this is
+    one row. Pages use it only while it is recent (`selectors.program_adverse_events`) and
+    count afresh otherwise, so a stopped beat makes the page slower, never wrong for long."""
+
+    program = models.OneToOneField(
+        Program, on_delete=models.CASCADE, related_name="adverse_event_tally"
+    )
+    counted_at = models.DateTimeField()
+    dosings = models.PositiveIntegerField(help_text="Patients present at a completed dosing.")
+    any = models.PositiveIntegerField(help_text="Of those, with any adverse event.")
+    worse = models.PositiveIntegerField(help_text="Of those, with a moderate or worse one.")
+    serious = models.PositiveIntegerField(help_text="Of those, with a serious one.")
+
+    def __str__(self):
+        return f"Adverse events of program {self.program_id}"
+
+
 class ExpectedBand(models.Model):
     """Earlier patients' ratings at one protocol step, recomputed nightly (METHODS §1).
 

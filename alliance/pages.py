@@ -100,7 +100,7 @@ def program_sessions(request, program_id):
     # order (the enrolment's index), with their flags, readiness and attendance.
     page = paginate(request, session_selectors.program_roster(program=program))
     overview = session_selectors.group_program_overview(program=program, roster=page.object_list)
-    members = caseload.with_flags_and_next_dosing(
+    members = caseload.with_flags_and_latest_bond(
         Patient.objects.filter(pk__in=[e.patient_id for e in page.object_list])
     ).order_by("last_name", "first_name", "pk")
     members = list(members)
@@ -113,7 +113,7 @@ def program_sessions(request, program_id):
             "members": members,
             "page": page,
             "upcoming": session_selectors.program_upcoming(program=program),
-            "event_rates": selectors.adverse_event_rates(program=program),
+            "adverse_events": selectors.program_adverse_events(program=program),
             "completion": program_completion(program=program),
             **overview,
         },

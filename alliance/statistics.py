@@ -106,8 +106,8 @@ def d_z_interval(
     """Confidence interval of d_z = t / sqrt(n) from the noncentral t distribution: the
     noncentrality parameters under which the observed t sits at the tails, over sqrt(n).
     (None, None) if scipy cannot place them (the page then says "no interval")."""
-    stats = _stats()
     from scipy.optimize import brentq
+    from scipy.special import nctdtr
 
     df = n - 1
     tail = (1 - confidence) / 2
@@ -115,8 +115,11 @@ def d_z_interval(
     # scipy's noncentral t stays finite at the ends.
     span = 3 * math.sqrt(1 + t * t / (2 * df)) + 1
 
+    # `nctdtr` is what `stats.nct.cdf` evaluates for a finite t and df > 0, without the
+    # distribution's argument handling around it: the same numbers, at about a fiftieth of
+    # the cost of each of the thirty or so steps a page's four intervals take.
     def ncp_where(probability: float) -> float:
-        return brentq(lambda ncp: stats.nct.cdf(t, df, ncp) - probability, t - span, t + span)
+        return brentq(lambda ncp: nctdtr(df, ncp, t) - probability, t - span, t + span)
 
     root_n = math.sqrt(n)
     try:

@@ -135,3 +135,9 @@ def purge_expired_fhir_exports() -> int:
     """Every 15 minutes: delete the files of FHIR exports past their time, so identified data
     does not wait on disk for somebody's next export request."""
     return fhir_exports.fhir_exports_purge_expired()
+
+
+@shared_task(name="alliance.count_adverse_events", **_RETRY)
+def count_adverse_events() -> int:
+    """Every five minutes: each program's adverse events per dosing, for its page."""
+    return services.adverse_event_tallies_refresh()

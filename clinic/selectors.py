@@ -31,7 +31,9 @@ def search_patients(qs: QuerySet[Patient], query: str) -> QuerySet[Patient]:
     return qs
 
 
-def with_current_care(qs: QuerySet[Patient]) -> QuerySet[Patient]:
+def current_care_prefetch() -> Prefetch:
+    """`patient.active_enrolments`, each with its program and current coach assignments;
+    also for rows already read (`prefetch_related_objects`)."""
     active_assignments = CoachAssignment.objects.filter(end_date__isnull=True).select_related(
         "coach"
     )
@@ -40,9 +42,11 @@ def with_current_care(qs: QuerySet[Patient]) -> QuerySet[Patient]:
         .select_related("program")
         .prefetch_related(Prefetch("assignments", queryset=active_assignments))
     )
-    return qs.prefetch_related(
-        Prefetch("enrolments", queryset=active_enrolments, to_attr="active_enrolments")
-    )
+    return Prefetch("enrolments", queryset=active_enrolments, to_attr="active_enrolments")
+
+
+def with_current_care(qs: QuerySet[Patient]) -> QuerySet[Patient]:
+    return qs.prefetch_related(current_care_prefetch())
 
 
 def patient_list(*, user, query: str = "", status: str = "") -> QuerySet[Patient]:

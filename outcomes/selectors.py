@@ -307,8 +307,9 @@ def _overdue(patient_ids, *, patient_rated_only: bool) -> list[tuple[int, int, s
     return [row[:3] for row in _overdue_rows(patient_ids, patient_rated_only=patient_rated_only)]
 
 
-def _overdue_rows(patient_ids, *, patient_rated_only: bool) -> list[tuple]:
-    """As `_overdue`, each row with the session's end as well."""
+def _overdue_rows(patient_ids, *, patient_rated_only: bool, instruments=None) -> list[tuple]:
+    """As `_overdue`, each row with the session's end as well; `instruments` (default: read
+    here) are every loaded instrument."""
     since, until = _overdue_window()
     rows = Attendance.objects.filter(
         patient_id__in=patient_ids,
@@ -331,10 +332,11 @@ def _overdue_rows(patient_ids, *, patient_rated_only: bool) -> list[tuple]:
             session_id__in=rows.values("session_id"),
         ).values_list("patient_id", "session_id", "version__instrument__code")
     )
-    instruments = Instrument.objects.all()
-    if patient_rated_only:
-        instruments = instruments.filter(respondent=Respondent.PATIENT)
-    wanted = set(instruments.values_list("code", flat=True))
+    wanted = {
+        i.code
+        for i in (Instrument.objects.all() if instruments is None else instruments)
+        if not patient_rated_only or i.respondent == Respondent.PATIENT
+    }
     return [
         (patient_id, session_id, code, ended)
         for patient_id, session_id, kind, step_codes, ended in rows
@@ -439,11 +441,11 @@ def _anchor_dates(enrolments, *, within) -> dict[int, dict[str, datetime.date | 
     }
 
 
-def calendar_items(*, enrolments, today=None, keep=None) -> list[CalendarItem]:
+def calendar_items(*, enrolments, today=None, keep=None, instruments=None) -> list[CalendarItem]:
     """Every dated occasion of the enrolments' measurement schedules that `keep(point,
     today)` accepts (all of them by default), with what was answered in each window. Four
     queries whatever the number of enrolments (none skipped when there is nothing to find,
-    so a page's count stays the same)."""
+    so a page's count stays the same); three when given `instruments`, every loaded one."""
     today = today or timezone.localdate()
     scheduled = enrolments.filter(program__protocol__isnull=False)
     listed = [
@@ -461,7 +463,9 @@ def calendar_items(*, enrolments, today=None, keep=None) -> list[CalendarItem]:
         ):
             if keep is None or keep(point, today):
                 found.append((enrolment, point))
-    instruments = {i.code: i for i in Instrument.objects.all()}
+    instruments = {
+        i.code: i for i in (Instrument.objects.all() if instruments is None else instruments)
+    }
     answers: dict[int, list[tuple[str, datetime.date]]] = {}
     for patient_id, code, at in Response.objects.filter(
         patient_id__in=scheduled.values("patient_id"),
@@ -526,12 +530,14 @@ def calendar_due_to_send(*, now=None) -> list[CalendarItem]:
     ]
 
 
-def _session_overdue_rows(patient_ids) -> list[tuple[int, datetime.date, str]]:
+def _session_overdue_rows(patient_ids, *, instruments) -> list[tuple[int, datetime.date, str]]:
     """(patient id, overdue since, code) for questionnaires still owed after sessions."""
     grace = datetime.timedelta(hours=settings.QUESTIONNAIRE_OVERDUE_HOURS)
     return [
         (p, timezone.localdate(ended + grace), code)
-        for p, _s, code, ended in _overdue_rows(patient_ids, patient_rated_only=False)
+        for p, _s, code, ended in _overdue_rows(
+            patient_ids, patient_rated_only=False, instruments=instruments
+        )
     ]
 
 
@@ -540,13 +546,16 @@ def measures_in_words(*, patient_ids: list[int]) -> dict[int, list[str]]:
     4 March 2027", after sessions and by the calendar together. Constant queries a page."""
     due: dict[int, int] = {}
     overdue: dict[int, list[datetime.date]] = {}
-    for patient_id, since, _code in _session_overdue_rows(patient_ids):
+    # Read once for both halves: the instruments are the same few rows either way.
+    instruments = list(Instrument.objects.all())
+    for patient_id, since, _code in _session_overdue_rows(patient_ids, instruments=instruments):
         overdue.setdefault(patient_id, []).append(since)
     for item in calendar_items(
         enrolments=Enrolment.objects.filter(
             patient_id__in=patient_ids, status=Enrolment.Status.ACTIVE
         ),
         keep=_open_now,
+        instruments=instruments,
     ):
         if item.status == MeasureStatus.DUE:
             due[item.patient.pk] = due.get(item.patient.pk, 0) + len(item.unanswered)

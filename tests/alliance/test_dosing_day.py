@@ -262,14 +262,17 @@ def test_the_program_page_gives_adverse_event_rates_per_dosing(client_for, peopl
     assert "1 of 1" in html and "95% interval (Wilson)" in html
 
 
-def test_adverse_event_rates_count_each_present_patient_at_a_completed_dosing_once(people):
-    from alliance.selectors import adverse_event_rates
+@pytest.fixture
+def adverse_events(people):
+    """A program with three places (patients present at a completed dosing), two of them with
+    events, and events that hold no place: an absent patient's, a cancelled dosing's. Returns
+    a function that records one more event at a fresh completed dosing."""
     from sessions.models import Attendance
     from tests.factories import EnrolmentFactory
     from tests.helpers import book_session
 
     program = people.enrolment.program
-    others = [EnrolmentFactory(program=program) for _ in range(3)]
+    others = [EnrolmentFactory(program=program) for _ in range(4)]
 
     def dosing(enrolment, hours_ago, *, status="completed", attendance="attended"):
         session = book_session(
@@ -300,12 +303,74 @@ def test_adverse_event_rates_count_each_present_patient_at_a_completed_dosing_on
     event(dosing(others[1], 50, attendance="absent"), "severe")  # not dosed: no place
     event(dosing(people.enrolment, 70, status="cancelled"), "severe", serious=True)
     dosing(others[2], 60)  # no event
-    rates = {
-        rate.label: (rate.dosings_with, rate.dosings)
-        for rate in adverse_event_rates(program=program)
-    }
-    assert rates == {
-        "Any adverse event": (2, 3),
-        "Moderate or worse": (1, 3),
-        "Serious": (1, 3),
-    }
+    return lambda grade, **extra: event(dosing(others[3], 80), grade, **extra)
+
+
+def _counts(rates):
+    return {rate.label: (rate.dosings_with, rate.dosings) for rate in rates}
+
+
+COUNTED = {"Any adverse event": (2, 3), "Moderate or worse": (1, 3), "Serious": (1, 3)}
+
+
+def test_adverse_event_rates_count_each_present_patient_at_a_completed_dosing_once(
+    people, adverse_events
+):
+    from alliance.selectors import adverse_event_rates
+
+    assert _counts(adverse_event_rates(program=people.enrolment.program)) == COUNTED
+
+
+def test_the_stored_adverse_event_tally_agrees_with_the_live_count(people, adverse_events):
+    from alliance import selectors
+    from alliance.models import AdverseEventTally
+    from clinic.models import Program
+    from tests.factories import ProgramFactory
+
+    ProgramFactory()  # a program without dosings is counted too: zero of zero
+    assert services.adverse_event_tallies_refresh() == Program.objects.count()
+    for program in Program.objects.all():
+        stored = AdverseEventTally.objects.get(program=program)
+        live = selectors.adverse_event_tally(program=program)
+        assert {name: getattr(stored, name) for name in live} == live
+        shown = selectors.program_adverse_events(program=program)
+        assert shown.counted_at == stored.counted_at
+        assert shown.rates == selectors.adverse_event_rates(program=program)
+    shown = selectors.program_adverse_events(program=people.enrolment.program)
+    assert _counts(shown.rates) == COUNTED
+
+
+def test_the_program_page_reads_a_recent_tally_and_counts_afresh_when_it_is_old(
+    client_for, people, adverse_events
+):
+    from alliance import selectors
+    from alliance.models import AdverseEventTally
+
+    program = people.enrolment.program
+    services.adverse_event_tallies_refresh()
+    adverse_events("moderate", serious=True)  # after the count: shown at beat's next one
+    now = timezone.now()
+    assert _counts(selectors.program_adverse_events(program=program, now=now).rates) == COUNTED
+    html = client_for(people.admin).get(reverse("program_sessions", args=[program.pk]))
+    html = html.content.decode()
+    assert "<td>2 of 3</td>" in html and "<td>3 of 4</td>" not in html
+    later = {"Any adverse event": (3, 4), "Moderate or worse": (2, 4), "Serious": (2, 4)}
+    # Beat stopped: a tally older than a quarter of an hour is not shown.
+    stale = now + selectors.ADVERSE_EVENT_TALLY_FRESH + datetime.timedelta(seconds=1)
+    shown = selectors.program_adverse_events(program=program, now=stale)
+    assert _counts(shown.rates) == later and shown.counted_at == stale
+    AdverseEventTally.objects.all().delete()  # never counted (a new installation)
+    assert _counts(selectors.program_adverse_events(program=program).rates) == later
+    services.adverse_event_tallies_refresh()
+    assert _counts(selectors.program_adverse_events(program=program).rates) == later
+
+
+def test_beat_counts_adverse_events_every_five_minutes(db):
+    from django_celery_beat.models import PeriodicTask
+
+    from alliance.tasks import count_adverse_events
+    from clinic.models import Program
+
+    task = PeriodicTask.objects.get(task="alliance.count_adverse_events")
+    assert task.enabled and (task.interval.every, task.interval.period) == (5, "minutes")
+    assert count_adverse_events() == Program.objects.count()

@@ -1,6 +1,9 @@
 import csv
 import datetime
+import hashlib
+import hmac
 import io
+import uuid
 import zoneinfo
 
 import pytest
@@ -9,6 +12,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from alliance import exports
 from alliance.exports import pseudonym
 from clinic.models import AuditEvent, Patient
 from outcomes import services as outcome_services
@@ -478,3 +482,79 @@ def test_every_export_is_exactly_the_agreed_csv(client, exact_clinic):
         ]
         assert _export(client, people.clinician, form) == _exact(header, rows, identified=False)
         assert _export(client, people.admin, form, **named) == _exact(header, rows, identified=True)
+
+
+def _hmac_pseudonym(secret: str, public_id) -> str:
+    digest = hmac.new(secret.encode(), str(public_id).encode(), hashlib.sha256).hexdigest()
+    return f"P-{digest[:12]}"
+
+
+def test_pseudonyms_kept_by_the_process_are_the_hmac_of_the_current_key(settings):
+    ids = [uuid.uuid4() for _ in range(3)]
+    settings.SECRET_KEY = "first-key-" + "x" * 40
+    first = [_hmac_pseudonym(settings.SECRET_KEY, public_id) for public_id in ids]
+    # Made, then found again, by UUID and by its text alike.
+    assert exports.pseudonyms_of(ids) == first
+    assert exports.pseudonyms_of([str(public_id) for public_id in ids]) == first
+    assert exports.pseudonym_of(ids[1]) == first[1]
+    # A new key gives new pseudonyms, not the ones kept for the old key.
+    settings.SECRET_KEY = "second-key-" + "y" * 40
+    second = [_hmac_pseudonym(settings.SECRET_KEY, public_id) for public_id in ids]
+    assert exports.pseudonyms_of(ids) == second and set(second).isdisjoint(first)
+
+
+def test_pseudonyms_kept_by_the_process_stay_bounded(monkeypatch, settings):
+    monkeypatch.setattr(exports, "KNOWN_PSEUDONYMS_LIMIT", 4)
+    settings.SECRET_KEY = "bounded-key-" + "z" * 40
+    many = [uuid.uuid4() for _ in range(6)]
+    exports.pseudonyms_of(many)
+    later = [uuid.uuid4() for _ in range(2)]
+    assert exports.pseudonyms_of(later) == [
+        _hmac_pseudonym(settings.SECRET_KEY, public_id) for public_id in later
+    ]
+    # Past the limit the process started again rather than keep all eight.
+    assert len(exports._known_pseudonyms) == 2
+
+
+def test_wide_rows_follow_when_answers_were_given_not_the_order_they_were_entered(client, people):
+    """Paper forms typed in late carry the higher ids: a time point still takes its session and
+    day from its earliest answer and each cell from its latest, and the rows come in the order
+    the points were first answered. An export that leaned on the order rows happen to arrive
+    in (ids, or a sorted subquery feeding an aggregate) would get all three wrong here."""
+    from sessions.models import SessionKind
+    from tests.helpers import book_session
+
+    with time_machine.travel(EXACT_NOW, tick=False):
+        people.enrolment.start_date = datetime.date(2026, 6, 1)
+        people.enrolment.save()
+        sessions = {
+            kind: book_session(
+                people.enrolment, actor=people.admin, kind=kind, start=start, label="Week 1"
+            )
+            for kind, start in (
+                (SessionKind.PREPARATION, _at(8, 10)),
+                (SessionKind.INTEGRATION, _at(12, 10)),
+            )
+        }
+
+        def phq(answer: int, at, kind=None):
+            outcome_services.response_record(
+                actor=people.admin,
+                patient=people.patient,
+                version=outcome_services.latest_version("phq-9"),
+                answers=_answered("phq-9", answer),
+                administered_at=at,
+                session=sessions.get(kind),
+            )
+
+        phq(2, _at(12, 10, 30), SessionKind.INTEGRATION)  # entered first, answered last
+        phq(1, _at(8, 10, 30), SessionKind.PREPARATION)
+        phq(0, _at(6, 9))  # entered last, answered first: outside any session
+    rows = _rows(_export(client, people.clinician, "wide"))
+    assert [
+        (r["day"], r["session_kind"], r["session"], r["phq-9_total_sum"], r["phq-9_total_band"])
+        for r in rows
+    ] == [
+        ("5", "", "", "0", "Minimal"),
+        ("7", "preparation", "Week 1", "18", "Moderately severe"),
+    ]

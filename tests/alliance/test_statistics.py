@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from alliance.statistics import paired_change, pearson
+from alliance.statistics import d_z_interval, paired_change, pearson
 
 
 def test_pearson_matches_a_hand_computed_example():
@@ -40,3 +40,22 @@ def test_paired_change_t_p_and_cohens_d():
 
 def test_paired_change_needs_five_pairs():
     assert paired_change([1, 2, 3, 4], [2, 3, 4, 5]) is None
+
+
+@pytest.mark.parametrize(
+    ("t", "n"), [(2.5, 6), (-1.3, 40), (0.4, 12), (7.9, 3000), (-12.0, 9000), (0.0, 5)]
+)
+def test_d_z_interval_is_the_noncentral_t_interval_scipy_gives(t, n):
+    # The interval found through scipy's noncentral t distribution itself, to the last bit.
+    from scipy import stats
+    from scipy.optimize import brentq
+
+    df, tail = n - 1, (1 - 0.95) / 2
+    span = 3 * math.sqrt(1 + t * t / (2 * df)) + 1
+    expected = tuple(
+        brentq(lambda ncp, q=q: stats.nct.cdf(t, df, ncp) - q, t - span, t + span) / math.sqrt(n)
+        for q in (1 - tail, tail)
+    )
+    assert d_z_interval(t, n) == expected
+    low, high = expected
+    assert low < t / math.sqrt(n) < high

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from alliance.flag_inputs import patients_to_sweep_ids
 from alliance.models import Flag
-from alliance.services import recompute_patients
+from alliance.services import adverse_event_tallies_refresh, recompute_patients
 from alliance.tasks import sweep_all
 from clinic.celery import interactive_queue
 from clinic.models import CoachAssignment, Patient, Program, User
@@ -272,8 +272,9 @@ def _measure(client, clinic_size: int) -> dict:
     package = Program.objects.get(name="Psilocybin for depression")
     alumnus = Patient.objects.order_by("record_number").filter(record_number__startswith="DEMO-A")
     patient = alumnus.first() or Patient.objects.order_by("record_number").first()
-    # As beat does every five minutes in a running clinic: the program page reads this count.
+    # As beat does every five minutes in a running clinic: the program page reads these counts.
     completion_summaries_refresh()
+    adverse_event_tallies_refresh()
     results = {
         "/healthz": _get(client, reverse("healthz")),
         "cohort analytics": _get(client, reverse("cohort_analytics")),
