@@ -30,7 +30,7 @@ from sessions.models import Attendance, Session, SessionKind
 
 from . import analytics
 from .exports import pseudonyms_of
-from .flag_inputs import ids_in
+from .flag_inputs import id_array, ids_in
 from .models import CohortMeasures, StalePatient
 
 DEPRESSION_CODES = [code for code, _ in analytics.DEPRESSION_MEASURES]
@@ -181,7 +181,7 @@ def _chosen(spans, *, depressions) -> dict[int, dict[str, float]]:
     ]
     params = {
         # The cohort goes in as arrays, so that the database does not aggregate it twice.
-        "cohort": [pid for pid, _, _ in spans],
+        "cohort": id_array(pid for pid, _, _ in spans),
         "first": [first for _, first, _ in spans],
         "last": [last for _, _, last in spans],
         "whole_versions": [version_id for version_id, _, _ in whole],
@@ -261,14 +261,20 @@ class PatientMeasures:
     measures: dict[str, float]  # as `CohortMeasures.measures`
 
 
-def patient_measures(*, patient_ids=None) -> dict[int, PatientMeasures]:
+def patient_measures(*, patient_ids=None, spans=None) -> dict[int, PatientMeasures]:
     """What `CohortMeasures` holds for these patients (None: every patient): their measures
     over every completed dosing they attended, for every depression instrument. Patients
-    without such a dosing are left out. Two queries for any number of patients."""
-    attended = _attended(Patient.objects.all())
-    if patient_ids is not None:
-        attended = attended.filter(patient_id__in=ids_in(patient_ids))
-    spans = [(pid, first, last) for pid, _, _, first, last in _spans(attended)]
+    without such a dosing are left out. Two queries for any number of patients, or one where
+    the caller has read the spans already (`spans`: {patient id: (first, last dosing)} of
+    exactly the patients with such a dosing among `patient_ids`, as a sweep chunk's
+    `flag_inputs.ChunkSchedule` has them)."""
+    if spans is None:
+        attended = _attended(Patient.objects.all())
+        if patient_ids is not None:
+            attended = attended.filter(patient_id__in=ids_in(patient_ids))
+        spans = [(pid, first, last) for pid, _, _, first, last in _spans(attended)]
+    else:
+        spans = [(pid, first, last) for pid, (first, last) in spans.items()]
     measures = _chosen(spans, depressions=DEPRESSION_CODES)
     return {
         pid: PatientMeasures(first_dosing=first, last_dosing=last, measures=measures[pid])

@@ -5,6 +5,7 @@ Read by the recompute (services, tasks); nothing here draws or pages."""
 
 import datetime
 import json
+from dataclasses import dataclass, field
 
 from django.core.cache import cache
 from django.db import connection
@@ -285,11 +286,18 @@ def patients_to_sweep_ids() -> list[int]:
 _KIND_LABELS = dict(SessionKind.choices)
 
 
+def id_array(ids) -> str:
+    """Ids as one array literal, for a parameter cast `::bigint[]`: psycopg converts a list
+    element by element in Python (half a millisecond per 1,000 ids, and a sweep chunk sends
+    its ids to a dozen queries), a string at once."""
+    return "{" + ",".join(str(int(pk)) for pk in ids) + "}"
+
+
 def ids_in(ids) -> RawSQL:
     """`patient_id__in=ids_in(ids)`: a chunk's ids as one array parameter instead of one
     placeholder each (building and sending 250 placeholders per query, a dozen queries per
     chunk, cost more than some of the queries)."""
-    return RawSQL("SELECT unnest(%s::bigint[])", [list(ids)])
+    return RawSQL("SELECT unnest(%s::bigint[])", [id_array(ids)])
 
 
 def thresholds_for_patients(*, patient_ids) -> dict[int, rules.Thresholds]:
@@ -317,19 +325,47 @@ def thresholds_for_patients(*, patient_ids) -> dict[int, rules.Thresholds]:
 # `patient_id IN (SELECT unnest(%s::bigint[]))` sends a chunk's ids as one array parameter (and
 # keeps the planner on each patient's rows: `= ANY(...)` led it to scan every session).
 
+# The chunk reads' moments come as microseconds since the epoch, made datetimes by `moment`
+# (exact, and the same aware UTC datetime as the ORM gives): Django has psycopg parse a
+# timestamp's text in Python, about 4 µs each and 30,000 a sweep at 10,000 patients, where
+# adding a timedelta takes a quarter of that.
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def moment(microseconds: int) -> datetime.datetime:
+    return _EPOCH + datetime.timedelta(microseconds=microseconds)
+
+
 # Instruments are joined by version id and named from `version_codes` (a few rows, read once
 # per sweep): every joined table multiplies the planner's work, which cost more per chunk
 # than running the query.
+# The session and the two scores are looked up per response in subqueries fenced with
+# OFFSET 0: as plain joins, a chunk of more than a few hundred patients (estimated at 26
+# responses each, where a patient in care has about 3 that count) tipped the planner into
+# hashing every bond and total score in the clinic, 15 times slower.
 _RESPONSES = """
-    SELECT r.id, r.patient_id, r.administered_at, r.version_id, r.session_id, s.kind, s.label,
-           s.protocol_step_id, step."order", bond.mean, total.mean, total.value,
+    SELECT r.id, r.patient_id, (extract(epoch FROM r.administered_at) * 1000000)::bigint,
+           r.version_id, r.session_id, s.kind, s.label,
+           s.protocol_step_id, s.step_order, sc.bond, sc.total_mean, sc.total_value,
            r.has_safety_hit, CASE WHEN r.has_safety_hit THEN r.safety_hits END,
            CASE WHEN r.safety_unanswered <> '[]'::jsonb THEN r.safety_unanswered END
     FROM outcomes_response r
-    LEFT JOIN clinic_sessions_session s ON s.id = r.session_id
-    LEFT JOIN clinic_sessions_protocolstep step ON step.id = s.protocol_step_id
-    LEFT JOIN outcomes_score bond ON bond.response_id = r.id AND bond.scale = 'bond'
-    LEFT JOIN outcomes_score total ON total.response_id = r.id AND total.scale = 'total'
+    LEFT JOIN LATERAL (
+        SELECT s.kind, s.label, s.protocol_step_id, step."order" AS step_order
+        FROM clinic_sessions_session s
+        LEFT JOIN clinic_sessions_protocolstep step ON step.id = s.protocol_step_id
+        WHERE s.id = r.session_id
+        OFFSET 0
+    ) s ON true
+    LEFT JOIN LATERAL (
+        -- One row per scale at most (a unique constraint): the aggregates only pick it out.
+        SELECT max(mean) FILTER (WHERE scale = 'bond') AS bond,
+               max(mean) FILTER (WHERE scale = 'total') AS total_mean,
+               max(value) FILTER (WHERE scale = 'total') AS total_value
+        FROM outcomes_score
+        WHERE response_id = r.id AND scale IN ('bond', 'total')
+        OFFSET 0
+    ) sc ON true
     WHERE r.patient_id IN (SELECT unnest(%(ids)s::bigint[])) AND r.administered_at <= %(now)s
       AND (r.version_id = ANY(ARRAY(
                SELECT v.id FROM outcomes_instrumentversion v
@@ -368,7 +404,7 @@ def _response_facts(patient_ids, now, covered, codes) -> tuple[dict, dict, dict,
     hits: dict[int, list[rules.SafetyHit]] = {}
     gaps: dict[int, list[rules.SafetyGap]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(_RESPONSES, {"ids": list(patient_ids), "now": now})
+        cursor.execute(_RESPONSES, {"ids": id_array(patient_ids), "now": now})
         rows = cursor.fetchall()
     codes = version_codes({row[3] for row in rows}, codes)
     with_gaps = {row[1] for row in rows if row[14]}
@@ -400,6 +436,7 @@ def _response_facts(patient_ids, now, covered, codes) -> tuple[dict, dict, dict,
         safety_hits,
         unanswered,
     ) in rows:
+        at = moment(at)
         code = codes[version_id]
         if code == "wai-sr" or code == "srs":
             label = (label or _KIND_LABELS.get(kind, kind)) if session_id else ""
@@ -468,22 +505,44 @@ def resolved_safety_responses(resolved_flags) -> dict[tuple[int, str], set[int]]
     return covered
 
 
+# The session is looked up per attendance (fenced with OFFSET 0, as in `_RESPONSES`): joined,
+# a chunk of a thousand patients led the planner to read every scheduled dosing and completed
+# preparation in the clinic. Completed dosings come along for `ChunkSchedule.dosing_spans`.
 _SCHEDULE = """
-    SELECT a.patient_id, a.session_id, a.status, s.kind, s.scheduled_start
+    SELECT a.patient_id, a.session_id, a.status, s.kind, s.status,
+           (extract(epoch FROM s.scheduled_start) * 1000000)::bigint
     FROM clinic_sessions_attendance a
-    JOIN clinic_sessions_session s ON s.id = a.session_id
+    JOIN LATERAL (
+        SELECT kind, status, scheduled_start FROM clinic_sessions_session
+        WHERE id = a.session_id
+        OFFSET 0
+    ) s ON true
     WHERE a.patient_id IN (SELECT unnest(%(ids)s::bigint[]))
       AND ((s.kind = %(dosing)s AND s.status = %(scheduled)s)
+           OR (s.kind = %(dosing)s AND s.status = %(completed)s
+               AND a.status <> ALL(%(not_coming)s))
            OR (s.kind = %(preparation)s AND s.status = %(completed)s
                AND a.status <> %(cancelled)s))
     ORDER BY a.patient_id, s.scheduled_start, a.session_id
 """
 
 
-def _schedule_facts(patient_ids, every_dosing) -> tuple[dict, dict]:
+@dataclass
+class ChunkSchedule:
+    """What a sweep chunk's schedule read gives its other writes, so they need not read it
+    again: per patient, the start of every scheduled dosing, their place cancelled or not
+    (the caseload orders by the next one), and the first and last completed dosing they
+    attended (what `CohortMeasures` are taken around, as `cohort_selectors` chooses them)."""
+
+    dosing_starts: dict[int, list[datetime.datetime]] = field(default_factory=dict)
+    dosing_spans: dict[int, tuple[datetime.datetime, datetime.datetime]] = field(
+        default_factory=dict
+    )
+
+
+def _schedule_facts(patient_ids, schedule: ChunkSchedule) -> tuple[dict, dict]:
     """Scheduled dosings and completed preparations per patient, by the patient's own
-    attendance (one query). `every_dosing` gets the start of every scheduled dosing of each
-    patient, their place cancelled or not, as the caseload orders by them."""
+    attendance (one query); `schedule` is filled as `ChunkSchedule` says."""
     dosings: dict[int, list[rules.Dosing]] = {}
     preparations: dict[int, list[datetime.datetime]] = {}
     cancelled = Attendance.Status.CANCELLED
@@ -491,8 +550,9 @@ def _schedule_facts(patient_ids, every_dosing) -> tuple[dict, dict]:
         cursor.execute(
             _SCHEDULE,
             {
-                "ids": list(patient_ids),
+                "ids": id_array(patient_ids),
                 "cancelled": cancelled.value,
+                "not_coming": [status.value for status in Attendance.NOT_COMING],
                 "dosing": SessionKind.DOSING.value,
                 "scheduled": Session.Status.SCHEDULED.value,
                 "preparation": SessionKind.PREPARATION.value,
@@ -500,15 +560,20 @@ def _schedule_facts(patient_ids, every_dosing) -> tuple[dict, dict]:
             },
         )
         rows = cursor.fetchall()
-    for patient_id, session_id, status, kind, start in rows:
-        if kind == SessionKind.DOSING:
-            every_dosing.setdefault(patient_id, []).append(start)
+    spans = schedule.dosing_spans
+    for patient_id, session_id, status, kind, session_status, start in rows:
+        start = moment(start)
+        if kind != SessionKind.DOSING:
+            preparations.setdefault(patient_id, []).append(start)
+        elif session_status == Session.Status.COMPLETED:
+            first, last = spans.get(patient_id, (start, start))
+            spans[patient_id] = (min(first, start), max(last, start))
+        else:
+            schedule.dosing_starts.setdefault(patient_id, []).append(start)
             if status != cancelled:
                 dosings.setdefault(patient_id, []).append(
                     rules.Dosing(session_id=session_id, start=start)
                 )
-        else:
-            preparations.setdefault(patient_id, []).append(start)
     return dosings, preparations
 
 
@@ -530,18 +595,18 @@ def facts_for_patients(
     bond_bands,
     resolved_flags,
     instrument_codes: dict[int, str],
-    every_dosing: dict[int, list[datetime.datetime]],
+    schedule: ChunkSchedule,
 ) -> dict[int, rules.Facts]:
     """`flag_facts` for every patient in `patient_ids` in three queries: the clinic's
     percentiles (`clinic_bond_percentiles`) and the band table (`load_bond_bands`) are read
     once by the caller for a whole sweep, and `resolved_flags` (the patients' flags a person
     resolved) by the caller, who locks them anyway. `instrument_codes`: the sweep's
-    `version_codes`. `every_dosing` is filled as `_schedule_facts` says, for the caseload."""
+    `version_codes`. `schedule` is filled as `ChunkSchedule` says."""
     patient_ids = list(patient_ids)
     alliance, srs, hits, gaps = _response_facts(
         patient_ids, now, resolved_safety_responses(resolved_flags), instrument_codes
     )
-    dosings, preparations = _schedule_facts(patient_ids, every_dosing)
+    dosings, preparations = _schedule_facts(patient_ids, schedule)
     events = _serious_events(patient_ids)
     found = {}
     for pk in patient_ids:

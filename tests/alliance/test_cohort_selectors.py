@@ -17,6 +17,7 @@ from clinic.access import patients_visible_to
 from clinic.models import Program, User
 from outcomes import services as outcome_services
 from outcomes.models import InstrumentVersion, Respondent, Response, Score
+from sessions import services as session_services
 from sessions.models import Attendance, Session, SessionKind
 from tests.helpers import book_session, built_once_for_the_module, log_dosing_completed
 
@@ -352,6 +353,69 @@ def test_a_rating_saved_after_the_row_counts_at_once_and_the_recompute_stores_it
     assert pending.measures == after.measures == {people.patient.pk: {"dep_4w": 16}}
     stored = CohortMeasures.objects.get(patient=people.patient).measures
     assert stored == {"phq-9:dep_4w": 16}
+
+
+@pytest.mark.parametrize("refresh", ["sweep", "every patient"])
+def test_a_sweep_writes_a_row_only_when_it_changed_and_drops_it_when_no_dosing_backs_it(
+    people, refresh
+):
+    """The sweep compares before it writes: an unchanged row keeps the moment it was computed
+    at; a new rating rewrites it; a dosing the patient turns out not to have attended takes
+    the row away (in a sweep, or refreshing every patient's), as the live query then finds
+    no dosing for them."""
+    start = NOW - datetime.timedelta(days=100)
+    swept = [people.patient.pk]
+    with time_machine.travel(NOW, tick=False):
+        dosing = book_session(
+            people.enrolment,
+            actor=people.admin,
+            kind=SessionKind.DOSING,
+            start=start + datetime.timedelta(days=20),
+            minutes=6 * 60,
+        )
+        log_dosing_completed(dosing, actor=people.clinician, minutes=360)
+        _record(
+            people.patient,
+            "phq-9",
+            {n: (0 if n == 9 else 1) for n in range(1, 11)},
+            start + datetime.timedelta(days=45),
+            actor=people.admin,
+        )
+        services.recompute_patients(patient_ids=swept)
+    first = CohortMeasures.objects.get(patient=people.patient)
+    assert (first.measures, first.computed_at) == ({"phq-9:dep_4w": 8}, NOW)
+    assert (first.first_dosing, first.last_dosing) == (dosing.scheduled_start,) * 2
+
+    later = NOW + datetime.timedelta(minutes=5)
+    with time_machine.travel(later, tick=False):
+        services.recompute_patients(patient_ids=swept)
+        assert CohortMeasures.objects.get(patient=people.patient).computed_at == NOW
+        _record(
+            people.patient,
+            "phq-9",
+            {n: (0 if n == 9 else 2) for n in range(1, 11)},
+            start + datetime.timedelta(days=48),
+            actor=people.admin,
+        )
+        services.recompute_patients(patient_ids=swept)
+        rewritten = CohortMeasures.objects.get(patient=people.patient)
+        assert (rewritten.measures, rewritten.computed_at) == ({"phq-9:dep_4w": 16}, later)
+
+        session_services.session_correct(
+            actor=people.clinician,
+            session=dosing,
+            status="completed",
+            duration_minutes=360,
+            notes="",
+            reason="The patient did not come; another patient's record was entered.",
+            attendance={people.patient.pk: Attendance.Status.ABSENT},
+        )
+        if refresh == "sweep":
+            services.recompute_patients(patient_ids=swept)
+        else:
+            services.cohort_measures_refresh()
+    assert not CohortMeasures.objects.filter(patient=people.patient).exists()
+    assert cohort_selectors.patient_measures(patient_ids=swept) == {}
 
 
 @pytest.fixture(scope="class")

@@ -1,6 +1,9 @@
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from alliance import services
 from alliance.models import Flag, FlagRule
@@ -236,3 +239,19 @@ def test_the_set_based_sweep_stores_the_caseload_order(people, rate, dosing_in):
     assert "weak_bond" in {f.kind for f in open_flags}
     assert patient.caseload_flag_rank == min(Flag.SEVERITY_RANK[f.severity] for f in open_flags)
     assert patient.caseload_next_dosing_at == dosing.scheduled_start
+
+
+@pytest.mark.shifted_clock
+def test_the_sweep_corrects_wrong_caseload_keys_and_writes_none_that_are_right(people, rate):
+    from clinic.models import Patient
+
+    rate(bond=5)  # no flag and no dosing: both keys empty
+    Patient.objects.filter(pk=people.patient.pk).update(
+        caseload_flag_rank=0, caseload_next_dosing_at=timezone.now()
+    )
+    services.recompute_patients(patient_ids=[people.patient.pk])
+    patient = Patient.objects.get(pk=people.patient.pk)
+    assert (patient.caseload_flag_rank, patient.caseload_next_dosing_at) == (None, None)
+    with CaptureQueriesContext(connection) as ctx:
+        services.recompute_patients(patient_ids=[people.patient.pk])
+    assert not [q for q in ctx.captured_queries if q["sql"].lstrip().startswith("UPDATE")]

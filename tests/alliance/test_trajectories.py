@@ -142,6 +142,36 @@ def test_the_nightly_job_writes_each_steps_percentiles_and_is_idempotent(program
     assert list(ExpectedBand.objects.order_by("pk").values("pk", "n", "p10", "values")) == snapshot
 
 
+def test_the_sweep_reads_each_bond_band_as_stored(program_with_history):
+    """`load_bond_bands` reads the stored pairs from their text, not through JSON: the same
+    numbers, bit for bit, for every step (one of them empty) and for a subset of steps."""
+    enrolment, _ = program_with_history
+    trajectories.recompute_expected_bands()
+    rows = list(ExpectedBand.objects.filter(measure="bond").select_related("step"))
+    empty = ExpectedBand.objects.create(
+        step=preparations(enrolment)[2].protocol_step,
+        measure="bond",
+        n=0,
+        p10=0,
+        p25=0,
+        p50=0,
+        values=[],
+        computed_at=timezone.now(),
+    )
+    rows[0].values = [[pid, value + 1 / 3] for pid, value in rows[0].values]  # long decimals
+    rows[0].save()
+    loaded = trajectories.load_bond_bands()
+    assert set(loaded) == {row.step_id for row in rows} | {empty.step_id}
+    for row in rows:
+        label, ordered, own, _ = loaded[row.step_id]
+        stored = np.asarray(row.values, dtype=float).reshape(-1, 2)
+        assert label == row.step.label
+        assert ordered.tobytes() == np.sort(stored[:, 1]).tobytes()
+        assert own == {int(pid): value for pid, value in stored.tolist()}
+    assert len(loaded[empty.step_id][1]) == 0 and loaded[empty.step_id][2] == {}
+    assert set(trajectories.load_bond_bands(step_ids=[rows[0].step_id])) == {rows[0].step_id}
+
+
 def test_a_failing_night_leaves_yesterdays_bands(program_with_history, people, monkeypatch):
     enrolment, _ = program_with_history
     trajectories.recompute_expected_bands()
