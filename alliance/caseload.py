@@ -58,19 +58,31 @@ def caseload_rows(*, user, patients) -> list[Patient]:
     # The page's rows as `caseload_for` read them, in its order: reading them again with a
     # subquery per row for each annotation cost more than the rest of the rows together.
     rows = list(patients)
-    prefetch_related_objects(rows, current_care_prefetch(), _open_flags_prefetch())
+    prefetch_related_objects(rows, current_care_prefetch(), _flags_prefetch())
     attach_sessions_beside(rows, user=user)
     attach_readiness(rows)
     return rows
 
 
-def _open_flags_prefetch() -> Prefetch:
+def _flags_that_count() -> QuerySet[Flag]:
+    """The flags readiness weighs (open ones, and resolved ones whose condition still holds),
+    oldest first."""
+    return (
+        Flag.objects.filter(
+            Q(status__in=Flag.UNRESOLVED) | Q(status=Flag.Status.RESOLVED, still_applies=True)
+        )
+        .select_related("resolved_by")
+        .order_by("raised_at", "id")
+    )
+
+
+def _flags_prefetch() -> Prefetch:
+    # One read serves the badges (the open ones) and readiness (`attach_readiness`): a round
+    # trip to the database costs more than the few resolved flags it brings along.
     return Prefetch(
         "flags",
-        queryset=Flag.objects.filter(status__in=Flag.UNRESOLVED)
-        .select_related("dosing_session")
-        .order_by("-raised_at"),
-        to_attr="open_flags",
+        queryset=_flags_that_count().select_related("dosing_session"),
+        to_attr="flags_that_count",
     )
 
 
@@ -129,19 +141,21 @@ def with_flags_and_latest_bond(patients: QuerySet[Patient]) -> QuerySet[Patient]
         .order_by("-response__administered_at")
         .values("mean")[:1]
     )
-    return patients.annotate(latest_bond=Subquery(latest_bond)).prefetch_related(
-        _open_flags_prefetch()
-    )
+    return patients.annotate(latest_bond=Subquery(latest_bond)).prefetch_related(_flags_prefetch())
 
 
 def attach_readiness(patients) -> None:
     """Set the next dosing (`attach_next_dosing`), its `readiness` (a Readiness, or None
-    without a dosing ahead) and `flag_badges` on patients with their `open_flags`."""
+    without a dosing ahead), `open_flags` (newest first) and `flag_badges` on patients with
+    their prefetched `flags_that_count`."""
     attach_next_dosing(patients)
     answers = dosing_readiness(
-        [Session(pk=p.next_dosing_id) for p in patients if p.next_dosing_id is not None]
+        [Session(pk=p.next_dosing_id) for p in patients if p.next_dosing_id is not None],
+        flags={p.pk: p.flags_that_count for p in patients},
     )
     for patient in patients:
+        # Flag's own order, newest first (the later id first for flags a sweep raised at once).
+        patient.open_flags = [f for f in reversed(patient.flags_that_count) if f.is_unresolved]
         patient.readiness = answers.get(patient.next_dosing_id)
         patient.flag_badges = flag_badges(patient)
 
@@ -181,9 +195,11 @@ def _concerns(flag: Flag, dosing: Session) -> bool:
     return True
 
 
-def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
+def dosing_readiness(dosings, *, flags=None) -> dict[int, readiness.Readiness]:
     """{dosing session id: Readiness} for individual dosing sessions, in a fixed number of
-    queries however many there are (the caseload asks for a page at a time)."""
+    queries however many there are (the caseload asks for a page at a time). `flags`, when
+    the caller has read them (`_flags_prefetch`): {patient id: flags that count, oldest
+    first} for at least the dosings' patients."""
     dosings = list(
         Session.objects.filter(pk__in=[d.pk for d in dosings], kind=SessionKind.DOSING)
         .exclude(enrolment=None)
@@ -205,14 +221,10 @@ def dosing_readiness(dosings) -> dict[int, readiness.Readiness]:
         return {}
     now = timezone.now()
     patient_ids = {d.enrolment.patient_id for d in dosings}
-    flags: dict[int, list[Flag]] = {}
-    for flag in (
-        Flag.objects.filter(patient_id__in=patient_ids)
-        .filter(Q(status__in=Flag.UNRESOLVED) | Q(status=Flag.Status.RESOLVED, still_applies=True))
-        .select_related("resolved_by")
-        .order_by("raised_at", "id")
-    ):
-        flags.setdefault(flag.patient_id, []).append(flag)
+    if flags is None:
+        flags = {}
+        for flag in _flags_that_count().filter(patient_id__in=patient_ids):
+            flags.setdefault(flag.patient_id, []).append(flag)
     bonds = {
         row["response__patient_id"]: row
         for row in Score.objects.filter(

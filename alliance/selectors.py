@@ -27,6 +27,7 @@ from sessions.models import AdverseEvent, Attendance, Session, SessionKind
 
 from .flag_inputs import session_label
 from .models import AdverseEventTally, FhirExport, Flag, FlagRule
+from .statistics import wilson_interval
 from .summary import response_ids, severity_reason, summarise
 
 
@@ -282,12 +283,10 @@ class EventRate:
 
 
 def _rate(label: str, k: int, n: int) -> EventRate:
-    from scipy.stats import binomtest
-
     if not n:
         return EventRate(label, k, n, None, None, None)
-    interval = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return EventRate(label, k, n, 100 * k / n, 100 * interval.low, 100 * interval.high)
+    low, high = wilson_interval(k, n)
+    return EventRate(label, k, n, 100 * k / n, 100 * low, 100 * high)
 
 
 def adverse_event_tally(*, program: Program) -> dict[str, int]:

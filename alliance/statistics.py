@@ -51,6 +51,23 @@ def _normal_quantile(probability: float) -> float:
     return float(_stats().norm.ppf(probability))
 
 
+# scipy.special.ndtri(0.975), to the last bit (statistics.NormalDist is one unit off): the
+# program page's intervals are then the very numbers scipy's binomtest gives.
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """The Wilson score 95% interval of k successes in n > 0 trials, without continuity
+    correction, as `scipy.stats.binomtest(k, n).proportion_ci(method="wilson")` computes it
+    (Newcombe 1998). Closed form: importing scipy.stats for it cost the first program page of
+    every web process most of a second (up to 1.9 s on a busy machine)."""
+    p = k / n
+    denom = 2 * (n + Z_95**2)
+    center = (2 * n * p + Z_95**2) / denom
+    delta = Z_95 / denom * math.sqrt(4 * n * p * (1 - p) + Z_95**2)
+    return (0.0 if k == 0 else center - delta, 1.0 if k == n else center + delta)
+
+
 def _pairs(xs, ys):
     x = np.asarray(xs, dtype=float)
     y = np.asarray(ys, dtype=float)

@@ -110,3 +110,20 @@ def test_more_patients_than_the_bulk_threshold_seed_in_bulk(monkeypatch):
     call_command("seed_demo", patients=4, alumni=1, seed=5, stdout=io.StringIO())
     assert len(planned) == 1
     assert Patient.objects.filter(record_number="DEMO-0004").exists()
+
+
+def test_a_bulk_seed_leaves_the_planner_statistics_of_what_it_wrote():
+    from django.db import connection
+
+    call_command("seed_demo", patients=6, alumni=2, seed=5, bulk="on", stdout=io.StringIO())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s)",
+            [["clinic_coachassignment", "alliance_flag"]],
+        )
+        estimated = dict(cursor.fetchall())
+    assert CoachAssignment.objects.exists()
+    assert estimated == {
+        "clinic_coachassignment": CoachAssignment.objects.count(),
+        "alliance_flag": Flag.objects.count(),
+    }

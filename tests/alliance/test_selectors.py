@@ -32,3 +32,17 @@ def test_navigation_counts_the_open_flags_each_persona_may_see(people):
     assert selectors.flag_counts(user=people.admin) == {"open": 3, "safety": 2}
     assert selectors.flag_counts(user=people.coach) == {"open": 2, "safety": 1}
     assert selectors.flag_counts(user=people.other_coach) == {"open": 0, "safety": 0}
+
+
+def test_adverse_event_rates_leave_scipy_stats_unloaded():
+    # Importing scipy.stats cost a web process's first program page most of a second.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, django; django.setup(); from alliance.selectors import _rate; "
+        "rate = _rate('Any', 3, 10); assert round(rate.low, 2) == 10.78, rate; "
+        "sys.exit('scipy.stats' in sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))

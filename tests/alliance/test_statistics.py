@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from alliance.statistics import d_z_interval, paired_change, pearson
+from alliance.statistics import d_z_interval, paired_change, pearson, wilson_interval
 
 
 def test_pearson_matches_a_hand_computed_example():
@@ -59,3 +59,19 @@ def test_d_z_interval_is_the_noncentral_t_interval_scipy_gives(t, n):
     assert d_z_interval(t, n) == expected
     low, high = expected
     assert low < t / math.sqrt(n) < high
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 40, 333, 6874])
+def test_the_wilson_interval_is_scipys_to_the_last_bit(n):
+    from scipy.stats import binomtest
+
+    for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+        interval = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_interval(k, n) == (interval.low, interval.high), (k, n)
+
+
+def test_the_wilson_interval_of_a_hand_computed_example():
+    # 3 of 10: centre (0.3 + 1.96^2/20) / (1 + 1.96^2/10) = 0.3773, half-width 0.2695.
+    low, high = wilson_interval(3, 10)
+    assert (low, high) == (pytest.approx(0.1078, abs=1e-4), pytest.approx(0.6032, abs=1e-4))
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
