@@ -38,8 +38,8 @@ def browser_fixture(chromium):
     yield chromium
     for context in chromium.contexts:
         context.close()
-    # ORM calls made while Playwright's loop runs get their own connection; close it, or
-    # the test database cannot be dropped at the end of the run.
+    # Connections opened while Playwright's loop runs (the test's own, and any other alias)
+    # are closed, or the test database cannot be dropped at the end of the run.
     connections.close_all()
 
 
