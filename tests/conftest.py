@@ -3,7 +3,6 @@
 import datetime
 import functools
 import zoneinfo
-from types import SimpleNamespace
 
 import pytest
 import time_machine
@@ -12,7 +11,8 @@ from django.core.cache import cache
 
 from clinic.roles import Role
 
-from .factories import CoachAssignmentFactory, EnrolmentFactory, PatientFactory, UserFactory
+from .factories import UserFactory
+from .helpers import make_people
 
 
 def pytest_addoption(parser):
@@ -27,19 +27,7 @@ def pytest_addoption(parser):
 @pytest.fixture
 def people(db):
     """A patient with a coach, another coach without them, a clinician and an admin."""
-    admin = UserFactory(role=Role.ADMIN, display_name="Ada Admin", is_staff=True)
-    patient = PatientFactory(first_name="Pat", last_name="Example")
-    enrolment = EnrolmentFactory(patient=patient, enrolled_by=admin)
-    coach = UserFactory(role=Role.COACH, display_name="Cora Coach")
-    CoachAssignmentFactory(enrolment=enrolment, coach=coach, assigned_by=admin)
-    return SimpleNamespace(
-        admin=admin,
-        clinician=UserFactory(role=Role.CLINICIAN, display_name="Cyd Clinician"),
-        coach=coach,
-        other_coach=UserFactory(role=Role.COACH, display_name="Otto Othercoach"),
-        patient=patient,
-        enrolment=enrolment,
-    )
+    return make_people()
 
 
 @pytest.fixture

@@ -3,16 +3,38 @@ assertion (which persona gets which answer from a page), and data built once per
 
 import contextlib
 import datetime
+from types import SimpleNamespace
 
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from clinic.roles import Role
 from sessions import services as session_services
 from sessions.models import SessionKind
 
+from .factories import CoachAssignmentFactory, EnrolmentFactory, PatientFactory, UserFactory
+
 # The personas of the `people` fixture, in the order a role matrix lists them.
 PERSONAS = ("anonymous", "coach", "other_coach", "clinician", "admin")
+
+
+def make_people() -> SimpleNamespace:
+    """The personas of the `people` fixture: a patient with a coach, another coach without
+    them, a clinician and an admin. Also for data a module builds once."""
+    admin = UserFactory(role=Role.ADMIN, display_name="Ada Admin", is_staff=True)
+    patient = PatientFactory(first_name="Pat", last_name="Example")
+    enrolment = EnrolmentFactory(patient=patient, enrolled_by=admin)
+    coach = UserFactory(role=Role.COACH, display_name="Cora Coach")
+    CoachAssignmentFactory(enrolment=enrolment, coach=coach, assigned_by=admin)
+    return SimpleNamespace(
+        admin=admin,
+        clinician=UserFactory(role=Role.CLINICIAN, display_name="Cyd Clinician"),
+        coach=coach,
+        other_coach=UserFactory(role=Role.COACH, display_name="Otto Othercoach"),
+        patient=patient,
+        enrolment=enrolment,
+    )
 
 
 def book_session(

@@ -72,6 +72,11 @@ def bond_answers(bond: float) -> dict[int, int]:
 def program_with_history(people):
     """Six earlier patients rated at preparations 1 and 2 of the psilocybin protocol, and the
     persona patient enrolled too; the program needs 5 earlier patients for a band."""
+    return build_program_with_history(people)
+
+
+def build_program_with_history(people):
+    """What `program_with_history` builds, for a module that builds it once."""
     program = ProgramFactory(protocol=protocol_named("Psilocybin for depression, two doses"))
     FlagRule.objects.create(program=program, band_min_patients=5)
     start = timezone.localdate() - datetime.timedelta(days=10)

@@ -22,7 +22,7 @@ from outcomes import services as outcome_services
 from outcomes.models import Response
 from sessions import services as session_services
 from sessions.models import ProtocolStep, Session
-from tests.browser import _page, _sign_in, browser_fixture  # noqa: F401
+from tests.browser import _page, _sign_in, browser_fixture, chromium_fixture  # noqa: F401
 from tests.factories import PASSWORD
 from tests.workers import _read, _wait_for
 

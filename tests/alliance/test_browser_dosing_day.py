@@ -14,7 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from sessions.models import AdverseEvent, Discharge, VitalSigns
-from tests.browser import _page, _sign_in, browser_fixture  # noqa: F401
+from tests.browser import _page, _sign_in, browser_fixture, chromium_fixture  # noqa: F401
 
 pytestmark = [
     pytest.mark.browser,

@@ -16,7 +16,7 @@ from clinic.models import Patient
 from outcomes import links
 from sessions import services as session_services
 from tests.attack.catalogue import build_world
-from tests.browser import _page, _sign_in, browser_fixture  # noqa: F401
+from tests.browser import _page, _sign_in, browser_fixture, chromium_fixture  # noqa: F401
 
 pytestmark = [
     pytest.mark.browser,

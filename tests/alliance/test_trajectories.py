@@ -6,6 +6,7 @@ or just above it."""
 
 import dataclasses
 import datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,10 +16,12 @@ from django.utils import timezone
 from alliance import bands, caseload, charts, dashboard, rules, services, summary, trajectories
 from alliance.models import ExpectedBand, Flag
 from clinic import services as clinic_services
+from clinic.models import Enrolment
 from sessions.models import Session, SessionKind
 from tests.factories import PatientFactory, ProgramFactory, protocol_named
+from tests.helpers import built_once_for_the_module, make_people
 
-from .conftest import preparations, rate_at
+from .conftest import build_program_with_history, preparations, rate_at
 
 NOW = datetime.datetime(2026, 3, 12, 12, 0, tzinfo=datetime.UTC)
 EARLIER = tuple(3.0 + 0.25 * (i % 9) for i in range(20))  # 3.0 ... 5.0, twenty patients
@@ -123,124 +126,6 @@ def test_a_sweeps_shared_band_gives_each_patient_the_numbers_of_the_others_alone
     assert bands.rank(table, 2.25) == 27.3  # 3 of 11 at or below, scipy's "weak"
 
 
-# --- the table, the flag and readiness on the database --------------------------------------
-
-
-def test_the_nightly_job_writes_each_steps_percentiles_and_is_idempotent(program_with_history):
-    enrolment, earlier = program_with_history
-    result = trajectories.recompute_expected_bands()
-    first = preparations(enrolment)[0]
-    row = ExpectedBand.objects.get(step=first.protocol_step, measure="bond")
-    assert row.n == 6
-    assert (row.p10, row.p25, row.p50) == pytest.approx(
-        [float(np.percentile(earlier, q)) for q in (10, 25, 50)]
-    )
-    assert ExpectedBand.objects.filter(measure="total").count() == 2
-    snapshot = list(ExpectedBand.objects.order_by("pk").values("pk", "n", "p10", "values"))
-    again = trajectories.recompute_expected_bands()
-    assert again == result
-    assert list(ExpectedBand.objects.order_by("pk").values("pk", "n", "p10", "values")) == snapshot
-
-
-def test_the_sweep_reads_each_bond_band_as_stored(program_with_history):
-    """`load_bond_bands` reads the stored pairs from their text, not through JSON: the same
-    numbers, bit for bit, for every step (one of them empty) and for a subset of steps."""
-    enrolment, _ = program_with_history
-    trajectories.recompute_expected_bands()
-    rows = list(ExpectedBand.objects.filter(measure="bond").select_related("step"))
-    empty = ExpectedBand.objects.create(
-        step=preparations(enrolment)[2].protocol_step,
-        measure="bond",
-        n=0,
-        p10=0,
-        p25=0,
-        p50=0,
-        values=[],
-        computed_at=timezone.now(),
-    )
-    rows[0].values = [[pid, value + 1 / 3] for pid, value in rows[0].values]  # long decimals
-    rows[0].save()
-    loaded = trajectories.load_bond_bands()
-    assert set(loaded) == {row.step_id for row in rows} | {empty.step_id}
-    for row in rows:
-        label, ordered, own, _ = loaded[row.step_id]
-        stored = np.asarray(row.values, dtype=float).reshape(-1, 2)
-        assert label == row.step.label
-        assert ordered.tobytes() == np.sort(stored[:, 1]).tobytes()
-        assert own == {int(pid): value for pid, value in stored.tolist()}
-    assert len(loaded[empty.step_id][1]) == 0 and loaded[empty.step_id][2] == {}
-    assert set(trajectories.load_bond_bands(step_ids=[rows[0].step_id])) == {rows[0].step_id}
-
-
-def test_a_failing_night_leaves_yesterdays_bands(program_with_history, people, monkeypatch):
-    enrolment, _ = program_with_history
-    trajectories.recompute_expected_bands()
-    yesterday = list(ExpectedBand.objects.order_by("pk").values())
-    rate_at(people, people.patient, preparations(enrolment)[0], 1.0)  # would change the band
-    calls = {"n": 0}
-    real = bands.percentile
-
-    def fails_on_the_fourth(values, q):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise FloatingPointError("a fault half-way through the night")
-        return real(values, q)
-
-    monkeypatch.setattr(trajectories.bands, "percentile", fails_on_the_fourth)
-    with pytest.raises(FloatingPointError):
-        trajectories.recompute_expected_bands()
-    assert list(ExpectedBand.objects.order_by("pk").values()) == yesterday
-
-
-def test_off_track_is_raised_and_cleared_around_the_10th_percentile(people, program_with_history):
-    enrolment, earlier = program_with_history
-    trajectories.recompute_expected_bands()
-    first, second, third = preparations(enrolment)[:3]
-    cut = float(np.percentile(earlier, 10))  # 3.625
-    low = rate_at(people, people.patient, first, 3.5)  # just below
-    trajectories.recompute_expected_bands()  # the patient's own value joins the table ...
-    services.recompute_patient(patient_id=people.patient.pk)
-    flag = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
-    # ... but is left out of the band the patient is compared with.
-    assert flag.evidence["n"] == 6 and flag.evidence["cut"] == pytest.approx(cut)
-    assert flag.evidence["response_id"] == low.pk
-    # One of the six others rated 3.5 too: scipy's weak rank counts ties, 1 / 6.
-    assert flag.evidence["percentile_rank"] == 16.7
-    assert services.selectors.flag_summary(flag).startswith(
-        "Bond 3.5 at preparation 1: 17th percentile of 6 earlier patients at this step"
-    )
-    # At the next step, at the 10th percentile of the others: cleared.
-    rate_at(people, people.patient, second, 3.75)
-    services.recompute_patient(patient_id=people.patient.pk)
-    flag.refresh_from_db()
-    assert flag.status == Flag.Status.AUTO_RESOLVED
-    assert not Flag.objects.filter(patient=people.patient, kind="off_track", status="open")
-    assert third  # the schedule has a third preparation; no band there yet (no history)
-
-
-def test_a_sweep_reads_the_bands_once_and_decides_the_same(people, program_with_history):
-    enrolment, _ = program_with_history
-    rate_at(people, people.patient, preparations(enrolment)[0], 3.5)
-    trajectories.recompute_expected_bands()
-    services.recompute_patients(patient_ids=[people.patient.pk])
-    swept = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
-    Flag.objects.all().delete()
-    services.recompute_patient(patient_id=people.patient.pk)
-    alone = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
-    assert swept.evidence == alone.evidence
-
-
-def test_an_open_off_track_flag_puts_the_dosing_at_risk(people, program_with_history):
-    enrolment, _ = program_with_history
-    trajectories.recompute_expected_bands()
-    rate_at(people, people.patient, preparations(enrolment)[0], 2.5)
-    services.recompute_patient(patient_id=people.patient.pk)
-    dosing = Session.objects.filter(enrolment=enrolment, kind=SessionKind.DOSING).first()
-    answer = caseload.readiness_of(dosing)
-    texts = [r.text for r in answer.risks]
-    assert any(t.startswith("Open flag: Off track for this step. Bond 2.5") for t in texts)
-
-
 def test_a_program_with_no_history_shows_the_default_labelled(people, client_for):
     program = ProgramFactory(protocol=protocol_named("Psilocybin for depression, two doses"))
     people.enrolment.status = "completed"
@@ -262,71 +147,217 @@ def test_a_program_with_no_history_shows_the_default_labelled(people, client_for
     assert not Flag.objects.filter(kind="off_track").exists()
 
 
-def test_the_dashboard_draws_the_band_and_the_flags_page_the_percentile(
-    people, program_with_history, client_for
-):
-    enrolment, _ = program_with_history
-    rate_at(people, people.patient, preparations(enrolment)[0], 4.0)
-    trajectories.recompute_expected_bands()
-    facts = dashboard.dashboard_facts(patient=people.patient)
-    clinic_bands = [b for b in facts.bands if not b.is_default]
-    assert [b.label for b in clinic_bands] == ["Preparation 1", "Preparation 2"]
-    assert clinic_bands[0].patient_bond == 4.0 and clinic_bands[0].percentile_rank == 50.0
-    chart = charts.alliance_chart(facts)
-    names = [trace.get("name") for trace in chart.figure["data"]]
-    assert "Expected bond: 10th to 25th percentile" in names
-    assert "Expected bond: published default (too few earlier patients)" in names
-    page = client_for(people.coach).get(
-        reverse("patient_dashboard", args=[people.patient.public_id])
-    )
-    assert "Expected bond: 10th to 25th percentile" in page.content.decode()
-    flags_page = client_for(people.coach).get(
-        reverse("patient_flags", args=[people.patient.public_id])
-    )
-    body = flags_page.content.decode()
-    assert "50th" in body
-    for caption in ("WAI-SR bond (mean)", "WAI-SR total (mean)", "SRS total"):
-        assert f"{caption} at each step of the protocol" in body
-    other = client_for(people.other_coach).get(
-        reverse("patient_flags", args=[people.patient.public_id])
-    )
-    assert other.status_code == 404
+# --- the table, the flag and readiness on the database --------------------------------------
 
 
-def test_the_nightly_task_runs_the_job_under_its_lock(program_with_history):
-    from alliance import tasks
+@pytest.fixture(scope="class")
+def history_once(django_db_setup, django_db_blocker):
+    """The personas and the program with history, built once for the class (about a
+    second a test): each test reads and adds to them in its own savepoint."""
+    with built_once_for_the_module(django_db_blocker):
+        people = make_people()
+        enrolment, earlier = build_program_with_history(people)
+        yield people, enrolment.pk, tuple(earlier)
 
-    result = tasks.recompute_expected_bands.apply().get()
-    assert result["bands"] == ExpectedBand.objects.count() > 0
 
+class TestOnAProgramWithHistory:
+    """Tests that read one program with history (each in its own savepoint, so what one adds
+    is gone for the next): built once for the class, not once a test."""
 
-def test_the_dashboard_shows_refreshed_bands_and_new_ratings_at_once(
-    people, program_with_history, client_for
-):
-    """Each process keeps the bands' values between requests (trajectories._band_pairs);
-    a band refresh, even in the same transaction, and a new rating are seen at once."""
-    enrolment, earlier = program_with_history
-    rate_at(people, people.patient, preparations(enrolment)[0], 4.0)
-    trajectories.recompute_expected_bands()
-    url = reverse("patient_dashboard", args=[people.patient.public_id])
-    assert client_for(people.coach).get(url).status_code == 200  # the values are kept now
-    before = dashboard.dashboard_facts(patient=people.patient).bands[0]
-    assert (before.n, before.patient_bond, before.percentile_rank) == (6, 4.0, 50.0)
+    @pytest.fixture
+    def people(self, history_once, db):
+        """The shared personas read afresh, so what one test changes on them in Python (not
+        only in the database) is not seen by the next."""
+        shared, _, _ = history_once
+        return SimpleNamespace(
+            **{name: type(row).objects.get(pk=row.pk) for name, row in vars(shared).items()}
+        )
 
-    late = clinic_services.patient_enrol(
-        actor=people.admin,
-        patient=PatientFactory(),
-        program=enrolment.program,
-        start_date=timezone.localdate() - datetime.timedelta(days=10),
-    )
-    rate_at(people, late.patient, preparations(late)[0], 1.5)
-    rate_at(people, people.patient, preparations(enrolment)[0], 3.0)  # now a mean of 3.5
-    trajectories.recompute_expected_bands()
+    @pytest.fixture
+    def program_with_history(self, history_once, people):
+        _, enrolment_pk, earlier = history_once
+        return Enrolment.objects.get(pk=enrolment_pk), list(earlier)
 
-    after = dashboard.dashboard_facts(patient=people.patient).bands[0]
-    others = [1.5, *earlier]
-    assert (after.n, after.patient_bond) == (7, 3.5)
-    assert after.p10 == bands.percentile(others, 10) != before.p10
-    assert after.percentile_rank == bands.rank(others, 3.5)
-    page = client_for(people.coach).get(url).content.decode()
-    assert f"<td>{charts._num(after.p10)}</td>" in page
+    def test_the_nightly_job_writes_each_steps_percentiles_and_is_idempotent(
+        self, program_with_history
+    ):
+        enrolment, earlier = program_with_history
+        result = trajectories.recompute_expected_bands()
+        first = preparations(enrolment)[0]
+        row = ExpectedBand.objects.get(step=first.protocol_step, measure="bond")
+        assert row.n == 6
+        assert (row.p10, row.p25, row.p50) == pytest.approx(
+            [float(np.percentile(earlier, q)) for q in (10, 25, 50)]
+        )
+        assert ExpectedBand.objects.filter(measure="total").count() == 2
+        snapshot = list(ExpectedBand.objects.order_by("pk").values("pk", "n", "p10", "values"))
+        again = trajectories.recompute_expected_bands()
+        assert again == result
+        assert (
+            list(ExpectedBand.objects.order_by("pk").values("pk", "n", "p10", "values")) == snapshot
+        )
+
+    def test_the_sweep_reads_each_bond_band_as_stored(self, program_with_history):
+        """`load_bond_bands` reads the stored pairs from their text, not through JSON: the same
+        numbers, bit for bit, for every step (one of them empty) and for a subset of steps."""
+        enrolment, _ = program_with_history
+        trajectories.recompute_expected_bands()
+        rows = list(ExpectedBand.objects.filter(measure="bond").select_related("step"))
+        empty = ExpectedBand.objects.create(
+            step=preparations(enrolment)[2].protocol_step,
+            measure="bond",
+            n=0,
+            p10=0,
+            p25=0,
+            p50=0,
+            values=[],
+            computed_at=timezone.now(),
+        )
+        rows[0].values = [[pid, value + 1 / 3] for pid, value in rows[0].values]  # long decimals
+        rows[0].save()
+        loaded = trajectories.load_bond_bands()
+        assert set(loaded) == {row.step_id for row in rows} | {empty.step_id}
+        for row in rows:
+            label, ordered, own, _ = loaded[row.step_id]
+            stored = np.asarray(row.values, dtype=float).reshape(-1, 2)
+            assert label == row.step.label
+            assert ordered.tobytes() == np.sort(stored[:, 1]).tobytes()
+            assert own == {int(pid): value for pid, value in stored.tolist()}
+        assert len(loaded[empty.step_id][1]) == 0 and loaded[empty.step_id][2] == {}
+        assert set(trajectories.load_bond_bands(step_ids=[rows[0].step_id])) == {rows[0].step_id}
+
+    def test_a_failing_night_leaves_yesterdays_bands(
+        self, program_with_history, people, monkeypatch
+    ):
+        enrolment, _ = program_with_history
+        trajectories.recompute_expected_bands()
+        yesterday = list(ExpectedBand.objects.order_by("pk").values())
+        rate_at(people, people.patient, preparations(enrolment)[0], 1.0)  # would change the band
+        calls = {"n": 0}
+        real = bands.percentile
+
+        def fails_on_the_fourth(values, q):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise FloatingPointError("a fault half-way through the night")
+            return real(values, q)
+
+        monkeypatch.setattr(trajectories.bands, "percentile", fails_on_the_fourth)
+        with pytest.raises(FloatingPointError):
+            trajectories.recompute_expected_bands()
+        assert list(ExpectedBand.objects.order_by("pk").values()) == yesterday
+
+    def test_off_track_is_raised_and_cleared_around_the_10th_percentile(
+        self, people, program_with_history
+    ):
+        enrolment, earlier = program_with_history
+        trajectories.recompute_expected_bands()
+        first, second, third = preparations(enrolment)[:3]
+        cut = float(np.percentile(earlier, 10))  # 3.625
+        low = rate_at(people, people.patient, first, 3.5)  # just below
+        trajectories.recompute_expected_bands()  # the patient's own value joins the table ...
+        services.recompute_patient(patient_id=people.patient.pk)
+        flag = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
+        # ... but is left out of the band the patient is compared with.
+        assert flag.evidence["n"] == 6 and flag.evidence["cut"] == pytest.approx(cut)
+        assert flag.evidence["response_id"] == low.pk
+        # One of the six others rated 3.5 too: scipy's weak rank counts ties, 1 / 6.
+        assert flag.evidence["percentile_rank"] == 16.7
+        assert services.selectors.flag_summary(flag).startswith(
+            "Bond 3.5 at preparation 1: 17th percentile of 6 earlier patients at this step"
+        )
+        # At the next step, at the 10th percentile of the others: cleared.
+        rate_at(people, people.patient, second, 3.75)
+        services.recompute_patient(patient_id=people.patient.pk)
+        flag.refresh_from_db()
+        assert flag.status == Flag.Status.AUTO_RESOLVED
+        assert not Flag.objects.filter(patient=people.patient, kind="off_track", status="open")
+        assert third  # the schedule has a third preparation; no band there yet (no history)
+
+    def test_a_sweep_reads_the_bands_once_and_decides_the_same(self, people, program_with_history):
+        enrolment, _ = program_with_history
+        rate_at(people, people.patient, preparations(enrolment)[0], 3.5)
+        trajectories.recompute_expected_bands()
+        services.recompute_patients(patient_ids=[people.patient.pk])
+        swept = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
+        Flag.objects.all().delete()
+        services.recompute_patient(patient_id=people.patient.pk)
+        alone = Flag.objects.get(patient=people.patient, kind="off_track", status="open")
+        assert swept.evidence == alone.evidence
+
+    def test_an_open_off_track_flag_puts_the_dosing_at_risk(self, people, program_with_history):
+        enrolment, _ = program_with_history
+        trajectories.recompute_expected_bands()
+        rate_at(people, people.patient, preparations(enrolment)[0], 2.5)
+        services.recompute_patient(patient_id=people.patient.pk)
+        dosing = Session.objects.filter(enrolment=enrolment, kind=SessionKind.DOSING).first()
+        answer = caseload.readiness_of(dosing)
+        texts = [r.text for r in answer.risks]
+        assert any(t.startswith("Open flag: Off track for this step. Bond 2.5") for t in texts)
+
+    def test_the_dashboard_draws_the_band_and_the_flags_page_the_percentile(
+        self, people, program_with_history, client_for
+    ):
+        enrolment, _ = program_with_history
+        rate_at(people, people.patient, preparations(enrolment)[0], 4.0)
+        trajectories.recompute_expected_bands()
+        facts = dashboard.dashboard_facts(patient=people.patient)
+        clinic_bands = [b for b in facts.bands if not b.is_default]
+        assert [b.label for b in clinic_bands] == ["Preparation 1", "Preparation 2"]
+        assert clinic_bands[0].patient_bond == 4.0 and clinic_bands[0].percentile_rank == 50.0
+        chart = charts.alliance_chart(facts)
+        names = [trace.get("name") for trace in chart.figure["data"]]
+        assert "Expected bond: 10th to 25th percentile" in names
+        assert "Expected bond: published default (too few earlier patients)" in names
+        page = client_for(people.coach).get(
+            reverse("patient_dashboard", args=[people.patient.public_id])
+        )
+        assert "Expected bond: 10th to 25th percentile" in page.content.decode()
+        flags_page = client_for(people.coach).get(
+            reverse("patient_flags", args=[people.patient.public_id])
+        )
+        body = flags_page.content.decode()
+        assert "50th" in body
+        for caption in ("WAI-SR bond (mean)", "WAI-SR total (mean)", "SRS total"):
+            assert f"{caption} at each step of the protocol" in body
+        other = client_for(people.other_coach).get(
+            reverse("patient_flags", args=[people.patient.public_id])
+        )
+        assert other.status_code == 404
+
+    def test_the_nightly_task_runs_the_job_under_its_lock(self, program_with_history):
+        from alliance import tasks
+
+        result = tasks.recompute_expected_bands.apply().get()
+        assert result["bands"] == ExpectedBand.objects.count() > 0
+
+    def test_the_dashboard_shows_refreshed_bands_and_new_ratings_at_once(
+        self, people, program_with_history, client_for
+    ):
+        """Each process keeps the bands' values between requests (trajectories._band_pairs);
+        a band refresh, even in the same transaction, and a new rating are seen at once."""
+        enrolment, earlier = program_with_history
+        rate_at(people, people.patient, preparations(enrolment)[0], 4.0)
+        trajectories.recompute_expected_bands()
+        url = reverse("patient_dashboard", args=[people.patient.public_id])
+        assert client_for(people.coach).get(url).status_code == 200  # the values are kept now
+        before = dashboard.dashboard_facts(patient=people.patient).bands[0]
+        assert (before.n, before.patient_bond, before.percentile_rank) == (6, 4.0, 50.0)
+
+        late = clinic_services.patient_enrol(
+            actor=people.admin,
+            patient=PatientFactory(),
+            program=enrolment.program,
+            start_date=timezone.localdate() - datetime.timedelta(days=10),
+        )
+        rate_at(people, late.patient, preparations(late)[0], 1.5)
+        rate_at(people, people.patient, preparations(enrolment)[0], 3.0)  # now a mean of 3.5
+        trajectories.recompute_expected_bands()
+
+        after = dashboard.dashboard_facts(patient=people.patient).bands[0]
+        others = [1.5, *earlier]
+        assert (after.n, after.patient_bond) == (7, 3.5)
+        assert after.p10 == bands.percentile(others, 10) != before.p10
+        assert after.percentile_rank == bands.rank(others, 3.5)
+        page = client_for(people.coach).get(url).content.decode()
+        assert f"<td>{charts._num(after.p10)}</td>" in page

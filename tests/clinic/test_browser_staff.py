@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from clinic.models import AuditEvent, Program, User
 from clinic.roles import Role
-from tests.browser import _page, _sign_in, browser_fixture  # noqa: F401
+from tests.browser import _page, _sign_in, browser_fixture, chromium_fixture  # noqa: F401
 
 pytestmark = [
     pytest.mark.browser,

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from outcomes import links
 from outcomes.models import Response
-from tests.browser import _page, _sign_in, browser_fixture  # noqa: F401
+from tests.browser import _page, _sign_in, browser_fixture, chromium_fixture  # noqa: F401
 
 pytestmark = [
     pytest.mark.browser,

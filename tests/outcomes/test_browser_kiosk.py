@@ -13,7 +13,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from outcomes.models import Kiosk, Response
-from tests.browser import _page, _sign_in, browser_fixture  # noqa: F401
+from tests.browser import _page, _sign_in, browser_fixture, chromium_fixture  # noqa: F401
 from tests.factories import CoachAssignmentFactory, EnrolmentFactory, PatientFactory
 from tests.helpers import book_session
 
