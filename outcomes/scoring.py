@@ -719,9 +719,13 @@ def validate_answers(
     """Return ``{item_number: message}`` for unknown items, non-numbers, out-of-range or off-step
     answers. ``None`` (or an absent key) means unanswered and is never an error here.
     ``facts``: ``definition_facts(defn)``, when the caller keeps them."""
+    return _answer_errors((facts or definition_facts(defn)).scales, _normalise_keys(answers))
+
+
+def _answer_errors(scales: Mapping, answers: Mapping) -> dict:
+    """`validate_answers` for answers whose keys are already normalised."""
     errors: dict = {}
-    scales = (facts or definition_facts(defn)).scales
-    for key, value in _normalise_keys(answers).items():
+    for key, value in answers.items():
         if not isinstance(key, int) or isinstance(key, bool) or key not in scales:
             errors[key] = "unknown item"
             continue
@@ -757,7 +761,10 @@ def _answer_error(
 
 def safety_unanswered(defn: Mapping, answers: Mapping) -> list[int]:
     """The definition's safety items left unanswered, when anything at all was answered."""
-    answers = _normalise_keys(answers)
+    return _safety_unanswered(defn, _normalise_keys(answers))
+
+
+def _safety_unanswered(defn: Mapping, answers: Mapping) -> list[int]:
     if all(v is None for v in answers.values()):
         return []
     return [s["number"] for s in defn.get("safety_items", []) if answers.get(s["number"]) is None]
@@ -840,8 +847,9 @@ def score(defn: Mapping, answers: Mapping, *, facts: DefinitionFacts | None = No
     caller scores many responses to one definition.
     """
     facts = facts or definition_facts(defn)
+    # Normalised once here, not again by each check below: a bulk seed scores 100,000s.
     answers = _normalise_keys(answers)
-    errors = validate_answers(defn, answers, facts=facts)
+    errors = _answer_errors(facts.scales, answers)
     if errors:
         raise AnswerError(errors)
     values: dict[int, Fraction | None] = {}
@@ -918,7 +926,7 @@ def score(defn: Mapping, answers: Mapping, *, facts: DefinitionFacts | None = No
         complete=all(s.complete for s in scales),
         safety_hits=hits,
         extras=extras,
-        safety_unanswered=safety_unanswered(defn, answers),
+        safety_unanswered=_safety_unanswered(defn, answers),
     )
 
 
