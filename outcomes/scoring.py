@@ -262,10 +262,18 @@ def _exact(x: int | float | str) -> Fraction:
     return Fraction(Decimal(str(x)))
 
 
+def _round(x: Fraction, places: int) -> float:
+    if x.denominator == 1 and -(10**15) < x.numerator < 10**15:
+        # A whole number is its own rounding: most sums are, and the cache below hashes a
+        # Fraction at a cost that showed when a bulk seed scored 100,000s of them.
+        return float(x.numerator)
+    return _round_fraction(x, places)
+
+
 # The same few sums and means recur across thousands of responses (a bulk import, the demo's
 # seeding), and the decimal round trip is a good part of scoring's time.
 @functools.lru_cache(maxsize=8192)
-def _round(x: Fraction, places: int) -> float:
+def _round_fraction(x: Fraction, places: int) -> float:
     with localcontext() as ctx:
         ctx.prec = 50
         d = Decimal(x.numerator) / Decimal(x.denominator)
@@ -731,7 +739,9 @@ def _answer_errors(scales: Mapping, answers: Mapping) -> dict:
             continue
         if value is None:
             continue
-        if not _is_number(value):
+        # `_is_number`, inline: it ran for every answer of every response scored.
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
             errors[key] = f"answer {value!r} is not a number"
             continue
         sc = scales[key]
@@ -859,9 +869,9 @@ def score(defn: Mapping, answers: Mapping, *, facts: DefinitionFacts | None = No
             values[n] = None
         elif n in facts.reverse:
             sc = facts.scales[n]
-            values[n] = _frac(sc["min"]) + _frac(sc["max"]) - _frac(raw)
+            values[n] = _frac(sc["min"]) + _frac(sc["max"]) - _exact(raw)
         else:
-            values[n] = _frac(raw)
+            values[n] = _exact(raw)  # validated above: an int or a float, never a Fraction
 
     # Safety first: reported whatever else happens.
     hits = []
