@@ -267,16 +267,21 @@ def _round(x: Fraction, places: int) -> float:
         # A whole number is its own rounding: most sums are, and the cache below hashes a
         # Fraction at a cost that showed when a bulk seed scored 100,000s of them.
         return float(x.numerator)
-    return _round_fraction(x, places)
+    return _round_ratio(x.numerator, x.denominator, places)
+
+
+def _round_fraction(x: Fraction, places: int) -> float:
+    return _round_ratio(x.numerator, x.denominator, places)
 
 
 # The same few sums and means recur across thousands of responses (a bulk import, the demo's
-# seeding), and the decimal round trip is a good part of scoring's time.
+# seeding), and the decimal round trip is a good part of scoring's time. Keyed by numerator
+# and denominator: a Fraction's own hash costs a modular inverse.
 @functools.lru_cache(maxsize=8192)
-def _round_fraction(x: Fraction, places: int) -> float:
+def _round_ratio(numerator: int, denominator: int, places: int) -> float:
     with localcontext() as ctx:
         ctx.prec = 50
-        d = Decimal(x.numerator) / Decimal(x.denominator)
+        d = Decimal(numerator) / Decimal(denominator)
         return float(d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
