@@ -105,7 +105,8 @@ def unsaved_copy(row):
     """A copy of the unsaved `row`, as `type(row)(**the same values)` would build it but
     without running the model's `__init__` per field (most of a bulk planner's time when it
     builds 100,000 rows alike): the values and cached parents are shared, the state is the
-    copy's own, and every field with a callable default (a public id) draws a fresh one."""
+    copy's own, and every field with a callable default (a public id) draws a fresh one.
+    No `pre_init`/`post_init` signal is sent: only for models nobody listens to those of."""
     model = type(row)
     if row.pk is not None or not row._state.adding:
         raise ValueError(f"{row!r}: only an unsaved row is copied.")
