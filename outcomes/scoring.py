@@ -262,13 +262,26 @@ def _exact(x: int | float | str) -> Fraction:
     return Fraction(Decimal(str(x)))
 
 
-# The same few sums and means recur across thousands of responses (a bulk import, the demo's
-# seeding), and the decimal round trip is a good part of scoring's time.
-@functools.lru_cache(maxsize=8192)
 def _round(x: Fraction, places: int) -> float:
+    if x.denominator == 1 and -(10**15) < x.numerator < 10**15:
+        # A whole number is its own rounding: most sums are, and the cache below hashes a
+        # Fraction at a cost that showed when a bulk seed scored 100,000s of them.
+        return float(x.numerator)
+    return _round_ratio(x.numerator, x.denominator, places)
+
+
+def _round_fraction(x: Fraction, places: int) -> float:
+    return _round_ratio(x.numerator, x.denominator, places)
+
+
+# The same few sums and means recur across thousands of responses (a bulk import, the demo's
+# seeding), and the decimal round trip is a good part of scoring's time. Keyed by numerator
+# and denominator: a Fraction's own hash costs a modular inverse.
+@functools.lru_cache(maxsize=8192)
+def _round_ratio(numerator: int, denominator: int, places: int) -> float:
     with localcontext() as ctx:
         ctx.prec = 50
-        d = Decimal(x.numerator) / Decimal(x.denominator)
+        d = Decimal(numerator) / Decimal(denominator)
         return float(d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
@@ -719,15 +732,21 @@ def validate_answers(
     """Return ``{item_number: message}`` for unknown items, non-numbers, out-of-range or off-step
     answers. ``None`` (or an absent key) means unanswered and is never an error here.
     ``facts``: ``definition_facts(defn)``, when the caller keeps them."""
+    return _answer_errors((facts or definition_facts(defn)).scales, _normalise_keys(answers))
+
+
+def _answer_errors(scales: Mapping, answers: Mapping) -> dict:
+    """`validate_answers` for answers whose keys are already normalised."""
     errors: dict = {}
-    scales = (facts or definition_facts(defn)).scales
-    for key, value in _normalise_keys(answers).items():
+    for key, value in answers.items():
         if not isinstance(key, int) or isinstance(key, bool) or key not in scales:
             errors[key] = "unknown item"
             continue
         if value is None:
             continue
-        if not _is_number(value):
+        # `_is_number`, inline: it ran for every answer of every response scored.
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
             errors[key] = f"answer {value!r} is not a number"
             continue
         sc = scales[key]
@@ -757,7 +776,10 @@ def _answer_error(
 
 def safety_unanswered(defn: Mapping, answers: Mapping) -> list[int]:
     """The definition's safety items left unanswered, when anything at all was answered."""
-    answers = _normalise_keys(answers)
+    return _safety_unanswered(defn, _normalise_keys(answers))
+
+
+def _safety_unanswered(defn: Mapping, answers: Mapping) -> list[int]:
     if all(v is None for v in answers.values()):
         return []
     return [s["number"] for s in defn.get("safety_items", []) if answers.get(s["number"]) is None]
@@ -840,8 +862,9 @@ def score(defn: Mapping, answers: Mapping, *, facts: DefinitionFacts | None = No
     caller scores many responses to one definition.
     """
     facts = facts or definition_facts(defn)
+    # Normalised once here, not again by each check below: a bulk seed scores 100,000s.
     answers = _normalise_keys(answers)
-    errors = validate_answers(defn, answers, facts=facts)
+    errors = _answer_errors(facts.scales, answers)
     if errors:
         raise AnswerError(errors)
     values: dict[int, Fraction | None] = {}
@@ -851,9 +874,9 @@ def score(defn: Mapping, answers: Mapping, *, facts: DefinitionFacts | None = No
             values[n] = None
         elif n in facts.reverse:
             sc = facts.scales[n]
-            values[n] = _frac(sc["min"]) + _frac(sc["max"]) - _frac(raw)
+            values[n] = _frac(sc["min"]) + _frac(sc["max"]) - _exact(raw)
         else:
-            values[n] = _frac(raw)
+            values[n] = _exact(raw)  # validated above: an int or a float, never a Fraction
 
     # Safety first: reported whatever else happens.
     hits = []
@@ -918,7 +941,7 @@ def score(defn: Mapping, answers: Mapping, *, facts: DefinitionFacts | None = No
         complete=all(s.complete for s in scales),
         safety_hits=hits,
         extras=extras,
-        safety_unanswered=safety_unanswered(defn, answers),
+        safety_unanswered=_safety_unanswered(defn, answers),
     )
 
 

@@ -5,7 +5,7 @@ import datetime
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from clinic.bulk import copy_rows, next_ids, references_checked_once
+from clinic.bulk import copy_rows, next_ids, references_checked_once, unsaved_copy
 from clinic.models import Enrolment, Patient
 from clinic.roles import Role
 from tests.factories import PatientFactory, ProgramFactory, UserFactory
@@ -140,3 +140,23 @@ def test_values_repeated_across_copied_rows_come_out_as_each_row_gave_them():
     assert list(stored) == [
         (r.first_name, r.date_of_birth, r.email_consent, str(r.status)) for r in rows
     ]
+
+
+def test_an_unsaved_copy_draws_its_own_public_id_and_keeps_its_own_parents_and_state():
+    admin, program, other = UserFactory(role=Role.ADMIN), ProgramFactory(), ProgramFactory()
+    first, enrolment = _unsaved("B-0005", program=program, admin=admin)
+
+    copied = unsaved_copy(enrolment)
+    copied.program = other
+
+    assert enrolment.program is program and copied.program is other
+    assert copied.patient is first and copied.enrolled_by is admin
+    assert copied.start_date == enrolment.start_date
+    assert copied._state is not enrolment._state
+    assert unsaved_copy(first).public_id != first.public_id
+    assert unsaved_copy(first).record_number == "B-0005"
+
+    first.pk = next_ids(Patient, 1)[0]
+    copy_rows(Patient, [first])
+    with pytest.raises(ValueError, match="only an unsaved row"):
+        unsaved_copy(first)

@@ -5,6 +5,7 @@ Pure Python: no database, no Django. Every expected number has its arithmetic ne
 
 import copy
 import json
+from fractions import Fraction
 
 import pytest
 
@@ -396,6 +397,16 @@ def test_rounding_is_half_up():
     # 8 answered, sum 1: mean 1/8 = 0.125 -> 0.13 (half-up; half-even would give 0.12)
     # prorated 0.125 x 9 = 1.125 -> 1 (a whole number, like an unprorated PHQ-9 total)
     assert (result.total.mean, result.total.value) == (0.13, 1)
+
+
+@pytest.mark.parametrize("places", [0, 1, 2])
+def test_a_whole_number_rounds_as_the_decimal_rounding_would_round_it(places):
+    # Whole sums skip the decimal rounding; both ways must give the same float.
+    for whole in (*range(-3, 140), 10**14, -(10**14)):
+        quick = scoring._round(Fraction(whole), places)
+        assert quick == scoring._round_fraction(Fraction(whole), places)
+        assert type(quick) is float
+    assert scoring._round(Fraction(9, 8), places) == scoring._round_fraction(Fraction(9, 8), places)
 
 
 def test_phq9_three_missing_items_give_no_score():
