@@ -7,6 +7,7 @@ the database, so running it twice, or out of order, leaves the same rows.
 import contextlib
 import contextvars
 import datetime
+import gc
 import json
 import logging
 import time
@@ -447,9 +448,14 @@ def recompute_patients(
                 break
             chunk = ids[begin : begin + chunk_size]
             try:
-                counts = _recompute_chunk(
-                    chunk, now=now, clinic_bonds=clinic_bonds, bond_bands=bond_bands, codes=codes
-                )
+                with _no_cycle_collection():
+                    counts = _recompute_chunk(
+                        chunk,
+                        now=now,
+                        clinic_bonds=clinic_bonds,
+                        bond_bands=bond_bands,
+                        codes=codes,
+                    )
             except DatabaseError:
                 log.exception("A sweep chunk failed; recomputing its patients one by one.")
                 counts = _recompute_one_by_one(
@@ -463,6 +469,21 @@ def recompute_patients(
         result.left = ids[reached:]
         _back_to_outbox([*result.failed, *result.left])
     return result
+
+
+@contextlib.contextmanager
+def _no_cycle_collection():
+    """A chunk builds tens of thousands of short-lived rows and facts that reference counting
+    frees; the cycle collector, triggered by the allocations alone, kept re-scanning them and
+    everything older, 100-250 ms of a 10k sweep. Pausing it for one bounded chunk costs at
+    most that chunk's few cycles, collected as soon as it runs again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _back_to_outbox(patient_ids) -> None:

@@ -323,6 +323,39 @@ def test_a_chunk_that_fails_is_retried_patient_by_patient(people, monkeypatch):
 
 
 @pytest.mark.shifted_clock
+@pytest.mark.real_clock(
+    reason="the outbox and the chunks are under test; the hours are the comparison's"
+)
+def test_a_sweep_pauses_the_cycle_collector_per_chunk_and_always_gives_it_back(people, monkeypatch):
+    import gc
+
+    ids = _low_bond_clinic(people, 4)
+    seen, evaluate = [], rules.evaluate
+
+    def evaluate_noting_the_collector(facts, thresholds):
+        seen.append(gc.isenabled())
+        if len(seen) == 3:  # the first patient of the second chunk
+            raise SoftTimeLimitExceeded()
+        return evaluate(facts, thresholds)
+
+    assert gc.isenabled()
+    monkeypatch.setattr(services.rules, "evaluate", evaluate_noting_the_collector)
+    with pytest.raises(SoftTimeLimitExceeded):
+        services.recompute_patients(patient_ids=ids, chunk_size=2)
+    assert seen == [False, False, False]
+    assert gc.isenabled()  # an interrupted sweep does not leave the worker without it
+    monkeypatch.undo()
+
+    gc.disable()  # whoever turned it off themselves keeps it off
+    try:
+        services.recompute_patients(patient_ids=ids, chunk_size=2)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert _weak_bond_patients() == set(ids)
+
+
+@pytest.mark.shifted_clock
 @pytest.mark.real_clock(reason="the command's wiring is under test; the hours are the comparison's")
 def test_recompute_flags_sweeps_everyone_in_care_and_says_what_changed(people):
     from io import StringIO
