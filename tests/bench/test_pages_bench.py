@@ -5,7 +5,8 @@ tenth of it, page by page, export by export, and the flag recompute.
 (milliseconds), bytes, query count, the ratio large/small, and the ratio to `/healthz` in the
 same run. It asserts only that the pages answer; speed is read by people, never gated.
 Seeding is `seed_demo` in bulk; four patients in seven are alumni (a year of follow-ups each)
-so responses come to about 28 a patient. Rows are committed (a transactional test) so that real
+so responses come to about 28 a patient; each seed is followed, untimed, by
+VACUUM (ANALYZE), as autovacuum would have run before staff read the pages. Rows are committed (a transactional test) so that real
 Celery workers, one per queue as deployed, can time submit -> flag, idle and behind full sweeps.
 """
 
@@ -68,8 +69,16 @@ def _seed(total: int) -> dict:
         bulk="on",
         stdout=out,
     )
+    seconds = time.perf_counter() - started
+    # Not timed: a clinic's pages are read long after its rows were written, by when
+    # autovacuum has set the visibility map that index-only scans (the covering indexes of
+    # the analytics and the sweep's bond percentiles) need. A bulk load leaves it unset.
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE)")
     return {
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
+        "vacuumed in": time.perf_counter() - started,
         "said": out.getvalue().splitlines()[0],
         "patients": Patient.objects.count(),
         "responses": Response.objects.count(),
@@ -323,7 +332,8 @@ def _print(seeded, results, small, large):
         print(
             f"seed_demo to {size:,} patients: {s['seconds']:.1f} s "
             f"({s['patients']:,} patients, {s['responses']:,} responses in the clinic)\n"
-            f"  {s['said']}"
+            f"  {s['said']}\n"
+            f"  then VACUUM (ANALYZE), not timed above: {s['vacuumed in']:.1f} s"
         )
     healthz = results[large]["/healthz"]["median"]
     print(
