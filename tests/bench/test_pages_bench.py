@@ -5,9 +5,10 @@ tenth of it, page by page, export by export, and the flag recompute.
 (milliseconds), bytes, query count, the ratio large/small, and the ratio to `/healthz` in the
 same run. It asserts only that the pages answer; speed is read by people, never gated.
 Seeding is `seed_demo` in bulk; four patients in seven are alumni (a year of follow-ups each)
-so responses come to about 28 a patient; each seed is followed, untimed, by
-VACUUM (ANALYZE), as autovacuum would have run before staff read the pages. Rows are committed (a transactional test) so that real
-Celery workers, one per queue as deployed, can time submit -> flag, idle and behind full sweeps.
+so responses come to about 28 a patient; each seed is followed, untimed, by VACUUM (ANALYZE),
+as autovacuum would have run before staff read the pages. Rows are committed (a transactional
+test) so that real Celery workers, one per queue as deployed, can time submit -> flag, idle and
+behind full sweeps.
 """
 
 import datetime
