@@ -146,6 +146,15 @@ def _record(patient, code, answers, at, *, session=None, respondent=None, actor=
     return response
 
 
+def _completed_dosing(people, start):
+    """A six-hour dosing of the persona patient, booked and logged as completed."""
+    dosing = book_session(
+        people.enrolment, actor=people.admin, kind=SessionKind.DOSING, start=start, minutes=360
+    )
+    log_dosing_completed(dosing, actor=people.clinician, minutes=360)
+    return dosing
+
+
 def _add_ties(user):
     """For a few dosed patients: two WAI-SRs at the moment of their last preparation rating
     (their own, then one entered for them, later records than the seed's), and two equal
@@ -225,14 +234,7 @@ def test_each_measure_is_taken_where_the_study_took_it(people):
 
     with time_machine.travel(NOW, tick=False):
         for n in (20, 34):
-            dosing = book_session(
-                people.enrolment,
-                actor=people.admin,
-                kind=SessionKind.DOSING,
-                start=day(n),
-                minutes=6 * 60,
-            )
-            log_dosing_completed(dosing, actor=people.clinician, minutes=360)
+            _completed_dosing(people, day(n))
         wai((3, 3, 3, 3), day(5))
         wai((3, 4, 3, 4), day(15))  # the last before the first dosing: bond 3.5
         wai((5, 5, 4, 4), day(25))  # between the dosings: neither
@@ -270,14 +272,7 @@ def test_a_prorated_rating_has_its_exact_mean_from_the_answers(people):
     exact item mean cannot come from it: the answers give it."""
     start = NOW - datetime.timedelta(days=100)
     with time_machine.travel(NOW, tick=False):
-        dosing = book_session(
-            people.enrolment,
-            actor=people.admin,
-            kind=SessionKind.DOSING,
-            start=start + datetime.timedelta(days=20),
-            minutes=6 * 60,
-        )
-        log_dosing_completed(dosing, actor=people.clinician, minutes=360)
+        _completed_dosing(people, start + datetime.timedelta(days=20))
         answers = {n: 4 for n in range(1, 13)} | {3: None, 9: 5}  # bond: 4, 4 and 5
         rating = _record(
             people.patient,
@@ -318,14 +313,7 @@ def _stored_rows() -> dict[int, tuple]:
 def test_a_rating_saved_after_the_row_counts_at_once_and_the_recompute_stores_it(people):
     start = NOW - datetime.timedelta(days=100)
     with time_machine.travel(NOW, tick=False):
-        dosing = book_session(
-            people.enrolment,
-            actor=people.admin,
-            kind=SessionKind.DOSING,
-            start=start + datetime.timedelta(days=20),
-            minutes=6 * 60,
-        )
-        log_dosing_completed(dosing, actor=people.clinician, minutes=360)
+        _completed_dosing(people, start + datetime.timedelta(days=20))
         _record(
             people.patient,
             "phq-9",
@@ -366,14 +354,7 @@ def test_a_sweep_writes_a_row_only_when_it_changed_and_drops_it_when_no_dosing_b
     start = NOW - datetime.timedelta(days=100)
     swept = [people.patient.pk]
     with time_machine.travel(NOW, tick=False):
-        dosing = book_session(
-            people.enrolment,
-            actor=people.admin,
-            kind=SessionKind.DOSING,
-            start=start + datetime.timedelta(days=20),
-            minutes=6 * 60,
-        )
-        log_dosing_completed(dosing, actor=people.clinician, minutes=360)
+        dosing = _completed_dosing(people, start + datetime.timedelta(days=20))
         _record(
             people.patient,
             "phq-9",
