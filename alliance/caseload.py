@@ -3,7 +3,6 @@ readiness answer for any dosing (`alliance.readiness` holds the pure rules of it
 
 import datetime
 
-from django.db import connection
 from django.db.models import (
     Count,
     F,
@@ -24,7 +23,11 @@ from clinic.selectors import current_care_prefetch, search_patients
 from outcomes.models import Instrument, Response, Score
 from outcomes.selectors import codes_due
 from sessions.models import Attendance, Session, SessionKind
-from sessions.selectors import attach_sessions_beside, latest_pre_dose_vitals
+from sessions.selectors import (
+    attach_next_dosing,
+    attach_sessions_beside,
+    latest_pre_dose_vitals,
+)
 
 from . import readiness
 from .flag_inputs import recent_clinic_bond_percentiles
@@ -84,49 +87,6 @@ def _flags_prefetch() -> Prefetch:
         queryset=_flags_that_count().select_related("dosing_session"),
         to_attr="flags_that_count",
     )
-
-
-# A patient's next dosing: the nearest dosing ahead that is still on (the lower id on a tie).
-# One LATERAL lookup a patient through their attendances: joining every patient's dosings
-# ahead and keeping the first reads all of the clinic's (6,874 at 10,000 patients, ~8 ms and
-# growing), and three correlated subqueries a row repeat the lookup for each column.
-NEXT_DOSINGS_SQL = """
-    SELECT patient.id, dosing.id, dosing.public_id, dosing.scheduled_start
-    FROM unnest(%(patients)s::bigint[]) AS patient (id)
-    CROSS JOIN LATERAL (
-        SELECT s.id, s.public_id, s.scheduled_start
-        FROM clinic_sessions_attendance a
-        JOIN clinic_sessions_session s ON s.id = a.session_id
-        WHERE a.patient_id = patient.id
-          AND s.kind = %(kind)s AND s.status = %(status)s AND s.scheduled_start >= %(now)s
-        ORDER BY s.scheduled_start, s.id
-        LIMIT 1
-    ) AS dosing
-"""
-
-
-def attach_next_dosing(patients: list[Patient]) -> None:
-    """Set `next_dosing_id`, `next_dosing_public_id` and `next_dosing_at` (None without a
-    dosing ahead) on patients already read, in one query."""
-    ahead = {}
-    if patients:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                NEXT_DOSINGS_SQL,
-                {
-                    "patients": [p.pk for p in patients],
-                    "kind": SessionKind.DOSING.value,
-                    "status": Session.Status.SCHEDULED.value,
-                    "now": timezone.now(),
-                },
-            )
-            ahead = {patient_id: tuple(rest) for patient_id, *rest in cursor.fetchall()}
-    for patient in patients:
-        (
-            patient.next_dosing_id,
-            patient.next_dosing_public_id,
-            patient.next_dosing_at,
-        ) = ahead.get(patient.pk, (None, None, None))
 
 
 def with_flags_and_latest_bond(patients: QuerySet[Patient]) -> QuerySet[Patient]:

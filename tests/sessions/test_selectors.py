@@ -3,7 +3,9 @@
 import pytest
 
 from sessions import selectors
-from sessions.models import Session
+from sessions.models import Session, SessionKind
+from tests.factories import PatientFactory
+from tests.helpers import book_session
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +96,34 @@ def test_a_patient_with_nothing_ahead_or_to_log_has_neither(people):
     selectors.attach_sessions_beside([people.patient], user=people.coach)
     assert people.patient.next_session is None and people.patient.session_to_log is None
     selectors.attach_sessions_beside([], user=people.coach)  # an empty page asks nothing
+
+
+def test_the_next_dosing_is_the_nearest_one_ahead_that_is_still_on(people):
+    def dosing_in(days):
+        return book_session(
+            people.enrolment,
+            actor=people.admin,
+            kind=SessionKind.DOSING,
+            hours_from_now=24 * days,
+            minutes=6 * 60,
+        )
+
+    dosing_in(9)
+    called_off = dosing_in(2)
+    Session.objects.filter(pk=called_off.pk).update(status=Session.Status.CANCELLED)
+    nearest = dosing_in(5)
+    held = dosing_in(1)
+    Session.objects.filter(pk=held.pk).update(
+        scheduled_start=held.scheduled_start.replace(year=held.scheduled_start.year - 1),
+        scheduled_end=held.scheduled_end.replace(year=held.scheduled_end.year - 1),
+    )
+    without = PatientFactory()
+
+    rows = [without, people.patient]
+    selectors.attach_next_dosing(rows)
+
+    assert people.patient.next_dosing_id == nearest.pk
+    assert people.patient.next_dosing_public_id == nearest.public_id
+    assert people.patient.next_dosing_at == nearest.scheduled_start
+    assert without.next_dosing_id is None and without.next_dosing_at is None
+    selectors.attach_next_dosing([])  # an empty page asks nothing
