@@ -450,7 +450,13 @@ def shared_circle(people):
 
     group = ProgramFactory(kind="group", capacity=4)
     EnrolmentFactory(program=group, patient=people.patient, enrolled_by=people.admin)
-    theirs = EnrolmentFactory(program=group, enrolled_by=people.admin)
+    # Names that no page could hold by chance: a random "Le" matched "Learn more" once.
+    theirs = EnrolmentFactory(
+        program=group,
+        enrolled_by=people.admin,
+        patient__first_name="Zephyrine",
+        patient__last_name="Quillfeather",
+    )
     CoachAssignmentFactory(enrolment=theirs, coach=people.other_coach, assigned_by=people.admin)
     start = timezone.now().replace(microsecond=0) - datetime.timedelta(hours=3)
     circle = services.session_book(
