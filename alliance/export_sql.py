@@ -21,6 +21,8 @@ from clinic.models import Enrolment, Patient
 from outcomes.models import Response, Score
 from sessions.models import Session
 
+from .models import WideBuild, WideChange, WideLine
+
 # A spreadsheet runs a text cell that starts with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -30,6 +32,9 @@ _TABLES = {
     "response": Response._meta.db_table,
     "score": Score._meta.db_table,
     "session": Session._meta.db_table,
+    "wide_build": WideBuild._meta.db_table,
+    "wide_line": WideLine._meta.db_table,
+    "wide_change": WideChange._meta.db_table,
 }
 
 
@@ -101,7 +106,7 @@ def _batch(*, identified: bool) -> str:
             %(version_ids)s::bigint[], %(scales)s::text[], %(statistics)s::text[],
             %(lows)s::numeric[], %(highs)s::numeric[], %(leading)s::text[],
             %(statistic_cells)s::text[],
-            %(value_cols)s::int[], %(band_cols)s::int[], %(prorated_cols)s::int[]
+            %(value_cols)s::text[], %(band_cols)s::text[], %(prorated_cols)s::text[]
         ) AS s(version_id, scale, statistic, low, high, leading_cells, statistic_cell,
                value_col, band_col, prorated_col)
     )"""
@@ -198,47 +203,118 @@ def long_statement(*, identified: bool) -> str:
     ) TO STDOUT (FORMAT binary)"""
 
 
-def wide_statement(*, identified: bool, columns: int) -> str:
-    """Each patient's wide-form lines as one bytea row, in batch order: one line per time
-    point, in the order each first appears; its leading cells from its first score, each
-    column from the last score that fills it (`columns` of them after the leading ones).
+def _points(*, identified: bool) -> str:
+    """One row per time point of the patient `b`, in no particular order: its place in the
+    patient's lines (`first_at`, `first_score`), the day, session kind and label its leading
+    cells come from (its first score's), and `filled`, each wide column's cell by name, from
+    the last score that fills it.
 
     A time point is one window, ordered by time then score: its first row gives the leading
     cells and the JSON object takes each column's cells in that order, so the last one stays.
     One sort per patient serves them all, where ordered aggregates sort each time point once
     per aggregate (PostgreSQL 15); the window's ORDER BY, not the order rows happen to arrive
-    in, decides. The leading cells are formatted once per line, not once per response."""
-    cells = " || ',' || ".join(f"coalesce(filled ->> '{i}', '')" for i in range(1, columns + 1))
-    leading = _leading(identified=identified, day_on="day_on", kind="kind", label="label")
+    in, decides."""
+    return f"""
+        SELECT first_at, first_score, day_on, kind, label, filled
+          FROM (
+              SELECT first_value(c.administered_at) OVER point AS first_at,
+                     first_value(c.score_id) OVER point AS first_score,
+                     first_value(c.day_on) OVER point AS day_on,
+                     first_value(c.kind) OVER point AS kind,
+                     first_value(c.label) OVER point AS label,
+                     jsonb_object_agg(f.col, f.cell) OVER point AS filled,
+                     row_number() OVER point AS nth
+                FROM ({_cells(identified=identified)}) c
+               CROSS JOIN LATERAL (VALUES (c.value_col, c.shown_cell),
+                                          (c.band_col, c.band_cell),
+                                          (c.prorated_col, c.prorated_cell)
+                     ) AS f(col, cell)
+               WHERE f.col IS NOT NULL
+              -- "C": a time point is equal labels, compared byte by byte
+              WINDOW point AS (PARTITION BY c.point COLLATE "C"
+                               ORDER BY c.administered_at, c.score_id
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+          ) points
+         WHERE nth = 1"""
+
+
+def _line(*, identified: bool, columns: list[str], row: str) -> str:
+    """A wide line from a time point `row` (as `_points` gives it, stored or live)."""
+    leading = _leading(
+        identified=identified, day_on=f"{row}.day_on", kind=f"{row}.kind", label=f"{row}.label"
+    )
+    cells = " || ',' || ".join(
+        f"coalesce({row}.filled ->> {_sql_string(name)}, '')" for name in columns
+    )
+    return f"{leading} || ',' || {cells} || E'\\r\\n'"
+
+
+def fresh_lines(patient: str) -> str:
+    """Whether the patient's stored wide lines (`WideLine`) say what the live query would:
+    built for this time zone, and no change to the patient's answers, scores, sessions or
+    enrolments recorded (`WideChange`, by trigger) that this statement can see. A build
+    clears exactly the changes it read, in the statement that stores the lines, so a change
+    that committed while it ran stays recorded."""
+    return f"""(EXISTS (
+            SELECT FROM {_TABLES["wide_build"]} w
+             WHERE w.patient_id = {patient} AND w.time_zone = %(time_zone)s)
+        AND NOT EXISTS (
+            SELECT FROM {_TABLES["wide_change"]} ch WHERE ch.patient_id = {patient}))"""
+
+
+def wide_statement(*, identified: bool, columns: list[str]) -> str:
+    """Each patient's wide-form lines as one bytea row, in batch order: one line per time
+    point, in the order each first appears, with the given columns after the leading ones.
+
+    A patient's time points are read from the stored `WideLine` rows where they are fresh
+    (`fresh_lines`), and pivoted from their scores otherwise: the pivot is most of the cost
+    of this export, and both give the same text. The leading cells are formatted once per
+    line, not once per response."""
+    stored = _line(identified=identified, columns=columns, row="w")
+    live = _line(identified=identified, columns=columns, row="p")
     return f"""
     COPY (
         WITH {_batch(identified=identified)}
-        SELECT convert_to((
-                   SELECT string_agg(
-                       {leading} || ',' || {cells} || E'\\r\\n',
-                       '' ORDER BY first_at, first_score)
-                     FROM (
-                         SELECT first_value(c.administered_at) OVER point AS first_at,
-                                first_value(c.score_id) OVER point AS first_score,
-                                first_value(c.day_on) OVER point AS day_on,
-                                first_value(c.kind) OVER point AS kind,
-                                first_value(c.label) OVER point AS label,
-                                jsonb_object_agg(f.col::text, f.cell) OVER point AS filled,
-                                row_number() OVER point AS nth
-                           FROM ({_cells(identified=identified)}) c
-                          CROSS JOIN LATERAL (VALUES (c.value_col, c.shown_cell),
-                                                     (c.band_col, c.band_cell),
-                                                     (c.prorated_col, c.prorated_cell)
-                                ) AS f(col, cell)
-                          WHERE f.col IS NOT NULL
-                         -- "C": a time point is equal labels, compared byte by byte
-                         WINDOW point AS (PARTITION BY c.point COLLATE "C"
-                                          ORDER BY c.administered_at, c.score_id
-                                          ROWS BETWEEN UNBOUNDED PRECEDING
-                                                   AND UNBOUNDED FOLLOWING)
-                     ) points
-                    WHERE nth = 1
-               ), 'UTF8')
+        SELECT convert_to(CASE WHEN {fresh_lines("b.patient_id")} THEN (
+                   SELECT string_agg({stored}, '' ORDER BY w.first_at, w.first_score)
+                     FROM {_TABLES["wide_line"]} w
+                    WHERE w.patient_id = b.patient_id)
+               ELSE (
+                   SELECT string_agg({live}, '' ORDER BY p.first_at, p.first_score)
+                     FROM ({_points(identified=identified)}) p)
+               END, 'UTF8')
           FROM batch b
          ORDER BY b.n
     ) TO STDOUT (FORMAT binary)"""
+
+
+def wide_lines_build() -> str:
+    """Store the batch's time points as the live wide export pivots them (`WideLine`, with
+    no names, for the given time zone; `WideBuild`), and clear the changes they include
+    (`WideChange`).
+
+    One statement, so that all of it reads one snapshot: the changes it clears are exactly
+    those whose rows it pivoted, and a change that commits while it runs stays recorded for
+    the next build. The delete does not see the lines this statement inserts."""
+    return f"""
+        WITH {_batch(identified=False)},
+        built AS MATERIALIZED (
+            SELECT b.patient_id, p.first_at, p.first_score, p.day_on, p.kind, p.label, p.filled
+              FROM batch b
+             CROSS JOIN LATERAL ({_points(identified=False)}) p
+        ),
+        gone AS (
+            DELETE FROM {_TABLES["wide_line"]} WHERE patient_id IN (SELECT patient_id FROM batch)
+        ),
+        lines AS (
+            INSERT INTO {_TABLES["wide_line"]}
+                   (patient_id, first_at, first_score, day_on, kind, label, filled)
+            SELECT patient_id, first_at, first_score, day_on, kind, label, filled FROM built
+        ),
+        builds AS (
+            INSERT INTO {_TABLES["wide_build"]} (patient_id, time_zone, built_at)
+            SELECT patient_id, %(time_zone)s, now() FROM batch
+            ON CONFLICT (patient_id) DO UPDATE
+               SET time_zone = EXCLUDED.time_zone, built_at = EXCLUDED.built_at
+        )
+        DELETE FROM {_TABLES["wide_change"]} WHERE patient_id IN (SELECT patient_id FROM batch)"""

@@ -26,10 +26,12 @@ from django.utils import timezone
 
 from clinic.access import is_admin
 from clinic.audit import audit_record
+from clinic.locks import advisory_lock
 from clinic.models import AuditEvent, Patient
-from outcomes.models import InstrumentVersion, Score
+from outcomes.models import InstrumentVersion, Response, Score
 
 from . import export_sql
+from .models import WideBuild, WideChange
 
 
 def pseudonym(patient: Patient) -> str:
@@ -155,10 +157,10 @@ def _csv_line(cells: list[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def _scales(*, columns: list[str] | None) -> dict[str, list]:
+def _scales() -> dict[str, list]:
     """Every instrument version's scales as parallel arrays for the statement: the cells a
     long row starts with, the statistic, the scale's range for percent of maximum, and (for
-    the wide form) which columns its score fills, counted from 1 after the leading ones."""
+    the wide form) the names of the columns its score fills."""
     arrays: dict[str, list] = {
         name: []
         for name in (
@@ -174,14 +176,13 @@ def _scales(*, columns: list[str] | None) -> dict[str, list]:
             "prorated_cols",
         )
     }
-    position = {name: index for index, name in enumerate(columns or [], start=1)}
     versions = InstrumentVersion.objects.values_list(
         "id", "instrument__code", "version", "definition"
     )
     for version_id, code, version, definition in versions:
         statistic = definition["primary"]["statistic"]
         for scale in _scale_codes(definition):
-            filled = [position.get(c) for c in _wide_cells(definition, scale)]
+            filled = _wide_cells(definition, scale)
             primary = scale == definition["primary"]["scale"]
             band = filled[1] if primary and definition["bands"] else None
             arrays["version_ids"].append(version_id)
@@ -303,12 +304,71 @@ def export_csv(
     if form == "long":
         header = long_columns(identified=identified)
         statement = export_sql.long_statement(identified=identified)
-        params = _scales(columns=None)
     else:
         definitions = _definitions()
         header = wide_columns(present=present, definitions=definitions, identified=identified)
         leading = len(_base_columns(identified))
-        statement = export_sql.wide_statement(identified=identified, columns=len(header) - leading)
-        params = _scales(columns=header[leading:])
-    params["time_zone"] = timezone.get_current_timezone_name()
+        statement = export_sql.wide_statement(identified=identified, columns=header[leading:])
+    params = _scales() | {"time_zone": timezone.get_current_timezone_name()}
     return _csv_bytes(header=header, statement=statement, patients=patients, params=params)
+
+
+# --- stored wide lines ---------------------------------------------------------------------
+#
+# Pivoting scores into time points is most of the wide export's cost, so each patient's time
+# points are kept in `WideLine`, built here and read by the export wherever they are fresh
+# (`export_sql.fresh_lines`). Database triggers record every change that could alter them;
+# a build clears the changes its snapshot saw. Beat builds what changed every minute.
+
+WIDE_LINES_PATIENTS = 1000  # patients per build statement: each chunk commits on its own
+
+
+def wide_lines_due() -> list[int]:
+    """Patients whose stored wide lines are missing (though they have answers), were built
+    for another time zone, or have a change recorded since they were built."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT p.id FROM {quote(Patient._meta.db_table)} p
+             WHERE EXISTS (SELECT FROM {quote(WideChange._meta.db_table)} c
+                            WHERE c.patient_id = p.id)
+                OR (EXISTS (SELECT FROM {quote(Response._meta.db_table)} r
+                             WHERE r.patient_id = p.id)
+                    AND NOT EXISTS (SELECT FROM {quote(WideBuild._meta.db_table)} w
+                                     WHERE w.patient_id = p.id AND w.time_zone = %s))
+             ORDER BY p.id
+            """,
+            [timezone.get_current_timezone_name()],
+        )
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+def wide_lines_refresh(*, patient_ids=None) -> int:
+    """Build the stored wide lines of these patients (None: every patient `wide_lines_due`),
+    a chunk per statement. One build runs at a time; another that finds it running returns
+    at once, as the next minute's build will pick up what it leaves. Returns how many
+    patients were built."""
+    with advisory_lock("alliance.wide_lines") as mine:
+        if not mine:
+            return 0
+        if patient_ids is None:
+            # Changes of patients deleted since: nobody will build them.
+            WideChange.objects.exclude(patient_id__in=Patient.objects.values("pk")).delete()
+            patient_ids = wide_lines_due()
+        ids = sorted(set(patient_ids))
+        for start in range(0, len(ids), WIDE_LINES_PATIENTS):
+            _wide_lines_build(ids[start : start + WIDE_LINES_PATIENTS])
+        return len(ids)
+
+
+def _wide_lines_build(patient_ids: list[int]) -> None:
+    params = _scales() | {
+        "time_zone": timezone.get_current_timezone_name(),
+        "patient_ids": patient_ids,
+        "pseudonyms": [""] * len(patient_ids),
+    }
+    # As for the export: JIT would cost more than the statement.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(export_sql.wide_lines_build(), params)

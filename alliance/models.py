@@ -381,3 +381,61 @@ class FhirExport(models.Model):
         if not self.entries_total:
             return 0
         return min(100, round(100 * self.entries_written / self.entries_total))
+
+
+class WideBuild(models.Model):
+    """When one patient's `WideLine` rows were built, and in which time zone (a time point
+    outside sessions is a local day). The wide export reads a patient's stored lines only
+    if they were built for its time zone and no change is recorded for the patient since
+    (`WideChange`), and pivots their scores live otherwise, so its text never depends on
+    whether the rows are up to date."""
+
+    patient = models.OneToOneField(
+        Patient, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    time_zone = models.CharField(max_length=64)
+    built_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"Wide lines of patient {self.patient_id} built at {self.built_at:%Y-%m-%d %H:%M}"
+
+
+class WideLine(models.Model):
+    """One time point of the wide export, pivoted from its scores: where it falls among the
+    patient's lines, the day, session kind and label of its first score, and each column's
+    cell by column name (`filled`). Kept by `exports.wide_lines_refresh`."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+    first_at = models.DateTimeField()
+    first_score = models.BigIntegerField()
+    day_on = models.DateField()
+    kind = models.CharField(max_length=20, null=True)  # NULL: outside any session
+    label = models.CharField(max_length=80, null=True)
+    filled = models.JSONField()
+
+    class Meta:
+        indexes = [models.Index(fields=["patient", "first_at", "first_score"])]
+
+    def __str__(self):
+        return f"Wide line of patient {self.patient_id} at {self.first_at:%Y-%m-%d %H:%M}"
+
+
+class WideChange(models.Model):
+    """A transaction (`xid`) that changed what a patient's wide lines say:
+    their answers or scores, the kind or label of a session they answered in, or their
+    enrolments. Written by database triggers (migration 0012), so that no write path, the
+    admin, a bulk load or raw SQL, can leave stored lines looking fresh; cleared by the
+    build that read the change. One row per transaction and patient, so that writers never
+    wait on each other here. No foreign key: a deleted patient's last change is recorded
+    while the patient row goes."""
+
+    patient_id = models.BigIntegerField()
+    xid = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["patient_id", "xid"], name="wide_change_once")
+        ]
+
+    def __str__(self):
+        return f"Patient {self.patient_id} changed by transaction {self.xid}"

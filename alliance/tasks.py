@@ -8,7 +8,7 @@ from django.db import InterfaceError, OperationalError
 
 from clinic.locks import advisory_lock
 
-from . import fhir_exports, flag_inputs, services, trajectories
+from . import exports, fhir_exports, flag_inputs, services, trajectories
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +141,9 @@ def purge_expired_fhir_exports() -> int:
 def count_adverse_events() -> int:
     """Every five minutes: each program's adverse events per dosing, for its page."""
     return services.adverse_event_tallies_refresh()
+
+
+@shared_task(name="alliance.refresh_wide_lines", **_RETRY)
+def refresh_wide_lines() -> int:
+    """Every minute: the stored wide-export lines of patients whose answers changed."""
+    return exports.wide_lines_refresh()

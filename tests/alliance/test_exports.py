@@ -558,3 +558,15 @@ def test_wide_rows_follow_when_answers_were_given_not_the_order_they_were_entere
         ("5", "", "", "0", "Minimal"),
         ("7", "preparation", "Week 1", "18", "Moderately severe"),
     ]
+
+
+def test_beat_builds_the_wide_lines_that_changed_every_minute(rated):
+    from django_celery_beat.models import PeriodicTask
+
+    from alliance.models import WideLine
+    from alliance.tasks import refresh_wide_lines
+
+    task = PeriodicTask.objects.get(task="alliance.refresh_wide_lines")
+    assert task.enabled and (task.interval.every, task.interval.period) == (1, "minutes")
+    assert refresh_wide_lines() >= 1
+    assert WideLine.objects.filter(patient=rated.patient).count() == 2

@@ -18,6 +18,7 @@ from django.utils import timezone
 from faker import Faker
 
 from alliance.demo_bulk import BulkClinic
+from alliance.exports import wide_lines_refresh
 from alliance.flag_inputs import patients_to_sweep_ids
 from alliance.models import Flag
 from alliance.services import (
@@ -256,6 +257,9 @@ class Command(BaseCommand):
         # One recompute pass at the end, not a worker task per write (thousands at scale).
         with recomputes_held(), transaction.atomic():
             self._seed(**options)
+        # The wide export's stored lines, once the seed has committed: built a thousand
+        # patients a statement, each committing on its own, not in the seeding transaction.
+        wide_lines_refresh()
 
     def _seed(self, *, patients: int, seed: int, alumni: int, bulk: str, **options):
         rng = random.Random(seed)
