@@ -49,6 +49,8 @@ from sessions import services as session_services
 from sessions.models import Attendance, Discharge, Session, SessionKind
 from sessions.selectors import limits_for
 
+from .exports import wide_changes_recorded_once
+
 # Sessions are at most a day long (clinic.dates.LONGEST_SESSION), so an overlap is found among
 # the sessions that start on the same day or the day before.
 OVERLAP_DAYS = (0, -1)
@@ -427,7 +429,12 @@ class BulkClinic:
         """Insert everything planned, then the answers; returns how many responses."""
         # Checked row by row, the foreign keys of a 10,000-patient load cost a third of the
         # seed's time at commit; one join per key when the load is done costs a second or two.
-        with references_checked_once(*_LOADED):
+        # Likewise the triggers that record whose wide export lines changed: once per
+        # patient at the end, not for every batch of answers copied.
+        with (
+            references_checked_once(*_LOADED),
+            wide_changes_recorded_once(lambda: [p.pk for p in self.patients]),
+        ):
             return self._save(seed=seed)
 
     def _save(self, *, seed: int) -> int:

@@ -290,8 +290,8 @@ def wide_statement(*, identified: bool, columns: list[str]) -> str:
 
 def wide_lines_build() -> str:
     """Store the batch's time points as the live wide export pivots them (`WideLine`, with
-    no names, for the given time zone; `WideBuild`), and clear the changes they include
-    (`WideChange`).
+    no names, for the given time zone) and their scores counted (`WideBuild`), and clear
+    the changes they include (`WideChange`).
 
     One statement, so that all of it reads one snapshot: the changes it clears are exactly
     those whose rows it pivoted, and a change that commits while it runs stays recorded for
@@ -312,9 +312,42 @@ def wide_lines_build() -> str:
             SELECT patient_id, first_at, first_score, day_on, kind, label, filled FROM built
         ),
         builds AS (
-            INSERT INTO {_TABLES["wide_build"]} (patient_id, time_zone, built_at)
-            SELECT patient_id, %(time_zone)s, now() FROM batch
+            INSERT INTO {_TABLES["wide_build"]} (patient_id, time_zone, built_at, scores)
+            SELECT b.patient_id, %(time_zone)s, now(), coalesce((
+                       SELECT jsonb_object_agg(k.key, k.scores)
+                         FROM (SELECT r.version_id || ':' || sc.scale AS key, count(*) AS scores
+                                 FROM {_TABLES["response"]} r
+                                 JOIN {_TABLES["score"]} sc ON sc.response_id = r.id
+                                WHERE r.patient_id = b.patient_id
+                                GROUP BY 1) k), '{{}}')
+              FROM batch b
             ON CONFLICT (patient_id) DO UPDATE
-               SET time_zone = EXCLUDED.time_zone, built_at = EXCLUDED.built_at
+               SET time_zone = EXCLUDED.time_zone, built_at = EXCLUDED.built_at,
+                   scores = EXCLUDED.scores
         )
         DELETE FROM {_TABLES["wide_change"]} WHERE patient_id IN (SELECT patient_id FROM batch)"""
+
+
+def present(visible: str) -> str:
+    """How many scores of each instrument version and scale the patients of the subquery
+    `visible` (one column of patient ids) have: counted when their lines were built where
+    those are fresh, counted from their scores otherwise."""
+    fresh = fresh_lines("v.id")
+    return f"""
+        WITH visible (id) AS MATERIALIZED ({visible})
+        SELECT version_id, scale, sum(scores)::bigint FROM (
+            SELECT split_part(k.key, ':', 1)::bigint AS version_id,
+                   substr(k.key, strpos(k.key, ':') + 1) AS scale, k.value::bigint AS scores
+              FROM visible v
+              JOIN {_TABLES["wide_build"]} w ON w.patient_id = v.id
+             CROSS JOIN LATERAL jsonb_each_text(w.scores) k
+             WHERE {fresh}
+            UNION ALL
+            SELECT r.version_id, sc.scale, count(*)
+              FROM visible v
+              JOIN {_TABLES["response"]} r ON r.patient_id = v.id
+              JOIN {_TABLES["score"]} sc ON sc.response_id = r.id
+             WHERE NOT {fresh}
+             GROUP BY 1, 2
+        ) counted
+        GROUP BY 1, 2"""

@@ -10,6 +10,7 @@ key, so it is the same in every export and cannot be reversed without the key) a
 the first enrolment instead of dates. Identified exports are for admins, with a reason.
 """
 
+import contextlib
 import csv
 import hashlib
 import hmac
@@ -21,13 +22,13 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from clinic.access import is_admin
 from clinic.audit import audit_record
 from clinic.locks import advisory_lock
-from clinic.models import AuditEvent, Patient
+from clinic.models import AuditEvent, Enrolment, Patient
 from outcomes.models import InstrumentVersion, Response, Score
 
 from . import export_sql
@@ -112,13 +113,13 @@ def _scale_codes(definition: dict) -> list[str]:
 
 def _present(patients: QuerySet[Patient]) -> dict[tuple[int, str], int]:
     """How many scores each (instrument version, scale) has among these patients."""
-    rows = (
-        Score.objects.filter(response__patient__in=patients)
-        .values_list("response__version_id", "scale")
-        .annotate(scores=Count("id"))
-        .order_by()
-    )
-    return {(version_id, scale): scores for version_id, scale, scores in rows}
+    visible, params = patients.order_by().values("pk").query.sql_with_params()
+    statement = export_sql.present(visible)
+    # Positional, as the patients' query is: theirs come first, then each time zone.
+    zones = [timezone.get_current_timezone_name()] * statement.count("%(time_zone)s")
+    with connection.cursor() as cursor:
+        cursor.execute(statement.replace("%(time_zone)s", "%s"), [*params, *zones])
+        return {(version_id, scale): scores for version_id, scale, scores in cursor.fetchall()}
 
 
 def wide_columns(*, present, definitions: dict[int, dict], identified: bool = False) -> list[str]:
@@ -372,3 +373,35 @@ def _wide_lines_build(patient_ids: list[int]) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(export_sql.wide_lines_build(), params)
+
+
+# The tables whose inserts the triggers of migration 0012 record (sessions: updates only).
+WIDE_CHANGES_ON_INSERT = (Response, Score, Enrolment)
+
+
+@contextlib.contextmanager
+def wide_changes_recorded_once(patient_ids):
+    """For a bulk load that inserts answers, scores and enrolments in a transaction of its
+    own, with these tables locked until commit (`clinic.bulk.references_checked_once` locks
+    them): their insert triggers are off inside, so that they do not fire for each batch
+    copied, and one change per patient of `patient_ids()` (called as the block ends) is
+    recorded instead. The DDL rolls back with a failed load, and the triggers with it."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("wide_changes_recorded_once alters tables: only in a transaction.")
+    tables = [connection.ops.quote_name(m._meta.db_table) for m in WIDE_CHANGES_ON_INSERT]
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER wide_change_insert")
+    yield
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER wide_change_insert")
+        cursor.execute(
+            f"""
+            INSERT INTO {connection.ops.quote_name(WideChange._meta.db_table)} (patient_id, xid)
+            SELECT DISTINCT id, pg_current_xact_id()::text::bigint
+              FROM unnest(%s::bigint[]) AS loaded(id)
+            ON CONFLICT DO NOTHING
+            """,
+            [list(patient_ids())],
+        )

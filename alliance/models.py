@@ -395,6 +395,9 @@ class WideBuild(models.Model):
     )
     time_zone = models.CharField(max_length=64)
     built_at = models.DateTimeField()
+    # How many scores the patient has per instrument version and scale ("version_id:scale"):
+    # the export's columns and audited count, without counting every score in the clinic.
+    scores = models.JSONField(default=dict)
 
     def __str__(self):
         return f"Wide lines of patient {self.patient_id} built at {self.built_at:%Y-%m-%d %H:%M}"

@@ -9,8 +9,10 @@ from django.db import migrations, models
 CHANGED = {
     # table: the changed rows' patients, from the transition table `changed`
     "outcomes_response": "SELECT patient_id FROM changed",
+    # By key: a join would read the whole response table for each batch a bulk load copies.
     "outcomes_score": (
-        "SELECT r.patient_id FROM changed c JOIN outcomes_response r ON r.id = c.response_id"
+        "SELECT r.patient_id FROM outcomes_response r"
+        " WHERE r.id = ANY (ARRAY(SELECT DISTINCT response_id FROM changed))"
     ),
     "clinic_enrolment": "SELECT patient_id FROM changed",
 }
@@ -114,6 +116,7 @@ class Migration(migrations.Migration):
                 ),
                 ("time_zone", models.CharField(max_length=64)),
                 ("built_at", models.DateTimeField()),
+                ("scores", models.JSONField(default=dict)),
             ],
         ),
         migrations.CreateModel(

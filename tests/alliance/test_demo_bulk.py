@@ -127,3 +127,30 @@ def test_a_bulk_seed_leaves_the_planner_statistics_of_what_it_wrote():
         "clinic_coachassignment": CoachAssignment.objects.count(),
         "alliance_flag": Flag.objects.count(),
     }
+
+
+def test_a_bulk_seed_records_its_patients_as_changed_and_leaves_the_triggers_on(monkeypatch):
+    from django.db import connection
+
+    from alliance.management.commands import seed_demo
+    from alliance.models import WideChange
+
+    # What the load recorded, before the build at the end of the seed clears it.
+    monkeypatch.setattr(seed_demo, "wide_lines_refresh", lambda: 0)
+    call_command("seed_demo", patients=6, alumni=2, seed=5, bulk="on", stdout=io.StringIO())
+
+    answered = set(Response.objects.values_list("patient_id", flat=True))
+    assert answered <= set(WideChange.objects.values_list("patient_id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'wide_change_insert'")
+        assert [state for (state,) in cursor.fetchall()] == ["O", "O", "O"]
+
+
+def test_a_seeded_clinic_has_its_wide_lines_built():
+    from alliance import exports
+    from alliance.models import WideBuild
+
+    call_command("seed_demo", patients=6, alumni=2, seed=5, bulk="on", stdout=io.StringIO())
+    answered = set(Response.objects.values_list("patient_id", flat=True))
+    assert answered <= set(WideBuild.objects.values_list("patient_id", flat=True))
+    assert exports.wide_lines_due() == []

@@ -5,6 +5,7 @@ and then says byte for byte what pivoting the scores live says.
 Transactional: whether a build covers a change depends on which transactions had committed
 when it read, so these tests commit as the clinic would."""
 
+import contextlib
 import datetime
 import threading
 import zoneinfo
@@ -32,16 +33,30 @@ def _wide(client, user, **identified) -> bytes:
     return agreed._export(client, user, "wide", **identified)
 
 
-def _live(client, user) -> bytes:
-    """The export as the scores say it now, with no stored line to read."""
-    kept = list(WideBuild.objects.values_list("patient_id", "time_zone", "built_at"))
+@contextlib.contextmanager
+def _nothing_stored():
+    """Inside, the exports find no stored lines and count every score afresh."""
+    kept = list(WideBuild.objects.values())
     WideBuild.objects.all().delete()
     try:
-        return _wide(client, user)
+        yield
     finally:
-        WideBuild.objects.bulk_create(
-            WideBuild(patient_id=p, time_zone=z, built_at=a) for p, z, a in kept
-        )
+        WideBuild.objects.bulk_create(WideBuild(**row) for row in kept)
+
+
+def _live(client, user) -> bytes:
+    """The export as the scores say it now, with no stored line to read."""
+    with _nothing_stored():
+        return _wide(client, user)
+
+
+def _counted() -> dict:
+    return exports._present(Patient.objects.all())
+
+
+def _counted_live() -> dict:
+    with _nothing_stored():
+        return _counted()
 
 
 def _agreed(people, *, identified: bool) -> bytes:
@@ -69,6 +84,8 @@ def test_stored_lines_give_exactly_the_agreed_csv(client, exact_clinic):  # noqa
     assert exports.wide_lines_due() == []
     assert not WideChange.objects.exists()
     assert WideLine.objects.filter(patient=people.patient).count() == len(agreed.EXACT_POINTS)
+    assert _counted() == _counted_live()
+    assert sum(_counted().values()) == len(agreed.EXACT_SCORES) + len(agreed.EXACT_OTHER_SCORES)
     assert _wide(client, people.clinician) == _agreed(people, identified=False)
     named = {"identified": "on", "reason": "Audit"}
     assert _wide(client, people.admin, **named) == _agreed(people, identified=True)
@@ -81,6 +98,11 @@ def test_the_export_reads_the_stored_lines_while_they_are_fresh(client, exact_cl
         filled={column: "stored" for column in agreed.WIDE_COLUMNS.split(",")}
     )
     assert _wide(client, people.clinician).count(b",stored") == 28 * len(agreed.EXACT_POINTS)
+    # And its columns and audited count come from the counts stored with them.
+    WideBuild.objects.filter(patient=people.patient).update(scores={})
+    other = Patient.objects.get(record_number="RP-B")
+    assert sum(_counted().values()) == len(agreed.EXACT_OTHER_SCORES)
+    assert _counted() == exports._present(Patient.objects.filter(pk=other.pk))
 
 
 def _new_answer(people):
@@ -159,9 +181,12 @@ def test_every_change_makes_the_export_pivot_live_until_the_next_build(
     after = _wide(client, people.clinician)
     assert after == _live(client, people.clinician)
     assert after != before  # the change shows, and not through spoiled lines
+    counted = _counted()
+    assert counted == _counted_live()
     exports.wide_lines_refresh()
     assert exports.wide_lines_due() == []
     assert _wide(client, people.clinician) == after
+    assert _counted() == counted
 
 
 def test_lines_built_in_another_time_zone_are_not_read(client, exact_clinic):  # noqa: F811
