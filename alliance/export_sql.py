@@ -329,25 +329,25 @@ def wide_lines_build() -> str:
 
 
 def present(visible: str) -> str:
-    """How many scores of each instrument version and scale the patients of the subquery
-    `visible` (one column of patient ids) have: counted when their lines were built where
-    those are fresh, counted from their scores otherwise."""
-    fresh = fresh_lines("v.id")
+    """How many scores of each instrument version and scale ("version_id:scale") the
+    patients of the subquery `visible` (one column of patient ids) have: counted when their
+    lines were built where those are fresh, counted from their scores otherwise. Which
+    patients are fresh is settled first, so that only the others' scores are read."""
     return f"""
-        WITH visible (id) AS MATERIALIZED ({visible})
-        SELECT version_id, scale, sum(scores)::bigint FROM (
-            SELECT split_part(k.key, ':', 1)::bigint AS version_id,
-                   substr(k.key, strpos(k.key, ':') + 1) AS scale, k.value::bigint AS scores
-              FROM visible v
-              JOIN {_TABLES["wide_build"]} w ON w.patient_id = v.id
+        WITH visible (id) AS MATERIALIZED ({visible}),
+        judged AS MATERIALIZED (SELECT v.id, {fresh_lines("v.id")} AS fresh FROM visible v)
+        SELECT key, sum(scores)::bigint FROM (
+            SELECT k.key, k.value::bigint AS scores
+              FROM judged j
+              JOIN {_TABLES["wide_build"]} w ON w.patient_id = j.id
              CROSS JOIN LATERAL jsonb_each_text(w.scores) k
-             WHERE {fresh}
+             WHERE j.fresh
             UNION ALL
-            SELECT r.version_id, sc.scale, count(*)
-              FROM visible v
-              JOIN {_TABLES["response"]} r ON r.patient_id = v.id
+            SELECT r.version_id || ':' || sc.scale, count(*)
+              FROM judged j
+              JOIN {_TABLES["response"]} r ON r.patient_id = j.id
               JOIN {_TABLES["score"]} sc ON sc.response_id = r.id
-             WHERE NOT {fresh}
-             GROUP BY 1, 2
+             WHERE NOT j.fresh
+             GROUP BY 1
         ) counted
-        GROUP BY 1, 2"""
+        GROUP BY 1"""

@@ -119,7 +119,11 @@ def _present(patients: QuerySet[Patient]) -> dict[tuple[int, str], int]:
     zones = [timezone.get_current_timezone_name()] * statement.count("%(time_zone)s")
     with connection.cursor() as cursor:
         cursor.execute(statement.replace("%(time_zone)s", "%s"), [*params, *zones])
-        return {(version_id, scale): scores for version_id, scale, scores in cursor.fetchall()}
+        counted = {}
+        for key, scores in cursor.fetchall():
+            version_id, _, scale = key.partition(":")
+            counted[int(version_id), scale] = scores
+        return counted
 
 
 def wide_columns(*, present, definitions: dict[int, dict], identified: bool = False) -> list[str]:
