@@ -296,6 +296,8 @@ def export_csv(
     holds); the CSV follows in pieces of UTF-8. Identified exports need an admin and a
     reason."""
     check_identified(actor=actor, identified=identified, reason=reason)
+    if not isinstance(patients, QuerySet):  # a list of patients: the statements need a query
+        patients = Patient.objects.filter(pk__in=[patient.pk for patient in patients])
     if form not in ("long", "wide"):
         raise ValidationError({"form": "Choose long or wide."})
     present = _present(patients)

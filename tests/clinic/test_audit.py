@@ -1,7 +1,10 @@
 """Every state change is audited, and clinicians and admins can read a patient's trail."""
 
+import datetime
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from alliance.exports import export_csv
 from clinic.models import AuditEvent
@@ -37,3 +40,19 @@ def test_an_export_is_audited_through_the_one_helper(people):
     export_csv(actor=people.clinician, patients=[people.patient], form="long")
     event = AuditEvent.objects.get(action="export")
     assert event.actor == people.clinician and event.detail["identified"] is False
+
+
+def test_an_export_of_a_list_of_patients_holds_their_scores(people):
+    from outcomes import services as outcome_services
+    from tests.alliance.conftest import wai_answers
+
+    outcome_services.response_record(
+        actor=people.coach,
+        patient=people.patient,
+        version=outcome_services.latest_version("wai-sr"),
+        answers=wai_answers(3),
+        administered_at=timezone.now() - datetime.timedelta(days=1),
+    )
+    body = b"".join(export_csv(actor=people.clinician, patients=[people.patient], form="wide"))
+    assert len(body.decode().splitlines()) == 2  # the header and the one time point
+    assert AuditEvent.objects.get(action="export").detail["scores"] == 4
