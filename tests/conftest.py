@@ -10,9 +10,10 @@ from django.conf import settings
 from django.core.cache import cache
 
 from clinic.roles import Role
+from sessions.models import SessionKind
 
 from .factories import UserFactory
-from .helpers import make_people
+from .helpers import book_session, make_people
 
 
 def pytest_addoption(parser):
@@ -28,6 +29,22 @@ def pytest_addoption(parser):
 def people(db):
     """A patient with a coach, another coach without them, a clinician and an admin."""
     return make_people()
+
+
+@pytest.fixture
+def dosing_in(people):
+    """Book the patient's dosing this many days from now."""
+
+    def _dosing_in(days):
+        return book_session(
+            people.enrolment,
+            actor=people.admin,
+            kind=SessionKind.DOSING,
+            hours_from_now=24 * days,
+            minutes=6 * 60,
+        )
+
+    return _dosing_in
 
 
 @pytest.fixture

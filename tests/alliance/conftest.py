@@ -41,20 +41,6 @@ def rate(people):
     return _rate
 
 
-@pytest.fixture
-def dosing_in(people):
-    def _dosing_in(days):
-        return book_session(
-            people.enrolment,
-            actor=people.admin,
-            kind=SessionKind.DOSING,
-            hours_from_now=24 * days,
-            minutes=6 * 60,
-        )
-
-    return _dosing_in
-
-
 # --- expected trajectories (test_trajectories, the browser tests) ---------------------------
 
 

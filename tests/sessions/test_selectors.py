@@ -3,9 +3,8 @@
 import pytest
 
 from sessions import selectors
-from sessions.models import Session, SessionKind
+from sessions.models import Session
 from tests.factories import PatientFactory
-from tests.helpers import book_session
 
 pytestmark = pytest.mark.django_db
 
@@ -98,16 +97,7 @@ def test_a_patient_with_nothing_ahead_or_to_log_has_neither(people):
     selectors.attach_sessions_beside([], user=people.coach)  # an empty page asks nothing
 
 
-def test_the_next_dosing_is_the_nearest_one_ahead_that_is_still_on(people):
-    def dosing_in(days):
-        return book_session(
-            people.enrolment,
-            actor=people.admin,
-            kind=SessionKind.DOSING,
-            hours_from_now=24 * days,
-            minutes=6 * 60,
-        )
-
+def test_the_next_dosing_is_the_nearest_one_ahead_that_is_still_on(people, dosing_in):
     dosing_in(9)
     called_off = dosing_in(2)
     Session.objects.filter(pk=called_off.pk).update(status=Session.Status.CANCELLED)
