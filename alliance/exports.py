@@ -364,21 +364,15 @@ def wide_lines_refresh(*, patient_ids=None) -> int:
             WideChange.objects.exclude(patient_id__in=Patient.objects.values("pk")).delete()
             patient_ids = wide_lines_due()
         ids = sorted(set(patient_ids))
+        shared = _scales() | {"time_zone": timezone.get_current_timezone_name()}
         for start in range(0, len(ids), WIDE_LINES_PATIENTS):
-            _wide_lines_build(ids[start : start + WIDE_LINES_PATIENTS])
+            chunk = ids[start : start + WIDE_LINES_PATIENTS]
+            params = shared | {"patient_ids": chunk, "pseudonyms": [""] * len(chunk)}
+            # As for the export: JIT would cost more than the statement.
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off")
+                cursor.execute(export_sql.wide_lines_build(), params)
         return len(ids)
-
-
-def _wide_lines_build(patient_ids: list[int]) -> None:
-    params = _scales() | {
-        "time_zone": timezone.get_current_timezone_name(),
-        "patient_ids": patient_ids,
-        "pseudonyms": [""] * len(patient_ids),
-    }
-    # As for the export: JIT would cost more than the statement.
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL jit = off")
-        cursor.execute(export_sql.wide_lines_build(), params)
 
 
 # The tables whose inserts the triggers of migration 0012 record (sessions: updates only).
